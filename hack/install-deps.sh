@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what podorder's real-runtime tests and demo need, into a cache that survives runs:
+# Debian packages (libseccomp for runc, CNI plugins), and containerd, its shim, ctr and runc built from
+# the Go module proxy. Each binary is built once per version; a warm run takes seconds.
+set -euo pipefail
+
+CACHE="${PODORDER_CACHE:-/var/cache/podorder}"
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
+RUNC_VERSION="${RUNC_VERSION:-v1.3.6}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+need_apt=()
+dpkg -s libseccomp-dev >/dev/null 2>&1 || need_apt+=(libseccomp-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+dpkg -s iproute2 >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# build_once NAME VERSION PACKAGE [go install flags...]: go install into a versioned directory, then link.
+build_once() {
+  local name=$1 version=$2 pkg=$3
+  shift 3
+  local dir="$CACHE/build/$name-$version"
+  if [ ! -x "$dir/$name" ]; then
+    echo "install-deps: building $name $version (cold: a few minutes)"
+    mkdir -p "$dir"
+    GOBIN="$dir" GOFLAGS=-mod=mod "$@" "$pkg@$version"
+  fi
+  ln -sf "$dir/$name" "$BIN/$name"
+}
+
+build_once containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd env CGO_ENABLED=0 go install
+build_once containerd-shim-runc-v2 "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 env CGO_ENABLED=0 go install
+build_once ctr "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/ctr env CGO_ENABLED=0 go install
+build_once runc "$RUNC_VERSION" github.com/opencontainers/runc env CGO_ENABLED=1 go install -tags seccomp
+
+echo "install-deps: ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -1,0 +1,42 @@
+package spec
+
+import (
+	"encoding/json"
+)
+
+// LastAppliedAnnotation is where `kubectl apply` keeps the manifest it applied; kubelet passes pod
+// annotations to the runtime, so for pods created this way the container names are known on the node
+// without the Kubernetes API.
+const LastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// ContainersFromLastApplied returns the names of the pod's containers (init containers first, in
+// spec order) from the kubectl last-applied annotation, and false when the annotation is absent or
+// does not describe a Pod.
+func ContainersFromLastApplied(annotations map[string]string) ([]string, bool) {
+	raw, ok := annotations[LastAppliedAnnotation]
+	if !ok {
+		return nil, false
+	}
+	var obj struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			InitContainers []struct {
+				Name string `json:"name"`
+			} `json:"initContainers"`
+			Containers []struct {
+				Name string `json:"name"`
+			} `json:"containers"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(raw), &obj); err != nil || obj.Kind != "Pod" || len(obj.Spec.Containers) == 0 {
+		return nil, false
+	}
+	var names []string
+	for _, c := range obj.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	for _, c := range obj.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return names, true
+}

@@ -1,0 +1,374 @@
+// Package spec reads what a pod declares to podorder — its podorder.dev/ labels and annotations —
+// into a per-container Hold, and checks the declarations against each other and, when known, against
+// the pod's container names. It is pure: no I/O, so every rule is unit-tested.
+//
+// API v1, for a dependent container <c>:
+//
+//	label       podorder.dev/after.<c>: db.cache_started.migrate_completed
+//	annotation  podorder.dev/after.<c>: "db, cache:started, migrate:completed"
+//	either      podorder.dev/timeout.<c>: "5m"
+//	annotation  podorder.dev/probe.<c>: "tcp:5432" | "http:8080/healthz"
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podorder/podorder/condition"
+)
+
+// Domain prefixes every key podorder reads.
+const Domain = "podorder.dev/"
+
+// Key kinds after the domain: "<kind>.<container>".
+const (
+	KindAfter   = "after"
+	KindTimeout = "timeout"
+	KindProbe   = "probe"
+)
+
+// DefaultTimeout is the longest hold when a container declares no timeout.
+const DefaultTimeout = 10 * time.Minute
+
+// Hold is everything podorder does for one container of a pod.
+type Hold struct {
+	// After lists the dependencies, sorted by container name; empty for a container that is only
+	// waited on.
+	After []condition.Dependency
+	// Timeout is the longest the container is held.
+	Timeout time.Duration
+	// Probe is the node-local readiness check, nil when there is none.
+	Probe *Probe
+}
+
+// Pod is a pod's parsed declarations.
+type Pod struct {
+	// Holds maps container name to its declarations; containers with no key are absent.
+	Holds map[string]*Hold
+	// errs maps container name to what is wrong with its declarations.
+	errs map[string]error
+}
+
+// Uses reports whether a pod has any podorder key at all. Pods without keys are left untouched.
+func Uses(labels, annotations map[string]string) bool {
+	for k := range labels {
+		if strings.HasPrefix(k, Domain) {
+			return true
+		}
+	}
+	for k := range annotations {
+		if strings.HasPrefix(k, Domain) {
+			return true
+		}
+	}
+	return false
+}
+
+// Parse reads a pod's podorder keys. Problems are kept per container and reported by For, so that one
+// container's typo fails only that container.
+func Parse(labels, annotations map[string]string) *Pod {
+	p := &Pod{Holds: map[string]*Hold{}, errs: map[string]error{}}
+	type seen struct {
+		cond   condition.Condition
+		source string
+	}
+	deps := map[string]map[string]seen{}
+	timeouts := map[string]string{}
+
+	read := func(source string, kv map[string]string) {
+		for _, k := range sortedKeys(kv) {
+			if !strings.HasPrefix(k, Domain) {
+				continue
+			}
+			v := kv[k]
+			where := fmt.Sprintf("%s %s=%q", source, k, v)
+			kind, c, ok := strings.Cut(strings.TrimPrefix(k, Domain), ".")
+			if !ok || !validContainerName(c) {
+				p.fail(c, fmt.Errorf("%s: key must be %s<after|timeout|probe>.<container name>", where, Domain))
+				continue
+			}
+			switch kind {
+			case KindAfter:
+				var list []condition.Dependency
+				var err error
+				if source == "label" {
+					list, err = parseLabelAfter(v)
+				} else {
+					list, err = parseAnnotationAfter(v)
+				}
+				if err != nil {
+					p.fail(c, fmt.Errorf("%s: %w", where, err))
+					continue
+				}
+				if deps[c] == nil {
+					deps[c] = map[string]seen{}
+				}
+				for _, d := range list {
+					if prev, dup := deps[c][d.Container]; dup && prev.cond != d.Condition {
+						p.fail(c, fmt.Errorf("container %s waits for %s twice with different conditions (%s in the %s, %s in the %s): keep one",
+							c, d.Container, prev.cond, prev.source, d.Condition, source))
+						continue
+					}
+					deps[c][d.Container] = seen{d.Condition, source}
+				}
+				p.hold(c)
+			case KindTimeout:
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil || d <= 0 {
+					p.fail(c, fmt.Errorf("%s: timeout must be a positive Go duration such as 90s or 5m", where))
+					continue
+				}
+				if prev, dup := timeouts[c]; dup && prev != v {
+					p.fail(c, fmt.Errorf("%s: conflicts with the other timeout %q for %s: keep one", where, prev, c))
+					continue
+				}
+				timeouts[c] = v
+				p.hold(c).Timeout = d
+			case KindProbe:
+				pr, err := ParseProbe(v)
+				if err != nil {
+					p.fail(c, fmt.Errorf("%s: %w", where, err))
+					continue
+				}
+				p.hold(c).Probe = pr
+			default:
+				p.fail(c, fmt.Errorf("%s: unknown key kind %q: use %s%s.%s, %s%s.%s or %s%s.%s",
+					where, kind, Domain, KindAfter, c, Domain, KindTimeout, c, Domain, KindProbe, c))
+			}
+		}
+	}
+	read("label", labels)
+	read("annotation", annotations)
+
+	for c, m := range deps {
+		h := p.hold(c)
+		for name, s := range m {
+			h.After = append(h.After, condition.Dependency{Container: name, Condition: s.cond})
+		}
+		sort.Slice(h.After, func(i, j int) bool { return h.After[i].Container < h.After[j].Container })
+	}
+	p.checkGraph()
+	return p
+}
+
+// For returns the declarations of one container: nil with no error when it has none.
+func (p *Pod) For(container string) (*Hold, error) {
+	if err := p.errs[container]; err != nil {
+		return nil, err
+	}
+	return p.Holds[container], nil
+}
+
+// Errors returns every problem found, keyed by container name.
+func (p *Pod) Errors() map[string]error { return p.errs }
+
+// CheckNames reports dependencies and keys that name no container of the pod. containers is the pod's
+// full list of container names, known only from the pod spec (the Kubernetes API, or the kubectl
+// last-applied annotation); without it a missing name can only surface as a hold that times out.
+func (p *Pod) CheckNames(containers []string) {
+	known := map[string]bool{}
+	for _, c := range containers {
+		known[c] = true
+	}
+	list := strings.Join(containers, ", ")
+	for _, c := range sortedKeys(p.Holds) {
+		if !known[c] {
+			p.fail(c, fmt.Errorf("%s keys name container %s, which is not in the pod; containers are: %s", Domain, c, list))
+			continue
+		}
+		for _, d := range p.Holds[c].After {
+			if !known[d.Container] {
+				p.fail(c, fmt.Errorf("container %s waits for %s, which is not in the pod; containers are: %s", c, d.Container, list))
+			}
+		}
+	}
+}
+
+func (p *Pod) hold(c string) *Hold {
+	h := p.Holds[c]
+	if h == nil {
+		h = &Hold{Timeout: DefaultTimeout}
+		p.Holds[c] = h
+	}
+	return h
+}
+
+func (p *Pod) fail(c string, err error) {
+	if prev := p.errs[c]; prev != nil {
+		err = errors.Join(prev, err)
+	}
+	p.errs[c] = err
+}
+
+// checkGraph rejects self-dependencies and every container on a dependency cycle, naming the cycle.
+func (p *Pod) checkGraph() {
+	for _, c := range sortedKeys(p.Holds) {
+		for _, d := range p.Holds[c].After {
+			if d.Container == c {
+				p.fail(c, fmt.Errorf("container %s waits for itself: remove %s from %s%s.%s", c, c, Domain, KindAfter, c))
+			}
+		}
+	}
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(c string)
+	visit = func(c string) {
+		state[c] = onPath
+		path = append(path, c)
+		if h := p.Holds[c]; h != nil {
+			for _, d := range h.After {
+				if d.Container == c {
+					continue
+				}
+				switch state[d.Container] {
+				case unvisited:
+					visit(d.Container)
+				case onPath:
+					p.failCycle(path, d.Container)
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[c] = done
+	}
+	for _, c := range sortedKeys(p.Holds) {
+		if state[c] == unvisited {
+			visit(c)
+		}
+	}
+}
+
+func (p *Pod) failCycle(path []string, back string) {
+	start := 0
+	for i, c := range path {
+		if c == back {
+			start = i
+		}
+	}
+	cycle := append(append([]string{}, path[start:]...), back)
+	msg := strings.Join(cycle, " → ")
+	for _, c := range cycle[:len(cycle)-1] {
+		p.fail(c, fmt.Errorf("dependency cycle %s (→ means \"waits for\"): no container on it could ever start; remove one of these dependencies", msg))
+	}
+}
+
+// parseLabelAfter reads the label form "db.cache_started.migrate_completed".
+func parseLabelAfter(v string) ([]condition.Dependency, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, errors.New("empty dependency list: name at least one container")
+	}
+	var out []condition.Dependency
+	for _, item := range strings.Split(v, ".") {
+		name, cond, hasCond := strings.Cut(item, "_")
+		d, err := dependency(name, cond, hasCond)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// parseAnnotationAfter reads the annotation form "db, cache:started, migrate:completed".
+func parseAnnotationAfter(v string) ([]condition.Dependency, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, errors.New("empty dependency list: name at least one container")
+	}
+	var out []condition.Dependency
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if strings.HasPrefix(item, "pod(") {
+			return nil, fmt.Errorf("%q: cross-pod dependencies need podorder's Kubernetes API source, which this version does not have", item)
+		}
+		name, cond, hasCond := strings.Cut(item, ":")
+		d, err := dependency(strings.TrimSpace(name), strings.TrimSpace(cond), hasCond)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func dependency(name, cond string, hasCond bool) (condition.Dependency, error) {
+	if !validContainerName(name) {
+		return condition.Dependency{}, fmt.Errorf("%q is not a container name (lowercase letters, digits and '-', at most 63)", name)
+	}
+	c := condition.Default
+	if hasCond {
+		var err error
+		if c, err = condition.Parse(cond); err != nil {
+			return condition.Dependency{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return condition.Dependency{Container: name, Condition: c}, nil
+}
+
+// Probe is a readiness check the daemon runs itself, from inside the pod's network namespace.
+type Probe struct {
+	// Kind is "tcp" (connect) or "http" (GET, 2xx/3xx passes).
+	Kind string
+	Port int
+	// Path is the HTTP path, starting with "/".
+	Path string
+}
+
+// String formats the probe as it is declared.
+func (p *Probe) String() string {
+	if p.Kind == "http" {
+		return fmt.Sprintf("http:%d%s", p.Port, p.Path)
+	}
+	return fmt.Sprintf("tcp:%d", p.Port)
+}
+
+// ParseProbe reads "tcp:5432" or "http:8080/healthz".
+func ParseProbe(v string) (*Probe, error) {
+	kind, rest, _ := strings.Cut(strings.TrimSpace(v), ":")
+	port, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		port, path = rest[:i], rest[i:]
+	}
+	n, err := strconv.Atoi(port)
+	bad := err != nil || n < 1 || n > 65535
+	switch {
+	case kind == "tcp" && !bad && path == "":
+		return &Probe{Kind: kind, Port: n}, nil
+	case kind == "http" && !bad:
+		if path == "" {
+			path = "/"
+		}
+		return &Probe{Kind: kind, Port: n, Path: path}, nil
+	}
+	return nil, fmt.Errorf("probe %q: want tcp:<port> or http:<port>/<path>, port 1-65535", v)
+}
+
+// validContainerName accepts a Kubernetes container name: an RFC 1123 DNS label.
+func validContainerName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

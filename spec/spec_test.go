@@ -1,0 +1,180 @@
+package spec
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/condition"
+)
+
+func dep(c string, cond condition.Condition) condition.Dependency {
+	return condition.Dependency{Container: c, Condition: cond}
+}
+
+func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
+	tests := []struct {
+		name        string
+		labels      map[string]string
+		annotations map[string]string
+		container   string
+		want        *Hold
+	}{
+		{
+			name:      "label with suffixes, no suffix meaning ready",
+			labels:    map[string]string{"podorder.dev/after.app": "db.cache_started.migrate_completed"},
+			container: "app",
+			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
+				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+		},
+		{
+			name:        "annotation long form with spaces",
+			annotations: map[string]string{"podorder.dev/after.app": " db , cache:started,migrate:completed"},
+			container:   "app",
+			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
+				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+		},
+		{
+			name:        "label and annotation merge; the same dependency twice with one condition is fine",
+			labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "90s"},
+			annotations: map[string]string{"podorder.dev/after.app": "db:ready, cache:started"},
+			container:   "app",
+			want:        &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready)}, Timeout: 90 * time.Second},
+		},
+		{
+			name:        "a probe alone makes a container waited on but not held",
+			annotations: map[string]string{"podorder.dev/probe.db": "http:8080/healthz"},
+			container:   "db",
+			want:        &Hold{Timeout: DefaultTimeout, Probe: &Probe{Kind: "http", Port: 8080, Path: "/healthz"}},
+		},
+		{
+			name:      "a container without keys has no hold",
+			labels:    map[string]string{"podorder.dev/after.app": "db"},
+			container: "db",
+			want:      nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.labels, tt.annotations).For(tt.container)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseRejectsBadDeclarationsWithActionableMessages(t *testing.T) {
+	tests := []struct {
+		name        string
+		labels      map[string]string
+		annotations map[string]string
+		container   string
+		wantErr     []string
+	}{
+		{"unknown condition", map[string]string{"podorder.dev/after.app": "db_up"}, nil, "app",
+			[]string{`label podorder.dev/after.app="db_up"`, `unknown condition "up"`, "started, ready, completed"}},
+		{"bad container name", nil, map[string]string{"podorder.dev/after.app": "DB"}, "app",
+			[]string{`"DB" is not a container name`}},
+		{"empty list", nil, map[string]string{"podorder.dev/after.app": " "}, "app", []string{"empty dependency list"}},
+		{"conflicting conditions", map[string]string{"podorder.dev/after.app": "db_started"},
+			map[string]string{"podorder.dev/after.app": "db:completed"}, "app",
+			[]string{"waits for db twice with different conditions", "started in the label", "completed in the annotation"}},
+		{"bad timeout", nil, map[string]string{"podorder.dev/timeout.app": "5 minutes"}, "app",
+			[]string{"positive Go duration"}},
+		{"negative timeout", nil, map[string]string{"podorder.dev/timeout.app": "-1s"}, "app", []string{"positive Go duration"}},
+		{"bad probe", nil, map[string]string{"podorder.dev/probe.db": "udp:53"}, "db", []string{"want tcp:<port> or http:<port>/<path>"}},
+		{"probe port out of range", nil, map[string]string{"podorder.dev/probe.db": "tcp:70000"}, "db", []string{"port 1-65535"}},
+		{"unknown kind", map[string]string{"podorder.dev/afterr.app": "db"}, nil, "app", []string{`unknown key kind "afterr"`}},
+		{"self dependency", map[string]string{"podorder.dev/after.app": "app"}, nil, "app", []string{"container app waits for itself"}},
+		{"two-cycle names the cycle", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "a"}, nil, "b",
+			[]string{"dependency cycle a → b → a", "remove one of these dependencies"}},
+		{"three-cycle rejects every member", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c", "podorder.dev/after.c": "a_completed"}, nil, "c",
+			[]string{"dependency cycle a → b → c → a"}},
+		{"cross-pod selector is explained", nil, map[string]string{"podorder.dev/after.app": "pod(app=mysql):ready"}, "app",
+			[]string{"cross-pod dependencies need"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.labels, tt.annotations).For(tt.container)
+			require.Error(t, err)
+			for _, w := range tt.wantErr {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestCycleLeavesContainersOffTheCycleValid(t *testing.T) {
+	p := Parse(map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "a", "podorder.dev/after.c": "a"}, nil)
+	_, err := p.For("c")
+	assert.NoError(t, err, "c waits on the cycle but is not on it; its hold times out with a message instead")
+	assert.Len(t, p.Errors(), 2)
+}
+
+func TestCheckNamesRejectsNamesNotInThePod(t *testing.T) {
+	p := Parse(map[string]string{"podorder.dev/after.app": "dbx.cache", "podorder.dev/after.ghost": "db"}, nil)
+	p.CheckNames([]string{"db", "cache", "app"})
+	_, err := p.For("app")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "container app waits for dbx, which is not in the pod; containers are: db, cache, app")
+	_, err = p.For("ghost")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "keys name container ghost, which is not in the pod")
+	_, err = p.For("db")
+	assert.NoError(t, err)
+}
+
+func TestUsesIsFalseForPodsWithoutPodorderKeys(t *testing.T) {
+	assert.False(t, Uses(map[string]string{"app": "x"}, map[string]string{"other.dev/after.app": "db"}))
+	assert.True(t, Uses(nil, map[string]string{"podorder.dev/probe.db": "tcp:1"}))
+}
+
+func TestContainersFromLastApplied(t *testing.T) {
+	names, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: `{"apiVersion":"v1","kind":"Pod","spec":{"initContainers":[{"name":"init"}],"containers":[{"name":"app"},{"name":"db"}]}}`})
+	require.True(t, ok)
+	assert.Equal(t, []string{"init", "app", "db"}, names)
+	for _, raw := range []string{`{"kind":"Deployment","spec":{}}`, `not json`} {
+		_, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: raw})
+		assert.False(t, ok, raw)
+	}
+}
+
+// FuzzParse checks that no declaration panics the parser, that every accepted dependency is a valid
+// name with a known condition, and that no accepted hold is on a cycle.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"db", "db.cache_started.migrate_completed", "db_up", "a.b", "", "..", "_ready", "db, cache:started", "pod(app=x):ready", "app"} {
+		f.Add(s, s, "5m", "tcp:5432")
+	}
+	f.Fuzz(func(t *testing.T, label, annotation, timeout, probe string) {
+		p := Parse(map[string]string{"podorder.dev/after.app": label, "podorder.dev/timeout.app": timeout},
+			map[string]string{"podorder.dev/after.db": annotation, "podorder.dev/probe.db": probe})
+		for name, h := range p.Holds {
+			if _, err := p.For(name); err != nil {
+				continue
+			}
+			require.Positive(t, h.Timeout)
+			for _, d := range h.After {
+				require.True(t, validContainerName(d.Container), d.Container)
+				_, err := condition.Parse(string(d.Condition))
+				require.NoError(t, err)
+				require.NotEqual(t, name, d.Container)
+			}
+		}
+		hApp, errApp := p.For("app")
+		hDB, errDB := p.For("db")
+		if errApp == nil && errDB == nil && hApp != nil && hDB != nil {
+			require.False(t, waits(hApp, "db") && waits(hDB, "app"), "a two-container cycle was accepted")
+		}
+	})
+}
+
+func waits(h *Hold, c string) bool {
+	for _, d := range h.After {
+		if d.Container == c {
+			return true
+		}
+	}
+	return false
+}
