@@ -1,0 +1,46 @@
+// Command podorder-hook is the OCI startContainer hook podorder injects into held containers. The
+// runtime runs it inside the container, as the container's user, just before the container's own
+// process; it exits 0 when every dependency is met and the process may start, or 1 with one line
+// on stderr (shown in the container's log and status) when the hold times out or cannot be met.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks"
+)
+
+func main() {
+	var r hooks.Request
+	flag.StringVar(&r.Dir, "dir", "/.podorder/store", "the pod's tombstone directory inside the container")
+	flag.DurationVar(&r.Timeout, "timeout", 0, "longest hold")
+	flag.StringVar(&r.Pod, "pod", "", "namespace/name of the pod, for messages")
+	flag.StringVar(&r.Container, "container", "", "name of the held container, for messages")
+	flag.Parse()
+	for _, arg := range flag.Args() {
+		d, err := condition.ParseDependency(arg)
+		if err != nil {
+			fail(fmt.Errorf("podorder-hook: bad argument: %w", err))
+		}
+		r.Waits = append(r.Waits, d)
+	}
+	if r.Timeout <= 0 || len(r.Waits) == 0 {
+		fail(fmt.Errorf("podorder-hook: need --timeout and at least one <container>=<condition> argument"))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := hooks.Wait(ctx, r); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}

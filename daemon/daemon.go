@@ -1,0 +1,135 @@
+// Package daemon runs podorder's node daemon: it connects the NRI plugin to the runtime's NRI socket
+// and reconnects whenever the runtime restarts, for as long as its context lives.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	nrilog "github.com/containerd/nri/pkg/log"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/probe"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// Config is the daemon's configuration; every field is a flag and an env var PODORDER_<FLAG>.
+type Config struct {
+	NRISocket   string
+	PluginIndex string
+	StoreDir    string
+	HookBinary  string
+	LogFormat   string
+	LogLevel    string
+}
+
+// RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.NRISocket, "nri-socket", env("nri-socket", "/var/run/nri/nri.sock"), "the runtime's NRI socket")
+	fs.StringVar(&c.PluginIndex, "plugin-index", env("plugin-index", "10"), "NRI plugin index, two digits: order among plugins")
+	fs.StringVar(&c.StoreDir, "store-dir", env("store-dir", "/run/podorder"), "directory of the tombstone store")
+	fs.StringVar(&c.HookBinary, "hook-binary", env("hook-binary", "/opt/podorder/bin/podorder-hook"), "host path of the hook binary to bind-mount into held containers")
+	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "log level: debug, info, warn or error")
+}
+
+// env returns PODORDER_<FLAG> (dashes as underscores) or def.
+func env(flagName, def string) string {
+	if v, ok := os.LookupEnv("PODORDER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))); ok {
+		return v
+	}
+	return def
+}
+
+// Logger returns the daemon's structured logger as configured.
+func (c *Config) Logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", c.LogFormat)
+}
+
+// Validate checks what would otherwise fail later, at the first held container.
+func (c *Config) Validate() error {
+	if len(c.PluginIndex) != 2 || strings.Trim(c.PluginIndex, "0123456789") != "" {
+		return fmt.Errorf("--plugin-index %q: want two digits, such as 10", c.PluginIndex)
+	}
+	st, err := os.Stat(c.HookBinary)
+	if err != nil {
+		return fmt.Errorf("--hook-binary: %w (the DaemonSet's init container copies it there)", err)
+	}
+	if st.Mode()&0o111 == 0 {
+		return fmt.Errorf("--hook-binary %s is not executable", c.HookBinary)
+	}
+	return nil
+}
+
+// Run serves the runtime until ctx ends, reconnecting after every disconnect.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	store := tombstone.Store{Root: cfg.StoreDir}
+	if err := os.MkdirAll(store.Root, 0o755); err != nil {
+		return fmt.Errorf("create store directory: %w", err)
+	}
+	nrilog.Set(nriLogger{log.With("component", "nri")})
+	p := plugin.New(plugin.Config{HookBinary: cfg.HookBinary}, store, probe.NewRunner(log), log)
+
+	backoff := 100 * time.Millisecond
+	for {
+		connected := time.Now()
+		err := serve(ctx, cfg, p)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(connected) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		log.Warn("disconnected from the runtime's NRI socket; reconnecting", "socket", cfg.NRISocket, "error", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func serve(ctx context.Context, cfg Config, p *plugin.Plugin) error {
+	s, err := stub.New(p,
+		stub.WithPluginName("podorder"),
+		stub.WithPluginIdx(cfg.PluginIndex),
+		stub.WithSocketPath(cfg.NRISocket),
+		// The default on-close handler exits the process; podorder reconnects instead.
+		stub.WithOnClose(func() {}),
+	)
+	if err != nil {
+		return fmt.Errorf("create NRI stub: %w", err)
+	}
+	err = s.Run(ctx)
+	if err == nil {
+		err = errors.New("connection closed")
+	}
+	return err
+}
+
+// nriLogger routes the NRI library's logs into the daemon's structured log.
+type nriLogger struct{ log *slog.Logger }
+
+func (l nriLogger) Debugf(_ context.Context, f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l nriLogger) Infof(_ context.Context, f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l nriLogger) Warnf(_ context.Context, f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
+func (l nriLogger) Errorf(_ context.Context, f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,72 @@
+package plugin
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/podorder/podorder/spec"
+)
+
+// Paths inside a held container. A dot directory at the root keeps them out of the image's way.
+const (
+	// HookPath is where the hook binary is bind-mounted and run from.
+	HookPath = "/.podorder/hook"
+	// StorePath is where the pod's tombstone directory is bind-mounted, read-only.
+	StorePath = "/.podorder/store"
+)
+
+// hookGrace is how much longer than the hold the runtime lets the hook run, so that the hook's own
+// timeout, which says what was missing, always fires before the runtime kills it.
+const hookGrace = 10 * time.Second
+
+// HoldTarget names a held container for its hook's messages.
+type HoldTarget struct {
+	// Pod is "namespace/name".
+	Pod       string
+	Container string
+	// PodDir is the pod's tombstone directory on the node.
+	PodDir string
+}
+
+// Adjustment is what a held container gets at CreateContainer: the hook binary and the pod's
+// tombstone directory, both read-only, and a startContainer hook that waits for hold.After.
+func Adjustment(hookBinary string, t HoldTarget, hold *spec.Hold) *api.ContainerAdjustment {
+	adj := &api.ContainerAdjustment{}
+	adj.AddMount(&api.Mount{
+		Destination: HookPath,
+		Type:        "bind",
+		Source:      hookBinary,
+		Options:     []string{"bind", "ro", "nosuid", "nodev"},
+	})
+	adj.AddMount(&api.Mount{
+		Destination: StorePath,
+		Type:        "bind",
+		Source:      t.PodDir,
+		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+	})
+	args := []string{"podorder-hook",
+		"--dir=" + StorePath,
+		"--pod=" + t.Pod,
+		"--container=" + t.Container,
+		"--timeout=" + hold.Timeout.String(),
+	}
+	for _, d := range hold.After {
+		args = append(args, d.String())
+	}
+	adj.AddHooks(&api.Hooks{StartContainer: []*api.Hook{{
+		Path: HookPath,
+		Args: args,
+		// The hook reads no environment; an explicit one keeps the runtime from passing anything.
+		Env:     []string{"PATH=/"},
+		Timeout: &api.OptionalInt{Value: int64((hold.Timeout + hookGrace + time.Second - 1) / time.Second)},
+	}}})
+	return adj
+}
+
+// rejection is the error that fails CreateContainer; kubelet shows it as CreateContainerError in
+// `kubectl describe pod`.
+func rejection(pod, container string, err error) error {
+	return fmt.Errorf("podorder: pod %s, container %s: %w", pod, container, err)
+}

@@ -1,0 +1,160 @@
+// Package plugin is podorder's NRI plugin: thin handlers that turn containerd's container events into
+// hold decisions (spec → Adjustment) and tombstone writes (births, releases, readiness, deaths). No
+// handler blocks: holding happens in the hook, inside the container, after the runtime's start.
+package plugin
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it.
+type Prober interface {
+	Start(netns string, p *spec.Probe, ready func()) (stop func())
+}
+
+// Config is what the plugin needs from the daemon's flags.
+type Config struct {
+	// HookBinary is the host path of the static hook, bind-mounted into held containers.
+	HookBinary string
+	// BlockingStartAfter is how long a held container's runtime start may take before podorder
+	// concludes that the runtime runs startContainer hooks inside start (old runc) and says so.
+	BlockingStartAfter time.Duration
+}
+
+// Plugin holds podorder's state for the pods on this node that use podorder.
+type Plugin struct {
+	cfg    Config
+	store  tombstone.Store
+	prober Prober
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu   sync.Mutex
+	pods map[string]*pod // by pod UID
+	// runtimeReported makes the runtime-behaviour finding a single log line.
+	runtimeReported bool
+}
+
+var (
+	_ stub.ConfigureInterface          = (*Plugin)(nil)
+	_ stub.SynchronizeInterface        = (*Plugin)(nil)
+	_ stub.CreateContainerInterface    = (*Plugin)(nil)
+	_ stub.StartContainerInterface     = (*Plugin)(nil)
+	_ stub.PostStartContainerInterface = (*Plugin)(nil)
+	_ stub.StopContainerInterface      = (*Plugin)(nil)
+	_ stub.RemovePodInterface          = (*Plugin)(nil)
+	_ stub.ShutdownInterface           = (*Plugin)(nil)
+)
+
+// New returns a plugin writing tombstones under store.
+func New(cfg Config, store tombstone.Store, prober Prober, log *slog.Logger) *Plugin {
+	if cfg.BlockingStartAfter == 0 {
+		cfg.BlockingStartAfter = 2 * time.Second
+	}
+	return &Plugin{cfg: cfg, store: store, prober: prober, log: log, now: time.Now, pods: map[string]*pod{}}
+}
+
+// Configure logs which runtime podorder is attached to.
+func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.EventMask, error) {
+	p.log.Info("connected to runtime", "runtime", runtime, "version", version)
+	return 0, nil
+}
+
+// Shutdown logs that the runtime is going away; podorder reconnects when it comes back.
+func (p *Plugin) Shutdown(context.Context) {
+	p.log.Info("runtime is shutting down; will reconnect")
+}
+
+// Synchronize rebuilds podorder's state from the runtime's pods and containers and the store, after
+// a daemon or runtime restart, and removes the tombstones of pods that are gone.
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) ([]*api.ContainerUpdate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.synchronize(pods, containers)
+	return nil, nil
+}
+
+// CreateContainer validates a container's declarations and, when it is held, returns the mounts and
+// hook that hold it. A plain error fails the container's creation with podorder's message.
+func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	if !usesPodorder(sb) {
+		return nil, nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	adj, err := p.createContainer(sb, c)
+	return adj, nil, err
+}
+
+// StartContainer notes when the runtime starts a held container, to tell how the runtime runs hooks.
+func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+	if !usesPodorder(sb) {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startContainer(sb, c)
+	return nil
+}
+
+// PostStartContainer records that the runtime's start returned.
+func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+	if !usesPodorder(sb) {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.postStartContainer(sb, c)
+	return nil
+}
+
+// StopContainer records a container's death, whether it exited by itself or was stopped.
+func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	if !usesPodorder(sb) {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopContainer(sb, c)
+	return nil, nil
+}
+
+// RemovePodSandbox deletes the pod's tombstones and stops its probes.
+func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) error {
+	if !usesPodorder(sb) {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removePod(sb.Uid)
+	return nil
+}
+
+// attemptOf reads kubelet's restart count, the CRI attempt number, from the container's annotations.
+func attemptOf(c *api.Container) uint32 {
+	n, _ := strconv.ParseUint(c.Annotations["io.kubernetes.container.restartCount"], 10, 32)
+	return uint32(n)
+}
+
+// netnsOf returns the pod's network namespace path, empty for host-network pods.
+func netnsOf(sb *api.PodSandbox) string {
+	if sb.Linux == nil {
+		return ""
+	}
+	for _, ns := range sb.Linux.Namespaces {
+		if ns.Type == "network" {
+			return ns.Path
+		}
+	}
+	return ""
+}

@@ -1,0 +1,226 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// fakeProber records started probes; a test passes one by calling its ready func.
+type fakeProber struct{ started map[int]func() }
+
+func (f *fakeProber) Start(_ string, p *spec.Probe, ready func()) func() {
+	f.started[p.Port] = ready
+	return func() { delete(f.started, p.Port) }
+}
+
+type fixture struct {
+	p      *Plugin
+	store  tombstone.Store
+	prober *fakeProber
+	logs   *bytes.Buffer
+	sb     *api.PodSandbox
+	ctx    context.Context
+}
+
+func newFixture(t *testing.T, labels, annotations map[string]string) *fixture {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	f := &fixture{
+		store:  tombstone.Store{Root: t.TempDir()},
+		prober: &fakeProber{started: map[int]func(){}},
+		logs:   logs,
+		ctx:    context.Background(),
+		sb:     &api.PodSandbox{Id: "sb1", Uid: "uid-1", Namespace: "ns", Name: "web", Labels: labels, Annotations: annotations},
+	}
+	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(logs, nil)))
+	return f
+}
+
+func (f *fixture) create(t *testing.T, name string) (*api.Container, *api.ContainerAdjustment, error) {
+	t.Helper()
+	c := &api.Container{Id: name + "-id", PodSandboxId: f.sb.Id, Name: name}
+	adj, _, err := f.p.CreateContainer(f.ctx, f.sb, c)
+	return c, adj, err
+}
+
+func (f *fixture) start(t *testing.T, c *api.Container) {
+	t.Helper()
+	require.NoError(t, f.p.StartContainer(f.ctx, f.sb, c))
+	require.NoError(t, f.p.PostStartContainer(f.ctx, f.sb, c))
+}
+
+func (f *fixture) tomb(t *testing.T, name string) *tombstone.Tombstone {
+	t.Helper()
+	ts, err := f.store.Read(f.sb.Uid, name)
+	require.NoError(t, err)
+	require.NotNil(t, ts, "no tombstone for %s", name)
+	return ts
+}
+
+func TestPodWithoutKeysIsNotTouched(t *testing.T) {
+	f := newFixture(t, map[string]string{"app": "web"}, nil)
+	c, adj, err := f.create(t, "app")
+	require.NoError(t, err)
+	assert.Nil(t, adj)
+	f.start(t, c)
+	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
+	assert.True(t, os.IsNotExist(err), "no tombstone directory for a pod without podorder keys")
+}
+
+func TestDependentDeclaredFirstIsHeldUntilItsDependencyIsReady(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db"}, map[string]string{"podorder.dev/probe.db": "tcp:5432"})
+	app, adj, err := f.create(t, "app")
+	require.NoError(t, err)
+	require.NotNil(t, adj, "app is held")
+	f.start(t, app)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "held while db does not exist")
+
+	db, adj, err := f.create(t, "db")
+	require.NoError(t, err)
+	assert.Nil(t, adj, "db waits for nothing")
+	f.start(t, db)
+	assert.NotNil(t, f.tomb(t, "db").ReleasedAt)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "db runs but its probe has not passed")
+	require.Contains(t, f.prober.started, 5432)
+
+	f.prober.started[5432]()
+	assert.NotNil(t, f.tomb(t, "db").ReadyAt)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "released once db is ready")
+	assert.Contains(t, f.logs.String(), "msg=released")
+}
+
+func TestChainReleasesInOrder(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c_started"}, nil)
+	a, _, _ := f.create(t, "a")
+	f.start(t, a)
+	b, _, _ := f.create(t, "b")
+	f.start(t, b)
+	assert.Nil(t, f.tomb(t, "a").ReleasedAt)
+	assert.Nil(t, f.tomb(t, "b").ReleasedAt)
+	c, _, _ := f.create(t, "c")
+	f.start(t, c)
+	assert.NotNil(t, f.tomb(t, "b").ReleasedAt)
+	assert.NotNil(t, f.tomb(t, "a").ReleasedAt, "b has no probe, so it is ready when released")
+}
+
+func TestCompletedDependencyReleasesOnExitZeroOnly(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, nil)
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	m, _, _ := f.create(t, "migrate")
+	f.start(t, m)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
+	m.ExitCode = 1
+	_, err := f.p.StopContainer(f.ctx, f.sb, m)
+	require.NoError(t, err)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "exit 1 never releases")
+
+	m2 := &api.Container{Id: "migrate-2", PodSandboxId: f.sb.Id, Name: "migrate", Annotations: map[string]string{"io.kubernetes.container.restartCount": "1"}}
+	_, _, err = f.p.CreateContainer(f.ctx, f.sb, m2)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, f.tomb(t, "migrate").Attempt, "a restart gets a fresh tombstone")
+	f.start(t, m2)
+	_, err = f.p.StopContainer(f.ctx, f.sb, m2)
+	require.NoError(t, err)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+}
+
+func TestStopOfAnOlderAttemptDoesNotTouchTheNewest(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	db, _, _ := f.create(t, "db")
+	f.start(t, db)
+	db2 := &api.Container{Id: "db-2", PodSandboxId: f.sb.Id, Name: "db"}
+	_, _, err := f.p.CreateContainer(f.ctx, f.sb, db2)
+	require.NoError(t, err)
+	db.ExitCode = 137
+	_, err = f.p.StopContainer(f.ctx, f.sb, db)
+	require.NoError(t, err)
+	assert.Nil(t, f.tomb(t, "db").ExitedAt)
+	assert.Equal(t, "db-2", f.tomb(t, "db").ID)
+}
+
+func TestInvalidDeclarationsFailCreateContainerWithTheReason(t *testing.T) {
+	tests := []struct {
+		name        string
+		labels      map[string]string
+		annotations map[string]string
+		container   string
+		want        string
+	}{
+		{"cycle", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "a"}, nil, "a",
+			"podorder: pod ns/web, container a: dependency cycle a → b → a"},
+		{"unknown name known from kubectl apply", map[string]string{"podorder.dev/after.app": "dbx"},
+			map[string]string{spec.LastAppliedAnnotation: `{"kind":"Pod","spec":{"containers":[{"name":"db"},{"name":"app"}]}}`}, "app",
+			"container app waits for dbx, which is not in the pod; containers are: db, app"},
+		{"malformed label", map[string]string{"podorder.dev/after.app": "db_soon"}, nil, "app", `unknown condition "soon"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.labels, tt.annotations)
+			_, adj, err := f.create(t, tt.container)
+			require.Error(t, err)
+			assert.Nil(t, adj)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, f.logs.String(), "msg=rejected")
+		})
+	}
+}
+
+func TestSynchronizeAfterRestartReleasesOnlyWhatIsMetAndSweepsGonePods(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	app, adj, _ := f.create(t, "app")
+	require.NotNil(t, adj)
+	f.start(t, app)
+	_, err := f.store.EnsurePod("gone-pod")
+	require.NoError(t, err)
+
+	// A new daemon: nothing in memory, the store on disk, and the runtime's view.
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	app.State = api.ContainerState_CONTAINER_RUNNING
+	app.StartedAt = time.Now().UnixNano()
+	app.Hooks = adj.Hooks
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app})
+	require.NoError(t, err)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "db has not started: never release early")
+	_, err = os.Stat(f.store.PodDir("gone-pod"))
+	assert.True(t, os.IsNotExist(err), "tombstones of pods the runtime no longer has are swept")
+
+	db := &api.Container{Id: "db-id", PodSandboxId: f.sb.Id, Name: "db", State: api.ContainerState_CONTAINER_RUNNING, StartedAt: time.Now().UnixNano(), CreatedAt: 1}
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
+	require.NoError(t, err)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "db started while podorder was away")
+}
+
+func BenchmarkCreateContainer(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"without podorder keys", map[string]string{"app": "web"}},
+		{"held container", map[string]string{"podorder.dev/after.app": "db.cache_started.migrate_completed"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			store := tombstone.Store{Root: b.TempDir()}
+			p := New(Config{HookBinary: "/hook"}, store, nil, slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelError})))
+			sb := &api.PodSandbox{Id: "sb", Uid: "u", Namespace: "ns", Name: "web", Labels: bc.labels}
+			c := &api.Container{Id: "app-id", PodSandboxId: "sb", Name: "app"}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := p.CreateContainer(context.Background(), sb, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

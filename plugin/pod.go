@@ -1,0 +1,303 @@
+package plugin
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// pod is podorder's view of one pod that uses it. The tombstones on disk are the truth; members
+// mirror them so that a release can be computed without reading the directory back.
+type pod struct {
+	uid   string
+	ref   string // namespace/name, for messages
+	netns string
+	decl  *spec.Pod
+	// members maps container name to its newest attempt.
+	members map[string]*member
+}
+
+type member struct {
+	ts   *tombstone.Tombstone
+	hold *spec.Hold
+	// stopProbe ends a running readiness probe; nil when none runs.
+	stopProbe func()
+}
+
+func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
+	if pd := p.pods[sb.Uid]; pd != nil {
+		return pd, nil
+	}
+	if _, err := p.store.EnsurePod(sb.Uid); err != nil {
+		return nil, err
+	}
+	pd := &pod{
+		uid:     sb.Uid,
+		ref:     sb.Namespace + "/" + sb.Name,
+		netns:   netnsOf(sb),
+		decl:    spec.Parse(sb.Labels, sb.Annotations),
+		members: map[string]*member{},
+	}
+	if names, ok := spec.ContainersFromLastApplied(sb.Annotations); ok {
+		pd.decl.CheckNames(names)
+	}
+	p.pods[sb.Uid] = pd
+	return pd, nil
+}
+
+func (p *Plugin) logger(pd *pod, container string) *slog.Logger {
+	return p.log.With("pod", pd.ref, "container", container)
+}
+
+func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, error) {
+	ref := sb.Namespace + "/" + sb.Name
+	pd, err := p.podFor(sb)
+	if err != nil {
+		p.log.Error("cannot prepare tombstones; rejecting container", "pod", ref, "container", c.Name, "error", err)
+		return nil, rejection(ref, c.Name, err)
+	}
+	log := p.logger(pd, c.Name)
+	hold, err := pd.decl.For(c.Name)
+	if err != nil {
+		log.Warn("rejected", "reason", err.Error())
+		return nil, rejection(ref, c.Name, err)
+	}
+	now := p.now()
+	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &now}
+	held := hold != nil && len(hold.After) > 0
+	if hold != nil && hold.Probe != nil {
+		ts.Probe = hold.Probe.String()
+	}
+	if held {
+		ts.WaitsFor = hold.After
+		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
+	}
+	if err := p.replace(pd, &member{ts: ts, hold: hold}); err != nil {
+		log.Error("cannot record container; rejecting it", "error", err)
+		return nil, rejection(ref, c.Name, err)
+	}
+	if !held {
+		return nil, nil
+	}
+	log.Info("holding", "waits_for", waitsFor(hold.After), "timeout", hold.Timeout.String(), "attempt", ts.Attempt)
+	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, PodDir: p.store.PodDir(pd.uid)}, hold), nil
+}
+
+// replace makes m the newest attempt of its container, ending the previous attempt's probe.
+func (p *Plugin) replace(pd *pod, m *member) error {
+	if old := pd.members[m.ts.Container]; old != nil && old.stopProbe != nil {
+		old.stopProbe()
+	}
+	if err := p.store.Write(pd.uid, m.ts); err != nil {
+		return err
+	}
+	pd.members[m.ts.Container] = m
+	return nil
+}
+
+// current returns the member for this exact container attempt, or nil for an older attempt.
+func (p *Plugin) current(sb *api.PodSandbox, c *api.Container) (*pod, *member) {
+	pd := p.pods[sb.Uid]
+	if pd == nil {
+		return nil, nil
+	}
+	m := pd.members[c.Name]
+	if m == nil || m.ts.ID != c.Id {
+		return pd, nil
+	}
+	return pd, m
+}
+
+func (p *Plugin) startContainer(sb *api.PodSandbox, c *api.Container) {
+	pd, m := p.current(sb, c)
+	if m == nil || !m.ts.Held() || m.ts.ReleasedAt != nil {
+		return
+	}
+	// With runc < 1.2.8 / 1.3.3 the runtime's start does not return until the hook exits, so
+	// PostStartContainer would not arrive while the container is still held.
+	time.AfterFunc(p.cfg.BlockingStartAfter, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if pd.members[c.Name] != m || m.ts.StartedAt != nil || m.ts.ReleasedAt != nil || m.ts.ExitedAt != nil || p.runtimeReported {
+			return
+		}
+		p.runtimeReported = true
+		p.logger(pd, c.Name).Error("the container runtime blocks StartContainer while a container is held: "+
+			"kubelet stalls the whole pod (and the probes of its other containers) until the hold ends. "+
+			"This runc runs startContainer hooks before `runc start` returns; upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+, or use crun",
+			"blocked_ms", p.cfg.BlockingStartAfter.Milliseconds())
+	})
+}
+
+func (p *Plugin) postStartContainer(sb *api.PodSandbox, c *api.Container) {
+	pd, m := p.current(sb, c)
+	if m == nil {
+		return
+	}
+	now := p.now()
+	m.ts.StartedAt = &now
+	if !m.ts.Held() {
+		p.markReleased(pd, m, now)
+	} else if m.ts.ReleasedAt == nil && !p.runtimeReported {
+		p.runtimeReported = true
+		p.log.Info("the container runtime returns from start while a container is held: holds do not stall kubelet",
+			"pod", pd.ref, "container", c.Name)
+	}
+	p.write(pd, m)
+	p.release(pd)
+}
+
+// markReleased records that m's own process runs; without a probe it is ready at once, as kubelet
+// treats a container without a readiness probe.
+func (p *Plugin) markReleased(pd *pod, m *member, now time.Time) {
+	m.ts.ReleasedAt = &now
+	if m.hold == nil || m.hold.Probe == nil {
+		m.ts.ReadyAt = &now
+		return
+	}
+	p.startProbe(pd, m)
+}
+
+func (p *Plugin) startProbe(pd *pod, m *member) {
+	if m.stopProbe != nil || p.prober == nil {
+		return
+	}
+	probe := m.hold.Probe
+	m.stopProbe = p.prober.Start(pd.netns, probe, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if pd.members[m.ts.Container] != m || m.ts.ExitedAt != nil || m.ts.ReadyAt != nil {
+			return
+		}
+		now := p.now()
+		m.ts.ReadyAt = &now
+		m.stopProbe = nil
+		p.logger(pd, m.ts.Container).Info("ready", "probe", probe.String(), "after_release_ms", now.Sub(*m.ts.ReleasedAt).Milliseconds())
+		p.write(pd, m)
+		p.release(pd)
+	})
+}
+
+func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
+	pd, m := p.current(sb, c)
+	if m == nil || m.ts.ExitedAt != nil {
+		return
+	}
+	now := p.now()
+	m.ts.ExitedAt = &now
+	m.ts.ExitCode = c.ExitCode
+	if m.stopProbe != nil {
+		m.stopProbe()
+		m.stopProbe = nil
+	}
+	log := p.logger(pd, c.Name)
+	if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.StartedAt != nil {
+		log.Warn("hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
+			"the hook's reason is in the container's log",
+			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "held_ms", now.Sub(*m.ts.StartedAt).Milliseconds(),
+			"missing", p.missing(pd, m))
+	} else {
+		log.Debug("exited", "exit_code", c.ExitCode)
+	}
+	p.write(pd, m)
+	p.release(pd)
+}
+
+func (p *Plugin) removePod(uid string) {
+	if pd := p.pods[uid]; pd != nil {
+		for _, m := range pd.members {
+			if m.stopProbe != nil {
+				m.stopProbe()
+			}
+		}
+		delete(p.pods, uid)
+	}
+	if err := p.store.RemovePod(uid); err != nil {
+		p.log.Error("cannot remove tombstones", "pod_uid", uid, "error", err)
+	}
+}
+
+// release marks every held container whose dependencies are all met as released, repeating until
+// nothing changes so that a chain a → b → c resolves in one call. The hook evaluates the same
+// tombstones with the same rule, so the daemon's record and the hook's release agree.
+func (p *Plugin) release(pd *pod) {
+	for changed := true; changed; {
+		changed = false
+		for _, name := range sortedNames(pd.members) {
+			m := pd.members[name]
+			ts := m.ts
+			if !ts.Held() || ts.StartedAt == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil {
+				continue
+			}
+			now := p.now()
+			if now.Sub(*ts.StartedAt) > time.Duration(ts.HoldTimeout) {
+				continue // the hook has given up; its exit will be recorded by StopContainer
+			}
+			if !p.allMet(pd, ts.WaitsFor) {
+				continue
+			}
+			p.markReleased(pd, m, now)
+			p.logger(pd, name).Info("released", "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.StartedAt).Milliseconds())
+			p.write(pd, m)
+			changed = true
+		}
+	}
+}
+
+func (p *Plugin) allMet(pd *pod, deps []condition.Dependency) bool {
+	for _, d := range deps {
+		if condition.Evaluate(d.Condition, pd.state(d.Container)) != condition.Met {
+			return false
+		}
+	}
+	return true
+}
+
+// missing describes the unmet dependencies of m, for logs.
+func (p *Plugin) missing(pd *pod, m *member) string {
+	var out []string
+	for _, d := range m.ts.WaitsFor {
+		if s := pd.state(d.Container); condition.Evaluate(d.Condition, s) != condition.Met {
+			out = append(out, condition.Describe(d, s))
+		}
+	}
+	return fmt.Sprint(out)
+}
+
+func (pd *pod) state(container string) condition.State {
+	if m := pd.members[container]; m != nil {
+		return m.ts.State()
+	}
+	return condition.State{}
+}
+
+func (p *Plugin) write(pd *pod, m *member) {
+	if err := p.store.Write(pd.uid, m.ts); err != nil {
+		// Waiters keep waiting on the previous state; the next write retries with the full state.
+		p.logger(pd, m.ts.Container).Error("cannot write tombstone", "error", err)
+	}
+}
+
+func waitsFor(deps []condition.Dependency) []string {
+	out := make([]string, len(deps))
+	for i, d := range deps {
+		out[i] = d.String()
+	}
+	return out
+}
+
+func sortedNames(m map[string]*member) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,160 @@
+package plugin
+
+import (
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// synchronize rebuilds the plugin's view after a restart of the daemon or of the runtime: tombstones
+// on disk keep what podorder decided (who is held, for what); the runtime's containers say what
+// happened while podorder was away (starts and exits). Holds are then re-evaluated, so a held
+// container is released when — and not before — its dependencies are met.
+func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container) {
+	live := map[string]*api.PodSandbox{}
+	byID := map[string]*api.PodSandbox{}
+	for _, sb := range pods {
+		byID[sb.Id] = sb
+		if usesPodorder(sb) {
+			live[sb.Uid] = sb
+		}
+	}
+	uids, err := p.store.Pods()
+	if err != nil {
+		p.log.Error("cannot list tombstones", "error", err)
+	}
+	for _, uid := range uids {
+		if live[uid] == nil {
+			p.removePod(uid)
+		}
+	}
+	for uid := range p.pods {
+		if live[uid] == nil {
+			p.removePod(uid)
+		}
+	}
+
+	newest := map[string]map[string]*api.Container{} // pod UID → name → newest attempt
+	for _, c := range containers {
+		sb := byID[c.PodSandboxId]
+		if sb == nil || live[sb.Uid] == nil {
+			continue
+		}
+		if newest[sb.Uid] == nil {
+			newest[sb.Uid] = map[string]*api.Container{}
+		}
+		if prev := newest[sb.Uid][c.Name]; prev == nil || c.CreatedAt > prev.CreatedAt {
+			newest[sb.Uid][c.Name] = c
+		}
+	}
+
+	held := 0
+	for uid, sb := range live {
+		pd, err := p.podFor(sb)
+		if err != nil {
+			p.log.Error("cannot prepare tombstones", "pod", sb.Namespace+"/"+sb.Name, "error", err)
+			continue
+		}
+		p.loadTombstones(pd)
+		for _, c := range newest[uid] {
+			p.syncContainer(pd, c)
+		}
+		for _, m := range pd.members {
+			ts := m.ts
+			if ts.ReleasedAt != nil && ts.ReadyAt == nil && ts.ExitedAt == nil && m.hold != nil && m.hold.Probe != nil {
+				p.startProbe(pd, m)
+			}
+			if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
+				held++
+			}
+		}
+		p.release(pd)
+	}
+	p.log.Info("synchronized with the runtime", "pods", len(live), "held_containers", held)
+}
+
+// loadTombstones adopts what is on disk for containers the plugin does not know yet.
+func (p *Plugin) loadTombstones(pd *pod) {
+	all, err := tombstone.ReadDir(p.store.PodDir(pd.uid))
+	if err != nil {
+		p.log.Error("cannot read tombstones", "pod", pd.ref, "error", err)
+		return
+	}
+	for name, ts := range all {
+		if pd.members[name] == nil {
+			hold, _ := pd.decl.For(name)
+			pd.members[name] = &member{ts: ts, hold: hold}
+		}
+	}
+}
+
+// syncContainer brings the tombstone of the runtime's newest attempt of c up to date.
+func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
+	m := pd.members[c.Name]
+	if m == nil || m.ts.ID != c.Id {
+		// Created while podorder was away: it carries podorder's hook only if an earlier podorder
+		// injected it, so judge the hold from the container itself.
+		hold, _ := pd.decl.For(c.Name)
+		created := time.Unix(0, c.CreatedAt)
+		ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &created}
+		if hold != nil && hold.Probe != nil {
+			ts.Probe = hold.Probe.String()
+		}
+		if hasPodorderHook(c) && hold != nil {
+			ts.WaitsFor = hold.After
+			ts.HoldTimeout = tombstone.Duration(hold.Timeout)
+		}
+		m = &member{ts: ts, hold: hold}
+		if err := p.replace(pd, m); err != nil {
+			p.logger(pd, c.Name).Error("cannot record container", "error", err)
+			return
+		}
+	}
+	ts := m.ts
+	changed := false
+	if c.State == api.ContainerState_CONTAINER_RUNNING || c.State == api.ContainerState_CONTAINER_STOPPED {
+		if ts.StartedAt == nil && c.StartedAt != 0 {
+			started := time.Unix(0, c.StartedAt)
+			ts.StartedAt = &started
+			if !ts.Held() {
+				p.markReleased(pd, m, started)
+			}
+			changed = true
+		}
+	}
+	if c.State == api.ContainerState_CONTAINER_STOPPED && ts.ExitedAt == nil {
+		exited := time.Unix(0, c.FinishedAt)
+		if c.FinishedAt == 0 {
+			exited = p.now()
+		}
+		ts.ExitedAt = &exited
+		ts.ExitCode = c.ExitCode
+		if m.stopProbe != nil {
+			m.stopProbe()
+			m.stopProbe = nil
+		}
+		changed = true
+	}
+	if changed {
+		p.write(pd, m)
+	}
+}
+
+func hasPodorderHook(c *api.Container) bool {
+	if c.Hooks == nil {
+		return false
+	}
+	for _, h := range c.Hooks.StartContainer {
+		if h.Path == HookPath {
+			return true
+		}
+	}
+	return false
+}
+
+func usesPodorder(sb *api.PodSandbox) bool {
+	return spec.Uses(sb.Labels, sb.Annotations)
+}
