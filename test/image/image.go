@@ -1,0 +1,215 @@
+// Package image writes the OCI image-layout tarballs that podorder's real-runtime tests import into
+// containerd with `ctr images import`: no registry, one layer holding one static binary.
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Media types and annotations of the image layout. containerd's importer names an image after
+// AnnotationImageName when present (a full reference) and falls back to AnnotationRefName (for
+// OCI, only the tag) joined to the import's base name (core/transfer/image/imagestore.go and
+// client/import.go, containerd v2.4.2). We set both, like `ctr images export` does.
+const (
+	MediaTypeIndex    = "application/vnd.oci.image.index.v1+json"
+	MediaTypeManifest = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeConfig   = "application/vnd.oci.image.config.v1+json"
+	MediaTypeLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+	AnnotationImageName = "io.containerd.image.name"
+	AnnotationRefName   = "org.opencontainers.image.ref.name"
+)
+
+// BinaryPath is where Build puts the binary inside the image.
+const BinaryPath = "/workload"
+
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Platform    *Platform         `json:"platform,omitempty"`
+}
+
+// Platform is the OS and architecture an image runs on.
+type Platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+}
+
+// Index is an OCI image index (index.json).
+type Index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []Descriptor `json:"manifests"`
+}
+
+// Manifest is an OCI image manifest.
+type Manifest struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        Descriptor   `json:"config"`
+	Layers        []Descriptor `json:"layers"`
+}
+
+// Config is the part of an OCI image config that Build fills in.
+type Config struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Config       struct {
+		Entrypoint []string `json:"Entrypoint"`
+		Env        []string `json:"Env"`
+	} `json:"config"`
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+// RefName returns the OCI ref name (the tag) of a full image reference: "test" for
+// "registry.local/podorder/pause:test", "latest" when the reference has no tag.
+func RefName(ref string) string {
+	name := ref
+	if i := strings.LastIndex(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		return name[i+1:]
+	}
+	return "latest"
+}
+
+// Build writes dir/<name>.tar, an OCI image layout whose only layer holds binary at /workload
+// (mode 0755) and an empty /tmp, whose entrypoint is entrypoint, and which `ctr images import`
+// names ref. The same inputs always give the same digests.
+func Build(dir, ref string, binary string, entrypoint []string) (tarPath string, err error) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: read binary: %w", ref, err)
+	}
+	layerTar, err := layer(bin)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: %w", ref, err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(layerTar); err != nil {
+		return "", fmt.Errorf("build image %s: compress layer: %w", ref, err)
+	}
+	if err := zw.Close(); err != nil {
+		return "", fmt.Errorf("build image %s: compress layer: %w", ref, err)
+	}
+
+	var cfg Config
+	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
+	cfg.Config.Entrypoint = entrypoint
+	cfg.Config.Env = []string{"PATH=/"}
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = []string{digest(layerTar)}
+
+	blobs := map[string][]byte{}
+	add := func(mediaType string, data []byte) Descriptor {
+		d := digest(data)
+		blobs[d] = data
+		return Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: encode config: %w", ref, err)
+	}
+	manifest := Manifest{
+		SchemaVersion: 2,
+		MediaType:     MediaTypeManifest,
+		Config:        add(MediaTypeConfig, cfgJSON),
+		Layers:        []Descriptor{add(MediaTypeLayer, gz.Bytes())},
+	}
+	manifestJSON, err := json.Marshal(manifest)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: encode manifest: %w", ref, err)
+	}
+	manifestDesc := add(MediaTypeManifest, manifestJSON)
+	manifestDesc.Annotations = map[string]string{AnnotationImageName: ref, AnnotationRefName: RefName(ref)}
+	manifestDesc.Platform = &Platform{Architecture: cfg.Architecture, OS: cfg.OS}
+	indexJSON, err := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: []Descriptor{manifestDesc}})
+	if err != nil {
+		return "", fmt.Errorf("build image %s: encode index: %w", ref, err)
+	}
+
+	files := []tarFile{
+		{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`), mode: 0o644},
+		{name: "index.json", data: indexJSON, mode: 0o644},
+		{name: "blobs/", dir: true, mode: 0o755},
+		{name: "blobs/sha256/", dir: true, mode: 0o755},
+	}
+	for _, d := range []string{manifestDesc.Digest, manifest.Config.Digest, manifest.Layers[0].Digest} {
+		files = append(files, tarFile{name: "blobs/sha256/" + strings.TrimPrefix(d, "sha256:"), data: blobs[d], mode: 0o644})
+	}
+	archive, err := writeTar(files)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: %w", ref, err)
+	}
+	tarPath = filepath.Join(dir, fileName(ref)+".tar")
+	if err := os.WriteFile(tarPath, archive, 0o644); err != nil {
+		return "", fmt.Errorf("build image %s: %w", ref, err)
+	}
+	return tarPath, nil
+}
+
+// layer returns the uncompressed layer: /tmp (1777) and the binary at /workload (0755).
+func layer(bin []byte) ([]byte, error) {
+	return writeTar([]tarFile{
+		{name: "tmp/", dir: true, mode: 0o1777},
+		{name: strings.TrimPrefix(BinaryPath, "/"), data: bin, mode: 0o755},
+	})
+}
+
+type tarFile struct {
+	name string
+	data []byte
+	mode int64
+	dir  bool
+}
+
+func writeTar(files []tarFile) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		if f.dir {
+			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("write tar header %s: %w", f.name, err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, fmt.Errorf("write tar entry %s: %w", f.name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("close tar: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// fileName turns a reference into a file name: registry.local/podorder/pause:test → pause_test.
+func fileName(ref string) string {
+	base := ref[strings.LastIndex(ref, "/")+1:]
+	return strings.NewReplacer(":", "_", "@", "_").Replace(base)
+}

@@ -1,0 +1,135 @@
+// Command workload is the one binary inside podorder's test images: the pod sandbox ("pause") and
+// every test container ("run"). It marks the moments a test measures with lines on stdout:
+//
+//	START <name> <unix-nanos>        when main runs
+//	LISTEN <name> <unix-nanos>       when its port accepts connections
+//	EXIT <name> <unix-nanos> <code>  just before it exits
+//	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
+//
+// Build it static (CGO_ENABLED=0): the image holds nothing else.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// out serialises lines so that concurrent marks never interleave; os.Stdout is unbuffered, so
+// each line reaches the pipe in one write.
+var out sync.Mutex
+
+func mark(format string, args ...any) {
+	out.Lock()
+	defer out.Unlock()
+	fmt.Fprintf(os.Stdout, format+"\n", args...)
+}
+
+func main() {
+	started := time.Now()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: workload pause | workload run [flags]")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "pause":
+		pause()
+	case "run":
+		os.Exit(run(started, os.Args[2:]))
+	default:
+		fmt.Fprintf(os.Stderr, "workload: unknown mode %q (want pause or run)\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// pause is a sandbox's PID 1: it reaps every child re-parented to it and exits 0 on SIGTERM/SIGINT.
+func pause() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
+	for sig := range sigs {
+		if sig != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+func run(started time.Time, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	name := fs.String("name", "workload", "name printed in every line")
+	listenAfter := fs.Duration("listen-after", 0, "delay before listening on --port")
+	port := fs.Int("port", 0, "tcp port to serve HTTP 200 on (0: do not listen)")
+	exitAfter := fs.Duration("exit-after", 0, "delay before exiting with --exit-code (0: run until SIGTERM)")
+	exitCode := fs.Int("exit-code", 0, "exit code after --exit-after")
+	printID := fs.Bool("print-id", false, "print uid, gid and whether / is read-only")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	mark("START %s %d", *name, started.UnixNano())
+	if *printID {
+		mark("ID %s uid=%d gid=%d rootfs=%s", *name, os.Getuid(), os.Getgid(), rootfsMode())
+	}
+
+	exit := make(chan int, 1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if *port > 0 {
+		time.AfterFunc(*listenAfter, func() {
+			if err := listen(*name, *port); err != nil {
+				fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+				exit <- 1
+			}
+		})
+	}
+	if *exitAfter > 0 {
+		time.AfterFunc(*exitAfter, func() { exit <- *exitCode })
+	}
+
+	code := 0
+	select {
+	case <-sigs:
+	case code = <-exit:
+	}
+	mark("EXIT %s %d %d", *name, time.Now().UnixNano(), code)
+	return code
+}
+
+// listen opens the port, marks LISTEN, and serves HTTP 200 in the background. A raw TCP client
+// that connects and hangs up is fine too.
+func listen(name string, port int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", port, err)
+	}
+	mark("LISTEN %s %d", name, time.Now().UnixNano())
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, "%s ok\n", name)
+		}))
+	}()
+	return nil
+}
+
+func rootfsMode() string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/", &st); err != nil {
+		return "unknown"
+	}
+	const stRdonly = 0x1 // ST_RDONLY in statfs(2) f_flags
+	if st.Flags&stRdonly != 0 {
+		return "ro"
+	}
+	return "rw"
+}
