@@ -14,6 +14,14 @@ import (
 )
 
 func main() {
+	// `podorder install-hook SRC DEST` is the DaemonSet's init container: the image has no shell.
+	if len(os.Args) == 4 && os.Args[1] == "install-hook" {
+		if err := daemon.InstallHook(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "podorder:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg daemon.Config
 	cfg.RegisterFlags(flag.CommandLine)
 	flag.Parse()

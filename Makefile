@@ -1,0 +1,48 @@
+SHELL := /bin/bash
+# podorder: `make demo` shows the main job on a real containerd; `make test` runs every test.
+# Both need root (they start a private containerd) and install what they need into
+# $(PODORDER_CACHE) (default /var/cache/podorder) on first use.
+export PODORDER_CACHE ?= /var/cache/podorder
+GO ?= go
+GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
+
+.PHONY: all build deps test test-unit test-e2e demo bench fuzz lint clean
+
+all: build
+
+build:
+	$(GOFLAGS_STATIC) -o bin/podorder ./cmd/podorder
+	$(GOFLAGS_STATIC) -o bin/podorder-hook ./cmd/podorder-hook
+
+deps:
+	hack/install-deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+test-unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+# The real-runtime scenarios: containerd v2.4.2 with NRI + runc v1.3.6, driven through CRI.
+test-e2e: deps
+	$(GO) test -count=1 -timeout 30m -v ./test/... 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
+
+test: lint test-unit _output test-e2e
+
+demo: deps _output
+	$(GO) test -count=1 -timeout 10m -v -run 'TestDemo$$' ./test/e2e/ 2>&1 | grep -E 'DEMO|^(--- |ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}
+
+# Benchmarks that report with/without podorder and hook/polling side by side.
+bench: deps _output
+	$(GO) test -count=1 -run XXX -bench . -benchtime 2000x ./plugin/
+	PODORDER_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestMeasure' ./test/e2e/ 2>&1 | grep -E 'RESULT|^(--- |ok|FAIL)'
+
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 60s ./spec/
+
+_output:
+	mkdir -p _output
+
+clean:
+	rm -rf bin _output

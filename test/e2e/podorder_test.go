@@ -1,0 +1,191 @@
+// Package e2e runs podorder's scenarios against real parts: a private containerd v2.4.2 with NRI
+// enabled, runc v1.3.6, the podorder daemon as a process connected to containerd's NRI socket, and
+// pods driven through the CRI API the way kubelet drives them (RunPodSandbox, then CreateContainer
+// and StartContainer for each container in spec order, one after the other).
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/test/harness"
+	"github.com/podorder/podorder/tombstone"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// buildPodorder builds the daemon and the static hook once per test binary.
+func buildPodorder(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "podorder-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{"podorder", "podorder-hook"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, pkg), "github.com/podorder/podorder/cmd/"+pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+		// The hook runs as the containers' uids.
+		buildErr = os.Chmod(binDir, 0o755)
+	})
+	require.NoError(t, buildErr)
+	return binDir
+}
+
+// Podorder is a running podorder daemon connected to a harness containerd.
+type Podorder struct {
+	Store   tombstone.Store
+	LogPath string
+	args    []string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// startPodorder starts the daemon and waits until it has synchronized with containerd.
+func startPodorder(t *testing.T, env *harness.Env) *Podorder {
+	t.Helper()
+	bin := buildPodorder(t)
+	p := &Podorder{
+		Store:   tombstone.Store{Root: filepath.Join(env.Dir, "podorder")},
+		LogPath: filepath.Join(env.Dir, "podorder.log"),
+	}
+	p.args = []string{filepath.Join(bin, "podorder"),
+		"--nri-socket=" + env.NRISocket,
+		"--store-dir=" + p.Store.Root,
+		"--hook-binary=" + filepath.Join(bin, "podorder-hook"),
+		"--log-format=json",
+		"--log-level=debug",
+	}
+	p.start(t)
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			out, _ := os.ReadFile(p.LogPath)
+			t.Logf("podorder log:\n%s", out)
+		}
+	})
+	return p
+}
+
+func (p *Podorder) start(t *testing.T) {
+	t.Helper()
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	defer logf.Close()
+	before := p.countLines(t, "synchronized with the runtime")
+	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	require.NoError(t, p.cmd.Start())
+	p.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
+	p.waitLog(t, "synchronized with the runtime", before+1, 20*time.Second)
+}
+
+// Kill ends the daemon with SIGKILL, as a crash or an OOM kill would.
+func (p *Podorder) Kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	<-p.done
+}
+
+// Restart starts a killed daemon again and waits for its Synchronize.
+func (p *Podorder) Restart(t *testing.T) { p.start(t) }
+
+func (p *Podorder) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// Logs returns the daemon's log records whose message contains msg.
+func (p *Podorder) Logs(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(p.LogPath)
+	require.NoError(t, err)
+	var out []map[string]any
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) == nil && strings.Contains(fmt.Sprint(rec["msg"]), msg) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func (p *Podorder) countLines(t testing.TB, msg string) int {
+	if _, err := os.Stat(p.LogPath); err != nil {
+		return 0
+	}
+	return len(p.Logs(t, msg))
+}
+
+// waitLog waits until the daemon has logged msg n times. The daemon is another process: its log
+// file is the event, read every 20 ms.
+func (p *Podorder) waitLog(t testing.TB, msg string, n int, timeout time.Duration) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if recs := p.Logs(t, msg); len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(p.LogPath)
+			t.Fatalf("podorder did not log %q %d times within %s; log:\n%s", msg, n, timeout, data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freePort returns a TCP port nothing listens on; pods here share the host network.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// setup starts containerd with NRI, imports the test images and starts podorder.
+func setup(t *testing.T) (*harness.Env, *Podorder) {
+	t.Helper()
+	env := harness.Start(t, harness.Options{})
+	env.ImportWorkloadImages(t)
+	return env, startPodorder(t, env)
+}
+
+// started waits for a container's first line and returns when it printed it.
+func started(t testing.TB, c *harness.Container) time.Time {
+	t.Helper()
+	require.NoError(t, c.CreateErr)
+	require.NoError(t, c.StartErr)
+	return harness.WaitWorkloadEvent(t, c, "START", 30*time.Second).At
+}
+
+func args(name string, extra ...string) []string { return append([]string{"--name", name}, extra...) }
