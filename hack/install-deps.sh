@@ -14,6 +14,8 @@ need_apt=()
 dpkg -s libseccomp-dev >/dev/null 2>&1 || need_apt+=(libseccomp-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 dpkg -s iproute2 >/dev/null 2>&1 || need_apt+=(iproute2)
+# Debian's runc 1.1.5 blocks `runc start` during a hold: kept only to test that podorder detects it.
+dpkg -s runc >/dev/null 2>&1 || need_apt+=(runc)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -41,7 +41,7 @@ var ErrDependencyFailed = errors.New("dependency failed")
 // Wait returns nil once every dependency is met, or an error that says what was still missing.
 func Wait(ctx context.Context, r Request) error {
 	deadline := time.Now().Add(r.Timeout)
-	watch, err := watchDir(r.Dir)
+	watch, err := newWaker(r.Dir, r.Container)
 	if err != nil {
 		return fmt.Errorf("podorder: cannot watch %s for %s: %w", r.Dir, r.Container, err)
 	}
@@ -107,46 +107,99 @@ func timeoutError(r Request, states map[string]condition.State) error {
 		r.Container, r.Pod, ErrTimeout, r.Timeout, strings.Join(missing, "; "), strings.Join(seen, ", "), r.Container, ErrTimeout)
 }
 
-// dirWatch is an inotify watch on one directory, read through the Go poller so that a deadline can
-// end the wait.
-type dirWatch struct {
-	f   *os.File
-	buf [4096]byte
+// waker blocks until the tombstones may have changed. It reads the container's wake FIFO, which the
+// daemon writes after every tombstone change in the pod; with no FIFO (a store written by another
+// podorder version) it watches the directory with inotify instead, whose teardown at the hook's exit
+// costs 15-25 ms. Either way the hook blocks in epoll_wait(2) and never polls.
+type waker struct {
+	fd, epoll int
+	// changed reports whether the bytes read from fd announce a tombstone change.
+	changed func([]byte) bool
+	buf     [4096]byte
 }
 
-func watchDir(dir string) (*dirWatch, error) {
+func newWaker(dir, container string) (*waker, error) {
+	fd, err := syscall.Open(tombstone.WakePath(dir, container), syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	changed := func([]byte) bool { return true }
+	if errors.Is(err, syscall.ENOENT) {
+		fd, changed, err = watchDir(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open wake FIFO: %w", err)
+	}
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err == nil {
+		err = syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
+	}
+	if err != nil {
+		syscall.Close(fd)
+		syscall.Close(ep)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return &waker{fd: fd, epoll: ep, changed: changed}, nil
+}
+
+// watchDir is the inotify fallback: a published tombstone is a rename (IN_MOVED_TO) into dir.
+func watchDir(dir string) (int, func([]byte) bool, error) {
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("inotify_init1: %w", err)
+		return -1, nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	// A tombstone is published by rename (IN_MOVED_TO); IN_CLOSE_WRITE covers writers that do not.
 	if _, err := syscall.InotifyAddWatch(fd, dir, syscall.IN_MOVED_TO|syscall.IN_CLOSE_WRITE); err != nil {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("inotify_add_watch: %w", err)
+		return -1, nil, fmt.Errorf("inotify_add_watch: %w", err)
 	}
-	return &dirWatch{f: os.NewFile(uintptr(fd), "inotify")}, nil
+	return fd, tombstoneEvent, nil
 }
 
-// next blocks until a tombstone in the directory is published, or the deadline passes.
-func (w *dirWatch) next(deadline time.Time) error {
-	if err := w.f.SetReadDeadline(deadline); err != nil {
-		return err
+// tombstoneEvent reports whether a batch of inotify events names a published tombstone.
+func tombstoneEvent(b []byte) bool {
+	for off := 0; off+syscall.SizeofInotifyEvent <= len(b); {
+		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&b[off]))
+		name := strings.TrimRight(string(b[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+		off += syscall.SizeofInotifyEvent + int(ev.Len)
+		if _, ok := tombstone.IsTombstoneFile(name); ok || ev.Mask&syscall.IN_Q_OVERFLOW != 0 {
+			return true
+		}
 	}
+	return false
+}
+
+// next blocks until the tombstones may have changed, or the deadline passes (os.ErrDeadlineExceeded).
+func (w *waker) next(deadline time.Time) error {
+	events := make([]syscall.EpollEvent, 1)
 	for {
-		n, err := w.f.Read(w.buf[:])
-		if err != nil {
+		if ok, err := w.drain(); ok || err != nil {
 			return err
 		}
-		for off := 0; off+syscall.SizeofInotifyEvent <= n; {
-			ev := (*syscall.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
-			name := strings.TrimRight(string(w.buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)]), "\x00")
-			off += syscall.SizeofInotifyEvent + int(ev.Len)
-			if _, ok := tombstone.IsTombstoneFile(name); ok || ev.Mask&syscall.IN_Q_OVERFLOW != 0 {
-				return nil
-			}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		// Round up: epoll_wait takes milliseconds, and 0 would not block.
+		if _, err := syscall.EpollWait(w.epoll, events, int((wait+time.Millisecond-1)/time.Millisecond)); err != nil && err != syscall.EINTR {
+			return fmt.Errorf("epoll_wait: %w", err)
 		}
 	}
 }
 
-// Close releases the inotify descriptor.
-func (w *dirWatch) Close() error { return w.f.Close() }
+// drain consumes everything pending and reports whether it announced a change.
+func (w *waker) drain() (bool, error) {
+	found := false
+	for {
+		n, err := syscall.Read(w.fd, w.buf[:])
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			return found, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read wake-ups: %w", err)
+		}
+		found = found || w.changed(w.buf[:n])
+	}
+}
+
+// Close releases the descriptors.
+func (w *waker) Close() error {
+	syscall.Close(w.epoll)
+	return syscall.Close(w.fd)
+}

@@ -14,10 +14,38 @@ import (
 
 func at() *time.Time { t := time.Now(); return &t }
 
-func write(t *testing.T, dir string, ts *tombstone.Tombstone) {
-	t.Helper()
-	require.NoError(t, tombstone.WriteFile(dir, ts))
+// pod is a tombstone directory as the daemon keeps it: wake is false to test the hook's inotify
+// fallback for stores without wake FIFOs.
+type pod struct {
+	store tombstone.Store
+	dir   string
+	wake  bool
 }
+
+func newPod(t testing.TB, wake bool, waiter string) *pod {
+	t.Helper()
+	s := tombstone.Store{Root: t.TempDir()}
+	dir, err := s.EnsurePod("uid")
+	require.NoError(t, err)
+	if wake {
+		require.NoError(t, s.EnsureWake("uid", waiter))
+	}
+	return &pod{store: s, dir: dir, wake: wake}
+}
+
+// write publishes a tombstone and, like the daemon, wakes the waiter.
+func (p *pod) write(t testing.TB, ts *tombstone.Tombstone) {
+	t.Helper()
+	require.NoError(t, p.store.Write("uid", ts))
+	if p.wake {
+		require.NoError(t, p.store.Wake("uid", "app"))
+	}
+}
+
+var modes = []struct {
+	name string
+	wake bool
+}{{"wake FIFO", true}, {"inotify fallback", false}}
 
 // waitAsync runs Wait in the background and returns a channel with its result.
 func waitAsync(r Request) <-chan error {
@@ -27,35 +55,48 @@ func waitAsync(r Request) <-chan error {
 }
 
 func TestWaitReturnsWhenEveryDependencyIsMet(t *testing.T) {
-	dir := t.TempDir()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { testWaitReturnsWhenEveryDependencyIsMet(t, newPod(t, mode.wake, "app")) })
+	}
+}
+
+func testWaitReturnsWhenEveryDependencyIsMet(t *testing.T, p *pod) {
+	dir := p.dir
 	r := Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
 		Waits: []condition.Dependency{{Container: "db", Condition: condition.Ready}, {Container: "migrate", Condition: condition.Completed}}}
 	done := waitAsync(r)
 
-	write(t, dir, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at(), ReadyAt: at()})
-	write(t, dir, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at(), ReadyAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at()})
 	select {
 	case err := <-done:
 		t.Fatalf("released before migrate completed: %v", err)
 	case <-time.After(50 * time.Millisecond): // proving a negative: nothing to await
 	}
-	write(t, dir, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at()})
 	require.NoError(t, <-done)
 }
 
 func TestWaitFailsAtOnceWhenACompletedDependencyExitsNonZero(t *testing.T) {
-	dir := t.TempDir()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { testWaitFailsAtOnce(t, newPod(t, mode.wake, "app")) })
+	}
+}
+
+func testWaitFailsAtOnce(t *testing.T, p *pod) {
+	dir := p.dir
 	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
 		Waits: []condition.Dependency{{Container: "migrate", Condition: condition.Completed}}})
-	write(t, dir, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), ExitCode: 3})
+	p.write(t, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), ExitCode: 3})
 	err := <-done
 	require.ErrorIs(t, err, ErrDependencyFailed)
 	assert.Contains(t, err.Error(), "app in pod ns/p will not start: migrate exited with code 3")
 }
 
 func TestWaitTimesOutNamingWhatIsMissingAndWhatWasSeen(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
+	p := newPod(t, true, "app")
+	dir := p.dir
+	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
 	err := Wait(context.Background(), Request{Dir: dir, Timeout: 30 * time.Millisecond, Pod: "ns/p", Container: "app",
 		Waits: []condition.Dependency{{Container: "dbx", Condition: condition.Ready}, {Container: "db", Condition: condition.Ready}}})
 	require.ErrorIs(t, err, ErrTimeout)
@@ -66,17 +107,23 @@ func TestWaitTimesOutNamingWhatIsMissingAndWhatWasSeen(t *testing.T) {
 }
 
 func TestWaitIgnoresAnOlderAttemptReplacedByANewOne(t *testing.T) {
-	dir := t.TempDir()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { testWaitIgnoresAnOlderAttempt(t, newPod(t, mode.wake, "app")) })
+	}
+}
+
+func testWaitIgnoresAnOlderAttempt(t *testing.T, p *pod) {
+	dir := p.dir
 	// The dependency crashed: its tombstone still says ready, but exited.
-	write(t, dir, &tombstone.Tombstone{Container: "db", ID: "old", StartedAt: at(), ReleasedAt: at(), ReadyAt: at(), ExitedAt: at(), ExitCode: 137})
+	p.write(t, &tombstone.Tombstone{Container: "db", ID: "old", StartedAt: at(), ReleasedAt: at(), ReadyAt: at(), ExitedAt: at(), ExitCode: 137})
 	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
 		Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
-	write(t, dir, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at()})
 	select {
 	case err := <-done:
 		t.Fatalf("released by a created-but-not-started attempt: %v", err)
 	case <-time.After(50 * time.Millisecond): // proving a negative: nothing to await
 	}
-	write(t, dir, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at(), StartedAt: at(), ReleasedAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at(), StartedAt: at(), ReleasedAt: at()})
 	require.NoError(t, <-done)
 }

@@ -83,6 +83,8 @@ func TestDependentDeclaredFirstIsHeldUntilItsDependencyIsReady(t *testing.T) {
 	app, adj, err := f.create(t, "app")
 	require.NoError(t, err)
 	require.NotNil(t, adj, "app is held")
+	_, err = os.Stat(tombstone.WakePath(f.store.PodDir(f.sb.Uid), "app"))
+	require.NoError(t, err, "a held container has a wake FIFO")
 	f.start(t, app)
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "held while db does not exist")
 

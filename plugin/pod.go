@@ -79,6 +79,12 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		ts.WaitsFor = hold.After
 		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
 	}
+	if held {
+		if err := p.store.EnsureWake(pd.uid, c.Name); err != nil {
+			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
+			return nil, rejection(ref, c.Name, err)
+		}
+	}
 	if err := p.replace(pd, &member{ts: ts, hold: hold}); err != nil {
 		log.Error("cannot record container; rejecting it", "error", err)
 		return nil, rejection(ref, c.Name, err)
@@ -99,6 +105,7 @@ func (p *Plugin) replace(pd *pod, m *member) error {
 		return err
 	}
 	pd.members[m.ts.Container] = m
+	p.wakeWaiters(pd, m)
 	return nil
 }
 
@@ -282,6 +289,21 @@ func (p *Plugin) write(pd *pod, m *member) {
 	if err := p.store.Write(pd.uid, m.ts); err != nil {
 		// Waiters keep waiting on the previous state; the next write retries with the full state.
 		p.logger(pd, m.ts.Container).Error("cannot write tombstone", "error", err)
+		return
+	}
+	p.wakeWaiters(pd, m)
+}
+
+// wakeWaiters makes the hooks of the pod's held containers re-read the tombstones after changed's
+// was written.
+func (p *Plugin) wakeWaiters(pd *pod, changed *member) {
+	for name, m := range pd.members {
+		if m == changed || !m.ts.Held() || m.ts.ExitedAt != nil {
+			continue
+		}
+		if err := p.store.Wake(pd.uid, name); err != nil {
+			p.logger(pd, name).Warn("cannot wake the hook; it wakes at its timeout at the latest", "error", err)
+		}
 	}
 }
 

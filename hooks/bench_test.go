@@ -1,0 +1,56 @@
+package hooks
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// BenchmarkRelease measures the time from a tombstone write that meets the hold to the waiter's
+// return: podorder's inotify waiter side by side with the polling loop it replaces.
+func BenchmarkRelease(b *testing.B) {
+	deps := []condition.Dependency{{Container: "db", Condition: condition.Started}}
+	waiters := []struct {
+		name string
+		wake bool
+		wait func(Request) error
+	}{
+		{"wake-fifo", true, func(r Request) error { return Wait(context.Background(), r) }},
+		{"inotify", false, func(r Request) error { return Wait(context.Background(), r) }},
+		{"poll-10ms", false, func(r Request) error { return pollWait(r, 10*time.Millisecond) }},
+		{"poll-100ms", false, func(r Request) error { return pollWait(r, 100*time.Millisecond) }},
+	}
+	for _, w := range waiters {
+		b.Run(w.name, func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				p := newPod(b, w.wake, "app")
+				done := make(chan time.Time, 1)
+				go func() {
+					if err := w.wait(Request{Dir: p.dir, Container: "app", Waits: deps, Timeout: time.Minute}); err != nil {
+						b.Error(err)
+					}
+					done <- time.Now()
+				}()
+				time.Sleep(5 * time.Millisecond) // let the waiter block; the release is what is timed
+				now := time.Now()
+				p.write(b, &tombstone.Tombstone{Container: "db", StartedAt: &now, ReleasedAt: &now})
+				total += (<-done).Sub(now)
+			}
+			b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs-release")
+		})
+	}
+}
+
+// pollWait is the baseline: re-read the tombstones on a fixed period.
+func pollWait(r Request, period time.Duration) error {
+	for {
+		if _, v, _ := evaluate(r); v == condition.Met {
+			return nil
+		}
+		time.Sleep(period)
+	}
+}
