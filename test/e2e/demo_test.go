@@ -36,7 +36,9 @@ func TestDemo(t *testing.T) {
 		what string
 	}
 	var timeline []event
-	add := func(at time.Time, format string, a ...any) { timeline = append(timeline, event{at, fmt.Sprintf(format, a...)}) }
+	add := func(at time.Time, format string, a ...any) {
+		timeline = append(timeline, event{at, fmt.Sprintf(format, a...)})
+	}
 	web := started(t, pod.Container("web"))
 	api := started(t, pod.Container("api"))
 	db := started(t, pod.Container("db"))
