@@ -97,9 +97,14 @@ func evaluate(r Request) (map[string]condition.State, condition.Verdict, conditi
 func timeoutError(r Request, states map[string]condition.State) error {
 	var missing []string
 	for _, d := range r.Waits {
-		if condition.Evaluate(d.Condition, states[d.Container]) != condition.Met {
-			missing = append(missing, fmt.Sprintf("%s (%s): %s", d.Container, d.Condition, condition.Describe(d, states[d.Container])))
+		if condition.Evaluate(d.Condition, states[d.Container]) == condition.Met {
+			continue
 		}
+		if t, _ := tombstone.ReadFile(r.Dir, d.Container); t != nil && t.PodSelector != "" {
+			missing = append(missing, fmt.Sprintf("%s: no matching pod is %s", t.PodSelector, d.Condition))
+			continue
+		}
+		missing = append(missing, fmt.Sprintf("%s (%s): %s", d.Container, d.Condition, condition.Describe(d, states[d.Container])))
 	}
 	seen, _ := tombstone.ContainerNames(r.Dir)
 	return fmt.Errorf("podorder: %s in pod %s %w after %s waiting for %s; containers seen in the pod: %s. "+

@@ -29,6 +29,10 @@ type Config struct {
 	// BlockingStartAfter is how long a held container's runtime start may take before podorder
 	// concludes that the runtime runs startContainer hooks inside start (old runc) and says so.
 	BlockingStartAfter time.Duration
+	// Kube is the Kubernetes API access; nil when podorder runs without it.
+	Kube *Kubernetes
+	// AllowedNamespaces may be named by cross-namespace pod dependencies.
+	AllowedNamespaces map[string]bool
 }
 
 // Plugin holds podorder's state for the pods on this node that use podorder.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -16,12 +17,15 @@ import (
 // pod is podorder's view of one pod that uses it. The tombstones on disk are the truth; members
 // mirror them so that a release can be computed without reading the directory back.
 type pod struct {
-	uid   string
-	ref   string // namespace/name, for messages
-	netns string
-	decl  *spec.Pod
-	// members maps container name to its newest attempt.
+	uid, namespace, name string
+	ref                  string // namespace/name, for messages
+	netns                string
+	decl                 *spec.Pod
+	// members maps container name to its newest attempt, and the synthetic name of each dependency
+	// on other pods to its tombstone.
 	members map[string]*member
+	// watches maps the synthetic name of a dependency on other pods to the end of its watch.
+	watches map[string]func()
 }
 
 type member struct {
@@ -39,17 +43,31 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		return nil, err
 	}
 	pd := &pod{
-		uid:     sb.Uid,
-		ref:     sb.Namespace + "/" + sb.Name,
-		netns:   netnsOf(sb),
-		decl:    spec.Parse(sb.Labels, sb.Annotations),
-		members: map[string]*member{},
+		uid:       sb.Uid,
+		namespace: sb.Namespace,
+		name:      sb.Name,
+		ref:       sb.Namespace + "/" + sb.Name,
+		netns:     netnsOf(sb),
+		decl:      spec.Parse(sb.Labels, sb.Annotations),
+		members:   map[string]*member{},
+		watches:   map[string]func(){},
 	}
-	if names, ok := spec.ContainersFromLastApplied(sb.Annotations); ok {
+	if names, ok := p.containersOf(sb); ok {
 		pd.decl.CheckNames(names)
 	}
 	p.pods[sb.Uid] = pd
 	return pd, nil
+}
+
+// containersOf returns the pod's container names: from the API when podorder has it, else from the
+// kubectl last-applied annotation; NRI itself never lists them.
+func (p *Plugin) containersOf(sb *api.PodSandbox) ([]string, bool) {
+	if k := p.cfg.Kube; k != nil && k.Specs != nil {
+		if names, ok := k.Specs.Containers(sb.Uid); ok {
+			return names, true
+		}
+	}
+	return spec.ContainersFromLastApplied(sb.Annotations)
 }
 
 func (p *Plugin) logger(pd *pod, container string) *slog.Logger {
@@ -65,8 +83,12 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	}
 	log := p.logger(pd, c.Name)
 	hold, err := pd.decl.For(c.Name)
+	if err == nil && hold != nil {
+		err = p.checkPodDependencies(sb.Namespace, hold)
+	}
 	if err != nil {
 		log.Warn("rejected", "reason", err.Error())
+		p.event(pd, true, ReasonRejected, "%s", rejection(ref, c.Name, err))
 		return nil, rejection(ref, c.Name, err)
 	}
 	now := p.now()
@@ -84,6 +106,10 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
 		}
+		if err := p.watchPodDependencies(pd, hold); err != nil {
+			log.Error("cannot record pod dependencies; rejecting container", "error", err)
+			return nil, rejection(ref, c.Name, err)
+		}
 	}
 	if err := p.replace(pd, &member{ts: ts, hold: hold}); err != nil {
 		log.Error("cannot record container; rejecting it", "error", err)
@@ -93,6 +119,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		return nil, nil
 	}
 	log.Info("holding", "waits_for", waitsFor(hold.After), "timeout", hold.Timeout.String(), "attempt", ts.Attempt)
+	p.event(pd, false, ReasonWaiting, "container %s waits for %s (timeout %s)", c.Name, describe(hold), hold.Timeout)
 	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, PodDir: p.store.PodDir(pd.uid)}, hold), nil
 }
 
@@ -161,15 +188,14 @@ func (p *Plugin) postStartContainer(sb *api.PodSandbox, c *api.Container) {
 	p.release(pd)
 }
 
-// markReleased records that m's own process runs; without a probe it is ready at once, as kubelet
-// treats a container without a readiness probe.
+// markReleased records that m's own process runs, and starts its readiness probe; without a probe
+// and without kubelet's word it is ready at once, as kubelet treats a container without a probe.
 func (p *Plugin) markReleased(pd *pod, m *member, now time.Time) {
 	m.ts.ReleasedAt = &now
-	if m.hold == nil || m.hold.Probe == nil {
-		m.ts.ReadyAt = &now
-		return
+	if m.hold != nil && m.hold.Probe != nil {
+		p.startProbe(pd, m)
 	}
-	p.startProbe(pd, m)
+	p.refreshReady(pd, m, now)
 }
 
 func (p *Plugin) startProbe(pd *pod, m *member) {
@@ -180,13 +206,14 @@ func (p *Plugin) startProbe(pd *pod, m *member) {
 	m.stopProbe = p.prober.Start(pd.netns, probe, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if pd.members[m.ts.Container] != m || m.ts.ExitedAt != nil || m.ts.ReadyAt != nil {
+		if pd.members[m.ts.Container] != m || m.ts.ExitedAt != nil || m.ts.ProbeReadyAt != nil {
 			return
 		}
 		now := p.now()
-		m.ts.ReadyAt = &now
+		m.ts.ProbeReadyAt = &now
 		m.stopProbe = nil
-		p.logger(pd, m.ts.Container).Info("ready", "probe", probe.String(), "after_release_ms", now.Sub(*m.ts.ReleasedAt).Milliseconds())
+		p.logger(pd, m.ts.Container).Info("probe passed", "probe", probe.String())
+		p.refreshReady(pd, m, now)
 		p.write(pd, m)
 		p.release(pd)
 	})
@@ -206,10 +233,18 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 	}
 	log := p.logger(pd, c.Name)
 	if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.StartedAt != nil {
+		held := now.Sub(*m.ts.StartedAt)
+		missing := p.missing(pd, m)
 		log.Warn("hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
 			"the hook's reason is in the container's log",
-			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "held_ms", now.Sub(*m.ts.StartedAt).Milliseconds(),
-			"missing", p.missing(pd, m))
+			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "held_ms", held.Milliseconds(), "missing", missing)
+		switch {
+		case held >= time.Duration(m.ts.HoldTimeout):
+			p.event(pd, true, ReasonTimeout, "container %s was not released within %s: %s; it exits and restarts per its restartPolicy (reason: kubectl logs --previous -c %s)",
+				c.Name, time.Duration(m.ts.HoldTimeout), missing, c.Name)
+		case c.ExitCode == 255:
+			p.event(pd, true, ReasonDependencyFailed, "container %s will not start: %s (reason: kubectl logs --previous -c %s)", c.Name, missing, c.Name)
+		}
 	} else {
 		log.Debug("exited", "exit_code", c.ExitCode)
 	}
@@ -219,6 +254,9 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 
 func (p *Plugin) removePod(uid string) {
 	if pd := p.pods[uid]; pd != nil {
+		for _, stop := range pd.watches {
+			stop()
+		}
 		for _, m := range pd.members {
 			if m.stopProbe != nil {
 				m.stopProbe()
@@ -252,6 +290,7 @@ func (p *Plugin) release(pd *pod) {
 			}
 			p.markReleased(pd, m, now)
 			p.logger(pd, name).Info("released", "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.StartedAt).Milliseconds())
+			p.event(pd, false, ReasonReleased, "container %s released after %dms: %s met", name, now.Sub(*ts.StartedAt).Milliseconds(), describe(m.hold))
 			p.write(pd, m)
 			changed = true
 		}
@@ -267,15 +306,41 @@ func (p *Plugin) allMet(pd *pod, deps []condition.Dependency) bool {
 	return true
 }
 
-// missing describes the unmet dependencies of m, for logs.
+// missing describes the unmet dependencies of m, for logs and Events.
 func (p *Plugin) missing(pd *pod, m *member) string {
 	var out []string
 	for _, d := range m.ts.WaitsFor {
-		if s := pd.state(d.Container); condition.Evaluate(d.Condition, s) != condition.Met {
-			out = append(out, condition.Describe(d, s))
+		s := pd.state(d.Container)
+		if condition.Evaluate(d.Condition, s) == condition.Met {
+			continue
+		}
+		if dm := pd.members[d.Container]; dm != nil && dm.ts.PodSelector != "" {
+			out = append(out, fmt.Sprintf("no pod matching %s is %s", dm.ts.PodSelector, d.Condition))
+			continue
+		}
+		out = append(out, condition.Describe(d, s))
+	}
+	return strings.Join(out, "; ")
+}
+
+// describe lists a hold's dependencies for people: "db (ready), pod(app=mysql):ready".
+func describe(h *spec.Hold) string {
+	if h == nil {
+		return ""
+	}
+	onPods := map[string]string{}
+	for _, d := range h.Pods {
+		onPods[d.Name] = d.String()
+	}
+	var out []string
+	for _, d := range h.After {
+		if s, ok := onPods[d.Container]; ok {
+			out = append(out, s)
+		} else {
+			out = append(out, fmt.Sprintf("%s (%s)", d.Container, d.Condition))
 		}
 	}
-	return fmt.Sprint(out)
+	return strings.Join(out, ", ")
 }
 
 func (pd *pod) state(container string) condition.State {

@@ -64,11 +64,16 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		}
 		for _, m := range pd.members {
 			ts := m.ts
-			if ts.ReleasedAt != nil && ts.ReadyAt == nil && ts.ExitedAt == nil && m.hold != nil && m.hold.Probe != nil {
+			if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && m.hold != nil && m.hold.Probe != nil {
 				p.startProbe(pd, m)
 			}
 			if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
 				held++
+				if m.hold != nil && len(m.hold.Pods) > 0 && p.checkPodDependencies(pd.namespace, m.hold) == nil {
+					if err := p.watchPodDependencies(pd, m.hold); err != nil {
+						p.logger(pd, ts.Container).Error("cannot watch pod dependencies", "error", err)
+					}
+				}
 			}
 		}
 		p.release(pd)

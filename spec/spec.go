@@ -13,6 +13,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,8 +38,10 @@ const DefaultTimeout = 10 * time.Minute
 // Hold is everything podorder does for one container of a pod.
 type Hold struct {
 	// After lists the dependencies, sorted by container name; empty for a container that is only
-	// waited on.
+	// waited on. A dependency on other pods appears here under its PodDependency.Name.
 	After []condition.Dependency
+	// Pods lists the dependencies on other pods, sorted by Name.
+	Pods []PodDependency
 	// Timeout is the longest the container is held.
 	Timeout time.Duration
 	// Probe is the node-local readiness check, nil when there is none.
@@ -77,6 +80,7 @@ func Parse(labels, annotations map[string]string) *Pod {
 		source string
 	}
 	deps := map[string]map[string]seen{}
+	podDeps := map[string]map[string]PodDependency{}
 	timeouts := map[string]string{}
 
 	read := func(source string, kv map[string]string) {
@@ -94,11 +98,12 @@ func Parse(labels, annotations map[string]string) *Pod {
 			switch kind {
 			case KindAfter:
 				var list []condition.Dependency
+				var pods []PodDependency
 				var err error
 				if source == "label" {
 					list, err = parseLabelAfter(v)
 				} else {
-					list, err = parseAnnotationAfter(v)
+					list, pods, err = parseAnnotationAfter(v)
 				}
 				if err != nil {
 					p.fail(c, fmt.Errorf("%s: %w", where, err))
@@ -114,6 +119,13 @@ func Parse(labels, annotations map[string]string) *Pod {
 						continue
 					}
 					deps[c][d.Container] = seen{d.Condition, source}
+				}
+				for _, pd := range pods {
+					if podDeps[c] == nil {
+						podDeps[c] = map[string]PodDependency{}
+					}
+					podDeps[c][pd.Name] = pd
+					deps[c][pd.Name] = seen{pd.Condition, source}
 				}
 				p.hold(c)
 			case KindTimeout:
@@ -150,6 +162,9 @@ func Parse(labels, annotations map[string]string) *Pod {
 			h.After = append(h.After, condition.Dependency{Container: name, Condition: s.cond})
 		}
 		sort.Slice(h.After, func(i, j int) bool { return h.After[i].Container < h.After[j].Container })
+		for _, name := range sortedKeys(podDeps[c]) {
+			h.Pods = append(h.Pods, podDeps[c][name])
+		}
 	}
 	p.checkGraph()
 	return p
@@ -180,8 +195,12 @@ func (p *Pod) CheckNames(containers []string) {
 			p.fail(c, fmt.Errorf("%s keys name container %s, which is not in the pod; containers are: %s", Domain, c, list))
 			continue
 		}
+		onPods := map[string]bool{}
+		for _, pd := range p.Holds[c].Pods {
+			onPods[pd.Name] = true
+		}
 		for _, d := range p.Holds[c].After {
-			if !known[d.Container] {
+			if !known[d.Container] && !onPods[d.Container] {
 				p.fail(c, fmt.Errorf("container %s waits for %s, which is not in the pod; containers are: %s", c, d.Container, list))
 			}
 		}
@@ -278,25 +297,62 @@ func parseLabelAfter(v string) ([]condition.Dependency, error) {
 	return out, nil
 }
 
-// parseAnnotationAfter reads the annotation form "db, cache:started, migrate:completed".
-func parseAnnotationAfter(v string) ([]condition.Dependency, error) {
+// parseAnnotationAfter reads the annotation form "db, cache:started, migrate:completed,
+// pod(app=mysql):ready".
+func parseAnnotationAfter(v string) ([]condition.Dependency, []PodDependency, error) {
 	if strings.TrimSpace(v) == "" {
-		return nil, errors.New("empty dependency list: name at least one container")
+		return nil, nil, errors.New("empty dependency list: name at least one container")
+	}
+	items, err := splitOutsideParens(v)
+	if err != nil {
+		return nil, nil, err
 	}
 	var out []condition.Dependency
-	for _, item := range strings.Split(v, ",") {
+	var pods []PodDependency
+	for _, item := range items {
 		item = strings.TrimSpace(item)
 		if strings.HasPrefix(item, "pod(") {
-			return nil, fmt.Errorf("%q: cross-pod dependencies need podorder's Kubernetes API source, which this version does not have", item)
+			pd, err := parsePodDependency(item)
+			if err != nil {
+				return nil, nil, err
+			}
+			pods = append(pods, pd)
+			continue
 		}
 		name, cond, hasCond := strings.Cut(item, ":")
 		d, err := dependency(strings.TrimSpace(name), strings.TrimSpace(cond), hasCond)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, d)
 	}
-	return out, nil
+	return out, pods, nil
+}
+
+// splitOutsideParens splits on commas that are not inside pod(...).
+func splitOutsideParens(v string) ([]string, error) {
+	var items []string
+	depth, start := 0, 0
+	for i, r := range v {
+		switch r {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return nil, fmt.Errorf("unbalanced ')' at offset %d", i)
+			}
+		case ',':
+			if depth == 0 {
+				items = append(items, v[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if depth != 0 {
+		return nil, errors.New("unbalanced '(': close pod(...)")
+	}
+	return append(items, v[start:]), nil
 }
 
 func dependency(name, cond string, hasCond bool) (condition.Dependency, error) {
@@ -371,4 +427,90 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// PodDependency is a dependency on other pods: met when at least one pod matching Selector (in
+// Namespace, or the dependent's own namespace when empty) meets Condition for all its containers.
+type PodDependency struct {
+	// Name is the synthetic dependency name the hook waits on, derived from the declaration.
+	Name string
+	// Namespace is set only for a cross-namespace dependency, "pod(<namespace>/<selector>)".
+	Namespace string
+	// Selector is an equality-based label selector, "app=kafka,tier=broker".
+	Selector  string
+	Condition condition.Condition
+}
+
+// String formats the dependency as it is declared.
+func (d PodDependency) String() string {
+	sel := d.Selector
+	if d.Namespace != "" {
+		sel = d.Namespace + "/" + sel
+	}
+	return fmt.Sprintf("pod(%s):%s", sel, d.Condition)
+}
+
+// parsePodDependency reads "pod(app=mysql):ready" or "pod(other-ns/app=mysql)".
+func parsePodDependency(item string) (PodDependency, error) {
+	inner, rest, ok := strings.Cut(strings.TrimPrefix(item, "pod("), ")")
+	if !ok {
+		return PodDependency{}, fmt.Errorf("%q: want pod(<label>=<value>[,...])[:condition]", item)
+	}
+	d := PodDependency{Condition: condition.Default}
+	if rest = strings.TrimSpace(rest); rest != "" {
+		c, ok := strings.CutPrefix(rest, ":")
+		if !ok {
+			return PodDependency{}, fmt.Errorf("%q: want pod(...):<condition> after the selector", item)
+		}
+		cond, err := condition.Parse(strings.TrimSpace(c))
+		if err != nil {
+			return PodDependency{}, fmt.Errorf("%q: %w", item, err)
+		}
+		d.Condition = cond
+	}
+	if ns, sel, hasNS := strings.Cut(inner, "/"); hasNS {
+		if !validContainerName(ns) {
+			return PodDependency{}, fmt.Errorf("%q: %q is not a namespace name", item, ns)
+		}
+		d.Namespace, inner = ns, sel
+	}
+	var terms []string
+	for _, term := range strings.Split(inner, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(term), "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || !validLabelKey(k) || !validLabelValue(v) {
+			return PodDependency{}, fmt.Errorf("%q: selector term %q: want <label>=<value>", item, strings.TrimSpace(term))
+		}
+		terms = append(terms, k+"="+v)
+	}
+	sort.Strings(terms)
+	d.Selector = strings.Join(terms, ",")
+	h := fnv.New32a()
+	h.Write([]byte(d.String()))
+	d.Name = fmt.Sprintf("pod-%08x", h.Sum32())
+	return d, nil
+}
+
+func validLabelKey(k string) bool {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	if hasPrefix && (prefix == "" || len(prefix) > 253 || strings.Trim(prefix, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "") {
+		return false
+	}
+	return name != "" && validLabelValue(name)
+}
+
+func validLabelValue(v string) bool {
+	if len(v) > 63 {
+		return false
+	}
+	for i, r := range v {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || i == len(v)-1 || (r != '-' && r != '_' && r != '.')) {
+			return false
+		}
+	}
+	return true
 }

@@ -92,8 +92,12 @@ func TestParseRejectsBadDeclarationsWithActionableMessages(t *testing.T) {
 			[]string{"dependency cycle a → b → a", "remove one of these dependencies"}},
 		{"three-cycle rejects every member", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c", "podorder.dev/after.c": "a_completed"}, nil, "c",
 			[]string{"dependency cycle a → b → c → a"}},
-		{"cross-pod selector is explained", nil, map[string]string{"podorder.dev/after.app": "pod(app=mysql):ready"}, "app",
-			[]string{"cross-pod dependencies need"}},
+		{"unbalanced pod selector", nil, map[string]string{"podorder.dev/after.app": "pod(app=mysql"}, "app",
+			[]string{"unbalanced '('"}},
+		{"selector without a value", nil, map[string]string{"podorder.dev/after.app": "pod(app):ready"}, "app",
+			[]string{`selector term "app": want <label>=<value>`}},
+		{"pod dependency with a bad condition", nil, map[string]string{"podorder.dev/after.app": "pod(app=x):up"}, "app",
+			[]string{`unknown condition "up"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,4 +181,29 @@ func waits(h *Hold, c string) bool {
 		}
 	}
 	return false
+}
+
+func TestParseReadsCrossPodDependencies(t *testing.T) {
+	p := Parse(nil, map[string]string{"podorder.dev/after.app": "db, pod(tier=broker, app=kafka):started, pod(other/app=mysql)"})
+	h, err := p.For("app")
+	require.NoError(t, err)
+	require.Len(t, h.Pods, 2)
+	var kafka, mysql PodDependency
+	for _, pd := range h.Pods {
+		if pd.Namespace == "other" {
+			mysql = pd
+		} else {
+			kafka = pd
+		}
+	}
+	assert.Equal(t, "app=kafka,tier=broker", kafka.Selector, "terms are sorted: one selector, one name")
+	assert.Equal(t, condition.Started, kafka.Condition)
+	assert.Equal(t, "pod(other/app=mysql):ready", mysql.String())
+	assert.Regexp(t, `^pod-[0-9a-f]{8}$`, kafka.Name)
+	assert.Len(t, h.After, 3, "pod dependencies are waited on under their synthetic names")
+	assert.Contains(t, h.After, condition.Dependency{Container: kafka.Name, Condition: condition.Started})
+
+	p.CheckNames([]string{"app", "db"})
+	_, err = p.For("app")
+	assert.NoError(t, err, "synthetic names are not container names")
 }

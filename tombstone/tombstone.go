@@ -40,12 +40,20 @@ type Tombstone struct {
 	// HoldTimeout is the longest hold of this attempt, when it is held.
 	HoldTimeout Duration `json:"hold_timeout,omitempty"`
 
+	// PodSelector is set on a synthetic tombstone that stands for a dependency on other pods:
+	// "pod(app=mysql):ready". The daemon keeps its times in step with the matching pods.
+	PodSelector string `json:"pod_selector,omitempty"`
+
 	CreatedAt  *time.Time `json:"created_at,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	ReleasedAt *time.Time `json:"released_at,omitempty"`
-	ReadyAt    *time.Time `json:"ready_at,omitempty"`
-	ExitedAt   *time.Time `json:"exited_at,omitempty"`
-	ExitCode   int32      `json:"exit_code,omitempty"`
+	// ProbeReadyAt and KubeletReadyAt record each readiness source; ReadyAt is set once every source
+	// that applies has passed and the container is released.
+	ProbeReadyAt   *time.Time `json:"probe_ready_at,omitempty"`
+	KubeletReadyAt *time.Time `json:"kubelet_ready_at,omitempty"`
+	ReadyAt        *time.Time `json:"ready_at,omitempty"`
+	ExitedAt       *time.Time `json:"exited_at,omitempty"`
+	ExitCode       int32      `json:"exit_code,omitempty"`
 }
 
 // Held reports whether this attempt declared dependencies.

@@ -1,0 +1,163 @@
+package plugin
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
+)
+
+// Kubernetes is what podorder uses from the Kubernetes API when it has access to it.
+type Kubernetes struct {
+	// Specs gives the pod's container names, to reject unknown names at CreateContainer.
+	Specs PodSpecs
+	// Events records Kubernetes Events on pods.
+	Events Recorder
+	// Pods evaluates dependencies on other pods.
+	Pods PodWatcher
+}
+
+// PodSpecs looks up a pod on this node by UID.
+type PodSpecs interface {
+	// Containers returns the names of the pod's init and regular containers, false if unknown.
+	Containers(podUID string) ([]string, bool)
+}
+
+// PodRef names a pod for an Event.
+type PodRef struct{ Namespace, Name, UID string }
+
+// Recorder records Events on pods (rate-limited and aggregated like kubelet's).
+type Recorder interface {
+	Event(pod PodRef, warning bool, reason, message string)
+}
+
+// PodWatcher tracks whether some pod matching a selector meets a condition.
+type PodWatcher interface {
+	// Watch calls update, from another goroutine, with whether at least one pod in namespace that
+	// matches selector meets cond, once the answer is known and at every change, until stop.
+	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func())
+}
+
+// Event reasons, as `kubectl describe pod` shows them.
+const (
+	ReasonWaiting          = "PodorderWaiting"
+	ReasonReleased         = "PodorderReleased"
+	ReasonTimeout          = "PodorderTimeout"
+	ReasonDependencyFailed = "PodorderDependencyFailed"
+	ReasonRejected         = "PodorderRejected"
+)
+
+func (p *Plugin) event(pd *pod, warning bool, reason, format string, args ...any) {
+	if p.cfg.Kube == nil || p.cfg.Kube.Events == nil {
+		return
+	}
+	p.cfg.Kube.Events.Event(PodRef{Namespace: pd.namespace, Name: pd.name, UID: pd.uid}, warning, reason, fmt.Sprintf(format, args...))
+}
+
+// KubeletReady records that kubelet reports a container ready. containerID is the runtime's ID
+// without the "containerd://" prefix; a status of an older attempt is ignored.
+func (p *Plugin) KubeletReady(podUID, container, containerID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pd := p.pods[podUID]
+	if pd == nil {
+		return
+	}
+	m := pd.members[container]
+	if m == nil || m.ts.ID != containerID || m.ts.KubeletReadyAt != nil || m.ts.ExitedAt != nil {
+		return
+	}
+	now := p.now()
+	m.ts.KubeletReadyAt = &now
+	p.refreshReady(pd, m, now)
+	p.write(pd, m)
+	p.release(pd)
+}
+
+// refreshReady sets ReadyAt once m is released and every readiness source that applies has passed:
+// its podorder probe if it has one, and kubelet's readiness when the API is available (kubelet
+// calls a held container ready, so its word alone is not enough).
+func (p *Plugin) refreshReady(pd *pod, m *member, now time.Time) {
+	ts := m.ts
+	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
+		return
+	}
+	if m.hold != nil && m.hold.Probe != nil && ts.ProbeReadyAt == nil {
+		return
+	}
+	if p.cfg.Kube != nil && ts.KubeletReadyAt == nil {
+		return
+	}
+	ts.ReadyAt = &now
+	p.logger(pd, ts.Container).Info("ready", "after_release_ms", now.Sub(*ts.ReleasedAt).Milliseconds())
+}
+
+// checkPodDependencies refuses dependencies on other pods that this daemon cannot or may not watch.
+func (p *Plugin) checkPodDependencies(namespace string, hold *spec.Hold) error {
+	for _, d := range hold.Pods {
+		if p.cfg.Kube == nil || p.cfg.Kube.Pods == nil {
+			return fmt.Errorf("%s needs the Kubernetes API, and this podorder has none: run it with NODE_NAME and API credentials (the DaemonSet does)", d)
+		}
+		if d.Namespace != "" && d.Namespace != namespace && !p.cfg.AllowedNamespaces[d.Namespace] {
+			return fmt.Errorf("%s: dependencies on pods of namespace %s are not allowed; start podorder with --allow-cross-namespace=%s to allow them", d, d.Namespace, d.Namespace)
+		}
+	}
+	return nil
+}
+
+// watchPodDependencies makes a synthetic tombstone for each dependency of hold on other pods and keeps
+// it in step with the matching pods.
+func (p *Plugin) watchPodDependencies(pd *pod, hold *spec.Hold) error {
+	for _, d := range hold.Pods {
+		if pd.watches[d.Name] != nil {
+			continue
+		}
+		if pd.members[d.Name] == nil {
+			now := p.now()
+			ts := &tombstone.Tombstone{Container: d.Name, ID: d.Name, PodSelector: d.String(), CreatedAt: &now}
+			if err := p.replace(pd, &member{ts: ts}); err != nil {
+				return err
+			}
+		}
+		ns := d.Namespace
+		if ns == "" {
+			ns = pd.namespace
+		}
+		name, cond := d.Name, d.Condition
+		pd.watches[name] = p.cfg.Kube.Pods.Watch(ns, d.Selector, cond, func(met bool) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.pods[pd.uid] != pd || pd.members[name] == nil {
+				return
+			}
+			if p.setPodDependency(pd.members[name].ts, cond, met) {
+				p.logger(pd, name).Info("pod dependency changed", "pod_selector", d.String(), "met", met)
+				p.write(pd, pd.members[name])
+				p.release(pd)
+			}
+		})
+	}
+	return nil
+}
+
+// setPodDependency makes a synthetic tombstone evaluate to Met for cond exactly when met, and
+// reports whether it changed.
+func (p *Plugin) setPodDependency(ts *tombstone.Tombstone, cond condition.Condition, met bool) bool {
+	if (condition.Evaluate(cond, ts.State()) == condition.Met) == met {
+		return false
+	}
+	ts.StartedAt, ts.ReleasedAt, ts.ReadyAt, ts.ExitedAt, ts.ExitCode = nil, nil, nil, nil, 0
+	if met {
+		now := p.now()
+		ts.StartedAt, ts.ReleasedAt = &now, &now
+		switch cond {
+		case condition.Ready:
+			ts.ReadyAt = &now
+		case condition.Completed:
+			ts.ExitedAt = &now
+		}
+	}
+	return true
+}

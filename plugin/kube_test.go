@@ -1,0 +1,125 @@
+package plugin
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/condition"
+)
+
+type fakeEvents struct{ reasons []string }
+
+func (f *fakeEvents) Event(_ PodRef, _ bool, reason, message string) {
+	f.reasons = append(f.reasons, reason+": "+message)
+}
+
+type fakeWatcher struct{ updates map[string]func(bool) }
+
+func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update func(bool)) func() {
+	f.updates[ns+"/"+sel+":"+string(cond)] = update
+	return func() { delete(f.updates, ns+"/"+sel+":"+string(cond)) }
+}
+
+type fakeSpecs map[string][]string
+
+func (f fakeSpecs) Containers(uid string) ([]string, bool) { c, ok := f[uid]; return c, ok }
+
+func newKubeFixture(t *testing.T, labels, annotations map[string]string) (*fixture, *fakeEvents, *fakeWatcher) {
+	f := newFixture(t, labels, annotations)
+	ev, w := &fakeEvents{}, &fakeWatcher{updates: map[string]func(bool){}}
+	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour, AllowedNamespaces: map[string]bool{"shared": true},
+		Kube: &Kubernetes{Events: ev, Pods: w, Specs: fakeSpecs{"uid-1": {"app", "db"}}}},
+		f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	return f, ev, w
+}
+
+func TestWithTheAPIReadyNeedsKubeletReadinessAndTheRelease(t *testing.T) {
+	f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "x_started"}, nil)
+	app, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	_, adj, err := f.create(t, "db")
+	require.Error(t, err, "x is not in the pod per the API")
+	assert.Contains(t, err.Error(), "container db waits for x, which is not in the pod; containers are: app, db")
+	assert.Nil(t, adj)
+	assert.Contains(t, ev.reasons[len(ev.reasons)-1], "PodorderRejected")
+
+	f2, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db"}, nil)
+	app, _, _ = f2.create(t, "app")
+	f2.start(t, app)
+	db, _, _ := f2.create(t, "db")
+	f2.start(t, db)
+	assert.Nil(t, f2.tomb(t, "db").ReadyAt, "running is not ready when kubelet's readiness is known")
+	f2.p.KubeletReady("uid-1", "db", "stale-id")
+	assert.Nil(t, f2.tomb(t, "db").ReadyAt, "a status of another attempt is ignored")
+	f2.p.KubeletReady("uid-1", "db", db.Id)
+	assert.NotNil(t, f2.tomb(t, "db").ReadyAt)
+	assert.NotNil(t, f2.tomb(t, "app").ReleasedAt)
+	require.Len(t, ev.reasons, 2)
+	assert.Contains(t, ev.reasons[0], "PodorderWaiting: container app waits for db (ready) (timeout 10m0s)")
+	assert.Contains(t, ev.reasons[1], "PodorderReleased: container app released after")
+}
+
+func TestKubeletReadinessOfAHeldContainerCountsOnlyOnceReleased(t *testing.T) {
+	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	f.p.KubeletReady("uid-1", "app", app.Id) // kubelet calls a held container without a probe ready
+	assert.Nil(t, f.tomb(t, "app").ReadyAt)
+	db, _, _ := f.create(t, "db")
+	f.start(t, db)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+	assert.NotNil(t, f.tomb(t, "app").ReadyAt, "released and kubelet-ready")
+}
+
+func TestCrossPodDependencyReleasesWhenAMatchingPodMeetsTheCondition(t *testing.T) {
+	f, ev, w := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(app=first):ready"})
+	app, adj, err := f.create(t, "app")
+	require.NoError(t, err)
+	require.NotNil(t, adj)
+	f.start(t, app)
+	update := w.updates["ns/app=first:ready"]
+	require.NotNil(t, update, "watching the selector in the pod's own namespace")
+	update(false)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
+	update(true)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+	assert.Contains(t, ev.reasons[len(ev.reasons)-1], "pod(app=first):ready met")
+
+	require.NoError(t, f.p.RemovePodSandbox(f.ctx, f.sb))
+	assert.Empty(t, w.updates, "watches end with the pod")
+}
+
+func TestCrossNamespaceAndAPIlessPodDependenciesAreRefused(t *testing.T) {
+	f, ev, _ := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(other/app=x)"})
+	_, _, err := f.create(t, "app")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "start podorder with --allow-cross-namespace=other")
+	assert.Contains(t, ev.reasons[0], "PodorderRejected")
+
+	f, _, w := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(shared/app=x)"})
+	_, _, err = f.create(t, "app")
+	require.NoError(t, err, "allowed namespace")
+	assert.Contains(t, w.updates, "shared/app=x:ready")
+
+	plain := newFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(app=x)"})
+	_, _, err = plain.create(t, "app")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "needs the Kubernetes API")
+}
+
+func TestTimeoutEventNamesWhatWasMissing(t *testing.T) {
+	f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "1ms"}, nil)
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	time.Sleep(2 * time.Millisecond) // the hold's 1 ms budget must be spent; nothing to await
+	app.ExitCode = 255
+	_, err := f.p.StopContainer(f.ctx, f.sb, app)
+	require.NoError(t, err)
+	last := ev.reasons[len(ev.reasons)-1]
+	assert.Contains(t, last, "PodorderTimeout: container app was not released within 1ms: db has not been created yet")
+}
