@@ -15,6 +15,7 @@ import (
 	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/stub"
 
+	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/plugin"
 	"github.com/podorder/podorder/probe"
 	"github.com/podorder/podorder/tombstone"
@@ -28,6 +29,11 @@ type Config struct {
 	HookBinary  string
 	LogFormat   string
 	LogLevel    string
+	// NodeName enables the Kubernetes API (with Kubeconfig, or in-cluster credentials).
+	NodeName   string
+	Kubeconfig string
+	// AllowCrossNamespace lists the namespaces that pod(<namespace>/...) dependencies may name.
+	AllowCrossNamespace string
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -38,6 +44,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HookBinary, "hook-binary", env("hook-binary", "/opt/podorder/bin/podorder-hook"), "host path of the hook binary to bind-mount into held containers")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "log level: debug, info, warn or error")
+	fs.StringVar(&c.NodeName, "node-name", env("node-name", os.Getenv("NODE_NAME")), "this node's name; enables kubelet readiness, Events and pod(...) dependencies through the Kubernetes API (default $NODE_NAME)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", env("kubeconfig", ""), "kubeconfig for the Kubernetes API (default: in-cluster credentials)")
+	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""), "comma-separated namespaces that pod(<namespace>/...) dependencies may name")
 }
 
 // env returns PODORDER_<FLAG> (dashes as underscores) or def.
@@ -86,7 +95,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("create store directory: %w", err)
 	}
 	nrilog.Set(nriLogger{log.With("component", "nri")})
-	p := plugin.New(plugin.Config{HookBinary: cfg.HookBinary}, store, probe.NewRunner(log), log)
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, AllowedNamespaces: map[string]bool{}}
+	for _, ns := range strings.Split(cfg.AllowCrossNamespace, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			pcfg.AllowedNamespaces[ns] = true
+		}
+	}
+	src := connectAPI(cfg, log)
+	if src != nil {
+		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src}
+	}
+	p := plugin.New(pcfg, store, probe.NewRunner(log), log)
+	if src != nil {
+		// Names are checked against pod specs at CreateContainer: list this node's pods first, but
+		// do not hold up the NRI connection for long if the API is slow.
+		if err := src.Start(ctx, p, 20*time.Second); err != nil {
+			log.Warn("Kubernetes API not ready; continuing, the informer keeps trying", "error", err)
+		}
+	}
 
 	backoff := 100 * time.Millisecond
 	for {
@@ -133,3 +159,22 @@ func (l nriLogger) Debugf(_ context.Context, f string, a ...any) { l.log.Debug(f
 func (l nriLogger) Infof(_ context.Context, f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
 func (l nriLogger) Warnf(_ context.Context, f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
 func (l nriLogger) Errorf(_ context.Context, f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
+
+// connectAPI returns the Kubernetes API source, or nil (said once) when podorder runs without it.
+func connectAPI(cfg Config, log *slog.Logger) *kube.Source {
+	if cfg.NodeName == "" {
+		log.Warn("no Kubernetes API: NODE_NAME is not set; readiness comes from podorder's own probes only, " +
+			"and pod(...) dependencies are refused")
+		return nil
+	}
+	rc, err := kube.Config(cfg.Kubeconfig)
+	if err == nil {
+		var src *kube.Source
+		if src, err = kube.New(rc, cfg.NodeName, log); err == nil {
+			log.Info("using the Kubernetes API: ready means kubelet-ready and released", "node", cfg.NodeName)
+			return src
+		}
+	}
+	log.Warn("no Kubernetes API; readiness comes from podorder's own probes only, and pod(...) dependencies are refused", "error", err)
+	return nil
+}

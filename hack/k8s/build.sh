@@ -59,7 +59,7 @@ build_one() {
   echo "k8s/build.sh: building $name ($pkg)"
   local start=$SECONDS
   # Build to a temporary name and rename, so an interrupted build never looks cached.
-  (cd "$moddir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+  (cd "$moddir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
     -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$outdir/.$name.tmp" "$pkg")
   mv "$outdir/.$name.tmp" "$outdir/$name"
   echo "k8s/build.sh: built $name in $((SECONDS - start)) s"

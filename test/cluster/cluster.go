@@ -15,7 +15,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,15 +26,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/podorder/podorder/test/harness"
 )
@@ -61,13 +56,6 @@ const cniPluginDir = "/usr/lib/cni"
 
 // startTimeout bounds each start-up step: API server ready, node registered, node Ready.
 const startTimeout = 90 * time.Second
-
-// kubeletSysctls are the kernel settings kubelet changes at start-up (setupKernelTunables) and
-// the bridge plugin's ip_forward; the teardown puts back what it found.
-var kubeletSysctls = []string{
-	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
-}
 
 // Options tune the cluster.
 type Options struct {
@@ -105,6 +93,8 @@ type Cluster struct {
 
 	sysctls        map[string]string // value before kubelet started, by /proc/sys path
 	createdCgroups bool              // /kubepods did not exist before kubelet started
+	createdDirs    []string          // hostDirs that did not exist before the start
+	createdChains  bool              // kubelet's iptables chains did not exist before the start
 }
 
 // BinDir returns the directory hack/k8s/build.sh puts the Kubernetes binaries in.
@@ -162,7 +152,7 @@ func Start(t testing.TB, env *harness.Env, opts Options) *Cluster {
 	}
 	t.Cleanup(func() { c.teardown(t) })
 
-	if err := c.start(t, opts); err != nil {
+	if err := c.start(t, opts, began); err != nil {
 		t.Fatalf("cluster: %v", err)
 	}
 	t.Logf("cluster: node %s (%s) Ready %v after start", c.NodeName, c.NodeIP, time.Since(began).Round(time.Millisecond))
@@ -196,7 +186,7 @@ func requireBinaries(t testing.TB) {
 	t.Skip(msg)
 }
 
-func (c *Cluster) start(t testing.TB, opts Options) error {
+func (c *Cluster) start(t testing.TB, opts Options, began time.Time) error {
 	ports, err := freePorts(4)
 	if err != nil {
 		return err
@@ -248,6 +238,7 @@ func (c *Cluster) start(t testing.TB, opts Options) error {
 	if err := c.waitAPIServer(server, certs); err != nil {
 		return err
 	}
+	t.Logf("cluster: kube-apiserver ready %v after start", time.Since(began).Round(time.Millisecond))
 
 	for name, client := range map[string]pair{
 		"admin": certs.admin, "controller-manager": certs.controllerManager,
@@ -380,6 +371,12 @@ func (c *Cluster) startKubelet(port int, certs certificates, verbosity string) e
 	if _, err := os.Stat("/sys/fs/cgroup/memory/kubepods"); errors.Is(err, os.ErrNotExist) {
 		c.createdCgroups = true
 	}
+	c.createdChains = exec.Command("iptables", "-w", "-t", "mangle", "-n", "-L", kubeletCanaryChain).Run() != nil
+	for _, d := range hostDirs {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			c.createdDirs = append(c.createdDirs, d)
+		}
+	}
 	return c.run("kubelet", filepath.Join(BinDir(), "kubelet"),
 		"--config="+configPath,
 		"--kubeconfig="+filepath.Join(c.Dir, "kubelet.kubeconfig"),
@@ -484,139 +481,6 @@ func (c *Cluster) running(name string) bool {
 	}
 }
 
-// teardown deletes every pod through the API while kubelet still runs (so kubelet unmounts their
-// volumes and CNI releases their addresses), then stops the components and undoes what kubelet and
-// the bridge plugin changed on the machine.
-func (c *Cluster) teardown(t testing.TB) {
-	if t.Failed() {
-		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"} {
-			t.Log(c.logTail(name, 40))
-		}
-	}
-	// Without the controllers nothing re-creates the pods deleted below.
-	c.stopComponent(t, "kube-controller-manager", 10*time.Second)
-	c.stopComponent(t, "kube-scheduler", 10*time.Second)
-	if c.running("kube-apiserver") && c.running("kubelet") {
-		c.deletePods(t)
-	}
-	c.stopComponent(t, "kubelet", 15*time.Second)
-	c.removeSandboxes(t)
-	c.unmountKubeletDir(t)
-	c.stopComponent(t, "kube-apiserver", 15*time.Second)
-	c.stopComponent(t, "etcd", 10*time.Second)
-	c.cancel(errors.New("cluster torn down"))
-
-	if out, err := exec.Command("ip", "link", "del", c.bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
-		t.Logf("cluster teardown: ip link del %s: %v: %s", c.bridge, err, out)
-	}
-	_ = os.Remove(filepath.Join(c.env.CNIConfDir(), "10-podorder.conflist"))
-	c.restoreSysctls(t)
-	if c.createdCgroups {
-		removeCgroupTrees(t, "kubepods")
-	}
-	if err := os.RemoveAll(c.Dir); err != nil {
-		t.Logf("cluster teardown: remove %s: %v", c.Dir, err)
-	}
-}
-
-// deletePods deletes every pod with its grace period, and force-deletes what is left after a minute.
-func (c *Cluster) deletePods(t testing.TB) {
-	_, err := c.kubectl(context.Background(), 90*time.Second, nil, "delete", "pods", "--all", "--all-namespaces", "--wait=true", "--timeout=60s")
-	if err == nil {
-		return
-	}
-	t.Logf("cluster teardown: %v; force-deleting", err)
-	if _, err := c.kubectl(context.Background(), 30*time.Second, nil, "delete", "pods", "--all", "--all-namespaces", "--force", "--grace-period=0"); err != nil {
-		t.Logf("cluster teardown: %v", err)
-	}
-}
-
-// removeSandboxes stops and removes the pod sandboxes kubelet left in containerd (it removes
-// deleted pods' sandboxes only at its next garbage collection), so CNI releases their interfaces
-// before the bridge goes.
-func (c *Cluster) removeSandboxes(t testing.TB) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pods, err := c.env.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		t.Logf("cluster teardown: list sandboxes: %v", err)
-		return
-	}
-	for _, p := range pods.Items {
-		if _, err := c.env.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-			t.Logf("cluster teardown: stop sandbox %s: %v", p.Metadata.GetName(), err)
-		}
-		if _, err := c.env.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-			t.Logf("cluster teardown: remove sandbox %s: %v", p.Metadata.GetName(), err)
-		}
-	}
-}
-
-// unmountKubeletDir lazily unmounts everything at or below kubelet's root dir (volume tmpfs
-// mounts, and the root dir itself, which kubelet bind-mounts onto itself), deepest first.
-func (c *Cluster) unmountKubeletDir(t testing.TB) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Logf("cluster teardown: %v", err)
-		return
-	}
-	defer f.Close()
-	var mounts []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountPath(fields[4])
-		if mp == c.kubeletDir || strings.HasPrefix(mp, c.kubeletDir+"/") {
-			mounts = append(mounts, mp)
-		}
-	}
-	slices.SortStableFunc(mounts, func(a, b string) int { return len(b) - len(a) })
-	for _, mp := range mounts {
-		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cluster teardown: unmount %s: %v", mp, err)
-		}
-	}
-}
-
-func (c *Cluster) restoreSysctls(t testing.TB) {
-	for name, want := range c.sysctls {
-		path := filepath.Join("/proc/sys", name)
-		data, err := os.ReadFile(path)
-		if err == nil && strings.TrimSpace(string(data)) == want {
-			continue
-		}
-		if err := os.WriteFile(path, []byte(want+"\n"), 0o644); err != nil {
-			t.Logf("cluster teardown: restore sysctl %s=%s: %v", name, want, err)
-		}
-	}
-}
-
-// removeCgroupTrees removes /<name> in every cgroup hierarchy, children first.
-func removeCgroupTrees(t testing.TB, name string) {
-	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", name))
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", name)); err == nil {
-		roots = append(roots, filepath.Join("/sys/fs/cgroup", name))
-	}
-	for _, root := range roots {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for _, d := range slices.Backward(dirs) {
-			// cpu and cpuacct may be one hierarchy under two names: already gone is fine.
-			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Logf("cluster teardown: remove cgroup %s: %v", d, err)
-			}
-		}
-	}
-}
-
 // nodeIP returns the first IPv4 address of an up, non-loopback interface.
 func nodeIP() (string, error) {
 	ifaces, err := net.Interfaces()
@@ -658,20 +522,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
-func unescapeMountPath(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

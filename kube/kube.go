@@ -1,0 +1,197 @@
+// Package kube is podorder's link to the Kubernetes API: a node-scoped pod informer that feeds
+// kubelet's container readiness into the plugin and answers "which containers does this pod have",
+// label-selected pod informers for dependencies on other pods, and an Event recorder.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/plugin"
+)
+
+// Readiness receives kubelet's readiness of containers; *plugin.Plugin implements it.
+type Readiness interface {
+	KubeletReady(podUID, container, containerID string)
+}
+
+// Source is podorder's view of the Kubernetes API.
+type Source struct {
+	client   kubernetes.Interface
+	nodeName string
+	log      *slog.Logger
+	recorder record.EventRecorder
+	nodePods cache.SharedIndexInformer
+
+	mu       sync.Mutex
+	selected map[string]*selection // by namespace + "/" + selector
+	ctx      context.Context
+}
+
+const byUID = "uid"
+
+// Config returns the API client configuration: kubeconfig when given, else in-cluster.
+func Config(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+		}
+		return c, nil
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return c, nil
+}
+
+// New connects to the API and prepares informers for the pods of nodeName.
+func New(cfg *rest.Config, nodeName string, log *slog.Logger) (*Source, error) {
+	cfg.UserAgent = "podorder/" + nodeName
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create Kubernetes client: %w", err)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+	}))
+	nodePods := factory.Core().V1().Pods().Informer()
+	if err := nodePods.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
+		return []string{string(obj.(*corev1.Pod).UID)}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("index pods by UID: %w", err)
+	}
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	return &Source{
+		client:   client,
+		nodeName: nodeName,
+		log:      log,
+		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "podorder", Host: nodeName}),
+		nodePods: nodePods,
+		selected: map[string]*selection{},
+	}, nil
+}
+
+// Start runs the node's pod informer, feeding kubelet's readiness into r, and waits up to timeout for
+// its first list so that CreateContainer can check names against the pod spec.
+func (s *Source) Start(ctx context.Context, r Readiness, timeout time.Duration) error {
+	s.ctx = ctx
+	report := func(obj any) {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			for _, rc := range ReadyContainers(pod) {
+				r.KubeletReady(string(pod.UID), rc.Name, rc.ID)
+			}
+		}
+	}
+	if _, err := s.nodePods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    report,
+		UpdateFunc: func(_, obj any) { report(obj) },
+	}); err != nil {
+		return fmt.Errorf("watch pods of node %s: %w", s.nodeName, err)
+	}
+	go s.nodePods.Run(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), s.nodePods.HasSynced) {
+		return fmt.Errorf("pods of node %s not listed within %s; check RBAC (get/list/watch pods) and the API server", s.nodeName, timeout)
+	}
+	return nil
+}
+
+// ReadyContainer is a container kubelet reports ready, with its runtime ID.
+type ReadyContainer struct{ Name, ID string }
+
+// ReadyContainers lists the containers of pod that kubelet reports ready, with the container ID
+// without its runtime prefix, so that readiness is matched to one attempt, never by name alone.
+func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
+	var out []ReadyContainer
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, cs := range list {
+			if !cs.Ready || cs.ContainerID == "" {
+				continue
+			}
+			_, id, ok := strings.Cut(cs.ContainerID, "://")
+			if !ok {
+				id = cs.ContainerID
+			}
+			out = append(out, ReadyContainer{Name: cs.Name, ID: id})
+		}
+	}
+	return out
+}
+
+// Containers implements plugin.PodSpecs from the node's pod informer.
+func (s *Source) Containers(podUID string) ([]string, bool) {
+	objs, err := s.nodePods.GetIndexer().ByIndex(byUID, podUID)
+	if err != nil || len(objs) == 0 {
+		return nil, false
+	}
+	pod := objs[0].(*corev1.Pod)
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return names, true
+}
+
+// Event implements plugin.Recorder.
+func (s *Source) Event(p plugin.PodRef, warning bool, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: typesUID(p.UID)}
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	s.recorder.Event(ref, typ, reason, message)
+}
+
+// PodMeets decides one condition for one pod, for dependencies on other pods: ready is the pod's
+// Ready condition, completed is phase Succeeded, started is every container running or started.
+func PodMeets(pod *corev1.Pod, cond condition.Condition) bool {
+	if pod.DeletionTimestamp != nil && cond != condition.Completed {
+		return false
+	}
+	switch cond {
+	case condition.Ready:
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	case condition.Completed:
+		return pod.Status.Phase == corev1.PodSucceeded
+	case condition.Started:
+		if pod.Status.Phase != corev1.PodRunning || len(pod.Status.ContainerStatuses) < len(pod.Spec.Containers) {
+			return false
+		}
+		for _, cs := range pod.Status.ContainerStatuses {
+			if cs.State.Running == nil && (cs.Started == nil || !*cs.Started) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,51 @@
+package kube
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podorder/podorder/condition"
+)
+
+func TestReadyContainersMatchesByContainerID(t *testing.T) {
+	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+		{Name: "db", Ready: true, ContainerID: "containerd://abc"},
+		{Name: "app", Ready: false, ContainerID: "containerd://def"},
+		{Name: "waiting", Ready: true},
+	}}}
+	assert.Equal(t, []ReadyContainer{{Name: "db", ID: "abc"}}, ReadyContainers(pod))
+}
+
+func TestPodMeetsEachCondition(t *testing.T) {
+	yes := true
+	ready := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "a", Started: &yes, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+	notReady := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "a", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+	pending := corev1.PodStatus{Phase: corev1.PodPending}
+	succeeded := corev1.PodStatus{Phase: corev1.PodSucceeded}
+	spec := corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}
+	now := metav1.Now()
+	tests := []struct {
+		name     string
+		pod      *corev1.Pod
+		cond     condition.Condition
+		expected bool
+	}{
+		{"ready pod is ready", &corev1.Pod{Spec: spec, Status: ready}, condition.Ready, true},
+		{"running but not ready", &corev1.Pod{Spec: spec, Status: notReady}, condition.Ready, false},
+		{"running pod is started", &corev1.Pod{Spec: spec, Status: notReady}, condition.Started, true},
+		{"pending pod is not started", &corev1.Pod{Spec: spec, Status: pending}, condition.Started, false},
+		{"succeeded pod completed", &corev1.Pod{Spec: spec, Status: succeeded}, condition.Completed, true},
+		{"running pod has not completed", &corev1.Pod{Spec: spec, Status: ready}, condition.Completed, false},
+		{"terminating pod is not ready", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Spec: spec, Status: ready}, condition.Ready, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.expected, PodMeets(tt.pod, tt.cond))
+		})
+	}
+}
