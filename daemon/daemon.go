@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	nrilog "github.com/containerd/nri/pkg/log"
@@ -34,6 +37,8 @@ type Config struct {
 	Kubeconfig string
 	// AllowCrossNamespace lists the namespaces that pod(<namespace>/...) dependencies may name.
 	AllowCrossNamespace string
+	// HealthAddr serves /healthz: 200 while connected to the runtime's NRI socket.
+	HealthAddr string
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -46,6 +51,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "log level: debug, info, warn or error")
 	fs.StringVar(&c.NodeName, "node-name", env("node-name", os.Getenv("NODE_NAME")), "this node's name; enables kubelet readiness, Events and pod(...) dependencies through the Kubernetes API (default $NODE_NAME)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", env("kubeconfig", ""), "kubeconfig for the Kubernetes API (default: in-cluster credentials)")
+	fs.StringVar(&c.HealthAddr, "health-addr", env("health-addr", ":8081"), "address of the /healthz endpoint (200 while connected to NRI); empty to disable")
 	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""), "comma-separated namespaces that pod(<namespace>/...) dependencies may name")
 }
 
@@ -114,14 +120,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
+	var connected atomic.Bool
+	if cfg.HealthAddr != "" {
+		if err := serveHealth(ctx, cfg.HealthAddr, &connected, log); err != nil {
+			return err
+		}
+	}
 	backoff := 100 * time.Millisecond
 	for {
-		connected := time.Now()
-		err := serve(ctx, cfg, p)
+		since := time.Now()
+		err := serve(ctx, cfg, p, &connected)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(connected) > 10*time.Second {
+		if time.Since(since) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
 		log.Warn("disconnected from the runtime's NRI socket; reconnecting", "socket", cfg.NRISocket, "error", err, "retry_in", backoff.String())
@@ -134,7 +146,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 }
 
-func serve(ctx context.Context, cfg Config, p *plugin.Plugin) error {
+func serve(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.Bool) error {
 	s, err := stub.New(p,
 		stub.WithPluginName("podorder"),
 		stub.WithPluginIdx(cfg.PluginIndex),
@@ -145,11 +157,47 @@ func serve(ctx context.Context, cfg Config, p *plugin.Plugin) error {
 	if err != nil {
 		return fmt.Errorf("create NRI stub: %w", err)
 	}
-	err = s.Run(ctx)
-	if err == nil {
-		err = errors.New("connection closed")
+	if err := s.Start(ctx); err != nil {
+		return err
 	}
-	return err
+	connected.Store(true)
+	defer connected.Store(false)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Stop()
+		case <-stopped:
+		}
+	}()
+	s.Wait()
+	return errors.New("connection closed")
+}
+
+// serveHealth answers /healthz with 200 while podorder is connected to the runtime, 503 otherwise,
+// for the DaemonSet's readiness probe.
+func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--health-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !connected.Load() {
+			http.Error(w, "not connected to the runtime's NRI socket", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok: connected to the runtime")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health endpoint stopped", "error", err)
+		}
+	}()
+	return nil
 }
 
 // nriLogger routes the NRI library's logs into the daemon's structured log.

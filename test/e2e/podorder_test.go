@@ -76,6 +76,7 @@ func startPodorder(t *testing.T, env *harness.Env) *Podorder {
 		"--hook-binary=" + filepath.Join(bin, "podorder-hook"),
 		"--log-format=json",
 		"--log-level=debug",
+		"--health-addr=",
 	}
 	p.start(t)
 	t.Cleanup(func() {

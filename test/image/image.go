@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -95,11 +96,26 @@ func RefName(ref string) string {
 // (mode 0755) and an empty /tmp, whose entrypoint is entrypoint, and which `ctr images import`
 // names ref. The same inputs always give the same digests.
 func Build(dir, ref string, binary string, entrypoint []string) (tarPath string, err error) {
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return "", fmt.Errorf("build image %s: read binary: %w", ref, err)
+	return BuildFiles(dir, ref, map[string]string{BinaryPath: binary}, entrypoint)
+}
+
+// BuildFiles is Build for an image of several executables: files maps each path in the image to
+// the host file copied there (mode 0755). The image has an empty /tmp too.
+func BuildFiles(dir, ref string, files map[string]string, entrypoint []string) (tarPath string, err error) {
+	entries := []tarFile{{name: "tmp/", dir: true, mode: 0o1777}}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
 	}
-	layerTar, err := layer(bin)
+	sort.Strings(paths)
+	for _, p := range paths {
+		data, err := os.ReadFile(files[p])
+		if err != nil {
+			return "", fmt.Errorf("build image %s: read %s: %w", ref, files[p], err)
+		}
+		entries = append(entries, tarFile{name: strings.TrimPrefix(p, "/"), data: data, mode: 0o755})
+	}
+	layerTar, err := writeTar(entries)
 	if err != nil {
 		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
@@ -147,16 +163,16 @@ func Build(dir, ref string, binary string, entrypoint []string) (tarPath string,
 		return "", fmt.Errorf("build image %s: encode index: %w", ref, err)
 	}
 
-	files := []tarFile{
+	archiveFiles := []tarFile{
 		{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`), mode: 0o644},
 		{name: "index.json", data: indexJSON, mode: 0o644},
 		{name: "blobs/", dir: true, mode: 0o755},
 		{name: "blobs/sha256/", dir: true, mode: 0o755},
 	}
 	for _, d := range []string{manifestDesc.Digest, manifest.Config.Digest, manifest.Layers[0].Digest} {
-		files = append(files, tarFile{name: "blobs/sha256/" + strings.TrimPrefix(d, "sha256:"), data: blobs[d], mode: 0o644})
+		archiveFiles = append(archiveFiles, tarFile{name: "blobs/sha256/" + strings.TrimPrefix(d, "sha256:"), data: blobs[d], mode: 0o644})
 	}
-	archive, err := writeTar(files)
+	archive, err := writeTar(archiveFiles)
 	if err != nil {
 		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
@@ -165,14 +181,6 @@ func Build(dir, ref string, binary string, entrypoint []string) (tarPath string,
 		return "", fmt.Errorf("build image %s: %w", ref, err)
 	}
 	return tarPath, nil
-}
-
-// layer returns the uncompressed layer: /tmp (1777) and the binary at /workload (0755).
-func layer(bin []byte) ([]byte, error) {
-	return writeTar([]tarFile{
-		{name: "tmp/", dir: true, mode: 0o1777},
-		{name: strings.TrimPrefix(BinaryPath, "/"), data: bin, mode: 0o755},
-	})
 }
 
 type tarFile struct {
