@@ -6,7 +6,7 @@ export PODORDER_CACHE ?= /var/cache/podorder
 GO ?= go
 GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
-.PHONY: all build deps test test-unit test-e2e demo bench fuzz lint clean
+.PHONY: all build deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz lint clean
 
 all: build
 
@@ -16,6 +16,10 @@ build:
 
 deps:
 	hack/install-deps.sh
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl v1.37.2.
+deps-k8s:
+	hack/k8s/build.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -28,7 +32,12 @@ test-unit:
 test-e2e: deps
 	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
 
-test: lint test-unit _output test-e2e
+# The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
+# with `kubectl apply -k daemonset/` (test overlay), pods created with kubectl.
+test-k8s: deps deps-k8s _output
+	$(GO) test -count=1 -timeout 30m -v ./test/cluster/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
+
+test: lint test-unit _output test-e2e test-k8s
 
 demo: deps _output
 	$(GO) test -count=1 -timeout 10m -v -run 'TestDemo$$' ./test/e2e/ 2>&1 | grep -E 'DEMO|^(--- |ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}

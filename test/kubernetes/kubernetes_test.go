@@ -1,0 +1,324 @@
+// Package kubernetes runs podorder the way users do, on a real one-node Kubernetes: etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (v1.37) on a private containerd
+// with NRI and runc 1.3.6; podorder's own OCI image built without a Docker engine and imported;
+// `kubectl apply -k` of daemonset/ through a test overlay; pods created with kubectl.
+package kubernetes
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/podorder/podorder/test/cluster"
+	"github.com/podorder/podorder/test/harness"
+	"github.com/podorder/podorder/test/image"
+)
+
+// PodorderImage is the image the test overlay deploys.
+const PodorderImage = "registry.local/podorder/podorder:test"
+
+// bed is the one cluster all scenarios share: a cluster owns machine-wide state (sysctls, iptables,
+// the pod subnet), so only one can run at a time, and starting it is the slow part.
+type bed struct {
+	env *harness.Env
+	c   *cluster.Cluster
+}
+
+func setup(t *testing.T) *bed {
+	t.Helper()
+	env := harness.Start(t, harness.Options{})
+	env.ImportWorkloadImages(t)
+	shareNetnsMounts(t)
+	c := cluster.Start(t, env, cluster.Options{})
+	b := &bed{env: env, c: c}
+	b.deployPodorder(t)
+	return b
+}
+
+// deployPodorder builds podorder's image, imports it, and applies daemonset/ with an overlay that
+// points the host paths (NRI socket, store, hook directory) into the test's private directories.
+func (b *bed) deployPodorder(t *testing.T) {
+	t.Helper()
+	bin := t.TempDir()
+	for _, name := range []string{"podorder", "podorder-hook"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), "github.com/podorder/podorder/cmd/"+name)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "build %s: %s", name, out)
+	}
+	tar, err := image.BuildFiles(bin, PodorderImage, map[string]string{
+		"/podorder": filepath.Join(bin, "podorder"), "/podorder-hook": filepath.Join(bin, "podorder-hook"),
+	}, []string{"/podorder"})
+	require.NoError(t, err)
+	out, err := b.env.Ctr("-n", harness.Namespace, "images", "import", tar)
+	require.NoError(t, err, out)
+
+	// This cluster has no kube-proxy, so the kubernetes Service IP leads nowhere: the overlay puts
+	// podorder on the host network and points its in-cluster config at the API server itself.
+	kubeconfig, err := os.ReadFile(b.c.Kubeconfig)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`server: "?https://([0-9.]+):([0-9]+)`).FindSubmatch(kubeconfig)
+	require.NotNil(t, m, "API server address in %s", b.c.Kubeconfig)
+	apiHost, apiPort := string(m[1]), string(m[2])
+	overlay := t.TempDir()
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	// kustomize takes a base only by relative path.
+	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
+	require.NoError(t, err)
+	store, hooks := filepath.Join(b.env.Dir, "podorder-store"), filepath.Join(b.env.Dir, "podorder-hook")
+	// The store and hook paths are handed to the runtime for bind mounts, so the daemon's container
+	// mounts them at the same paths as on the host.
+	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %[1]s
+images:
+  - name: registry.local/podorder/podorder
+    newTag: test
+patches:
+  - target: {kind: DaemonSet, name: podorder}
+    patch: |-
+      - {op: add, path: /spec/template/spec/initContainers/0/imagePullPolicy, value: Never}
+      - {op: add, path: /spec/template/spec/containers/0/imagePullPolicy, value: Never}
+      - {op: replace, path: /spec/template/spec/initContainers/0/args/2, value: %[3]s/podorder-hook}
+      - {op: replace, path: /spec/template/spec/initContainers/0/volumeMounts/0/mountPath, value: %[3]s}
+      - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: %[4]s}
+      - {op: replace, path: /spec/template/spec/volumes/1/hostPath/path, value: %[2]s}
+      - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/1/mountPath, value: %[2]s}
+      - {op: replace, path: /spec/template/spec/volumes/2/hostPath/path, value: %[3]s}
+      - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/2/mountPath, value: %[3]s}
+      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --store-dir=%[2]s}
+      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --hook-binary=%[3]s/podorder-hook}
+      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --nri-socket=/var/run/nri/%[5]s}
+      - {op: add, path: /spec/template/spec/hostNetwork, value: true}
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[6]s"}}
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[7]s"}}
+`, base, store, hooks, filepath.Dir(b.env.NRISocket), filepath.Base(b.env.NRISocket), apiHost, apiPort)
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
+	b.c.Kubectl(t, "apply", "-k", overlay)
+	b.c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := b.c.KubectlErr("logs", "-n", "podorder-system", "ds/podorder", "--tail=80")
+			t.Logf("podorder logs:\n%s", out)
+		}
+	})
+}
+
+// shareNetnsMounts makes /var/run/netns a shared mount, as `ip netns` does and as systemd hosts have
+// it anyway: the DaemonSet mounts it with HostToContainer propagation so that podorder sees the
+// network namespaces of pods created after it started, and the runtime refuses that propagation
+// from a private mount (this VM's root is private).
+func shareNetnsMounts(t *testing.T) {
+	t.Helper()
+	const dir = "/var/run/netns"
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	if exec.Command("mountpoint", "-q", dir).Run() == nil {
+		return
+	}
+	for _, args := range [][]string{{"--bind", dir, dir}, {"--make-shared", dir}} {
+		out, err := exec.Command("mount", args...).CombinedOutput()
+		require.NoError(t, err, "mount %v: %s", args, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+}
+
+// pod is a manifest with containers of the workload image.
+type pod struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+	Containers  []container
+}
+
+type container struct {
+	Name  string
+	Args  []string
+	Extra string // YAML lines appended to the container, indented by 4 spaces
+}
+
+func (b *bed) apply(t *testing.T, p pod) {
+	t.Helper()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\n", p.Name)
+	writeMap(&sb, "labels", p.Labels)
+	writeMap(&sb, "annotations", p.Annotations)
+	fmt.Fprintf(&sb, "spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n")
+	for _, c := range p.Containers {
+		args := `"--name", "` + c.Name + `"`
+		for _, a := range c.Args {
+			args += `, "` + a + `"`
+		}
+		fmt.Fprintf(&sb, "  - name: %s\n    image: %s\n    imagePullPolicy: Never\n    args: [%s]\n", c.Name, harness.WorkloadImage, args)
+		if c.Extra != "" {
+			for _, line := range strings.Split(strings.TrimRight(c.Extra, "\n"), "\n") {
+				sb.WriteString("    " + line + "\n")
+			}
+		}
+	}
+	b.c.ApplyYAML(t, sb.String())
+}
+
+func writeMap(sb *strings.Builder, key string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(sb, "  %s:\n", key)
+	for k, v := range m {
+		fmt.Fprintf(sb, "    %s: %q\n", k, v)
+	}
+}
+
+// tcpReady is a readinessProbe on a port, checked every second as users commonly set it.
+func tcpReady(port int) string {
+	return fmt.Sprintf("readinessProbe:\n  tcpSocket:\n    port: %d\n  periodSeconds: 1\n", port)
+}
+
+// event returns the first workload line of kind (START, LISTEN) that a container printed.
+func (b *bed) event(t *testing.T, podName, container, kind string) harness.WorkloadEvent {
+	t.Helper()
+	out := b.c.Kubectl(t, "logs", "-n", "default", podName, "-c", container)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, kind+" ") {
+			ev, err := harness.ParseWorkloadEvent(line)
+			require.NoError(t, err)
+			return ev
+		}
+	}
+	t.Fatalf("%s/%s printed no %s line; log:\n%s", podName, container, kind, out)
+	return harness.WorkloadEvent{}
+}
+
+func (b *bed) reasons(t *testing.T, podName string) string {
+	var out []string
+	for _, e := range b.c.Events(t, "default", podName) {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	return strings.Join(out, "\n")
+}
+
+func (b *bed) restarts(t *testing.T, podName string, index int) string {
+	return strings.TrimSpace(b.c.Kubectl(t, "get", "pod", podName, "-n", "default", "-o",
+		fmt.Sprintf("jsonpath={.status.containerStatuses[%d].restartCount}", index)))
+}
+
+// TestOnARealKubelet runs every scenario on one cluster, in order.
+func TestOnARealKubelet(t *testing.T) {
+	b := setup(t)
+
+	t.Run("dependent declared first starts after its dependency's readinessProbe passes", func(t *testing.T) {
+		b.apply(t, pod{Name: "reverse", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
+			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
+			{Name: "db", Args: []string{"--listen-after", "2s", "--port", "5432"}, Extra: tcpReady(5432)},
+		}})
+		b.c.WaitPodReady(t, "default", "reverse", 2*time.Minute)
+		appStart, dbListen := b.event(t, "reverse", "app", "START").At, b.event(t, "reverse", "db", "LISTEN").At
+		assert.True(t, appStart.After(dbListen), "app started %s before db listened", dbListen.Sub(appStart))
+		assert.Equal(t, "0", b.restarts(t, "reverse", 0), "no CrashLoopBackOff")
+		ev := b.reasons(t, "reverse")
+		assert.Contains(t, ev, "PodorderWaiting: container app waits for db (ready)")
+		assert.Contains(t, ev, "PodorderReleased: container app released after")
+		t.Logf("RESULT kubelet readiness path: db port open → app first line %s (readinessProbe period 1s)", appStart.Sub(dbListen))
+	})
+
+	t.Run("three-level chain starts in order", func(t *testing.T) {
+		// c also has podorder's own probe, run inside the pod's network namespace: ready needs both.
+		b.apply(t, pod{Name: "chain", Labels: map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c"},
+			Annotations: map[string]string{"podorder.dev/probe.c": "tcp:8082"}, Containers: []container{
+				{Name: "a", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
+				{Name: "b", Args: []string{"--listen-after", "500ms", "--port", "8081"}, Extra: tcpReady(8081)},
+				{Name: "c", Args: []string{"--listen-after", "500ms", "--port", "8082"}, Extra: tcpReady(8082)},
+			}})
+		b.c.WaitPodReady(t, "default", "chain", 2*time.Minute)
+		a, bStart, c := b.event(t, "chain", "a", "START").At, b.event(t, "chain", "b", "START").At, b.event(t, "chain", "c", "START").At
+		assert.True(t, bStart.After(b.event(t, "chain", "c", "LISTEN").At))
+		assert.True(t, a.After(b.event(t, "chain", "b", "LISTEN").At))
+		assert.True(t, c.Before(bStart) && bStart.Before(a))
+	})
+
+	t.Run("dependency on another pod created later", func(t *testing.T) {
+		b.apply(t, pod{Name: "second", Annotations: map[string]string{"podorder.dev/after.app": "pod(app=first):ready"}, Containers: []container{
+			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
+		}})
+		b.c.WaitFor(t, "default", "pod/second", "jsonpath={.status.phase}=Running", time.Minute)
+		b.apply(t, pod{Name: "first", Labels: map[string]string{"app": "first"}, Containers: []container{
+			{Name: "db", Args: []string{"--listen-after", "1s", "--port", "5432"}, Extra: tcpReady(5432)},
+		}})
+		b.c.WaitPodReady(t, "default", "second", 2*time.Minute)
+		appStart, dbListen := b.event(t, "second", "app", "START").At, b.event(t, "first", "db", "LISTEN").At
+		assert.True(t, appStart.After(dbListen), "second started before first was ready")
+		assert.Contains(t, b.reasons(t, "second"), "pod(app=first):ready met")
+	})
+
+	t.Run("a long hold survives a livenessProbe behind a startupProbe", func(t *testing.T) {
+		probes := "startupProbe:\n  tcpSocket:\n    port: 8080\n  periodSeconds: 1\n  failureThreshold: 60\n" +
+			"livenessProbe:\n  tcpSocket:\n    port: 8080\n  periodSeconds: 1\n  failureThreshold: 2\n"
+		b.apply(t, pod{Name: "liveness", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
+			{Name: "app", Args: []string{"--port", "8080"}, Extra: probes + tcpReady(8080)},
+			{Name: "db", Args: []string{"--listen-after", "6s", "--port", "5432"}, Extra: tcpReady(5432)},
+		}})
+		b.c.WaitPodReady(t, "default", "liveness", 2*time.Minute)
+		assert.Equal(t, "0", b.restarts(t, "liveness", 0), "held 6 s with a 2 s liveness budget, not killed")
+	})
+
+	t.Run("dependency that never becomes ready times out with an Event and the dependent restarts", func(t *testing.T) {
+		b.apply(t, pod{Name: "never", Labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "3s"}, Containers: []container{
+			{Name: "app"},
+			{Name: "db", Extra: tcpReady(5432)},
+		}})
+		b.c.WaitFor(t, "default", "pod/never", "jsonpath={.status.containerStatuses[0].restartCount}=1", 2*time.Minute)
+		ev := b.reasons(t, "never")
+		assert.Contains(t, ev, "PodorderTimeout: container app was not released within 3s: db is running but not ready")
+		b.c.Kubectl(t, "delete", "pod", "never", "--wait=false")
+	})
+
+	t.Run("invalid declaration is a CreateContainerError naming the problem", func(t *testing.T) {
+		b.apply(t, pod{Name: "cycle", Labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "app"}, Containers: []container{
+			{Name: "app"}, {Name: "db"},
+		}})
+		b.c.WaitFor(t, "default", "pod/cycle", "jsonpath={.status.containerStatuses[0].state.waiting.reason}=CreateContainerError", 2*time.Minute)
+		msg := b.c.Kubectl(t, "get", "pod", "cycle", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}")
+		assert.Contains(t, msg, "podorder: pod default/cycle, container app: dependency cycle app → db → app")
+		assert.Contains(t, b.reasons(t, "cycle"), "PodorderRejected")
+		b.c.Kubectl(t, "delete", "pod", "cycle", "--wait=false")
+	})
+
+	t.Run("pod without podorder keys starts as without podorder", func(t *testing.T) {
+		b.apply(t, pod{Name: "plain", Containers: []container{{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)}}})
+		b.c.WaitPodReady(t, "default", "plain", time.Minute)
+		id := b.c.Kubectl(t, "get", "pod", "plain", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+		status, err := b.env.Runtime.ContainerStatus(t.Context(), containerStatusRequest(strings.TrimPrefix(id, "containerd://")))
+		require.NoError(t, err)
+		assert.NotContains(t, status.Info["info"], "/.podorder", "no podorder mount or hook")
+		assert.NotContains(t, b.reasons(t, "plain"), "Podorder")
+	})
+
+	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
+		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
+			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
+			{Name: "db", Args: []string{"--listen-after", "8s", "--port", "5432"}, Extra: tcpReady(5432)},
+		}})
+		b.c.WaitFor(t, "default", "pod/orphan", "jsonpath={.status.containerStatuses[0].started}=true", time.Minute)
+		old := b.c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-o", "jsonpath={.items[0].metadata.name}")
+		b.c.Kubectl(t, "delete", "pod", "-n", "podorder-system", old, "--wait=true")
+		b.c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
+		b.c.WaitPodReady(t, "default", "orphan", 2*time.Minute)
+		assert.True(t, b.event(t, "orphan", "app", "START").At.After(b.event(t, "orphan", "db", "LISTEN").At))
+		assert.Equal(t, "0", b.restarts(t, "orphan", 0))
+	})
+}
+
+func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
+	return &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true}
+}
