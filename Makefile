@@ -35,7 +35,7 @@ test-e2e: deps
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
 # with `kubectl apply -k daemonset/` (test overlay), pods created with kubectl.
 test-k8s: deps deps-k8s _output
-	$(GO) test -count=1 -timeout 30m -v ./test/cluster/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
+	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
 
 test: lint test-unit _output test-e2e test-k8s
 
@@ -43,9 +43,10 @@ demo: deps _output
 	$(GO) test -count=1 -timeout 10m -v -run 'TestDemo$$' ./test/e2e/ 2>&1 | grep -E 'DEMO|^(--- |ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}
 
 # Benchmarks that report with/without podorder and hook/polling side by side.
-bench: deps _output
+bench: deps deps-k8s _output
 	$(GO) test -count=1 -run XXX -bench . -benchtime 2000x ./plugin/
-	PODORDER_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestMeasure' ./test/e2e/ 2>&1 | grep -E 'RESULT|^(--- |ok|FAIL)'
+	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./hooks/
+	PODORDER_BENCH=1 $(GO) test -p 1 -count=1 -timeout 30m -v -run 'TestMeasure' ./test/e2e/ ./test/kubernetes/ 2>&1 | grep -E 'RESULT|^(--- |ok|FAIL)'
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 60s ./spec/

@@ -112,14 +112,37 @@ func TestCrossNamespaceAndAPIlessPodDependenciesAreRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), "needs the Kubernetes API")
 }
 
-func TestTimeoutEventNamesWhatWasMissing(t *testing.T) {
-	f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "1ms"}, nil)
-	app, _, _ := f.create(t, "app")
-	f.start(t, app)
-	time.Sleep(2 * time.Millisecond) // the hold's 1 ms budget must be spent; nothing to await
-	app.ExitCode = 255
-	_, err := f.p.StopContainer(f.ctx, f.sb, app)
-	require.NoError(t, err)
-	last := ev.reasons[len(ev.reasons)-1]
-	assert.Contains(t, last, "PodorderTimeout: container app was not released within 1ms: db has not been created yet")
+func TestHoldEndingWithoutReleaseIsExplainedByAnEvent(t *testing.T) {
+	tests := []struct {
+		name     string
+		after    string
+		migrate  int32 // exit code of the dependency; -1: it never runs
+		exitCode int32 // of the held container
+		want     string
+	}{
+		{"hook timed out", "migrate_completed", -1, 255,
+			"PodorderTimeout: container app was not released within 10m0s: migrate has not been created yet"},
+		{"completed dependency failed", "migrate_completed", 3, 255,
+			"PodorderDependencyFailed: container app will not start: migrate exited with code 3"},
+		{"stopped while held by a pod deletion", "migrate_completed", -1, 2, "PodorderWaiting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": tt.after}, nil)
+			f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "migrate"}}
+			app, _, _ := f.create(t, "app")
+			f.start(t, app)
+			if tt.migrate >= 0 {
+				m, _, _ := f.create(t, "migrate")
+				f.start(t, m)
+				m.ExitCode = tt.migrate
+				_, err := f.p.StopContainer(f.ctx, f.sb, m)
+				require.NoError(t, err)
+			}
+			app.ExitCode = tt.exitCode
+			_, err := f.p.StopContainer(f.ctx, f.sb, app)
+			require.NoError(t, err)
+			assert.Contains(t, ev.reasons[len(ev.reasons)-1], tt.want)
+		})
+	}
 }

@@ -238,12 +238,14 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 		log.Warn("hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
 			"the hook's reason is in the container's log",
 			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "held_ms", held.Milliseconds(), "missing", missing)
+		// The hook measures its timeout from its own start, slightly before StartedAt, so the
+		// elapsed time cannot tell a timeout; the tombstones can.
 		switch {
-		case held >= time.Duration(m.ts.HoldTimeout):
+		case p.anyFailed(pd, m):
+			p.event(pd, true, ReasonDependencyFailed, "container %s will not start: %s (reason: kubectl logs --previous -c %s)", c.Name, missing, c.Name)
+		case c.ExitCode == hookFailedExitCode || held >= time.Duration(m.ts.HoldTimeout):
 			p.event(pd, true, ReasonTimeout, "container %s was not released within %s: %s; it exits and restarts per its restartPolicy (reason: kubectl logs --previous -c %s)",
 				c.Name, time.Duration(m.ts.HoldTimeout), missing, c.Name)
-		case c.ExitCode == 255:
-			p.event(pd, true, ReasonDependencyFailed, "container %s will not start: %s (reason: kubectl logs --previous -c %s)", c.Name, missing, c.Name)
 		}
 	} else {
 		log.Debug("exited", "exit_code", c.ExitCode)
@@ -304,6 +306,19 @@ func (p *Plugin) allMet(pd *pod, deps []condition.Dependency) bool {
 		}
 	}
 	return true
+}
+
+// hookFailedExitCode is the exit code runc gives a container whose startContainer hook failed.
+const hookFailedExitCode = 255
+
+// anyFailed reports whether a dependency of m can no longer be met by its current attempt.
+func (p *Plugin) anyFailed(pd *pod, m *member) bool {
+	for _, d := range m.ts.WaitsFor {
+		if condition.Evaluate(d.Condition, pd.state(d.Container)) == condition.Failed {
+			return true
+		}
+	}
+	return false
 }
 
 // missing describes the unmet dependencies of m, for logs and Events.

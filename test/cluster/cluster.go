@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,6 +131,7 @@ func Start(t testing.TB, env *harness.Env, opts Options) *Cluster {
 		}
 		opts.NodeIP = ip
 	}
+	lockMachine(t)
 	began := time.Now()
 
 	// Short: kubelet's sockets live below it and unix socket paths are limited to 108 bytes.
@@ -157,6 +159,28 @@ func Start(t testing.TB, env *harness.Env, opts Options) *Cluster {
 	}
 	t.Logf("cluster: node %s (%s) Ready %v after start", c.NodeName, c.NodeIP, time.Since(began).Round(time.Millisecond))
 	return c
+}
+
+// machineLock serializes clusters across test processes: a cluster owns machine-wide state (sysctls,
+// iptables rules, /kubepods cgroups, the pod subnet), and `go test` runs packages in parallel.
+const machineLock = "/run/lock/podorder-cluster.lock"
+
+// lockMachine waits until no other cluster runs on this machine; the lock ends with t.
+func lockMachine(t testing.TB) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(machineLock), 0o755); err != nil {
+		t.Fatalf("cluster: %v", err)
+	}
+	f, err := os.OpenFile(machineLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("cluster: open %s: %v", machineLock, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("cluster: lock %s: %v", machineLock, err)
+	}
+	// Registered first, so it runs last: after the teardown.
+	t.Cleanup(func() { f.Close() })
 }
 
 // requireBinaries skips (or, with CI=true, fails) the test when something the cluster runs is missing.

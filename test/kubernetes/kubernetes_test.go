@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,24 +151,41 @@ type container struct {
 
 func (b *bed) apply(t *testing.T, p pod) {
 	t.Helper()
+	b.c.ApplyYAML(t, manifest(p, ""))
+}
+
+// manifest renders p; inits is an initContainers block from initContainers, or "".
+func manifest(p pod, inits string) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\n", p.Name)
 	writeMap(&sb, "labels", p.Labels)
 	writeMap(&sb, "annotations", p.Annotations)
-	fmt.Fprintf(&sb, "spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n")
-	for _, c := range p.Containers {
+	fmt.Fprintf(&sb, "spec:\n  terminationGracePeriodSeconds: 2\n%s  containers:\n", inits)
+	writeContainers(&sb, p.Containers)
+	return sb.String()
+}
+
+// initContainers renders an initContainers block for manifest.
+func initContainers(cs []container) string {
+	var sb strings.Builder
+	sb.WriteString("  initContainers:\n")
+	writeContainers(&sb, cs)
+	return sb.String()
+}
+
+func writeContainers(sb *strings.Builder, cs []container) {
+	for _, c := range cs {
 		args := `"--name", "` + c.Name + `"`
 		for _, a := range c.Args {
 			args += `, "` + a + `"`
 		}
-		fmt.Fprintf(&sb, "  - name: %s\n    image: %s\n    imagePullPolicy: Never\n    args: [%s]\n", c.Name, harness.WorkloadImage, args)
+		fmt.Fprintf(sb, "  - name: %s\n    image: %s\n    imagePullPolicy: Never\n    args: [%s]\n", c.Name, harness.WorkloadImage, args)
 		if c.Extra != "" {
 			for _, line := range strings.Split(strings.TrimRight(c.Extra, "\n"), "\n") {
 				sb.WriteString("    " + line + "\n")
 			}
 		}
 	}
-	b.c.ApplyYAML(t, sb.String())
 }
 
 func writeMap(sb *strings.Builder, key string, m map[string]string) {
@@ -321,4 +339,65 @@ func TestOnARealKubelet(t *testing.T) {
 
 func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
 	return &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true}
+}
+
+// TestMeasureAgainstNativeOrdering reports, for a three-container pod whose order is web after api
+// after db (each ready 500 ms after its process starts, readinessProbe period 1 s), the time from
+// `kubectl apply` to the pod being Ready: with podorder (containers declared in reverse order), with
+// native sidecars (db and api as init containers with restartPolicy Always and a startupProbe), and
+// with entrypoints that poll their dependency every 1 s. `make bench` runs it (PODORDER_BENCH=1).
+func TestMeasureAgainstNativeOrdering(t *testing.T) {
+	if os.Getenv("PODORDER_BENCH") != "1" {
+		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
+	}
+	const runs = 10
+	b := setup(t)
+	ready := func(port int) string { return tcpReady(port) }
+	listen := func(port int) []string { return []string{"--listen-after", "500ms", "--port", fmt.Sprint(port)} }
+	variants := []struct {
+		name string
+		yaml func(name string) string
+	}{
+		{"podorder", func(name string) string {
+			return manifest(pod{Name: name, Labels: map[string]string{"podorder.dev/after.web": "api", "podorder.dev/after.api": "db"}, Containers: []container{
+				{Name: "web", Args: listen(8080), Extra: ready(8080)},
+				{Name: "api", Args: listen(8081), Extra: ready(8081)},
+				{Name: "db", Args: listen(5432), Extra: ready(5432)},
+			}}, "")
+		}},
+		{"native sidecars", func(name string) string {
+			startup := func(port int) string {
+				return fmt.Sprintf("restartPolicy: Always\nstartupProbe:\n  tcpSocket:\n    port: %d\n  periodSeconds: 1\n  failureThreshold: 60\n", port) + ready(port)
+			}
+			return manifest(pod{Name: name, Containers: []container{{Name: "web", Args: listen(8080), Extra: ready(8080)}}},
+				initContainers([]container{
+					{Name: "db", Args: listen(5432), Extra: startup(5432)},
+					{Name: "api", Args: listen(8081), Extra: startup(8081)},
+				}))
+		}},
+		{"entrypoints polling every 1s", func(name string) string {
+			return manifest(pod{Name: name, Containers: []container{
+				{Name: "web", Args: append([]string{"--wait-tcp", "127.0.0.1:8081"}, listen(8080)...), Extra: ready(8080)},
+				{Name: "api", Args: append([]string{"--wait-tcp", "127.0.0.1:5432"}, listen(8081)...), Extra: ready(8081)},
+				{Name: "db", Args: listen(5432), Extra: ready(5432)},
+			}}, "")
+		}},
+	}
+	results := map[string][]time.Duration{}
+	for i := range runs {
+		for _, v := range variants {
+			name := fmt.Sprintf("m%d-%s", i, strings.ReplaceAll(strings.Fields(v.name)[0], " ", ""))
+			began := time.Now()
+			b.c.ApplyYAML(t, v.yaml(name))
+			b.c.WaitPodReady(t, "default", name, 2*time.Minute)
+			results[v.name] = append(results[v.name], time.Since(began))
+			b.c.Kubectl(t, "delete", "pod", name, "--wait=false")
+		}
+	}
+	for _, v := range variants {
+		d := results[v.name]
+		slices.Sort(d)
+		t.Logf("RESULT pod created → all 3 containers ready, median of %d: %-30s %s (min %s, max %s)", runs, v.name,
+			d[len(d)/2].Round(10*time.Millisecond), d[0].Round(10*time.Millisecond), d[len(d)-1].Round(10*time.Millisecond))
+	}
 }

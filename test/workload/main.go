@@ -74,8 +74,21 @@ func run(started time.Time, args []string) int {
 	exitAfter := fs.Duration("exit-after", 0, "delay before exiting with --exit-code (0: run until SIGTERM)")
 	exitCode := fs.Int("exit-code", 0, "exit code after --exit-after")
 	printID := fs.Bool("print-id", false, "print uid, gid and whether / is read-only")
+	waitTCP := fs.String("wait-tcp", "", "host:port to poll before starting, like a wait-for-it entrypoint wrapper (the baseline podorder replaces)")
+	waitEvery := fs.Duration("wait-every", time.Second, "poll period of --wait-tcp")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *waitTCP != "" {
+		for {
+			c, err := net.DialTimeout("tcp", *waitTCP, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(*waitEvery) // the baseline being measured is a polling loop
+		}
+		started = time.Now()
 	}
 	mark("START %s %d", *name, started.UnixNano())
 	if *printID {
