@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/test/harness"
 )
 
 func TestPKIIssuesCertificatesTheCATrusts(t *testing.T) {
@@ -85,6 +87,6 @@ func TestServiceAccountKeysAreAMatchingPair(t *testing.T) {
 }
 
 func TestUnescapeMountPathDecodesOctalEscapes(t *testing.T) {
-	assert.Equal(t, "/tmp/a b/c", unescapeMountPath(`/tmp/a\040b/c`))
-	assert.Equal(t, "/tmp/plain", unescapeMountPath("/tmp/plain"))
+	assert.Equal(t, "/tmp/a b/c", harness.UnescapeMountPath(`/tmp/a\040b/c`))
+	assert.Equal(t, "/tmp/plain", harness.UnescapeMountPath("/tmp/plain"))
 }

@@ -8,13 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/podorder/podorder/test/harness"
 )
 
 // kubeletSysctls are the kernel settings kubelet changes at start-up (setupKernelTunables) and
@@ -78,7 +79,7 @@ func (c *Cluster) teardown(t testing.TB) {
 	_ = os.Remove(filepath.Join(c.env.CNIConfDir(), "10-podorder.conflist"))
 	c.restoreSysctls(t)
 	if c.createdCgroups {
-		removeCgroupTrees(t, "kubepods")
+		harness.RemoveCgroupTree(t, "kubepods")
 	}
 	c.removeHostDirs(t)
 	if c.createdChains {
@@ -138,7 +139,7 @@ func (c *Cluster) unmountKubeletDir(t testing.TB) {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountPath(fields[4])
+		mp := harness.UnescapeMountPath(fields[4])
 		if mp == c.kubeletDir || strings.HasPrefix(mp, c.kubeletDir+"/") {
 			mounts = append(mounts, mp)
 		}
@@ -191,43 +192,4 @@ func (c *Cluster) restoreSysctls(t testing.TB) {
 			t.Logf("cluster teardown: restore sysctl %s=%s: %v", name, want, err)
 		}
 	}
-}
-
-// removeCgroupTrees removes /<name> in every cgroup hierarchy, children first.
-func removeCgroupTrees(t testing.TB, name string) {
-	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", name))
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", name)); err == nil {
-		roots = append(roots, filepath.Join("/sys/fs/cgroup", name))
-	}
-	for _, root := range roots {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for _, d := range slices.Backward(dirs) {
-			// cpu and cpuacct may be one hierarchy under two names: already gone is fine.
-			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Logf("cluster teardown: remove cgroup %s: %v", d, err)
-			}
-		}
-	}
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
-func unescapeMountPath(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -425,7 +425,7 @@ func (e *Env) unmountAll(t testing.TB) {
 		if len(fields) < 5 {
 			continue
 		}
-		if mp := unescapeMountPath(fields[4]); strings.HasPrefix(mp, e.Dir+"/") {
+		if mp := UnescapeMountPath(fields[4]); strings.HasPrefix(mp, e.Dir+"/") {
 			mounts = append(mounts, mp)
 		}
 	}
@@ -438,10 +438,15 @@ func (e *Env) unmountAll(t testing.TB) {
 }
 
 // removeCgroups removes the pods' cgroup parent in every hierarchy, children first.
-func (e *Env) removeCgroups(t testing.TB) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + e.cgroup)
-	if _, err := os.Stat("/sys/fs/cgroup" + e.cgroup); err == nil {
-		roots = append(roots, "/sys/fs/cgroup"+e.cgroup)
+func (e *Env) removeCgroups(t testing.TB) { RemoveCgroupTree(t, e.cgroup) }
+
+// RemoveCgroupTree removes /<path> in every cgroup hierarchy (v1 and v2), children first; what
+// cannot be removed is logged.
+func RemoveCgroupTree(t testing.TB, path string) {
+	path = "/" + strings.TrimPrefix(path, "/")
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + path)
+	if _, err := os.Stat("/sys/fs/cgroup" + path); err == nil {
+		roots = append(roots, "/sys/fs/cgroup"+path)
 	}
 	for _, root := range roots {
 		var dirs []string
@@ -460,8 +465,8 @@ func (e *Env) removeCgroups(t testing.TB) {
 	}
 }
 
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
-func unescapeMountPath(s string) string {
+// UnescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
+func UnescapeMountPath(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+3 < len(s) {
