@@ -139,13 +139,21 @@ func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
 	return out
 }
 
+// nodePod returns a pod of this node from the informer's cache, or nil.
+func (s *Source) nodePod(uid string) *corev1.Pod {
+	objs, err := s.nodePods.GetIndexer().ByIndex(byUID, uid)
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*corev1.Pod)
+}
+
 // Containers implements plugin.PodSpecs from the node's pod informer.
 func (s *Source) Containers(podUID string) ([]string, bool) {
-	objs, err := s.nodePods.GetIndexer().ByIndex(byUID, podUID)
-	if err != nil || len(objs) == 0 {
+	pod := s.nodePod(podUID)
+	if pod == nil {
 		return nil, false
 	}
-	pod := objs[0].(*corev1.Pod)
 	var names []string
 	for _, c := range pod.Spec.InitContainers {
 		names = append(names, c.Name)
@@ -154,6 +162,22 @@ func (s *Source) Containers(podUID string) ([]string, bool) {
 		names = append(names, c.Name)
 	}
 	return names, true
+}
+
+// HasReadinessProbe implements plugin.PodSpecs.
+func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
+	pod := s.nodePod(podUID)
+	if pod == nil {
+		return false, false
+	}
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == container {
+				return c.ReadinessProbe != nil, true
+			}
+		}
+	}
+	return false, false
 }
 
 // Event implements plugin.Recorder.

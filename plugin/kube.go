@@ -23,6 +23,9 @@ type Kubernetes struct {
 type PodSpecs interface {
 	// Containers returns the names of the pod's init and regular containers, false if unknown.
 	Containers(podUID string) ([]string, bool)
+	// HasReadinessProbe reports whether the container declares a readinessProbe; known is false
+	// when the pod or container is not known.
+	HasReadinessProbe(podUID, container string) (has, known bool)
 }
 
 // PodRef names a pod for an Event.
@@ -87,11 +90,27 @@ func (p *Plugin) refreshReady(pd *pod, m *member, now time.Time) {
 	if m.hold != nil && m.hold.Probe != nil && ts.ProbeReadyAt == nil {
 		return
 	}
-	if p.cfg.Kube != nil && ts.KubeletReadyAt == nil {
+	if p.needsKubeletReadiness(pd, ts.Container) && ts.KubeletReadyAt == nil {
 		return
 	}
 	ts.ReadyAt = &now
 	p.logger(pd, ts.Container).Info("ready", "after_release_ms", now.Sub(*ts.ReleasedAt).Milliseconds())
+}
+
+// needsKubeletReadiness reports whether kubelet's readiness of a container is one of its sources.
+// For a container without a readinessProbe kubelet's "ready" only means "running", which podorder
+// knows first and better (it knows the hold): waiting for kubelet's relist would only add latency.
+// A container the API does not show yet is judged by kubelet, to be safe.
+func (p *Plugin) needsKubeletReadiness(pd *pod, container string) bool {
+	k := p.cfg.Kube
+	if k == nil {
+		return false
+	}
+	if k.Specs == nil {
+		return true
+	}
+	has, known := k.Specs.HasReadinessProbe(pd.uid, container)
+	return has || !known
 }
 
 // checkPodDependencies refuses dependencies on other pods that this daemon cannot or may not watch.

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,9 +25,20 @@ func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update fun
 	return func() { delete(f.updates, ns+"/"+sel+":"+string(cond)) }
 }
 
+// fakeSpecs maps pod UID to container names; every container has a readinessProbe unless its name
+// ends in "-noprobe".
 type fakeSpecs map[string][]string
 
 func (f fakeSpecs) Containers(uid string) ([]string, bool) { c, ok := f[uid]; return c, ok }
+
+func (f fakeSpecs) HasReadinessProbe(uid, container string) (bool, bool) {
+	for _, c := range f[uid] {
+		if c == container {
+			return !strings.HasSuffix(c, "-noprobe"), true
+		}
+	}
+	return false, false
+}
 
 func newKubeFixture(t *testing.T, labels, annotations map[string]string) (*fixture, *fakeEvents, *fakeWatcher) {
 	f := newFixture(t, labels, annotations)
@@ -145,4 +157,18 @@ func TestHoldEndingWithoutReleaseIsExplainedByAnEvent(t *testing.T) {
 			assert.Contains(t, ev.reasons[len(ev.reasons)-1], tt.want)
 		})
 	}
+}
+
+func TestWithoutAReadinessProbeKubeletIsNotWaitedFor(t *testing.T) {
+	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-noprobe"},
+		map[string]string{"podorder.dev/probe.db-noprobe": "tcp:5432"})
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-noprobe"}}
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-noprobe")
+	f.start(t, db)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "podorder's probe has not passed")
+	f.prober.started[5432]()
+	assert.NotNil(t, f.tomb(t, "db-noprobe").ReadyAt, "kubelet's ready would only say running: not waited for")
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
 }
