@@ -87,9 +87,10 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		err = p.checkPodDependencies(sb.Namespace, hold)
 	}
 	if err != nil {
+		err = rejection(ref, c.Name, err)
 		log.Warn("rejected", "reason", err.Error())
-		p.event(pd, true, ReasonRejected, "%s", rejection(ref, c.Name, err))
-		return nil, rejection(ref, c.Name, err)
+		p.event(pd, true, ReasonRejected, "%s", err)
+		return nil, err
 	}
 	now := p.now()
 	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &now}
@@ -100,8 +101,6 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	if held {
 		ts.WaitsFor = hold.After
 		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
-	}
-	if held {
 		if err := p.store.EnsureWake(pd.uid, c.Name); err != nil {
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
