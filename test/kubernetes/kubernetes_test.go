@@ -23,10 +23,14 @@ import (
 	"github.com/podorder/podorder/test/cluster"
 	"github.com/podorder/podorder/test/harness"
 	"github.com/podorder/podorder/test/image"
+	"github.com/podorder/podorder/tombstone"
 )
 
 // PodorderImage is the image the test overlay deploys.
 const PodorderImage = "registry.local/podorder/podorder:test"
+
+// storeDir is the tombstone store's directory below the harness's directory.
+const storeDir = "podorder-store"
 
 // bed is the one cluster all scenarios share: a cluster owns machine-wide state (sysctls, iptables,
 // the pod subnet), so only one can run at a time, and starting it is the slow part.
@@ -77,7 +81,7 @@ func (b *bed) deployPodorder(t *testing.T) {
 	// kustomize takes a base only by relative path.
 	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
 	require.NoError(t, err)
-	store, hooks := filepath.Join(b.env.Dir, "podorder-store"), filepath.Join(b.env.Dir, "podorder-hook")
+	store, hooks := filepath.Join(b.env.Dir, storeDir), filepath.Join(b.env.Dir, "podorder-hook")
 	// The store and hook paths are handed to the runtime for bind mounts, so the daemon's container
 	// mounts them at the same paths as on the host.
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
@@ -247,7 +251,12 @@ func TestOnARealKubelet(t *testing.T) {
 		ev := b.reasons(t, "reverse")
 		assert.Contains(t, ev, "PodorderWaiting: container app waits for db (ready)")
 		assert.Contains(t, ev, "PodorderReleased: container app released after")
-		t.Logf("RESULT kubelet readiness path: db port open → app first line %s (readinessProbe period 1s)", appStart.Sub(dbListen))
+		uid := b.c.Kubectl(t, "get", "pod", "reverse", "-o", "jsonpath={.metadata.uid}")
+		db, err := tombstone.Store{Root: filepath.Join(b.env.Dir, storeDir)}.Read(uid, "db")
+		require.NoError(t, err)
+		require.NotNil(t, db.KubeletReadyAt, "podorder recorded kubelet's readiness of db")
+		t.Logf("RESULT kubelet readiness path: db port open → app first line %s (readinessProbe period 1s); kubelet-ready seen by podorder → app first line %s",
+			appStart.Sub(dbListen), appStart.Sub(*db.KubeletReadyAt))
 	})
 
 	t.Run("three-level chain starts in order", func(t *testing.T) {
