@@ -11,8 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/podorder/podorder/test/harness"
 )
 
 func TestPKIIssuesCertificatesTheCATrusts(t *testing.T) {
@@ -84,9 +82,4 @@ func TestServiceAccountKeysAreAMatchingPair(t *testing.T) {
 	pub, err := x509.ParsePKIXPublicKey(pubBlock.Bytes)
 	require.NoError(t, err)
 	assert.True(t, key.(*ecdsa.PrivateKey).PublicKey.Equal(pub), "sa.pub is sa.key's public half")
-}
-
-func TestUnescapeMountPathDecodesOctalEscapes(t *testing.T) {
-	assert.Equal(t, "/tmp/a b/c", harness.UnescapeMountPath(`/tmp/a\040b/c`))
-	assert.Equal(t, "/tmp/plain", harness.UnescapeMountPath("/tmp/plain"))
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,7 +66,8 @@ func (c *Cluster) teardown(t testing.TB) {
 	}
 	c.stopComponent(t, "kubelet", 15*time.Second)
 	c.removeSandboxes(t)
-	c.unmountKubeletDir(t)
+	// kubelet bind-mounts its root dir onto itself and leaves volume tmpfs mounts below it.
+	harness.UnmountBelow(t, c.kubeletDir)
 	c.stopComponent(t, "kube-apiserver", 15*time.Second)
 	c.stopComponent(t, "etcd", 10*time.Second)
 	c.cancel(errors.New("cluster torn down"))
@@ -119,35 +118,6 @@ func (c *Cluster) removeSandboxes(t testing.TB) {
 		}
 		if _, err := c.env.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
 			t.Logf("cluster teardown: remove sandbox %s: %v", p.Metadata.GetName(), err)
-		}
-	}
-}
-
-// unmountKubeletDir lazily unmounts everything at or below kubelet's root dir (volume tmpfs
-// mounts, and the root dir itself, which kubelet bind-mounts onto itself), deepest first.
-func (c *Cluster) unmountKubeletDir(t testing.TB) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Logf("cluster teardown: %v", err)
-		return
-	}
-	defer f.Close()
-	var mounts []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := harness.UnescapeMountPath(fields[4])
-		if mp == c.kubeletDir || strings.HasPrefix(mp, c.kubeletDir+"/") {
-			mounts = append(mounts, mp)
-		}
-	}
-	slices.SortStableFunc(mounts, func(a, b string) int { return len(b) - len(a) })
-	for _, mp := range mounts {
-		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cluster teardown: unmount %s: %v", mp, err)
 		}
 	}
 }

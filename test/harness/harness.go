@@ -412,9 +412,13 @@ func (e *Env) killShims(t testing.TB) {
 }
 
 // unmountAll lazily unmounts every mount below Dir, deepest first.
-func (e *Env) unmountAll(t testing.TB) {
+func (e *Env) unmountAll(t testing.TB) { UnmountBelow(t, e.Dir) }
+
+// UnmountBelow lazily unmounts dir and every mount below it, deepest first, logging failures.
+func UnmountBelow(t testing.TB, dir string) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
+		t.Logf("cleanup: %v", err)
 		return
 	}
 	defer f.Close()
@@ -425,13 +429,14 @@ func (e *Env) unmountAll(t testing.TB) {
 		if len(fields) < 5 {
 			continue
 		}
-		if mp := UnescapeMountPath(fields[4]); strings.HasPrefix(mp, e.Dir+"/") {
+		if mp := unescapeMountPath(fields[4]); mp == dir || strings.HasPrefix(mp, dir+"/") {
 			mounts = append(mounts, mp)
 		}
 	}
-	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
+	slices.SortStableFunc(mounts, func(a, b string) int { return len(b) - len(a) })
 	for _, mp := range mounts {
-		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+		// EINVAL: already gone with a parent's lazy unmount.
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
 			t.Logf("cleanup: unmount %s: %v", mp, err)
 		}
 	}
@@ -465,8 +470,8 @@ func RemoveCgroupTree(t testing.TB, path string) {
 	}
 }
 
-// UnescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
-func UnescapeMountPath(s string) string {
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
+func unescapeMountPath(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+3 < len(s) {

@@ -120,3 +120,8 @@ func TestReadLogJoinsPartialLines(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"START a 1", "half and half", ""}, lines)
 }
+
+func TestUnescapeMountPathDecodesOctalEscapes(t *testing.T) {
+	assert.Equal(t, "/tmp/a b/c", unescapeMountPath(`/tmp/a\040b/c`))
+	assert.Equal(t, "/tmp/plain", unescapeMountPath("/tmp/plain"))
+}
