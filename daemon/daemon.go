@@ -203,9 +203,17 @@ func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *
 // nriLogger routes the NRI library's logs into the daemon's structured log.
 type nriLogger struct{ log *slog.Logger }
 
+// Debugf logs at debug level.
 func (l nriLogger) Debugf(_ context.Context, f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
-func (l nriLogger) Infof(_ context.Context, f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
-func (l nriLogger) Warnf(_ context.Context, f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...)) }
+
+// Infof logs at debug level too: NRI's info lines are per-connection chatter, and podorder's own log
+// keeps one line per decision at info.
+func (l nriLogger) Infof(_ context.Context, f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
+
+// Warnf logs at warn level.
+func (l nriLogger) Warnf(_ context.Context, f string, a ...any) { l.log.Warn(fmt.Sprintf(f, a...)) }
+
+// Errorf logs at error level.
 func (l nriLogger) Errorf(_ context.Context, f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...)) }
 
 // connectAPI returns the Kubernetes API source, or nil (said once) when podorder runs without it.
