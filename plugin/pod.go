@@ -92,15 +92,9 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		p.event(pd, true, ReasonRejected, "%s", err)
 		return nil, err
 	}
-	now := p.now()
-	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &now}
 	held := hold != nil && len(hold.After) > 0
-	if hold != nil && hold.Probe != nil {
-		ts.Probe = hold.Probe.String()
-	}
+	ts := newTombstone(c, hold, held, p.now())
 	if held {
-		ts.WaitsFor = hold.After
-		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
 		if err := p.store.EnsureWake(pd.uid, c.Name); err != nil {
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
@@ -122,10 +116,38 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, PodDir: p.store.PodDir(pd.uid)}, hold), nil
 }
 
+// newTombstone is the record of a new container attempt; held says whether podorder's hook holds it.
+func newTombstone(c *api.Container, hold *spec.Hold, held bool, created time.Time) *tombstone.Tombstone {
+	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &created}
+	if hold != nil && hold.Probe != nil {
+		ts.Probe = hold.Probe.String()
+	}
+	if held {
+		ts.WaitsFor = hold.After
+		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
+	}
+	return ts
+}
+
+// endProbe stops m's readiness probe, if one runs.
+func (m *member) endProbe() {
+	if m.stopProbe != nil {
+		m.stopProbe()
+		m.stopProbe = nil
+	}
+}
+
+// markExited records that m's process exited, which also ends its probe.
+func (m *member) markExited(at time.Time, code int32) {
+	m.ts.ExitedAt = &at
+	m.ts.ExitCode = code
+	m.endProbe()
+}
+
 // replace makes m the newest attempt of its container, ending the previous attempt's probe.
 func (p *Plugin) replace(pd *pod, m *member) error {
-	if old := pd.members[m.ts.Container]; old != nil && old.stopProbe != nil {
-		old.stopProbe()
+	if old := pd.members[m.ts.Container]; old != nil {
+		old.endProbe()
 	}
 	if err := p.store.Write(pd.uid, m.ts); err != nil {
 		return err
@@ -224,12 +246,7 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 		return
 	}
 	now := p.now()
-	m.ts.ExitedAt = &now
-	m.ts.ExitCode = c.ExitCode
-	if m.stopProbe != nil {
-		m.stopProbe()
-		m.stopProbe = nil
-	}
+	m.markExited(now, c.ExitCode)
 	log := p.logger(pd, c.Name)
 	if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.StartedAt != nil {
 		held := now.Sub(*m.ts.StartedAt)
@@ -259,9 +276,7 @@ func (p *Plugin) removePod(uid string) {
 			stop()
 		}
 		for _, m := range pd.members {
-			if m.stopProbe != nil {
-				m.stopProbe()
-			}
+			m.endProbe()
 		}
 		delete(p.pods, uid)
 	}

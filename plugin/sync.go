@@ -103,16 +103,7 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 		// Created while podorder was away: it carries podorder's hook only if an earlier podorder
 		// injected it, so judge the hold from the container itself.
 		hold, _ := pd.decl.For(c.Name)
-		created := time.Unix(0, c.CreatedAt)
-		ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &created}
-		if hold != nil && hold.Probe != nil {
-			ts.Probe = hold.Probe.String()
-		}
-		if hasPodorderHook(c) && hold != nil {
-			ts.WaitsFor = hold.After
-			ts.HoldTimeout = tombstone.Duration(hold.Timeout)
-		}
-		m = &member{ts: ts, hold: hold}
+		m = &member{ts: newTombstone(c, hold, hasPodorderHook(c) && hold != nil, time.Unix(0, c.CreatedAt)), hold: hold}
 		if err := p.replace(pd, m); err != nil {
 			p.logger(pd, c.Name).Error("cannot record container", "error", err)
 			return
@@ -135,12 +126,7 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 		if c.FinishedAt == 0 {
 			exited = p.now()
 		}
-		ts.ExitedAt = &exited
-		ts.ExitCode = c.ExitCode
-		if m.stopProbe != nil {
-			m.stopProbe()
-			m.stopProbe = nil
-		}
+		m.markExited(exited, c.ExitCode)
 		changed = true
 	}
 	if changed {
