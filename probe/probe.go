@@ -38,10 +38,20 @@ func NewRunner(log *slog.Logger) *Runner {
 func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
+		if netns != "" {
+			// Enter the pod's network namespace once for the probe's whole life, not per attempt.
+			// The thread is never unlocked: a thread whose namespace was changed must not run other
+			// goroutines, so it exits with this one.
+			runtime.LockOSThread()
+			if err := enterNetns(netns); err != nil {
+				r.Log.Error("cannot probe: pod network namespace", "netns", netns, "probe", p.String(), "error", err)
+				return
+			}
+		}
 		t := time.NewTicker(r.Interval)
 		defer t.Stop()
 		for {
-			err := r.check(ctx, netns, p)
+			err := r.check(ctx, p)
 			if err == nil {
 				if ctx.Err() == nil {
 					ready()
@@ -58,10 +68,13 @@ func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func()) 
 	return cancel
 }
 
-func (r *Runner) check(ctx context.Context, netns string, p *spec.Probe) error {
+// check runs one attempt. It must run on the goroutine of Start: the socket is created on the
+// calling thread, which is in the pod's network namespace, and keeps that namespace for life.
+func (r *Runner) check(ctx context.Context, p *spec.Probe) error {
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	conn, err := dialIn(ctx, netns, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)))
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)))
 	if err != nil {
 		return err
 	}
@@ -86,36 +99,15 @@ func (r *Runner) check(ctx context.Context, netns string, p *spec.Probe) error {
 	return nil
 }
 
-// dialIn connects to addr from inside the network namespace at netns. The socket is created on an
-// OS thread switched into that namespace; a socket keeps its namespace for life, so the connection
-// itself can then be used from any goroutine.
-func dialIn(ctx context.Context, netns, addr string) (net.Conn, error) {
-	var d net.Dialer
-	if netns == "" {
-		return d.DialContext(ctx, "tcp", addr)
+// enterNetns moves the calling thread into the network namespace at path.
+func enterNetns(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
 	}
-	type result struct {
-		c   net.Conn
-		err error
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter netns %s: %w", path, err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: a thread whose namespace was changed must not run other goroutines, so
-		// it exits with this one.
-		runtime.LockOSThread()
-		f, err := os.Open(netns)
-		if err != nil {
-			done <- result{err: fmt.Errorf("open netns %s: %w", netns, err)}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("enter netns %s: %w", netns, err)}
-			return
-		}
-		c, err := d.DialContext(ctx, "tcp", addr)
-		done <- result{c, err}
-	}()
-	r := <-done
-	return r.c, r.err
+	return nil
 }
