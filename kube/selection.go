@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -114,4 +113,3 @@ func (sel *selection) evaluate() {
 	}
 }
 
-func typesUID(uid string) types.UID { return types.UID(uid) }
