@@ -112,4 +112,3 @@ func (sel *selection) evaluate() {
 		call()
 	}
 }
-
