@@ -11,13 +11,15 @@
 package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/podorder/podorder/condition"
 )
@@ -34,6 +36,26 @@ const (
 
 // DefaultTimeout is the longest hold when a container declares no timeout.
 const DefaultTimeout = 10 * time.Minute
+
+// Limits on what one pod may declare. Every tenant's pod is parsed under NRI's node-wide lock and
+// each declaration costs the daemon files, probes and API watches: the caps keep all of it bounded
+// and far from NRI's 2 s timeout, whatever a pod declares. They are generous for real pods.
+const (
+	// MaxKeys is the most podorder.dev/ labels and annotations one pod may carry.
+	MaxKeys = 64
+	// MaxValueBytes is the longest value of one podorder.dev/ key.
+	MaxValueBytes = 2048
+	// MaxDependencies is the most dependencies (containers and pod selectors) of one container.
+	MaxDependencies = 32
+	// MaxPodDependencies is the most distinct pod(...) dependencies of one pod.
+	MaxPodDependencies = 8
+	// MaxProbes is the most podorder.dev/probe keys of one pod.
+	MaxProbes = 16
+	// MaxTimeout is the longest hold a container may declare.
+	MaxTimeout = 24 * time.Hour
+	// maxQuoted is how much of a declared value an error message repeats.
+	maxQuoted = 80
+)
 
 // Hold is everything podorder does for one container of a pod.
 type Hold struct {
@@ -54,6 +76,9 @@ type Pod struct {
 	Holds map[string]*Hold
 	// errs maps container name to what is wrong with its declarations.
 	errs map[string]error
+	// errAll fails every container of the pod: the declarations as a whole are over a limit, or a
+	// key names no valid container.
+	errAll error
 }
 
 // Uses reports whether a pod has any podorder key at all. Pods without keys are left untouched.
@@ -75,6 +100,11 @@ func Uses(labels, annotations map[string]string) bool {
 // container's typo fails only that container.
 func Parse(labels, annotations map[string]string) *Pod {
 	p := &Pod{Holds: map[string]*Hold{}, errs: map[string]error{}}
+	if n := countKeys(labels) + countKeys(annotations); n > MaxKeys {
+		p.errAll = fmt.Errorf("the pod has %d %s labels and annotations, more than the %d podorder reads: "+
+			"declare at most %d (one after, timeout and probe key per container)", n, Domain, MaxKeys, MaxKeys)
+		return p
+	}
 	type seen struct {
 		cond   condition.Condition
 		source string
@@ -89,10 +119,14 @@ func Parse(labels, annotations map[string]string) *Pod {
 				continue
 			}
 			v := kv[k]
-			where := fmt.Sprintf("%s %s=%q", source, k, v)
+			where := fmt.Sprintf("%s %s=%s", source, quoteKey(k), Quote(v))
 			kind, c, ok := strings.Cut(strings.TrimPrefix(k, Domain), ".")
 			if !ok || !validContainerName(c) {
-				p.fail(c, fmt.Errorf("%s: key must be %s<after|timeout|probe>.<container name>", where, Domain))
+				p.failKey(fmt.Errorf("%s: key must be %s<after|timeout|probe>.<container name>", where, Domain))
+				continue
+			}
+			if len(v) > MaxValueBytes {
+				p.fail(c, fmt.Errorf("%s: the value has %d bytes, more than the %d podorder reads: shorten it", where, len(v), MaxValueBytes))
 				continue
 			}
 			switch kind {
@@ -130,12 +164,12 @@ func Parse(labels, annotations map[string]string) *Pod {
 				p.hold(c)
 			case KindTimeout:
 				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil || d <= 0 {
-					p.fail(c, fmt.Errorf("%s: timeout must be a positive Go duration such as 90s or 5m", where))
+				if err != nil || d <= 0 || d > MaxTimeout {
+					p.fail(c, fmt.Errorf("%s: timeout must be a positive Go duration of at most %s, such as 90s or 5m", where, MaxTimeout))
 					continue
 				}
 				if prev, dup := timeouts[c]; dup && prev != v {
-					p.fail(c, fmt.Errorf("%s: conflicts with the other timeout %q for %s: keep one", where, prev, c))
+					p.fail(c, fmt.Errorf("%s: conflicts with the other timeout %s for %s: keep one", where, Quote(prev), c))
 					continue
 				}
 				timeouts[c] = v
@@ -148,8 +182,8 @@ func Parse(labels, annotations map[string]string) *Pod {
 				}
 				p.hold(c).Probe = pr
 			default:
-				p.fail(c, fmt.Errorf("%s: unknown key kind %q: use %s%s.%s, %s%s.%s or %s%s.%s",
-					where, kind, Domain, KindAfter, c, Domain, KindTimeout, c, Domain, KindProbe, c))
+				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s%s.%s or %s%s.%s",
+					where, Quote(kind), Domain, KindAfter, c, Domain, KindTimeout, c, Domain, KindProbe, c))
 			}
 		}
 	}
@@ -165,21 +199,110 @@ func Parse(labels, annotations map[string]string) *Pod {
 		for _, name := range sortedKeys(podDeps[c]) {
 			h.Pods = append(h.Pods, podDeps[c][name])
 		}
+		if len(h.After) > MaxDependencies {
+			p.fail(c, fmt.Errorf("container %s waits for %d dependencies, more than the %d podorder allows: "+
+				"wait for the few that gate it (a chain a → b → c needs only the nearest)", c, len(h.After), MaxDependencies))
+		}
 	}
+	p.checkPodLimits()
 	p.checkGraph()
 	return p
 }
 
+// checkPodLimits rejects pods whose pod(...) dependencies or probes, summed over their containers,
+// exceed what one pod may cost the node; every container that declares one is named.
+func (p *Pod) checkPodLimits() {
+	selectors := map[string]PodDependency{}
+	var withPods, withProbes []string
+	for _, c := range sortedKeys(p.Holds) {
+		h := p.Holds[c]
+		if len(h.Pods) > 0 {
+			withPods = append(withPods, c)
+		}
+		for _, d := range h.Pods {
+			if prev, ok := selectors[d.Name]; ok && prev.String() != d.String() {
+				// A 128-bit digest does not collide by chance: refuse rather than merge two selectors.
+				p.fail(c, fmt.Errorf("%s and %s have the same internal name %s: change one of them", prev, d, d.Name))
+			}
+			selectors[d.Name] = d
+		}
+		if h.Probe != nil {
+			withProbes = append(withProbes, c)
+		}
+	}
+	if len(selectors) > MaxPodDependencies {
+		for _, c := range withPods {
+			p.fail(c, fmt.Errorf("the pod declares %d distinct pod(...) dependencies, more than the %d podorder allows per pod: "+
+				"select the pods with fewer, broader selectors (containers with pod dependencies: %s)",
+				len(selectors), MaxPodDependencies, strings.Join(withPods, ", ")))
+		}
+	}
+	if len(withProbes) > MaxProbes {
+		for _, c := range withProbes {
+			p.fail(c, fmt.Errorf("the pod declares %d %s%s keys, more than the %d podorder runs per pod: "+
+				"keep probes on the containers others wait for", len(withProbes), Domain, KindProbe, MaxProbes))
+		}
+	}
+}
+
+// Quote quotes a declared value for a message, cut to a readable length: a hostile 256 KiB
+// annotation must not become a 256 KiB Event or log line.
+func Quote(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return strconv.Quote(v[:cut]) + fmt.Sprintf("… (%d bytes)", len(v))
+}
+
+// quoteKey leaves an ordinary key as written, so a message reads like the manifest.
+func quoteKey(k string) string {
+	if len(k) <= maxQuoted && printableASCII(k) {
+		return k
+	}
+	return Quote(k)
+}
+
+func countKeys(kv map[string]string) int {
+	n := 0
+	for k := range kv {
+		if strings.HasPrefix(k, Domain) {
+			n++
+		}
+	}
+	return n
+}
+
 // For returns the declarations of one container: nil with no error when it has none.
 func (p *Pod) For(container string) (*Hold, error) {
+	if p.errAll != nil {
+		return nil, p.errAll
+	}
 	if err := p.errs[container]; err != nil {
 		return nil, err
 	}
 	return p.Holds[container], nil
 }
 
-// Errors returns every problem found, keyed by container name.
-func (p *Pod) Errors() map[string]error { return p.errs }
+// Errors returns every problem found, keyed by container name; a problem of the whole pod is under "".
+func (p *Pod) Errors() map[string]error {
+	if p.errAll != nil {
+		return map[string]error{"": p.errAll}
+	}
+	return p.errs
+}
+
+// failKey records a key that names no valid container: no container can be blamed, so the whole pod
+// is refused rather than the typo being ignored.
+func (p *Pod) failKey(err error) {
+	if p.errAll != nil {
+		err = errors.Join(p.errAll, err)
+	}
+	p.errAll = err
+}
 
 // CheckNames reports dependencies and keys that name no container of the pod. containers is the pod's
 // full list of container names, known only from the pod spec (the Kubernetes API, or the kubectl
@@ -192,7 +315,7 @@ func (p *Pod) CheckNames(containers []string) {
 	list := strings.Join(containers, ", ")
 	for _, c := range sortedKeys(p.Holds) {
 		if !known[c] {
-			p.fail(c, fmt.Errorf("%s keys name container %s, which is not in the pod; containers are: %s", Domain, c, list))
+			p.failKey(fmt.Errorf("%s keys name container %s, which is not in the pod; containers are: %s", Domain, c, list))
 			continue
 		}
 		onPods := map[string]bool{}
@@ -357,7 +480,7 @@ func splitOutsideParens(v string) ([]string, error) {
 
 func dependency(name, cond string, hasCond bool) (condition.Dependency, error) {
 	if !validContainerName(name) {
-		return condition.Dependency{}, fmt.Errorf("%q is not a container name (lowercase letters, digits and '-', at most 63)", name)
+		return condition.Dependency{}, fmt.Errorf("%s is not a container name (lowercase letters, digits and '-', at most 63)", Quote(name))
 	}
 	c := condition.Default
 	if hasCond {
@@ -398,13 +521,24 @@ func ParseProbe(v string) (*Probe, error) {
 	switch {
 	case kind == "tcp" && !bad && path == "":
 		return &Probe{Kind: kind, Port: n}, nil
-	case kind == "http" && !bad:
+	case kind == "http" && !bad && printableASCII(path):
 		if path == "" {
 			path = "/"
 		}
 		return &Probe{Kind: kind, Port: n, Path: path}, nil
 	}
-	return nil, fmt.Errorf("probe %q: want tcp:<port> or http:<port>/<path>, port 1-65535", v)
+	return nil, fmt.Errorf("probe %s: want tcp:<port> or http:<port>/<path>, port 1-65535, the path printable ASCII", Quote(v))
+}
+
+// printableASCII rejects control characters, spaces and non-ASCII in an HTTP path: Go's client refuses
+// them only when the request is sent, which would fail every attempt silently.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // validContainerName accepts a Kubernetes container name: an RFC 1123 DNS label.
@@ -454,23 +588,23 @@ func (d PodDependency) String() string {
 func parsePodDependency(item string) (PodDependency, error) {
 	inner, rest, ok := strings.Cut(strings.TrimPrefix(item, "pod("), ")")
 	if !ok {
-		return PodDependency{}, fmt.Errorf("%q: want pod(<label>=<value>[,...])[:condition]", item)
+		return PodDependency{}, fmt.Errorf("%s: want pod(<label>=<value>[,...])[:condition]", Quote(item))
 	}
 	d := PodDependency{Condition: condition.Default}
 	if rest = strings.TrimSpace(rest); rest != "" {
 		c, ok := strings.CutPrefix(rest, ":")
 		if !ok {
-			return PodDependency{}, fmt.Errorf("%q: want pod(...):<condition> after the selector", item)
+			return PodDependency{}, fmt.Errorf("%s: want pod(...):<condition> after the selector", Quote(item))
 		}
 		cond, err := condition.Parse(strings.TrimSpace(c))
 		if err != nil {
-			return PodDependency{}, fmt.Errorf("%q: %w", item, err)
+			return PodDependency{}, fmt.Errorf("%s: %w", Quote(item), err)
 		}
 		d.Condition = cond
 	}
 	if ns, sel, hasNS := strings.Cut(inner, "/"); hasNS {
 		if !validContainerName(ns) {
-			return PodDependency{}, fmt.Errorf("%q: %q is not a namespace name", item, ns)
+			return PodDependency{}, fmt.Errorf("%s: %s is not a namespace name", Quote(item), Quote(ns))
 		}
 		d.Namespace, inner = ns, sel
 	}
@@ -479,16 +613,22 @@ func parsePodDependency(item string) (PodDependency, error) {
 		k, v, ok := strings.Cut(strings.TrimSpace(term), "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || !validLabelKey(k) || !validLabelValue(v) {
-			return PodDependency{}, fmt.Errorf("%q: selector term %q: want <label>=<value>", item, strings.TrimSpace(term))
+			return PodDependency{}, fmt.Errorf("%s: selector term %s: want <label>=<value>", Quote(item), Quote(strings.TrimSpace(term)))
 		}
 		terms = append(terms, k+"="+v)
 	}
 	sort.Strings(terms)
 	d.Selector = strings.Join(terms, ",")
-	h := fnv.New32a()
-	h.Write([]byte(d.String()))
-	d.Name = fmt.Sprintf("pod-%08x", h.Sum32())
+	d.Name = podDependencyName(d)
 	return d, nil
+}
+
+// podDependencyName names the synthetic tombstone of a pod dependency. The dot cannot appear in a
+// container name (a DNS label), so it never names a container; 128 bits of SHA-256 of the normalised
+// declaration never name two different selectors in practice (and checkPodLimits refuses it if so).
+func podDependencyName(d PodDependency) string {
+	sum := sha256.Sum256([]byte(d.String()))
+	return "pod." + hex.EncodeToString(sum[:16])
 }
 
 func validLabelKey(k string) bool {

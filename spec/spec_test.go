@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,17 +119,108 @@ func TestCycleLeavesContainersOffTheCycleValid(t *testing.T) {
 	assert.Len(t, p.Errors(), 2)
 }
 
-func TestCheckNamesRejectsNamesNotInThePod(t *testing.T) {
-	p := Parse(map[string]string{"podorder.dev/after.app": "dbx.cache", "podorder.dev/after.ghost": "db"}, nil)
-	p.CheckNames([]string{"db", "cache", "app"})
+func TestCheckNamesRejectsDependenciesNotInThePod(t *testing.T) {
+	p := Parse(map[string]string{"podorder.dev/after.app": "dbx.cache", "podorder.dev/after.web": "app"}, nil)
+	p.CheckNames([]string{"db", "cache", "app", "web"})
 	_, err := p.For("app")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "container app waits for dbx, which is not in the pod; containers are: db, cache, app")
-	_, err = p.For("ghost")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "keys name container ghost, which is not in the pod")
-	_, err = p.For("db")
-	assert.NoError(t, err)
+	assert.Contains(t, err.Error(), "container app waits for dbx, which is not in the pod; containers are: db, cache, app, web")
+	_, err = p.For("web")
+	assert.NoError(t, err, "a container whose own declaration is fine is not blamed")
+}
+
+func TestCheckNamesRejectsTheWholePodWhenAKeyNamesNoContainer(t *testing.T) {
+	// A typo in the key would otherwise be ignored and the container it meant would start unordered.
+	p := Parse(map[string]string{"podorder.dev/after.ap": "db"}, nil)
+	p.CheckNames([]string{"db", "app"})
+	for _, c := range []string{"app", "db"} {
+		_, err := p.For(c)
+		require.Error(t, err, c)
+		assert.Contains(t, err.Error(), "keys name container ap, which is not in the pod; containers are: db, app")
+	}
+}
+
+func TestParseEnforcesTheDeclarationLimits(t *testing.T) {
+	many := func(n int, f func(i int) string) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = f(i)
+		}
+		return strings.Join(items, ", ")
+	}
+	manyKeys := map[string]string{}
+	for i := 0; i <= MaxKeys; i++ {
+		manyKeys[fmt.Sprintf("podorder.dev/timeout.c%d", i)] = "1m"
+	}
+	manyProbes := map[string]string{"podorder.dev/after.app": "c0"}
+	for i := 0; i <= MaxProbes; i++ {
+		manyProbes[fmt.Sprintf("podorder.dev/probe.c%d", i)] = "tcp:80"
+	}
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		container   string
+		wantErr     string
+	}{
+		{"a value over the byte limit is refused before it is parsed",
+			map[string]string{"podorder.dev/after.app": strings.Repeat("pod(a=b),", 30000)}, "app",
+			fmt.Sprintf("the value has 270000 bytes, more than the %d podorder reads", MaxValueBytes)},
+		{"more keys than the pod limit fail every container",
+			manyKeys, "c3", fmt.Sprintf("the pod has %d podorder.dev/ labels and annotations, more than the %d", MaxKeys+1, MaxKeys)},
+		{"more dependencies than the container limit",
+			map[string]string{"podorder.dev/after.app": many(MaxDependencies+1, func(i int) string { return fmt.Sprintf("c%d", i) })}, "app",
+			fmt.Sprintf("container app waits for %d dependencies, more than the %d", MaxDependencies+1, MaxDependencies)},
+		{"more pod dependencies than the pod limit, summed over containers",
+			map[string]string{
+				"podorder.dev/after.app": many(MaxPodDependencies, func(i int) string { return fmt.Sprintf("pod(app=v%d)", i) }),
+				"podorder.dev/after.web": "pod(app=other)",
+			}, "web", fmt.Sprintf("the pod declares %d distinct pod(...) dependencies, more than the %d podorder allows per pod", MaxPodDependencies+1, MaxPodDependencies)},
+		{"more probes than the pod limit", manyProbes, "c1", fmt.Sprintf("the pod declares %d podorder.dev/probe keys, more than the %d", MaxProbes+1, MaxProbes)},
+		{"a timeout over the cap", map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "2562047h47m16s"}, "app",
+			"timeout must be a positive Go duration of at most 24h0m0s"},
+		{"control characters in an HTTP probe path", map[string]string{"podorder.dev/probe.db": "http:80/a\x01b"}, "db", "the path printable ASCII"},
+		{"a space in an HTTP probe path", map[string]string{"podorder.dev/probe.db": "http:80/a b"}, "db", "the path printable ASCII"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(nil, tt.annotations).For(tt.container)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+			assert.Less(t, len(err.Error()), 2048, "messages quote values cut short")
+		})
+	}
+}
+
+func TestParseAcceptsDeclarationsAtTheLimits(t *testing.T) {
+	deps := make([]string, MaxDependencies)
+	for i := range deps {
+		if i < MaxPodDependencies {
+			deps[i] = fmt.Sprintf("pod(app=v%d)", i)
+		} else {
+			deps[i] = fmt.Sprintf("c%d", i)
+		}
+	}
+	h, err := Parse(nil, map[string]string{"podorder.dev/after.app": strings.Join(deps, ","), "podorder.dev/timeout.app": "24h"}).For("app")
+	require.NoError(t, err)
+	assert.Len(t, h.After, MaxDependencies)
+	assert.Len(t, h.Pods, MaxPodDependencies)
+	assert.Equal(t, MaxTimeout, h.Timeout)
+}
+
+func TestPodDependencyNamesDoNotCollide(t *testing.T) {
+	// These two selectors had the same 32-bit FNV name: one of them was silently dropped.
+	h, err := Parse(nil, map[string]string{"podorder.dev/after.app": "pod(app=v862969), pod(app=v1060126)"}).For("app")
+	require.NoError(t, err)
+	require.Len(t, h.Pods, 2)
+	assert.NotEqual(t, h.Pods[0].Name, h.Pods[1].Name)
+	assert.Len(t, h.After, 2)
+}
+
+func TestQuoteCutsLongValues(t *testing.T) {
+	assert.Equal(t, `"db"`, Quote("db"))
+	q := Quote(strings.Repeat("é", 1000))
+	assert.Contains(t, q, "… (2000 bytes)")
+	assert.Less(t, len(q), 200)
 }
 
 func TestUsesIsFalseForPodsWithoutPodorderKeys(t *testing.T) {
@@ -159,8 +252,14 @@ func FuzzParse(f *testing.F) {
 				continue
 			}
 			require.Positive(t, h.Timeout)
+			require.LessOrEqual(t, h.Timeout, MaxTimeout)
+			require.LessOrEqual(t, len(h.After), MaxDependencies)
+			onPods := map[string]bool{}
+			for _, pd := range h.Pods {
+				onPods[pd.Name] = true
+			}
 			for _, d := range h.After {
-				require.True(t, validContainerName(d.Container), d.Container)
+				require.True(t, validContainerName(d.Container) || onPods[d.Container], d.Container)
 				_, err := condition.Parse(string(d.Condition))
 				require.NoError(t, err)
 				require.NotEqual(t, name, d.Container)
@@ -199,7 +298,7 @@ func TestParseReadsCrossPodDependencies(t *testing.T) {
 	assert.Equal(t, "app=kafka,tier=broker", kafka.Selector, "terms are sorted: one selector, one name")
 	assert.Equal(t, condition.Started, kafka.Condition)
 	assert.Equal(t, "pod(other/app=mysql):ready", mysql.String())
-	assert.Regexp(t, `^pod-[0-9a-f]{8}$`, kafka.Name)
+	assert.Regexp(t, `^pod\.[0-9a-f]{32}$`, kafka.Name, "a dot: never a container name")
 	assert.Len(t, h.After, 3, "pod dependencies are waited on under their synthetic names")
 	assert.Contains(t, h.After, condition.Dependency{Container: kafka.Name, Condition: condition.Started})
 
