@@ -1,6 +1,10 @@
 // Package hooks is the waiter that runs inside a held container as its OCI startContainer hook: it
-// blocks until every dependency of the container is met in the pod's tombstone directory (mounted
-// read-only), using inotify so that a release costs one wake-up and no polling.
+// blocks until the daemon has recorded this container attempt as released in the pod's tombstone
+// directory (mounted read-only). The daemon alone decides: a container is never counted released
+// unless its hook saw the release, because the daemon releases only before its own deadline, which
+// falls before the hook's, and the hook reads the tombstones once more when its deadline passes.
+// The daemon wakes it through a FIFO only this container can see; it also re-reads the tombstones
+// every RecheckEvery on its own, so a lost wake-up only delays a release.
 //
 // This package uses the standard library only: the hook is a tiny static binary run under the
 // container's uid, capabilities and seccomp filter.
@@ -30,6 +34,13 @@ type Request struct {
 	Timeout time.Duration
 	// Pod ("namespace/name") and Container name the holder in messages.
 	Pod, Container string
+	// ID is the runtime's ID of this container attempt: only a release recorded for it counts.
+	// Empty for a hook injected by podorder before 0.2, which evaluates Waits itself.
+	ID string
+	// Wake is the container's own wake FIFO; empty for the layout before 0.2.
+	Wake string
+	// RecheckEvery is how often the tombstones are re-read without a wake-up; zero means 1 s.
+	RecheckEvery time.Duration
 }
 
 // ErrTimeout marks a hold that ran out of time.
@@ -41,7 +52,10 @@ var ErrDependencyFailed = errors.New("dependency failed")
 // Wait returns nil once every dependency is met, or an error that says what was still missing.
 func Wait(ctx context.Context, r Request) error {
 	deadline := time.Now().Add(r.Timeout)
-	watch, err := newWaker(r.Dir, r.Container)
+	if r.RecheckEvery <= 0 {
+		r.RecheckEvery = time.Second
+	}
+	watch, err := newWaker(r.Dir, r.Container, r.Wake)
 	if err != nil {
 		return fmt.Errorf("podorder: cannot watch %s for %s: %w", r.Dir, r.Container, err)
 	}
@@ -49,24 +63,50 @@ func Wait(ctx context.Context, r Request) error {
 
 	for {
 		// Evaluate after the watch exists, so that no write between the two is missed.
-		states, verdict, failed := evaluate(r)
-		switch verdict {
-		case condition.Met:
-			return nil
-		case condition.Failed:
-			return fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod,
-				condition.Describe(failed, states[failed.Container]), ErrDependencyFailed)
+		if done, err := check(r); done {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := watch.next(deadline); err != nil {
+		if err := watch.next(deadline, r.RecheckEvery); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The daemon's deadline is earlier than ours: a release it recorded is on disk now.
+				if done, err := check(r); done {
+					return err
+				}
+				states, _, _ := evaluate(r)
 				return timeoutError(r, states)
 			}
 			return fmt.Errorf("podorder: waiting for changes in %s: %w", r.Dir, err)
 		}
 	}
+}
+
+// check reports whether the hold is over: with a nil error when the container may start.
+func check(r Request) (bool, error) {
+	if r.ID == "" {
+		states, verdict, failed := evaluate(r)
+		switch verdict {
+		case condition.Met:
+			return true, nil
+		case condition.Failed:
+			return true, fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod,
+				condition.Describe(failed, states[failed.Container]), ErrDependencyFailed)
+		}
+		return false, nil
+	}
+	own, err := tombstone.ReadFile(r.Dir, r.Container)
+	if err != nil || own == nil || own.ID != r.ID {
+		return false, nil
+	}
+	switch {
+	case own.ReleasedAt != nil:
+		return true, nil
+	case own.HoldFailed != "":
+		return true, fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod, own.HoldFailed, ErrDependencyFailed)
+	}
+	return false, nil
 }
 
 // evaluate reads the tombstones r waits for and returns the combined verdict; for Failed, the
@@ -123,8 +163,11 @@ type waker struct {
 	buf     [4096]byte
 }
 
-func newWaker(dir, container string) (*waker, error) {
-	fd, err := syscall.Open(tombstone.WakePath(dir, container), syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+func newWaker(dir, container, wake string) (*waker, error) {
+	if wake == "" {
+		wake = tombstone.LegacyWakePath(dir, container)
+	}
+	fd, err := syscall.Open(wake, syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	changed := func([]byte) bool { return true }
 	if errors.Is(err, syscall.ENOENT) {
 		fd, changed, err = watchDir(dir)
@@ -170,9 +213,11 @@ func tombstoneEvent(b []byte) bool {
 	return false
 }
 
-// next blocks until the tombstones may have changed, or the deadline passes (os.ErrDeadlineExceeded).
-func (w *waker) next(deadline time.Time) error {
+// next blocks until the tombstones may have changed, recheck has passed, or the deadline passes
+// (os.ErrDeadlineExceeded).
+func (w *waker) next(deadline time.Time, recheck time.Duration) error {
 	events := make([]syscall.EpollEvent, 1)
+	until := time.Now().Add(recheck)
 	for {
 		if ok, err := w.drain(); ok || err != nil {
 			return err
@@ -180,6 +225,11 @@ func (w *waker) next(deadline time.Time) error {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return os.ErrDeadlineExceeded
+		}
+		if again := time.Until(until); again <= 0 {
+			return nil
+		} else if again < wait {
+			wait = again
 		}
 		// Round up: epoll_wait takes milliseconds, and 0 would not block.
 		if _, err := syscall.EpollWait(w.epoll, events, int((wait+time.Millisecond-1)/time.Millisecond)); err != nil && err != syscall.EINTR {

@@ -20,6 +20,8 @@ type pod struct {
 	store tombstone.Store
 	dir   string
 	wake  bool
+	// wakePath is the waiter's own wake FIFO, empty without one.
+	wakePath string
 }
 
 func newPod(t testing.TB, wake bool, waiter string) *pod {
@@ -27,10 +29,13 @@ func newPod(t testing.TB, wake bool, waiter string) *pod {
 	s := tombstone.Store{Root: t.TempDir()}
 	dir, err := s.EnsurePod("uid")
 	require.NoError(t, err)
+	p := &pod{store: s, dir: dir, wake: wake}
 	if wake {
-		require.NoError(t, s.EnsureWake("uid", waiter))
+		wd, err := s.EnsureWake("uid", waiter)
+		require.NoError(t, err)
+		p.wakePath = tombstone.WakeFile(wd)
 	}
-	return &pod{store: s, dir: dir, wake: wake}
+	return p
 }
 
 // write publishes a tombstone and, like the daemon, wakes the waiter.
@@ -62,7 +67,7 @@ func TestWaitReturnsWhenEveryDependencyIsMet(t *testing.T) {
 
 func testWaitReturnsWhenEveryDependencyIsMet(t *testing.T, p *pod) {
 	dir := p.dir
-	r := Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
+	r := Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
 		Waits: []condition.Dependency{{Container: "db", Condition: condition.Ready}, {Container: "migrate", Condition: condition.Completed}}}
 	done := waitAsync(r)
 
@@ -85,7 +90,7 @@ func TestWaitFailsAtOnceWhenACompletedDependencyExitsNonZero(t *testing.T) {
 
 func testWaitFailsAtOnce(t *testing.T, p *pod) {
 	dir := p.dir
-	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
+	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
 		Waits: []condition.Dependency{{Container: "migrate", Condition: condition.Completed}}})
 	p.write(t, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), ExitCode: 3})
 	err := <-done
@@ -97,7 +102,7 @@ func TestWaitTimesOutNamingWhatIsMissingAndWhatWasSeen(t *testing.T) {
 	p := newPod(t, true, "app")
 	dir := p.dir
 	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
-	err := Wait(context.Background(), Request{Dir: dir, Timeout: 30 * time.Millisecond, Pod: "ns/p", Container: "app",
+	err := Wait(context.Background(), Request{Dir: dir, Timeout: 30 * time.Millisecond, Pod: "ns/p", Container: "app", Wake: p.wakePath, ID: "a1",
 		Waits: []condition.Dependency{{Container: "dbx", Condition: condition.Ready}, {Container: "db", Condition: condition.Ready}}})
 	require.ErrorIs(t, err, ErrTimeout)
 	for _, want := range []string{"dbx (ready): dbx has not been created yet", "db (ready): db is running but not ready",
@@ -116,7 +121,7 @@ func testWaitIgnoresAnOlderAttempt(t *testing.T, p *pod) {
 	dir := p.dir
 	// The dependency crashed: its tombstone still says ready, but exited.
 	p.write(t, &tombstone.Tombstone{Container: "db", ID: "old", StartedAt: at(), ReleasedAt: at(), ReadyAt: at(), ExitedAt: at(), ExitCode: 137})
-	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app",
+	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
 		Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
 	p.write(t, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at()})
 	select {
@@ -126,4 +131,57 @@ func testWaitIgnoresAnOlderAttempt(t *testing.T, p *pod) {
 	}
 	p.write(t, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at(), StartedAt: at(), ReleasedAt: at()})
 	require.NoError(t, <-done)
+}
+
+// The hooks podorder injects now name their container attempt: the daemon decides the release and
+// the hook obeys, so that the daemon never counts released a container whose hook gave up.
+func TestWaitReleasesOnlyWhenTheDaemonRecordedThisAttemptReleased(t *testing.T) {
+	p := newPod(t, true, "app")
+	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a2", Wake: p.wakePath,
+		Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
+	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
+	p.write(t, &tombstone.Tombstone{Container: "app", ID: "a1", StartedAt: at(), ReleasedAt: at()})
+	select {
+	case err := <-done:
+		t.Fatalf("released by its dependency or by another attempt's release, not by the daemon's decision for it: %v", err)
+	case <-time.After(50 * time.Millisecond): // proving a negative: nothing to await
+	}
+	p.write(t, &tombstone.Tombstone{Container: "app", ID: "a2", ReleasedAt: at()})
+	require.NoError(t, <-done)
+}
+
+func TestWaitFailsAtOnceWhenTheDaemonRecordsThatTheHoldFailed(t *testing.T) {
+	p := newPod(t, true, "app")
+	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
+		Waits: []condition.Dependency{{Container: "migrate", Condition: condition.Completed}}})
+	p.write(t, &tombstone.Tombstone{Container: "app", ID: "a1", HoldFailed: "migrate exited with code 3"})
+	err := <-done
+	require.ErrorIs(t, err, ErrDependencyFailed)
+	assert.Contains(t, err.Error(), "app in pod ns/p will not start: migrate exited with code 3")
+}
+
+func TestWaitReleasesWithoutAWakeUpByRecheckingOnItsOwn(t *testing.T) {
+	// A wake-up that never arrives (lost, or read by someone else) only delays the release.
+	p := newPod(t, true, "app")
+	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
+		RecheckEvery: 20 * time.Millisecond, Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
+	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hook did not re-read the tombstones without a wake-up")
+	}
+}
+
+func TestWaitReadsTheTombstonesOnceMoreAtItsDeadline(t *testing.T) {
+	// The daemon releases only before its own deadline, which is earlier than the hook's: a release
+	// written without a wake-up just before must still be obeyed rather than end in a timeout.
+	p := newPod(t, true, "app")
+	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1"}))
+	done := waitAsync(Request{Dir: p.dir, Timeout: 300 * time.Millisecond, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
+		RecheckEvery: time.Hour, Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
+	// Drain the FIFO first, as a thief would, then record the release without waking.
+	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
+	require.NoError(t, <-done, "released at the deadline by the final read")
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -39,6 +40,13 @@ type Tombstone struct {
 	Probe string `json:"probe,omitempty"`
 	// HoldTimeout is the longest hold of this attempt, when it is held.
 	HoldTimeout Duration `json:"hold_timeout,omitempty"`
+	// HoldDeadline is the last moment the daemon may release this attempt. It is taken before the
+	// runtime starts the container, so it falls before the hook's own deadline: a release the
+	// daemon records is always seen by the hook, which reads the tombstones once more at its end.
+	HoldDeadline *time.Time `json:"hold_deadline,omitempty"`
+	// HoldFailed says why the daemon will never release this attempt (a dependency can no longer
+	// be met); the hook exits with it at once.
+	HoldFailed string `json:"hold_failed,omitempty"`
 
 	// PodSelector is set on a synthetic tombstone that stands for a dependency on other pods:
 	// "pod(app=mysql):ready". The daemon keeps its times in step with the matching pods.
@@ -93,8 +101,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Store is a tombstone directory tree: <Root>/pods/<pod UID>/<container>.json. The hook sees a
-// single pod's directory, mounted read-only, as a Store of its own via PodDir.
+// Store is a tombstone directory tree: <Root>/pods/<pod UID>/<container>.json, and one wake FIFO per
+// held container in a directory of its own, <Root>/wake/<pod UID>/<container>/wake. A held container
+// gets its pod's tombstone directory (regular files only, mounted read-only) and its own wake
+// directory: a FIFO ignores a read-only mount, so no container may see another's.
 type Store struct {
 	// Root is the store's top directory on the node, e.g. /run/podorder.
 	Root string
@@ -102,59 +112,115 @@ type Store struct {
 
 const (
 	podsDir   = "pods"
+	wakeDir   = "wake"
+	wakeName  = "wake"
 	fileExt   = ".json"
 	wakeExt   = ".wake"
 	tmpPrefix = ".tmp-"
 )
 
-// PodDir is the directory holding the tombstones of one pod.
+// PodDir is the directory holding the tombstones of one pod. The UID must have passed ValidUID.
 func (s Store) PodDir(podUID string) string { return filepath.Join(s.Root, podsDir, podUID) }
 
-// EnsurePod creates a pod's directory, readable by every uid so that non-root containers can wait.
-func (s Store) EnsurePod(podUID string) (string, error) {
-	if podUID == "" || strings.ContainsAny(podUID, `/\`) || podUID == "." || podUID == ".." {
-		return "", fmt.Errorf("invalid pod UID %q", podUID)
-	}
-	dir := s.PodDir(podUID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create tombstone directory for pod %s: %w", podUID, err)
-	}
-	// MkdirAll honours the umask; the hook may run as any uid.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", fmt.Errorf("make tombstone directory of pod %s readable: %w", podUID, err)
-	}
-	return dir, nil
+// WakeDir is the directory holding the wake FIFO of one held container, mounted into it alone.
+func (s Store) WakeDir(podUID, container string) string {
+	return filepath.Join(s.Root, wakeDir, podUID, container)
 }
 
-// RemovePod deletes a pod's tombstones.
-func (s Store) RemovePod(podUID string) error {
-	if err := os.RemoveAll(s.PodDir(podUID)); err != nil {
-		return fmt.Errorf("remove tombstones of pod %s: %w", podUID, err)
+// ValidUID reports whether a pod UID, which the runtime passes on from whoever created the pod, is safe
+// as one path element: Kubernetes UIDs are UUIDs; anything that could name a parent or another
+// directory is refused.
+func ValidUID(uid string) error {
+	if uid == "" || len(uid) > 128 || uid == "." || uid == ".." {
+		return fmt.Errorf("invalid pod UID %q: want 1-128 letters, digits, '-', '_' or '.'", truncate(uid))
+	}
+	for i := 0; i < len(uid); i++ {
+		c := uid[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("invalid pod UID %q: want 1-128 letters, digits, '-', '_' or '.'", truncate(uid))
+		}
 	}
 	return nil
 }
 
-// Pods lists the pod UIDs that have a tombstone directory.
-func (s Store) Pods() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(s.Root, podsDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
 	}
-	if err != nil {
-		return nil, fmt.Errorf("list tombstone pods: %w", err)
+	return s
+}
+
+// EnsurePod creates a pod's directories, readable by every uid so that non-root containers can wait.
+func (s Store) EnsurePod(podUID string) (string, error) {
+	if err := ValidUID(podUID); err != nil {
+		return "", err
 	}
-	var uids []string
-	for _, e := range entries {
-		if e.IsDir() {
-			uids = append(uids, e.Name())
+	dir := s.PodDir(podUID)
+	for _, d := range []string{dir, filepath.Join(s.Root, wakeDir, podUID)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("create tombstone directory for pod %s: %w", podUID, err)
+		}
+		// MkdirAll honours the umask; the hook may run as any uid.
+		if err := os.Chmod(d, 0o755); err != nil {
+			return "", fmt.Errorf("make tombstone directory of pod %s readable: %w", podUID, err)
 		}
 	}
+	return dir, nil
+}
+
+// RemovePod deletes a pod's tombstones and wake FIFOs. It removes through an os.Root opened on each
+// tree, so that even a UID that slipped past validation cannot reach outside the store.
+func (s Store) RemovePod(podUID string) error {
+	if err := ValidUID(podUID); err != nil {
+		return fmt.Errorf("remove tombstones: %w", err)
+	}
+	for _, tree := range []string{podsDir, wakeDir} {
+		root, err := os.OpenRoot(filepath.Join(s.Root, tree))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("remove tombstones of pod %s: %w", podUID, err)
+		}
+		err = root.RemoveAll(podUID)
+		root.Close()
+		if err != nil {
+			return fmt.Errorf("remove tombstones of pod %s: %w", podUID, err)
+		}
+	}
+	return nil
+}
+
+// Pods lists the pod UIDs that have a tombstone or wake directory; names that are not valid UIDs
+// (nothing podorder wrote) are left alone.
+func (s Store) Pods() ([]string, error) {
+	seen := map[string]bool{}
+	var uids []string
+	for _, tree := range []string{podsDir, wakeDir} {
+		entries, err := os.ReadDir(filepath.Join(s.Root, tree))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list tombstone pods: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() && !seen[e.Name()] && ValidUID(e.Name()) == nil {
+				seen[e.Name()] = true
+				uids = append(uids, e.Name())
+			}
+		}
+	}
+	sort.Strings(uids)
 	return uids, nil
 }
 
 // Write stores t atomically in the pod's directory: readers see the old or the new file, never a
 // partial one. The directory must exist (EnsurePod).
 func (s Store) Write(podUID string, t *Tombstone) error {
+	if err := ValidUID(podUID); err != nil {
+		return fmt.Errorf("write tombstone: %w", err)
+	}
 	t.Version = FormatVersion
 	return WriteFile(s.PodDir(podUID), t)
 }
@@ -202,12 +268,28 @@ func ReadFile(dir, container string) (*Tombstone, error) {
 	if !validName(container) {
 		return nil, fmt.Errorf("invalid container name %q", container)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, container+fileExt))
+	f, err := os.Open(filepath.Join(dir, container+fileExt))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tombstone of %s: %w", container, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read tombstone of %s: %w", container, err)
+	}
+	return Decode(container, data)
+}
+
+// MaxFileBytes bounds a tombstone file; the daemon's are a few hundred bytes.
+const MaxFileBytes = 64 << 10
+
+// Decode reads one tombstone file's content.
+func Decode(container string, data []byte) (*Tombstone, error) {
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("decode tombstone of %s: larger than %d bytes", container, MaxFileBytes)
 	}
 	var t Tombstone
 	if err := json.Unmarshal(data, &t); err != nil {
@@ -276,32 +358,51 @@ func validName(n string) bool {
 	return n != "." && n != ".."
 }
 
-// WakePath is the FIFO through which the daemon wakes a held container's hook whenever a tombstone of
-// its pod changes. A FIFO, not inotify: tearing down an inotify instance costs the exiting hook
-// 15-25 ms (the kernel waits for an SRCU grace period), on the path from release to the process.
-func WakePath(dir, container string) string { return filepath.Join(dir, container+wakeExt) }
+// LegacyWakePath is where podorder before 0.2 kept a held container's wake FIFO, inside the pod's
+// tombstone directory where every container of the pod could see it. Hooks of containers created
+// then still look there.
+func LegacyWakePath(dir, container string) string { return filepath.Join(dir, container+wakeExt) }
 
-// EnsureWake creates the wake FIFO of a held container. It is world-writable because the hook runs as
-// the container's uid and opens it read-write (so that it never sees end-of-file); a stray write can
-// only make a hook re-read the tombstones.
-func (s Store) EnsureWake(podUID, container string) error {
-	if !validName(container) {
-		return fmt.Errorf("invalid container name %q", container)
+// WakeFile is the FIFO's name inside a container's wake directory.
+func WakeFile(dir string) string { return filepath.Join(dir, wakeName) }
+
+// EnsureWake creates the wake FIFO of a held container in a directory of its own and returns that
+// directory. A FIFO, not inotify: tearing down an inotify instance costs the exiting hook 15-25 ms
+// (the kernel waits for an SRCU grace period), on the path from release to the process. It is
+// world-writable because the hook runs as the container's uid and opens it read-write (so that it
+// never sees end-of-file); only that container sees it, and the hook re-reads the tombstones on its
+// own as well, so a lost or stolen wake-up delays a release by at most the hook's re-check period.
+func (s Store) EnsureWake(podUID, container string) (string, error) {
+	if err := ValidUID(podUID); err != nil {
+		return "", err
 	}
-	path := WakePath(s.PodDir(podUID), container)
+	if !validName(container) {
+		return "", fmt.Errorf("invalid container name %q", truncate(container))
+	}
+	dir := s.WakeDir(podUID, container)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create wake directory of %s: %w", container, err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create wake directory of %s: %w", container, err)
+	}
+	path := WakeFile(dir)
 	if err := syscall.Mkfifo(path, 0o666); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create wake FIFO of %s: %w", container, err)
+		return "", fmt.Errorf("create wake FIFO of %s: %w", container, err)
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
-		return fmt.Errorf("create wake FIFO of %s: %w", container, err)
+		return "", fmt.Errorf("create wake FIFO of %s: %w", container, err)
 	}
-	return nil
+	return dir, nil
 }
 
 // Wake nudges the hook of a held container to re-read the tombstones. It never blocks: with no hook
 // waiting (ENXIO) or a wake-up already pending (EAGAIN) there is nothing to do.
 func (s Store) Wake(podUID, container string) error {
-	fd, err := syscall.Open(WakePath(s.PodDir(podUID), container), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if ValidUID(podUID) != nil || !validName(container) {
+		return nil
+	}
+	fd, err := syscall.Open(WakeFile(s.WakeDir(podUID, container)), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, syscall.ENXIO) || errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -1,7 +1,10 @@
 package tombstone
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,25 +51,100 @@ func TestReadOfAMissingTombstoneIsNil(t *testing.T) {
 
 func TestNamesThatCouldEscapeTheDirectoryAreRefused(t *testing.T) {
 	s := Store{Root: t.TempDir()}
-	for _, uid := range []string{"", "..", "a/b"} {
+	for _, uid := range []string{"", "..", ".", "a/b", "../../x", "a\\b", "a\x00b", strings.Repeat("a", 129)} {
 		_, err := s.EnsurePod(uid)
+		assert.Error(t, err, uid)
+		assert.Error(t, s.RemovePod(uid), uid)
+		assert.Error(t, s.Write(uid, &Tombstone{Container: "x"}), uid)
+		_, err = s.EnsureWake(uid, "x")
 		assert.Error(t, err, uid)
 	}
 	_, err := s.EnsurePod("u")
 	require.NoError(t, err)
 	assert.Error(t, s.Write("u", &Tombstone{Container: "../x"}))
+	_, err = s.EnsureWake("u", "../x")
+	assert.Error(t, err)
+}
+
+func TestRemovePodNeverReachesOutsideThePod(t *testing.T) {
+	parent := t.TempDir()
+	outside := filepath.Join(parent, "x")
+	require.NoError(t, os.WriteFile(outside, []byte("keep"), 0o644))
+	s := Store{Root: filepath.Join(parent, "store")}
+	for _, uid := range []string{"a", "b"} {
+		_, err := s.EnsurePod(uid)
+		require.NoError(t, err)
+		require.NoError(t, s.Write(uid, &Tombstone{Container: "c"}))
+		_, err = s.EnsureWake(uid, "c")
+		require.NoError(t, err)
+	}
+	// A pod UID sent through CRI as "../../x" deleted x; an empty UID deleted every pod's tombstones.
+	for _, uid := range []string{"../../x", "", "..", "."} {
+		assert.Error(t, s.RemovePod(uid), uid)
+	}
+	assert.FileExists(t, outside)
+	uids, err := s.Pods()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, uids)
+
+	require.NoError(t, s.RemovePod("a"))
+	uids, err = s.Pods()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, uids, "both the tombstones and the wake directory of a are gone")
+	require.NoError(t, s.RemovePod("never-existed"))
+}
+
+func TestDecodeRefusesOversizedAndMalformedFiles(t *testing.T) {
+	_, err := Decode("c", make([]byte, MaxFileBytes+1))
+	assert.ErrorContains(t, err, "larger than")
+	_, err = Decode("c", []byte(`{"hold_timeout": 5}`))
+	assert.ErrorContains(t, err, "duration must be a string")
+	ts, err := Decode("c", []byte(`{"container":"c","released_at":"2026-01-01T00:00:00Z"}`))
+	require.NoError(t, err)
+	assert.NotNil(t, ts.ReleasedAt)
+}
+
+// FuzzDecode feeds arbitrary bytes to the tombstone reader the hook runs inside every held container:
+// it must never panic, and whatever it accepts must give a consistent State.
+func FuzzDecode(f *testing.F) {
+	now := time.Now()
+	seed, _ := json.Marshal(&Tombstone{Container: "db", ID: "c1", CreatedAt: &now, StartedAt: &now, ReleasedAt: &now,
+		HoldTimeout: Duration(time.Minute), WaitsFor: []condition.Dependency{{Container: "x", Condition: condition.Ready}}})
+	for _, s := range []string{string(seed), `{}`, `null`, `{"hold_timeout":"1h"}`, `{"exit_code":-1,"exited_at":"2026-01-01T00:00:00Z"}`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ts, err := Decode("c", data)
+		if err != nil {
+			return
+		}
+		st := ts.State()
+		require.True(t, st.Exists)
+		if st.Released {
+			require.NotNil(t, ts.StartedAt)
+		}
+		for _, c := range condition.Conditions {
+			v := condition.Evaluate(c, st)
+			require.Contains(t, []condition.Verdict{condition.Waiting, condition.Met, condition.Failed}, v)
+		}
+	})
 }
 
 func TestWakeReachesAReaderAndNeverBlocksWithoutOne(t *testing.T) {
 	s := Store{Root: t.TempDir()}
-	dir, err := s.EnsurePod("u")
+	podDir, err := s.EnsurePod("u")
 	require.NoError(t, err)
-	require.NoError(t, s.EnsureWake("u", "app"))
-	require.NoError(t, s.EnsureWake("u", "app"), "idempotent")
+	dir, err := s.EnsureWake("u", "app")
+	require.NoError(t, err)
+	_, err = s.EnsureWake("u", "app")
+	require.NoError(t, err, "idempotent")
 	require.NoError(t, s.Wake("u", "app"), "no reader: nothing to do")
 	require.NoError(t, s.Wake("u", "ghost"), "no FIFO: nothing to do")
 
-	fd, err := syscall.Open(WakePath(dir, "app"), syscall.O_RDWR|syscall.O_NONBLOCK, 0)
+	entries, err := os.ReadDir(podDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the pod directory, mounted into every held container, holds no FIFO")
+	fd, err := syscall.Open(WakeFile(dir), syscall.O_RDWR|syscall.O_NONBLOCK, 0)
 	require.NoError(t, err)
 	defer syscall.Close(fd)
 	for range 70000 { // more than a pipe holds: a full pipe must not block the daemon

@@ -22,6 +22,8 @@ func main() {
 	flag.DurationVar(&r.Timeout, "timeout", 0, "longest hold")
 	flag.StringVar(&r.Pod, "pod", "", "namespace/name of the pod, for messages")
 	flag.StringVar(&r.Container, "container", "", "name of the held container, for messages")
+	flag.StringVar(&r.ID, "id", "", "the runtime's ID of this container attempt: only a release the daemon recorded for it counts")
+	flag.StringVar(&r.Wake, "wake", "", "this container's own wake FIFO")
 	flag.Parse()
 	for _, arg := range flag.Args() {
 		d, err := condition.ParseDependency(arg)
