@@ -35,8 +35,11 @@ type Config struct {
 	// NodeName enables the Kubernetes API (with Kubeconfig, or in-cluster credentials).
 	NodeName   string
 	Kubeconfig string
-	// AllowCrossNamespace lists the namespaces that pod(<namespace>/...) dependencies may name.
+	// AllowCrossNamespace lists source=target rules: pods of source may depend on pods of target.
 	AllowCrossNamespace string
+	// ProbeHostNetwork says podorder runs in the node's network namespace and may probe
+	// host-network pods from there.
+	ProbeHostNetwork bool
 	// HealthAddr serves /healthz: 200 while connected to the runtime's NRI socket.
 	HealthAddr string
 }
@@ -52,7 +55,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", env("node-name", os.Getenv("NODE_NAME")), "this node's name; enables kubelet readiness, Events and pod(...) dependencies through the Kubernetes API (default $NODE_NAME)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", env("kubeconfig", ""), "kubeconfig for the Kubernetes API (default: in-cluster credentials)")
 	fs.StringVar(&c.HealthAddr, "health-addr", env("health-addr", ":8081"), "address of the /healthz endpoint (200 while connected to NRI); empty to disable")
-	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""), "comma-separated namespaces that pod(<namespace>/...) dependencies may name")
+	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""),
+		"comma-separated <source>=<target> namespace rules: pods of source may declare pod(<target>/...) dependencies; *=<target> allows every source")
+	fs.BoolVar(&c.ProbeHostNetwork, "probe-host-network", env("probe-host-network", "false") == "true",
+		"podorder runs in the node's network namespace (a host process, or hostNetwork: true), so podorder.dev/probe may be declared by hostNetwork pods")
 }
 
 // env returns PODORDER_<FLAG> (dashes as underscores) or def.
@@ -91,6 +97,9 @@ func (c *Config) Validate() error {
 	if st.Mode()&0o111 == 0 {
 		return fmt.Errorf("--hook-binary %s is not executable", c.HookBinary)
 	}
+	if _, err := plugin.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
+		return fmt.Errorf("--allow-cross-namespace: %w", err)
+	}
 	return nil
 }
 
@@ -101,12 +110,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("create store directory: %w", err)
 	}
 	nrilog.Set(nriLogger{log.With("component", "nri")})
-	pcfg := plugin.Config{HookBinary: cfg.HookBinary, AllowedNamespaces: map[string]bool{}}
-	for _, ns := range strings.Split(cfg.AllowCrossNamespace, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			pcfg.AllowedNamespaces[ns] = true
-		}
+	rules, err := plugin.ParseCrossNamespaceRules(cfg.AllowCrossNamespace)
+	if err != nil {
+		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork}
 	src := connectAPI(cfg, log)
 	if src != nil {
 		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src}

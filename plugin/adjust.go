@@ -2,11 +2,13 @@ package plugin
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
 )
 
 // Paths inside a held container. A dot directory at the root keeps them out of the image's way.
@@ -15,6 +17,9 @@ const (
 	HookPath = "/.podorder/hook"
 	// StorePath is where the pod's tombstone directory is bind-mounted, read-only.
 	StorePath = "/.podorder/store"
+	// WakePath is where the container's own wake directory is bind-mounted, read-only (its FIFO
+	// stays writable: special files ignore the flag, which is why no other container sees it).
+	WakePath = "/.podorder/wake"
 )
 
 // hookGrace is how much longer than the hold the runtime lets the hook run, so that the hook's own
@@ -26,8 +31,12 @@ type HoldTarget struct {
 	// Pod is "namespace/name".
 	Pod       string
 	Container string
+	// ID is the runtime's ID of this container attempt: the hook obeys releases recorded for it only.
+	ID string
 	// PodDir is the pod's tombstone directory on the node.
 	PodDir string
+	// WakeDir is the container's own wake directory on the node.
+	WakeDir string
 }
 
 // Adjustment is what a held container gets at CreateContainer: the hook binary and the pod's
@@ -46,10 +55,18 @@ func Adjustment(hookBinary string, t HoldTarget, hold *spec.Hold) *api.Container
 		Source:      t.PodDir,
 		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 	})
+	adj.AddMount(&api.Mount{
+		Destination: WakePath,
+		Type:        "bind",
+		Source:      t.WakeDir,
+		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+	})
 	args := []string{"podorder-hook",
 		"--dir=" + StorePath,
+		"--wake=" + tombstone.WakeFile(WakePath),
 		"--pod=" + t.Pod,
 		"--container=" + t.Container,
+		"--id=" + t.ID,
 		"--timeout=" + hold.Timeout.String(),
 	}
 	for _, d := range hold.After {
@@ -60,9 +77,19 @@ func Adjustment(hookBinary string, t HoldTarget, hold *spec.Hold) *api.Container
 		Args: args,
 		// The hook reads no environment; an explicit one keeps the runtime from passing anything.
 		Env:     []string{"PATH=/"},
-		Timeout: &api.OptionalInt{Value: int64((hold.Timeout + hookGrace + time.Second - 1) / time.Second)},
+		Timeout: &api.OptionalInt{Value: hookTimeoutSeconds(hold.Timeout)},
 	}}})
 	return adj
+}
+
+// hookTimeoutSeconds is the runtime's limit for the hook, rounded up to whole seconds and saturated:
+// the OCI field is an int, and an overflow would turn a long hold into a negative limit.
+func hookTimeoutSeconds(hold time.Duration) int64 {
+	const most = int64(math.MaxInt32)
+	if hold < 0 || hold > time.Duration(most)*time.Second {
+		return most
+	}
+	return min(int64((hold+hookGrace+time.Second-1)/time.Second), most)
 }
 
 // rejection is the error that fails CreateContainer; kubelet shows it as CreateContainerError in

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/podorder/podorder/condition"
@@ -50,7 +51,43 @@ const (
 	ReasonTimeout          = "PodorderTimeout"
 	ReasonDependencyFailed = "PodorderDependencyFailed"
 	ReasonRejected         = "PodorderRejected"
+	ReasonProbeRefused     = "PodorderProbeRefused"
 )
+
+// CrossNamespaceRules lists which namespaces may depend on pods of which others: a dependency of a
+// pod in namespace S on pods in namespace T needs the rule S → T (or * → T). A rule names both ends
+// because watching another namespace's pods discloses their readiness: the owner of T says who may.
+type CrossNamespaceRules map[string]map[string]bool
+
+// AnySource is the source of a rule that lets every namespace depend on a target.
+const AnySource = "*"
+
+// ParseCrossNamespaceRules reads "source=target,*=shared".
+func ParseCrossNamespaceRules(v string) (CrossNamespaceRules, error) {
+	rules := CrossNamespaceRules{}
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		src, dst, ok := strings.Cut(item, "=")
+		src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
+		if !ok || src == "" || dst == "" || dst == AnySource {
+			return nil, fmt.Errorf("cross-namespace rule %q: write <source namespace>=<target namespace>, e.g. team-a=shared, or *=%s to let every namespace depend on pods of %s",
+				item, strings.TrimSpace(item), strings.TrimSpace(item))
+		}
+		if rules[src] == nil {
+			rules[src] = map[string]bool{}
+		}
+		rules[src][dst] = true
+	}
+	return rules, nil
+}
+
+// Allows reports whether pods of namespace source may depend on pods of namespace target.
+func (r CrossNamespaceRules) Allows(source, target string) bool {
+	return source == target || r[source][target] || r[AnySource][target]
+}
 
 func (p *Plugin) event(pd *pod, warning bool, reason, format string, args ...any) {
 	if p.cfg.Kube == nil || p.cfg.Kube.Events == nil {
@@ -62,6 +99,7 @@ func (p *Plugin) event(pd *pod, warning bool, reason, format string, args ...any
 // KubeletReady records that kubelet reports a container ready. containerID is the runtime's ID
 // without the "containerd://" prefix; a status of an older attempt is ignored.
 func (p *Plugin) KubeletReady(podUID, container, containerID string) {
+	defer p.recoverCallback("kubelet readiness")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pd := p.pods[podUID]
@@ -87,7 +125,7 @@ func (p *Plugin) refreshReady(pd *pod, m *member, now time.Time) {
 	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
 		return
 	}
-	if m.hold != nil && m.hold.Probe != nil && ts.ProbeReadyAt == nil {
+	if p.probed(pd, m) && ts.ProbeReadyAt == nil {
 		return
 	}
 	if p.needsKubeletReadiness(pd, ts.Container) && ts.KubeletReadyAt == nil {
@@ -119,8 +157,9 @@ func (p *Plugin) checkPodDependencies(namespace string, hold *spec.Hold) error {
 		if p.cfg.Kube == nil || p.cfg.Kube.Pods == nil {
 			return fmt.Errorf("%s needs the Kubernetes API, and this podorder has none: run it with NODE_NAME and API credentials (the DaemonSet does)", d)
 		}
-		if d.Namespace != "" && d.Namespace != namespace && !p.cfg.AllowedNamespaces[d.Namespace] {
-			return fmt.Errorf("%s: dependencies on pods of namespace %s are not allowed; start podorder with --allow-cross-namespace=%s to allow them", d, d.Namespace, d.Namespace)
+		if d.Namespace != "" && !p.cfg.CrossNamespace.Allows(namespace, d.Namespace) {
+			return fmt.Errorf("%s: pods of namespace %s may not depend on pods of namespace %s; an operator allows it with podorder's --allow-cross-namespace=%s=%s",
+				d, namespace, d.Namespace, namespace, d.Namespace)
 		}
 	}
 	return nil
@@ -146,6 +185,7 @@ func (p *Plugin) watchPodDependencies(pd *pod, hold *spec.Hold) error {
 		}
 		name, cond := d.Name, d.Condition
 		pd.watches[name] = p.cfg.Kube.Pods.Watch(ns, d.Selector, cond, func(met bool) {
+			defer p.recoverCallback("pod dependency")
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			if p.pods[pd.uid] != pd || pd.members[name] == nil {

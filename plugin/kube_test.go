@@ -43,7 +43,7 @@ func (f fakeSpecs) HasReadinessProbe(uid, container string) (bool, bool) {
 func newKubeFixture(t *testing.T, labels, annotations map[string]string) (*fixture, *fakeEvents, *fakeWatcher) {
 	f := newFixture(t, labels, annotations)
 	ev, w := &fakeEvents{}, &fakeWatcher{updates: map[string]func(bool){}}
-	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour, AllowedNamespaces: map[string]bool{"shared": true},
+	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour, CrossNamespace: CrossNamespaceRules{"ns": {"shared": true}},
 		Kube: &Kubernetes{Events: ev, Pods: w, Specs: fakeSpecs{"uid-1": {"app", "db"}}}},
 		f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
 	return f, ev, w
@@ -73,7 +73,7 @@ func TestWithTheAPIReadyNeedsKubeletReadinessAndTheRelease(t *testing.T) {
 	assert.NotNil(t, f2.tomb(t, "app").ReleasedAt)
 	require.Len(t, ev.reasons, 2)
 	assert.Contains(t, ev.reasons[0], "PodorderWaiting: container app waits for db (ready) (timeout 10m0s)")
-	assert.Contains(t, ev.reasons[1], "PodorderReleased: container app released after")
+	assert.Contains(t, ev.reasons[1], "PodorderReleased: container app released ")
 }
 
 func TestKubeletReadinessOfAHeldContainerCountsOnlyOnceReleased(t *testing.T) {
@@ -110,7 +110,7 @@ func TestCrossNamespaceAndAPIlessPodDependenciesAreRefused(t *testing.T) {
 	f, ev, _ := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(other/app=x)"})
 	_, _, err := f.create(t, "app")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "start podorder with --allow-cross-namespace=other")
+	assert.Contains(t, err.Error(), "pods of namespace ns may not depend on pods of namespace other; an operator allows it with podorder's --allow-cross-namespace=ns=other")
 	assert.Contains(t, ev.reasons[0], "PodorderRejected")
 
 	f, _, w := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(shared/app=x)"})

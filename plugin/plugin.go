@@ -5,7 +5,9 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -17,9 +19,10 @@ import (
 	"github.com/podorder/podorder/tombstone"
 )
 
-// Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it.
+// Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it. An
+// error means the probe cannot run (the node's probe capacity is used up).
 type Prober interface {
-	Start(netns string, p *spec.Probe, ready func()) (stop func())
+	Start(netns string, p *spec.Probe, ready func()) (stop func(), err error)
 }
 
 // Config is what the plugin needs from the daemon's flags.
@@ -31,8 +34,11 @@ type Config struct {
 	BlockingStartAfter time.Duration
 	// Kube is the Kubernetes API access; nil when podorder runs without it.
 	Kube *Kubernetes
-	// AllowedNamespaces may be named by cross-namespace pod dependencies.
-	AllowedNamespaces map[string]bool
+	// CrossNamespace says which namespaces' pods may depend on pods of which other namespaces.
+	CrossNamespace CrossNamespaceRules
+	// ProbeHostNetwork says podorder runs in the node's network namespace, so that it can probe
+	// host-network pods (which have no namespace of their own) from where it is.
+	ProbeHostNetwork bool
 }
 
 // Plugin holds podorder's state for the pods on this node that use podorder.
@@ -81,7 +87,8 @@ func (p *Plugin) Shutdown(context.Context) {
 
 // Synchronize rebuilds podorder's state from the runtime's pods and containers and the store, after
 // a daemon or runtime restart, and removes the tombstones of pods that are gone.
-func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) ([]*api.ContainerUpdate, error) {
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) (_ []*api.ContainerUpdate, err error) {
+	defer p.recoverRequest("Synchronize", nil, nil, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.synchronize(pods, containers)
@@ -90,21 +97,24 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containe
 
 // CreateContainer validates a container's declarations and, when it is held, returns the mounts and
 // hook that hold it. A plain error fails the container's creation with podorder's message.
-func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
 	if !usesPodorder(sb) {
 		return nil, nil, nil
 	}
+	defer p.recoverRequest("CreateContainer", sb, c, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	adj, err := p.createContainer(sb, c)
 	return adj, nil, err
 }
 
-// StartContainer notes when the runtime starts a held container, to tell how the runtime runs hooks.
-func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+// StartContainer notes when the runtime starts a held container: the daemon's release deadline
+// counts from here, before the hook's own clock starts.
+func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
 	if !usesPodorder(sb) {
 		return nil
 	}
+	defer p.recoverRequest("StartContainer", sb, c, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.startContainer(sb, c)
@@ -112,10 +122,11 @@ func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Co
 }
 
 // PostStartContainer records that the runtime's start returned.
-func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
 	if !usesPodorder(sb) {
 		return nil
 	}
+	defer p.recoverRequest("PostStartContainer", sb, c, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.postStartContainer(sb, c)
@@ -123,10 +134,11 @@ func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *ap
 }
 
 // StopContainer records a container's death, whether it exited by itself or was stopped.
-func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ []*api.ContainerUpdate, err error) {
 	if !usesPodorder(sb) {
 		return nil, nil
 	}
+	defer p.recoverRequest("StopContainer", sb, c, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopContainer(sb, c)
@@ -134,14 +146,43 @@ func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Con
 }
 
 // RemovePodSandbox deletes the pod's tombstones and stops its probes.
-func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) error {
+func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) (err error) {
 	if !usesPodorder(sb) {
 		return nil
 	}
+	defer p.recoverRequest("RemovePodSandbox", sb, nil, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.removePod(sb.Uid)
 	return nil
+}
+
+// recoverRequest turns a panic in a handler into an error for that request alone: neither NRI's stub
+// nor ttrpc recovers, and a dead daemon leaves every pod of the node unordered. It runs after the
+// handler's own deferred unlock.
+func (p *Plugin) recoverRequest(handler string, sb *api.PodSandbox, c *api.Container, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	pod, container := "", ""
+	if sb != nil {
+		pod = sb.Namespace + "/" + sb.Name
+	}
+	if c != nil {
+		container = c.Name
+	}
+	p.log.Error("internal error: a handler panicked; only this request fails", "handler", handler,
+		"pod", pod, "container", container, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*err = fmt.Errorf("podorder: internal error in %s for pod %s, container %s: %v; please report it with podorder's log", handler, pod, container, r)
+}
+
+// recoverCallback keeps a panic in an asynchronous callback (a probe, the API, a timer) from killing
+// the daemon.
+func (p *Plugin) recoverCallback(what string) {
+	if r := recover(); r != nil {
+		p.log.Error("internal error: a callback panicked", "callback", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
 }
 
 // attemptOf reads kubelet's restart count, the CRI attempt number, from the container's annotations.

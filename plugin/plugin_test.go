@@ -19,9 +19,9 @@ import (
 // fakeProber records started probes; a test passes one by calling its ready func.
 type fakeProber struct{ started map[int]func() }
 
-func (f *fakeProber) Start(_ string, p *spec.Probe, ready func()) func() {
+func (f *fakeProber) Start(_ string, p *spec.Probe, ready func()) (func(), error) {
 	f.started[p.Port] = ready
-	return func() { delete(f.started, p.Port) }
+	return func() { delete(f.started, p.Port) }, nil
 }
 
 type fixture struct {
@@ -41,7 +41,8 @@ func newFixture(t *testing.T, labels, annotations map[string]string) *fixture {
 		prober: &fakeProber{started: map[int]func(){}},
 		logs:   logs,
 		ctx:    context.Background(),
-		sb:     &api.PodSandbox{Id: "sb1", Uid: "uid-1", Namespace: "ns", Name: "web", Labels: labels, Annotations: annotations},
+		sb: &api.PodSandbox{Id: "sb1", Uid: "uid-1", Namespace: "ns", Name: "web", Labels: labels, Annotations: annotations,
+			Linux: &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "network", Path: "/var/run/netns/cni-1"}}}},
 	}
 	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(logs, nil)))
 	return f
@@ -83,7 +84,7 @@ func TestDependentDeclaredFirstIsHeldUntilItsDependencyIsReady(t *testing.T) {
 	app, adj, err := f.create(t, "app")
 	require.NoError(t, err)
 	require.NotNil(t, adj, "app is held")
-	_, err = os.Stat(tombstone.WakePath(f.store.PodDir(f.sb.Uid), "app"))
+	_, err = os.Stat(tombstone.WakeFile(f.store.WakeDir(f.sb.Uid, "app")))
 	require.NoError(t, err, "a held container has a wake FIFO")
 	f.start(t, app)
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "held while db does not exist")
@@ -127,15 +128,25 @@ func TestCompletedDependencyReleasesOnExitZeroOnly(t *testing.T) {
 	_, err := f.p.StopContainer(f.ctx, f.sb, m)
 	require.NoError(t, err)
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "exit 1 never releases")
+	assert.Contains(t, f.tomb(t, "app").HoldFailed, "migrate exited with code 1", "the hook is told to give up at once")
 
 	m2 := &api.Container{Id: "migrate-2", PodSandboxId: f.sb.Id, Name: "migrate", Annotations: map[string]string{"io.kubernetes.container.restartCount": "1"}}
 	_, _, err = f.p.CreateContainer(f.ctx, f.sb, m2)
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, f.tomb(t, "migrate").Attempt, "a restart gets a fresh tombstone")
+	app.ExitCode = 255 // the hook gave up
+	_, err = f.p.StopContainer(f.ctx, f.sb, app)
+	require.NoError(t, err)
+	app2 := &api.Container{Id: "app-2", PodSandboxId: f.sb.Id, Name: "app", Annotations: map[string]string{"io.kubernetes.container.restartCount": "1"}}
+	_, _, err = f.p.CreateContainer(f.ctx, f.sb, app2)
+	require.NoError(t, err)
+	f.start(t, app2)
 	f.start(t, m2)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
 	_, err = f.p.StopContainer(f.ctx, f.sb, m2)
 	require.NoError(t, err)
-	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+	assert.Equal(t, "app-2", f.tomb(t, "app").ID)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "the restarted app is released once migrate's new attempt completed")
 }
 
 func TestStopOfAnOlderAttemptDoesNotTouchTheNewest(t *testing.T) {

@@ -33,6 +33,9 @@ type member struct {
 	hold *spec.Hold
 	// stopProbe ends a running readiness probe; nil when none runs.
 	stopProbe func()
+	// probeRefused is set when the node could not run the probe: readiness then comes from the
+	// other sources, rather than never.
+	probeRefused bool
 }
 
 func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
@@ -86,6 +89,11 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	if err == nil && hold != nil {
 		err = p.checkPodDependencies(sb.Namespace, hold)
 	}
+	if err == nil && hold != nil && hold.Probe != nil && pd.netns == "" && !p.cfg.ProbeHostNetwork {
+		err = fmt.Errorf("%s%s.%s cannot be run for a hostNetwork pod: podorder runs in a network namespace of its own, not the node's. "+
+			"Drop the probe key and give %s a readinessProbe (podorder follows kubelet's readiness), or run podorder with --probe-host-network "+
+			"if it runs in the node's network namespace", spec.Domain, spec.KindProbe, c.Name, c.Name)
+	}
 	if err != nil {
 		err = rejection(ref, c.Name, err)
 		log.Warn("rejected", "reason", err.Error())
@@ -94,8 +102,9 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	}
 	held := hold != nil && len(hold.After) > 0
 	ts := newTombstone(c, hold, held, p.now())
+	var wakeDir string
 	if held {
-		if err := p.store.EnsureWake(pd.uid, c.Name); err != nil {
+		if wakeDir, err = p.store.EnsureWake(pd.uid, c.Name); err != nil {
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
 		}
@@ -113,7 +122,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	}
 	log.Info("holding", "waits_for", waitsFor(hold.After), "timeout", hold.Timeout.String(), "attempt", ts.Attempt)
 	p.event(pd, false, ReasonWaiting, "container %s waits for %s (timeout %s)", c.Name, describe(hold), hold.Timeout)
-	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, PodDir: p.store.PodDir(pd.uid)}, hold), nil
+	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.uid), WakeDir: wakeDir}, hold), nil
 }
 
 // newTombstone is the record of a new container attempt; held says whether podorder's hook holds it.
@@ -175,12 +184,22 @@ func (p *Plugin) startContainer(sb *api.PodSandbox, c *api.Container) {
 	if m == nil || !m.ts.Held() || m.ts.ReleasedAt != nil {
 		return
 	}
+	if m.ts.HoldDeadline == nil {
+		deadline := holdDeadline(p.now(), time.Duration(m.ts.HoldTimeout))
+		m.ts.HoldDeadline = &deadline
+		p.write(pd, m)
+	}
+	p.release(pd)
+	if m.ts.ReleasedAt != nil {
+		return
+	}
 	// With runc < 1.2.8 / 1.3.3 the runtime's start does not return until the hook exits, so
 	// PostStartContainer would not arrive while the container is still held.
 	time.AfterFunc(p.cfg.BlockingStartAfter, func() {
+		defer p.recoverCallback("blocking-start check")
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if pd.members[c.Name] != m || m.ts.StartedAt != nil || m.ts.ReleasedAt != nil || m.ts.ExitedAt != nil || p.runtimeReported {
+		if pd.members[c.Name] != m || m.ts.StartedAt != nil || m.ts.ExitedAt != nil || p.runtimeReported {
 			return
 		}
 		p.runtimeReported = true
@@ -213,18 +232,35 @@ func (p *Plugin) postStartContainer(sb *api.PodSandbox, c *api.Container) {
 // and without kubelet's word it is ready at once, as kubelet treats a container without a probe.
 func (p *Plugin) markReleased(pd *pod, m *member, now time.Time) {
 	m.ts.ReleasedAt = &now
-	if m.hold != nil && m.hold.Probe != nil {
+	if p.probed(pd, m) {
 		p.startProbe(pd, m)
 	}
 	p.refreshReady(pd, m, now)
 }
 
+// probed reports whether m's readiness comes from a podorder probe: only when it declares one and a
+// container of the pod waits for it to be ready, so that probes nobody needs never cost the node.
+func (p *Plugin) probed(pd *pod, m *member) bool {
+	if m.hold == nil || m.hold.Probe == nil || m.probeRefused || p.prober == nil {
+		return false
+	}
+	for _, h := range pd.decl.Holds {
+		for _, d := range h.After {
+			if d.Container == m.ts.Container && d.Condition == condition.Ready {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (p *Plugin) startProbe(pd *pod, m *member) {
-	if m.stopProbe != nil || p.prober == nil {
+	if m.stopProbe != nil {
 		return
 	}
 	probe := m.hold.Probe
-	m.stopProbe = p.prober.Start(pd.netns, probe, func() {
+	stop, err := p.prober.Start(pd.netns, probe, func() {
+		defer p.recoverCallback("probe")
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if pd.members[m.ts.Container] != m || m.ts.ExitedAt != nil || m.ts.ProbeReadyAt != nil {
@@ -238,6 +274,13 @@ func (p *Plugin) startProbe(pd *pod, m *member) {
 		p.write(pd, m)
 		p.release(pd)
 	})
+	if err != nil {
+		m.probeRefused = true
+		p.logger(pd, m.ts.Container).Error("cannot probe; readiness comes from kubelet, or from the release without the API", "probe", probe.String(), "error", err)
+		p.event(pd, true, ReasonProbeRefused, "the probe %s of container %s cannot run: %v; its readiness comes from kubelet instead", probe, m.ts.Container, err)
+		return
+	}
+	m.stopProbe = stop
 }
 
 func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
@@ -248,18 +291,15 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 	now := p.now()
 	m.markExited(now, c.ExitCode)
 	log := p.logger(pd, c.Name)
-	if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.StartedAt != nil {
-		held := now.Sub(*m.ts.StartedAt)
+	if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.HoldDeadline != nil {
 		missing := p.missing(pd, m)
 		log.Warn("hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
 			"the hook's reason is in the container's log",
-			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "held_ms", held.Milliseconds(), "missing", missing)
-		// The hook measures its timeout from its own start, slightly before StartedAt, so the
-		// elapsed time cannot tell a timeout; the tombstones can.
+			"waits_for", waitsFor(m.ts.WaitsFor), "exit_code", c.ExitCode, "missing", missing)
 		switch {
-		case p.anyFailed(pd, m):
+		case m.ts.HoldFailed != "" || p.anyFailed(pd, m):
 			p.event(pd, true, ReasonDependencyFailed, "container %s will not start: %s (reason: kubectl logs --previous -c %s)", c.Name, missing, c.Name)
-		case c.ExitCode == hookFailedExitCode || held >= time.Duration(m.ts.HoldTimeout):
+		case c.ExitCode == hookFailedExitCode || !now.Before(*m.ts.HoldDeadline):
 			p.event(pd, true, ReasonTimeout, "container %s was not released within %s: %s; it exits and restarts per its restartPolicy (reason: kubectl logs --previous -c %s)",
 				c.Name, time.Duration(m.ts.HoldTimeout), missing, c.Name)
 		}
@@ -285,28 +325,46 @@ func (p *Plugin) removePod(uid string) {
 	}
 }
 
-// release marks every held container whose dependencies are all met as released, repeating until
-// nothing changes so that a chain a → b → c resolves in one call. The hook evaluates the same
-// tombstones with the same rule, so the daemon's record and the hook's release agree.
+// deadlineMargin is how much earlier than the hook's deadline the daemon stops releasing: room for
+// the tombstone write to land before the hook's final read.
+const deadlineMargin = 500 * time.Millisecond
+
+// holdDeadline is the last moment the daemon may release a hold of timeout that started no earlier
+// than start. The hook's clock starts after start, and the hook reads the tombstones once more at
+// its deadline: every release the daemon records is obeyed.
+func holdDeadline(start time.Time, timeout time.Duration) time.Time {
+	return start.Add(timeout - deadlineMargin)
+}
+
+// release records, for every held container whose dependencies are all met, that it may start,
+// repeating until nothing changes so that a chain a → b → c resolves in one call. The daemon alone
+// decides; the hook only obeys what is recorded for its own attempt, so the two cannot disagree.
+// A hold whose dependency can no longer be met is recorded as failed, which ends it at once.
 func (p *Plugin) release(pd *pod) {
 	for changed := true; changed; {
 		changed = false
 		for _, name := range sortedNames(pd.members) {
 			m := pd.members[name]
 			ts := m.ts
-			if !ts.Held() || ts.StartedAt == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil {
+			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" {
 				continue
 			}
 			now := p.now()
-			if now.Sub(*ts.StartedAt) > time.Duration(ts.HoldTimeout) {
-				continue // the hook has given up; its exit will be recorded by StopContainer
+			if !now.Before(*ts.HoldDeadline) {
+				continue // the hook gives up at its own deadline; its exit is recorded by StopContainer
+			}
+			if p.anyFailed(pd, m) {
+				ts.HoldFailed = p.missing(pd, m)
+				p.logger(pd, name).Warn("hold failed: a dependency can no longer be met", "missing", ts.HoldFailed)
+				p.write(pd, m)
+				continue
 			}
 			if !p.allMet(pd, ts.WaitsFor) {
 				continue
 			}
 			p.markReleased(pd, m, now)
-			p.logger(pd, name).Info("released", "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.StartedAt).Milliseconds())
-			p.event(pd, false, ReasonReleased, "container %s released after %dms: %s met", name, now.Sub(*ts.StartedAt).Milliseconds(), describe(m.hold))
+			p.logger(pd, name).Info("released", "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.CreatedAt).Milliseconds())
+			p.event(pd, false, ReasonReleased, "container %s released %dms after its creation: %s met", name, now.Sub(*ts.CreatedAt).Milliseconds(), describe(m.hold))
 			p.write(pd, m)
 			changed = true
 		}

@@ -64,7 +64,7 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		}
 		for _, m := range pd.members {
 			ts := m.ts
-			if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && m.hold != nil && m.hold.Probe != nil {
+			if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && p.probed(pd, m) {
 				p.startProbe(pd, m)
 			}
 			if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
@@ -111,6 +111,13 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 	}
 	ts := m.ts
 	changed := false
+	if ts.Held() && ts.HoldDeadline == nil && ts.ReleasedAt == nil && c.State != api.ContainerState_CONTAINER_CREATED && c.State != api.ContainerState_CONTAINER_UNKNOWN {
+		// Started while podorder was away: the container's creation is surely before its hook's
+		// start, so a deadline from there is never later than the hook's.
+		deadline := holdDeadline(time.Unix(0, c.CreatedAt), time.Duration(ts.HoldTimeout))
+		ts.HoldDeadline = &deadline
+		changed = true
+	}
 	if c.State == api.ContainerState_CONTAINER_RUNNING || c.State == api.ContainerState_CONTAINER_STOPPED {
 		if ts.StartedAt == nil && c.StartedAt != 0 {
 			started := time.Unix(0, c.StartedAt)

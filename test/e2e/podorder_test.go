@@ -77,6 +77,8 @@ func startPodorder(t *testing.T, env *harness.Env) *Podorder {
 		"--log-format=json",
 		"--log-level=debug",
 		"--health-addr=",
+		// The harness's pods are host-network and the daemon is a host process.
+		"--probe-host-network",
 	}
 	p.start(t)
 	t.Cleanup(func() {
