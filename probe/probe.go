@@ -1,17 +1,28 @@
 // Package probe runs podorder's node-local readiness checks (podorder.dev/probe.<c>): a TCP connect
 // or an HTTP GET against the pod's own loopback, made from inside the pod's network namespace every
 // 100 ms, so readiness is seen within one period instead of kubelet's probe period plus relist.
+//
+// Tenants decide how many probes exist, so a probe costs no goroutine and no OS thread of its own:
+// one scheduler goroutine keeps the probes in a heap ordered by due time and hands due attempts to
+// a fixed number of workers. A worker enters a pod's namespace only for the instant it takes to
+// create and connect a socket (a socket stays in the namespace it was created in), then returns its
+// thread to the daemon's namespace, so threads never have to be thrown away in the normal case.
 package probe
 
 import (
+	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,76 +30,503 @@ import (
 	"github.com/podorder/podorder/spec"
 )
 
-// Runner runs probes; it implements plugin.Prober.
+// Defaults applied when the corresponding Runner field is zero.
+const (
+	// DefaultInterval matches the 100 ms the README promises between attempts of one probe.
+	DefaultInterval = 100 * time.Millisecond
+	// DefaultTimeout keeps one unresponsive pod from holding a worker for long.
+	DefaultTimeout = time.Second
+	// DefaultWorkers is small because an attempt is a loopback connect: a few workers keep up with
+	// hundreds of probes, and the number of threads that ever enter pod namespaces stays tiny.
+	DefaultWorkers = 4
+	// DefaultMaxProbes bounds the memory and file descriptors a hostile tenant can make the
+	// daemon spend: with Workers fixed, attempts beyond this would only be delayed anyway.
+	DefaultMaxProbes = 512
+)
+
+// selfNetns names the calling thread's own network namespace, which is what a worker must return
+// to; /proc/self would name the main thread's, which is not necessarily the same.
+const selfNetns = "/proc/thread-self/ns/net"
+
+// Runner runs probes; it implements plugin.Prober. Its fields are read when probes start: set
+// them before the first Start. The zero value is usable.
 type Runner struct {
-	// Interval is the time between attempts.
+	// Interval is the time between the starts of two attempts of one probe (DefaultInterval when
+	// zero). Attempts are delayed, never stacked, when the workers cannot keep up.
 	Interval time.Duration
-	// Timeout bounds one attempt.
+	// Timeout bounds one attempt (DefaultTimeout when zero), so a pod that accepts but never
+	// answers delays other probes by at most this much.
 	Timeout time.Duration
-	Log     *slog.Logger
+	// Workers is how many attempts run at once, node-wide (DefaultWorkers when zero).
+	Workers int
+	// MaxProbes is how many probes may be active at once, node-wide (DefaultMaxProbes when zero);
+	// Start fails beyond it rather than let tenants grow the daemon without bound.
+	MaxProbes int
+	// Log receives failures; slog.Default() when nil.
+	Log *slog.Logger
+
+	mu         sync.Mutex
+	active     int                // probes started, not yet stopped nor passed
+	due        taskHeap           // probes waiting for their next attempt
+	queue      []*task            // probes due while every worker was busy, oldest first
+	busy       int                // running worker goroutines
+	scheduling bool               // whether the scheduler goroutine runs
+	wake       chan struct{}      // tells the scheduler the earliest due time changed
+	netns      map[string]*nsFile // open namespaces by path, shared by the probes of a pod
+
+	// setns is unix.Setns when nil; tests replace it to make entering or leaving a namespace
+	// fail or panic without root.
+	setns func(fd, nstype int) error
 }
 
-// NewRunner returns a Runner probing every 100 ms.
+// NewRunner returns a Runner with the default settings, logging to log.
 func NewRunner(log *slog.Logger) *Runner {
-	return &Runner{Interval: 100 * time.Millisecond, Timeout: time.Second, Log: log}
+	return &Runner{
+		Interval:  DefaultInterval,
+		Timeout:   DefaultTimeout,
+		Workers:   DefaultWorkers,
+		MaxProbes: DefaultMaxProbes,
+		Log:       log,
+	}
 }
 
-// Start probes p in the network namespace at netns ("" for the host's) until it passes, then calls
-// ready once. The returned stop ends the probe; it does not wait for an attempt in flight.
-func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		if netns != "" {
-			// Enter the pod's network namespace once for the probe's whole life, not per attempt.
-			// The thread is never unlocked: a thread whose namespace was changed must not run other
-			// goroutines, so it exits with this one.
-			runtime.LockOSThread()
-			if err := enterNetns(netns); err != nil {
-				r.Log.Error("cannot probe: pod network namespace", "netns", netns, "probe", p.String(), "error", err)
-				return
-			}
+// nsFile is an open network namespace, kept open while any probe uses it so that a pod's probes
+// do not each hold a descriptor, and so the namespace cannot be replaced under a path mid-probe.
+type nsFile struct {
+	path string
+	f    *os.File
+	refs int
+}
+
+// task is one probe. It is always in exactly one place — the due heap, the queue, or a worker —
+// so it can never be queued twice and the queue is bounded by the number of probes.
+type task struct {
+	probe    *spec.Probe
+	addr     string
+	netns    string
+	ns       *nsFile // nil for the daemon's own namespace; guarded by Runner.mu unless a worker owns the task
+	ready    func()
+	interval time.Duration
+	timeout  time.Duration
+	setns    func(fd, nstype int) error
+	ctx      context.Context // cancelled by stop, to free a worker from an attempt that no longer matters
+	cancel   context.CancelFunc
+
+	// Guarded by Runner.mu.
+	at      time.Time // when the next attempt is due
+	index   int       // position in the due heap, -1 when not in it
+	busy    bool      // queued or running: a worker owns it and will release it
+	stopped bool
+	passed  bool
+	warned  bool // whether entering the namespace failing was already logged
+}
+
+// Start probes p in the network namespace at netns ("" for the daemon's own) until it passes, then
+// calls ready once, from a worker goroutine. It fails when p is invalid, when netns cannot be
+// opened, or when MaxProbes probes are already active; the probe is then not started.
+//
+// stop ends the probe. It may be called any number of times, from any goroutine, including with a
+// lock that ready takes: it never waits for an attempt or for ready. The pass is decided under the
+// Runner's lock, so once stop has returned no attempt can decide to call ready; only a pass that
+// was decided before stop can still be completing its ready call.
+func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func(), err error) {
+	if err := validate(p); err != nil {
+		return nil, err
+	}
+	if ready == nil {
+		return nil, errors.New("probe: ready callback is nil")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if max := positive(r.MaxProbes, DefaultMaxProbes); r.active >= max {
+		return nil, fmt.Errorf("node probe limit of %d reached: not probing %s in %s; raise MaxProbes or reduce podorder.dev/probe annotations on this node",
+			max, p, nsName(netns))
+	}
+	t := &task{
+		probe:    p,
+		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)),
+		netns:    netns,
+		ready:    ready,
+		interval: positive(r.Interval, DefaultInterval),
+		timeout:  positive(r.Timeout, DefaultTimeout),
+		index:    -1,
+		at:       time.Now(),
+		setns:    r.setns,
+	}
+	if t.setns == nil {
+		t.setns = unix.Setns
+	}
+	if netns != "" {
+		if t.ns, err = r.openLocked(netns); err != nil {
+			return nil, err
 		}
-		t := time.NewTicker(r.Interval)
-		defer t.Stop()
-		for {
-			err := r.check(ctx, p)
-			if err == nil {
-				if ctx.Err() == nil {
-					ready()
-				}
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	r.active++
+	r.pushLocked(t)
+	return func() { r.stop(t) }, nil
+}
+
+func validate(p *spec.Probe) error {
+	if p == nil {
+		return errors.New("probe: nil probe")
+	}
+	if p.Kind != "tcp" && p.Kind != "http" {
+		return fmt.Errorf("probe %s: kind %q is neither tcp nor http", p, p.Kind)
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		return fmt.Errorf("probe %s: port %d is outside 1-65535", p, p.Port)
+	}
+	return nil
+}
+
+func positive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func nsName(netns string) string {
+	if netns == "" {
+		return "the daemon's network namespace"
+	}
+	return "network namespace " + netns
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+// openLocked returns the shared handle on the namespace at path, opening it for its first probe.
+func (r *Runner) openLocked(path string) (*nsFile, error) {
+	if n := r.netns[path]; n != nil {
+		n.refs++
+		return n, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot probe in pod network namespace: %w (is the sandbox gone?)", err)
+	}
+	if r.netns == nil {
+		r.netns = map[string]*nsFile{}
+	}
+	n := &nsFile{path: path, f: f, refs: 1}
+	r.netns[path] = n
+	return n, nil
+}
+
+// releaseLocked drops t's hold on its namespace. It runs only when no worker owns t, so the
+// descriptor is never closed, and its number reused, under a worker about to setns with it.
+func (r *Runner) releaseLocked(t *task) {
+	n := t.ns
+	if n == nil {
+		return
+	}
+	t.ns = nil
+	if n.refs--; n.refs == 0 {
+		delete(r.netns, n.path)
+		if err := n.f.Close(); err != nil {
+			r.logger().Warn("closing pod network namespace", "netns", n.path, "error", err)
+		}
+	}
+}
+
+func (r *Runner) stop(t *task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t.stopped || t.passed {
+		return
+	}
+	t.stopped = true
+	t.cancel()
+	r.active--
+	if t.index >= 0 {
+		head := t.index == 0
+		heap.Remove(&r.due, t.index)
+		if head {
+			r.wakeLocked() // the scheduler may now exit, or sleep longer
+		}
+	}
+	if !t.busy {
+		r.releaseLocked(t)
+	}
+}
+
+// pushLocked schedules t's next attempt, starting the scheduler if it exited for lack of work:
+// it exits so that a node without probes runs no probe goroutine at all.
+func (r *Runner) pushLocked(t *task) {
+	heap.Push(&r.due, t)
+	if !r.scheduling {
+		r.scheduling = true
+		if r.wake == nil {
+			r.wake = make(chan struct{}, 1)
+		}
+		go r.schedule()
+		return
+	}
+	if t.index == 0 {
+		r.wakeLocked()
+	}
+}
+
+func (r *Runner) wakeLocked() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule hands due probes to workers until no probe is waiting.
+func (r *Runner) schedule() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		r.mu.Lock()
+		now := time.Now()
+		for len(r.due) > 0 && !r.due[0].at.After(now) {
+			r.dispatchLocked(heap.Pop(&r.due).(*task))
+		}
+		if len(r.due) == 0 {
+			r.scheduling = false
+			r.mu.Unlock()
+			return
+		}
+		timer.Reset(r.due[0].at.Sub(now))
+		r.mu.Unlock()
+		select {
+		case <-timer.C:
+		case <-r.wake:
+			timer.Stop()
+		}
+	}
+}
+
+// dispatchLocked gives t to an idle worker slot, or queues it until a worker is free.
+func (r *Runner) dispatchLocked(t *task) {
+	t.busy = true
+	if r.busy < positive(r.Workers, DefaultWorkers) {
+		r.busy++
+		go r.work(t)
+		return
+	}
+	r.queue = append(r.queue, t)
+}
+
+// nextLocked takes the oldest queued probe, or gives up the worker slot when none is queued.
+func (r *Runner) nextLocked() *task {
+	for len(r.queue) > 0 {
+		t := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		if !t.stopped {
+			return t
+		}
+		t.busy = false
+		r.releaseLocked(t)
+	}
+	r.queue = nil
+	r.busy--
+	return nil
+}
+
+// work runs attempts until no probe is due. Workers exit when idle rather than wait, so the
+// pool costs nothing on a node without probes and never exceeds Workers goroutines.
+func (r *Runner) work(t *task) {
+	for t != nil {
+		var tainted bool
+		start := time.Now()
+		err := r.attempt(t, &tainted)
+		if tainted {
+			// Run nothing more here, not even a log handler that might open a socket: the thread
+			// may still be in the pod's namespace. This goroutine exits still locked to it, so the
+			// runtime discards the thread, and a new goroutine takes over its worker slot.
+			go r.takeOver(t, start, err)
+			return
+		}
+		r.finish(t, start, err)
+		r.mu.Lock()
+		t = r.nextLocked()
+		r.mu.Unlock()
+	}
+}
+
+// takeOver finishes the attempt of a worker whose thread was discarded and works in its place,
+// so the pool keeps its size.
+func (r *Runner) takeOver(t *task, start time.Time, err error) {
+	r.logger().Error("cannot return a probe worker to the daemon's network namespace; discarding its thread",
+		"netns", t.netns, "probe", t.probe.String(), "error", err)
+	r.finish(t, start, err)
+	r.mu.Lock()
+	t = r.nextLocked()
+	r.mu.Unlock()
+	r.work(t)
+}
+
+// finish records the outcome of one attempt of t and calls ready when it passed.
+func (r *Runner) finish(t *task, start time.Time, err error) {
+	r.mu.Lock()
+	t.busy = false
+	switch {
+	case t.stopped:
+		r.releaseLocked(t)
+		r.mu.Unlock()
+		r.logger().Debug("probe attempt ended after stop", "probe", t.probe.String(), "error", err)
+		return
+	case err != nil:
+		t.at = start.Add(t.interval)
+		if now := time.Now(); t.at.Before(now) {
+			t.at = now
+		}
+		r.pushLocked(t)
+		r.mu.Unlock()
+		if pe := (*panicError)(nil); errors.As(err, &pe) {
+			r.logger().Error("probe attempt panicked", "probe", t.probe.String(), "netns", t.netns, "panic", pe.value, "stack", pe.stack)
+		}
+		r.logger().Debug("probe attempt failed", "probe", t.probe.String(), "netns", t.netns, "error", err)
+		return
+	}
+	t.passed = true
+	t.cancel()
+	r.active--
+	r.releaseLocked(t)
+	r.mu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			r.logger().Error("probe ready callback panicked", "probe", t.probe.String(), "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
-	return cancel
+	t.ready()
 }
 
-// check runs one attempt. It must run on the goroutine of Start: the socket is created on the
-// calling thread, which is in the pod's network namespace, and keeps that namespace for life.
-func (r *Runner) check(ctx context.Context, p *spec.Probe) error {
-	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+// panicError is a panic during an attempt, kept to be logged by finish, on a thread known to be
+// in the daemon's namespace.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// attempt runs one check of t. A panic fails the attempt instead of the daemon. *tainted is set
+// when the thread could not be returned to the daemon's namespace and is still locked: the caller
+// must then exit without unlocking it. attempt logs nothing, as it may end on such a thread.
+func (r *Runner) attempt(t *task, tainted *bool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: string(debug.Stack())}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)))
+	// t.ns is stable while the worker owns t: it is released only when no worker does.
+	conn, err := r.dial(ctx, t, tainted)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if p.Kind != "http" {
+	if t.probe.Kind != "http" {
 		return nil
 	}
-	_ = conn.SetDeadline(time.Now().Add(r.Timeout))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(p.Port)+p.Path, nil)
+	return get(ctx, conn, t)
+}
+
+// dial connects to the probe's port from the pod's namespace. Only socket creation needs the
+// namespace, so the thread is in it for one connect on loopback, not for the whole attempt.
+func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, err error) {
+	var d net.Dialer
+	if t.ns == nil {
+		return d.DialContext(ctx, "tcp", t.addr)
+	}
+	setns := t.setns
+	runtime.LockOSThread()
+	self, err := os.Open(selfNetns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("remember the daemon's network namespace: %w", err)
+	}
+	defer self.Close()
+	entering := true
+	defer func() {
+		if !entering {
+			return
+		}
+		// Also on panic: whatever happened, the thread must go back before it runs anything else.
+		if berr := leave(setns, int(self.Fd())); berr != nil {
+			*tainted = true
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
+			err = fmt.Errorf("leave %s: %w", t.netns, berr)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	if err := setns(int(t.ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		// A failed setns leaves the thread where it was.
+		entering = false
+		runtime.UnlockOSThread()
+		r.warnEnter(t, err)
+		return nil, fmt.Errorf("enter %s: %w", t.netns, err)
+	}
+	return d.DialContext(ctx, "tcp", t.addr)
+}
+
+// leave returns the thread to the namespace open at fd. A panic counts as a failure: the thread's
+// namespace is then unknown, and it must be discarded rather than run other goroutines.
+func leave(setns func(fd, nstype int) error, fd int) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("setns panicked: %v", v)
+		}
+	}()
+	return setns(fd, unix.CLONE_NEWNET)
+}
+
+// warnEnter logs, once per probe, that its namespace cannot be entered: retrying every interval
+// would otherwise flood the log with the same line.
+func (r *Runner) warnEnter(t *task, err error) {
+	r.mu.Lock()
+	first := !t.warned
+	t.warned = true
+	r.mu.Unlock()
+	if first {
+		r.logger().Warn("cannot enter pod network namespace to probe; retrying", "netns", t.netns, "probe", t.probe.String(), "error", err)
+	}
+}
+
+// get sends the HTTP GET over conn, which was connected in the pod's namespace; any thread can
+// use it from here on.
+func get(ctx context.Context, conn net.Conn, t *task) error {
+	_ = conn.SetDeadline(time.Now().Add(t.timeout))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+t.probe.Path, nil)
 	if err != nil {
 		return err
 	}
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }, DisableKeepAlives: true}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	var used atomic.Bool
+	tr := &http.Transport{
+		// Proxy stays nil: a proxy would reach the node's loopback, not the pod's.
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			if used.Swap(true) {
+				// A second connection would be made outside the pod's namespace.
+				return nil, errors.New("probe connection already used")
+			}
+			return conn, nil
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport: tr,
+		// Judge the 3xx itself, as kubelet does: following it would leave the pod, or fail on a
+		// second dial that would not be in the pod's namespace.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -99,15 +537,26 @@ func (r *Runner) check(ctx context.Context, p *spec.Probe) error {
 	return nil
 }
 
-// enterNetns moves the calling thread into the network namespace at path.
-func enterNetns(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("enter netns %s: %w", path, err)
-	}
-	return nil
+// taskHeap orders probes by when their next attempt is due.
+type taskHeap []*task
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h taskHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *taskHeap) Push(x any) {
+	t := x.(*task)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.index = -1
+	*h = old[:len(old)-1]
+	return t
 }
