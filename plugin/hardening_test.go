@@ -177,4 +177,3 @@ func TestCrossNamespaceRulesNameTheSourceAndTheTarget(t *testing.T) {
 		assert.ErrorContains(t, err, "write <source namespace>=<target namespace>", bad)
 	}
 }
-
