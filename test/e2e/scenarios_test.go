@@ -76,8 +76,10 @@ func TestStartedConditionWaitsOnlyForTheProcess(t *testing.T) {
 			{Name: "sidecar", Args: args("sidecar")},
 		},
 	})
-	app, sidecar := started(t, pod.Container("app")), started(t, pod.Container("sidecar"))
-	assert.True(t, app.After(sidecar), "app started %s before sidecar", sidecar.Sub(app))
+	// started promises that the dependency's runtime start returned, not that its program printed a
+	// line: compare with the runtime's own start time, which containerd sets before telling podorder.
+	app, sidecar := started(t, pod.Container("app")), runtimeStarted(t, env, pod.Container("sidecar"))
+	assert.True(t, app.After(sidecar), "app started %s before the runtime started sidecar", sidecar.Sub(app))
 }
 
 func TestCompletedConditionReleasesOnExitZero(t *testing.T) {
@@ -176,8 +178,8 @@ func TestRestartedDependencyHoldsDependentsCreatedAfterItsExitUntilTheNewAttempt
 	// The crashed attempt's tombstone says it started; it must release nobody. app's first line can
 	// only come after the next attempt of db, which is created now.
 	db1 := env.CreateStartContainer(t, pod, harness.ContainerSpec{Name: "db", Attempt: 1, Args: args("db1")})
-	appStart, dbStart := started(t, app), started(t, db1)
-	assert.True(t, appStart.After(dbStart), "app started %s before the new attempt of db", dbStart.Sub(appStart))
+	appStart, dbStart := started(t, app), runtimeStarted(t, env, db1)
+	assert.True(t, appStart.After(dbStart), "app started %s before the runtime started the new attempt of db", dbStart.Sub(appStart))
 }
 
 func TestHeldWorkloadRunsAsNonRootWithReadOnlyRootfs(t *testing.T) {
@@ -192,7 +194,7 @@ func TestHeldWorkloadRunsAsNonRootWithReadOnlyRootfs(t *testing.T) {
 		},
 	})
 	app := pod.Container("app")
-	assert.True(t, started(t, app).After(started(t, pod.Container("db"))))
+	assert.True(t, started(t, app).After(runtimeStarted(t, env, pod.Container("db"))))
 	assertLogContains(t, app, "ID app uid=65534")
 	assertLogContains(t, app, "rootfs=ro")
 }
@@ -246,7 +248,20 @@ func TestContainerdRestartReconnectsPodorder(t *testing.T) {
 	po.waitLog(t, "synchronized with the runtime", 2, 30*time.Second)
 	pod := env.RunPod(t, harness.PodSpec{Name: "after-restart", Labels: map[string]string{"podorder.dev/after.app": "db_started"},
 		Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}, {Name: "db", Args: args("db")}}})
-	assert.True(t, started(t, pod.Container("app")).After(started(t, pod.Container("db"))), "holds work after the reconnect")
+	// db_started promises db's runtime start, not its first line, which may come after app's.
+	assert.True(t, started(t, pod.Container("app")).After(runtimeStarted(t, env, pod.Container("db"))), "holds work after the reconnect")
+}
+
+// runtimeStarted is when the runtime says a container started (CRI status StartedAt): containerd sets
+// it when the task's start returned, before it calls NRI's PostStartContainer.
+func runtimeStarted(t *testing.T, env *harness.Env, c *harness.Container) time.Time {
+	t.Helper()
+	var at int64
+	require.Eventually(t, func() bool {
+		at = env.ContainerStatus(t, c.ID).StartedAt
+		return at != 0
+	}, 10*time.Second, 10*time.Millisecond, "container %s never started", c.Spec.Name)
+	return time.Unix(0, at)
 }
 
 // runtimeSpec returns the OCI spec containerd generated for a container, from verbose CRI status.
