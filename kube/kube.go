@@ -1,6 +1,6 @@
 // Package kube is podorder's link to the Kubernetes API: a node-scoped pod informer that feeds
 // kubelet's container readiness into the plugin and answers "which containers does this pod have",
-// label-selected pod informers for dependencies on other pods, and an Event recorder.
+// one shared pod informer per namespace for dependencies on other pods, and an Event recorder.
 package kube
 
 import (
@@ -42,7 +42,7 @@ type Source struct {
 	nodePods cache.SharedIndexInformer
 
 	mu       sync.Mutex
-	selected map[string]*selection // by namespace + "/" + selector
+	selected map[string]*selection // by namespace
 	ctx      context.Context
 }
 
