@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +177,18 @@ func TestCrossNamespaceRulesNameTheSourceAndTheTarget(t *testing.T) {
 		_, err := ParseCrossNamespaceRules(bad)
 		assert.ErrorContains(t, err, "write <source namespace>=<target namespace>", bad)
 	}
+}
+
+func TestAStoreRemovedUnderTheDaemonIsRewrittenAtTheNextChange(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	app, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	require.NoError(t, os.RemoveAll(f.store.Root))
+
+	db, _, err := f.create(t, "db")
+	require.NoError(t, err, "the pod's directory is made again for the new container")
+	f.start(t, db)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "every tombstone of the pod is written again")
+	assert.Contains(t, f.logs.String(), "the tombstone store was removed under podorder")
 }

@@ -1,8 +1,11 @@
 package plugin
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +43,13 @@ type member struct {
 
 func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	if pd := p.pods[sb.Uid]; pd != nil {
+		// The store may have been removed under the daemon: a new container must get a directory
+		// that exists to be bind-mounted, holding every tombstone of its pod.
+		if _, err := os.Stat(p.store.PodDir(pd.uid)); errors.Is(err, fs.ErrNotExist) {
+			if err := p.restore(pd); err != nil {
+				return nil, err
+			}
+		}
 		return pd, nil
 	}
 	if _, err := p.store.EnsurePod(sb.Uid); err != nil {
@@ -153,15 +163,26 @@ func (m *member) markExited(at time.Time, code int32) {
 	m.endProbe()
 }
 
-// replace makes m the newest attempt of its container, ending the previous attempt's probe.
+// replace makes m the newest attempt of its container, ending the previous attempt's probe; on an
+// error nothing changes.
 func (p *Plugin) replace(pd *pod, m *member) error {
-	if old := pd.members[m.ts.Container]; old != nil {
-		old.endProbe()
+	old := pd.members[m.ts.Container]
+	pd.members[m.ts.Container] = m
+	err := p.store.Write(pd.uid, m.ts)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = p.restore(pd)
 	}
-	if err := p.store.Write(pd.uid, m.ts); err != nil {
+	if err != nil {
+		if old != nil {
+			pd.members[m.ts.Container] = old
+		} else {
+			delete(pd.members, m.ts.Container)
+		}
 		return err
 	}
-	pd.members[m.ts.Container] = m
+	if old != nil {
+		old.endProbe()
+	}
 	p.wakeWaiters(pd, m)
 	return nil
 }
@@ -438,12 +459,32 @@ func (pd *pod) state(container string) condition.State {
 }
 
 func (p *Plugin) write(pd *pod, m *member) {
-	if err := p.store.Write(pd.uid, m.ts); err != nil {
+	err := p.store.Write(pd.uid, m.ts)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = p.restore(pd)
+	}
+	if err != nil {
 		// Waiters keep waiting on the previous state; the next write retries with the full state.
 		p.logger(pd, m.ts.Container).Error("cannot write tombstone", "error", err)
 		return
 	}
 	p.wakeWaiters(pd, m)
+}
+
+// restore rewrites a pod's directory and every tombstone of it from memory, after someone removed
+// the store under the daemon. Containers created from now on see it again; a container held since
+// before the removal has the old, deleted directory mounted and ends its hold at its timeout.
+func (p *Plugin) restore(pd *pod) error {
+	if _, err := p.store.EnsurePod(pd.uid); err != nil {
+		return err
+	}
+	for _, m := range pd.members {
+		if err := p.store.Write(pd.uid, m.ts); err != nil {
+			return err
+		}
+	}
+	p.log.Warn("the tombstone store was removed under podorder; rewrote the pod's tombstones", "pod", pd.ref)
+	return nil
 }
 
 // wakeWaiters makes the hooks of the pod's held containers re-read the tombstones after changed's
