@@ -99,7 +99,8 @@ func Evaluate(c Condition, s State) Verdict {
 			return Met
 		}
 	case Completed:
-		if s.Exited {
+		// An attempt whose process never ran did not complete, whatever exit code it reports.
+		if s.Exited && s.Released {
 			if s.ExitCode == 0 {
 				return Met
 			}

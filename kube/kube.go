@@ -28,9 +28,11 @@ import (
 	"github.com/podorder/podorder/plugin"
 )
 
-// Readiness receives kubelet's readiness of containers; *plugin.Plugin implements it.
+// Readiness receives kubelet's readiness of containers and the deletion of pods; *plugin.Plugin
+// implements it.
 type Readiness interface {
 	KubeletReady(podUID, container, containerID string)
+	PodDeleted(podUID string)
 }
 
 // Source is podorder's view of the Kubernetes API.
@@ -106,6 +108,14 @@ func (s *Source) Start(ctx context.Context, r Readiness, timeout time.Duration) 
 	if _, err := s.nodePods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    report,
 		UpdateFunc: func(_, obj any) { report(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				r.PodDeleted(string(pod.UID))
+			}
+		},
 	}); err != nil {
 		return fmt.Errorf("watch pods of node %s: %w", s.nodeName, err)
 	}

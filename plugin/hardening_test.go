@@ -1,8 +1,11 @@
 package plugin
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/tombstone"
 )
 
 // panickingEvents fails the first Event with a panic, as a bug in any effect would.
@@ -191,4 +195,152 @@ func TestAStoreRemovedUnderTheDaemonIsRewrittenAtTheNextChange(t *testing.T) {
 	f.start(t, db)
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "every tombstone of the pod is written again")
 	assert.Contains(t, f.logs.String(), "the tombstone store was removed under podorder")
+}
+
+// BenchmarkCreateContainerOfANewPodWorstCase measures the work one CreateContainer of a new pod costs
+// under NRI's node-wide lock when the pod declares the most podorder accepts, and when it declares a
+// 256 KiB annotation that is refused: both must stay far below NRI's 2 s timeout.
+func BenchmarkCreateContainerOfANewPodWorstCase(b *testing.B) {
+	atLimits := map[string]string{}
+	deps := make([]string, spec.MaxDependencies)
+	for i := range deps {
+		deps[i] = fmt.Sprintf("c%d:started", i)
+	}
+	atLimits["podorder.dev/after.app"] = strings.Join(deps, ", ")
+	for i := range spec.MaxProbes {
+		atLimits[fmt.Sprintf("podorder.dev/probe.c%d", i)] = "http:8080/" + strings.Repeat("p", 1000)
+	}
+	for i := len(atLimits); i < spec.MaxKeys; i++ {
+		atLimits[fmt.Sprintf("podorder.dev/timeout.c%d", i)] = "1m"
+	}
+	var huge strings.Builder
+	for i := 0; huge.Len() < 256<<10; i++ {
+		fmt.Fprintf(&huge, "pod(app=v%d),", i)
+	}
+	for _, bc := range []struct {
+		name        string
+		annotations map[string]string
+		wantErr     bool
+	}{
+		{"declarations at every limit", atLimits, false},
+		{"a refused 256 KiB annotation", map[string]string{"podorder.dev/after.app": huge.String()}, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			store := tombstone.Store{Root: b.TempDir()}
+			p := New(Config{HookBinary: "/hook"}, store, nil, slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelError})))
+			c := &api.Container{Id: "app-id", PodSandboxId: "sb", Name: "app"}
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				n++
+				sb := &api.PodSandbox{Id: "sb", Uid: fmt.Sprintf("u%d", n), Namespace: "ns", Name: "web", Annotations: bc.annotations,
+					Linux: &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "network", Path: "/x"}}}}
+				if _, _, err := p.CreateContainer(context.Background(), sb, c); (err != nil) != bc.wantErr {
+					b.Fatal(err)
+				}
+				if err := p.RemovePodSandbox(context.Background(), sb); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestAnUndoneCreationNeverCountsAsCompleted(t *testing.T) {
+	// A validator or another plugin refused migrate after podorder's CreateContainer: containerd
+	// undoes it with a StopContainer of a container that never started, exit code 0.
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, nil)
+	app, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	migrate, _, err := f.create(t, "migrate")
+	require.NoError(t, err)
+	migrate.State = api.ContainerState_CONTAINER_UNKNOWN
+	_, err = f.p.StopContainer(f.ctx, f.sb, migrate)
+	require.NoError(t, err)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "migrate never ran: it did not complete")
+	ts, err := f.store.Read(f.sb.Uid, "migrate")
+	require.NoError(t, err)
+	assert.Nil(t, ts, "the undone attempt is forgotten")
+
+	// kubelet retries; this attempt runs and exits 0.
+	retry := &api.Container{Id: "migrate-2", PodSandboxId: f.sb.Id, Name: "migrate"}
+	_, _, err = f.p.CreateContainer(f.ctx, f.sb, retry)
+	require.NoError(t, err)
+	f.start(t, retry)
+	retry.StartedAt = time.Now().UnixNano()
+	_, err = f.p.StopContainer(f.ctx, f.sb, retry)
+	require.NoError(t, err)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+}
+
+func TestAnUndoneRestartLeavesThePreviousAttemptNewest(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	db, _, err := f.create(t, "db")
+	require.NoError(t, err)
+	f.start(t, db)
+	db2 := &api.Container{Id: "db-2", PodSandboxId: f.sb.Id, Name: "db", Annotations: map[string]string{"io.kubernetes.container.restartCount": "1"}}
+	_, _, err = f.p.CreateContainer(f.ctx, f.sb, db2)
+	require.NoError(t, err)
+	_, err = f.p.StopContainer(f.ctx, f.sb, db2)
+	require.NoError(t, err)
+	assert.Equal(t, "db-id", f.tomb(t, "db").ID, "the running attempt is the newest again")
+	app, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+}
+
+func TestWritingAHeldContainersOwnTombstoneWakesItsHook(t *testing.T) {
+	// The hook waits for its own tombstone: the write that releases it must wake it, not only the
+	// hooks of the other containers (a lost wake-up cost a second, the hook's re-check period).
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	_, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	fifo, err := os.OpenFile(tombstone.WakeFile(f.store.WakeDir(f.sb.Uid, "app")), os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer fifo.Close()
+	f.p.mu.Lock()
+	pd := f.p.pods[f.sb.Uid]
+	f.p.write(pd, pd.members["app"])
+	f.p.mu.Unlock()
+	require.NoError(t, fifo.SetReadDeadline(time.Now().Add(5*time.Second)))
+	n, err := fifo.Read(make([]byte, 64))
+	require.NoError(t, err, "app's hook is woken by a write of its own tombstone")
+	assert.Positive(t, n)
+}
+
+func TestAPodAdoptedAtResyncGoesWithItsLastContainer(t *testing.T) {
+	// After a containerd restart, containerd 2.4 sends no RemovePodSandbox for the pods it had.
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	app := &api.Container{Id: "app-id", PodSandboxId: f.sb.Id, Name: "app", State: api.ContainerState_CONTAINER_RUNNING, CreatedAt: 1, StartedAt: 2}
+	db := &api.Container{Id: "db-id", PodSandboxId: f.sb.Id, Name: "db", State: api.ContainerState_CONTAINER_RUNNING, CreatedAt: 1, StartedAt: 2}
+	_, err := f.p.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
+	require.NoError(t, err)
+	require.NoError(t, f.p.RemoveContainer(f.ctx, f.sb, app))
+	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
+	require.NoError(t, err, "db is still there")
+	require.NoError(t, f.p.RemoveContainer(f.ctx, f.sb, db))
+	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
+	assert.True(t, os.IsNotExist(err), "the last container's removal removes the pod's tombstones")
+
+	// A pod created while podorder runs keeps its tombstones until RemovePodSandbox.
+	g := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	c, _, err := g.create(t, "db")
+	require.NoError(t, err)
+	require.NoError(t, g.p.RemoveContainer(g.ctx, g.sb, c))
+	_, err = os.Stat(g.store.PodDir(g.sb.Uid))
+	assert.NoError(t, err)
+}
+
+func TestAPodTheAPIDeletedLosesItsTombstones(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	_, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.p.PodDeleted("some-other-uid")
+	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
+	require.NoError(t, err)
+	f.p.PodDeleted(f.sb.Uid)
+	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
+	assert.True(t, os.IsNotExist(err))
 }

@@ -62,6 +62,7 @@ var (
 	_ stub.StartContainerInterface     = (*Plugin)(nil)
 	_ stub.PostStartContainerInterface = (*Plugin)(nil)
 	_ stub.StopContainerInterface      = (*Plugin)(nil)
+	_ stub.RemoveContainerInterface    = (*Plugin)(nil)
 	_ stub.RemovePodInterface          = (*Plugin)(nil)
 	_ stub.ShutdownInterface           = (*Plugin)(nil)
 )
@@ -143,6 +144,30 @@ func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Con
 	defer p.mu.Unlock()
 	p.stopContainer(sb, c)
 	return nil, nil
+}
+
+// RemoveContainer forgets a removed container; see removeContainer for why it matters.
+func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
+	if !usesPodorder(sb) {
+		return nil
+	}
+	defer p.recoverRequest("RemoveContainer", sb, c, &err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removeContainer(sb, c)
+	return nil
+}
+
+// PodDeleted removes the tombstones of a pod the Kubernetes API says is gone from the node, in case
+// the runtime never reports its removal (containerd 2.4 does not, for pods from before its restart).
+func (p *Plugin) PodDeleted(podUID string) {
+	defer p.recoverCallback("pod deletion")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pods[podUID] != nil {
+		p.log.Info("the Kubernetes API says the pod is gone; removing its tombstones", "pod", p.pods[podUID].ref)
+		p.removePod(podUID)
+	}
 }
 
 // RemovePodSandbox deletes the pod's tombstones and stops its probes.

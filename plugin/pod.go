@@ -29,11 +29,18 @@ type pod struct {
 	members map[string]*member
 	// watches maps the synthetic name of a dependency on other pods to the end of its watch.
 	watches map[string]func()
+	// containers holds the IDs of the pod's containers that the runtime has not removed.
+	containers map[string]bool
+	// adopted marks a pod found at a Synchronize: after a runtime restart, containerd 2.4 sends no
+	// RemovePodSandbox for it, so its tombstones go when its last container is removed.
+	adopted bool
 }
 
 type member struct {
 	ts   *tombstone.Tombstone
 	hold *spec.Hold
+	// prev is the attempt this one replaced, restored if the runtime undoes this one's creation.
+	prev *member
 	// stopProbe ends a running readiness probe; nil when none runs.
 	stopProbe func()
 	// probeRefused is set when the node could not run the probe: readiness then comes from the
@@ -56,14 +63,15 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		return nil, err
 	}
 	pd := &pod{
-		uid:       sb.Uid,
-		namespace: sb.Namespace,
-		name:      sb.Name,
-		ref:       sb.Namespace + "/" + sb.Name,
-		netns:     netnsOf(sb),
-		decl:      spec.Parse(sb.Labels, sb.Annotations),
-		members:   map[string]*member{},
-		watches:   map[string]func(){},
+		uid:        sb.Uid,
+		namespace:  sb.Namespace,
+		name:       sb.Name,
+		ref:        sb.Namespace + "/" + sb.Name,
+		netns:      netnsOf(sb),
+		decl:       spec.Parse(sb.Labels, sb.Annotations),
+		members:    map[string]*member{},
+		watches:    map[string]func(){},
+		containers: map[string]bool{},
 	}
 	if names, ok := p.containersOf(sb); ok {
 		pd.decl.CheckNames(names)
@@ -127,6 +135,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		log.Error("cannot record container; rejecting it", "error", err)
 		return nil, rejection(ref, c.Name, err)
 	}
+	pd.containers[c.Id] = true
 	if !held {
 		return nil, nil
 	}
@@ -182,7 +191,9 @@ func (p *Plugin) replace(pd *pod, m *member) error {
 	}
 	if old != nil {
 		old.endProbe()
+		old.prev = nil // one step back is all an undone creation needs
 	}
+	m.prev = old
 	p.wakeWaiters(pd, m)
 	return nil
 }
@@ -309,6 +320,10 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 	if m == nil || m.ts.ExitedAt != nil {
 		return
 	}
+	if m.ts.StartedAt == nil && m.ts.HoldDeadline == nil && c.StartedAt == 0 {
+		p.undoCreate(pd, m)
+		return
+	}
 	now := p.now()
 	m.markExited(now, c.ExitCode)
 	log := p.logger(pd, c.Name)
@@ -329,6 +344,41 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 	}
 	p.write(pd, m)
 	p.release(pd)
+}
+
+// undoCreate forgets an attempt that never started: the runtime undid its creation (another plugin
+// or a validator refused it) or removes it unstarted. Its exit code 0 means nothing, so it must not
+// count as completed; the previous attempt, if any, is the newest again.
+func (p *Plugin) undoCreate(pd *pod, m *member) {
+	name := m.ts.Container
+	m.endProbe()
+	p.logger(pd, name).Info("creation undone or never started; forgetting this attempt", "container_id", m.ts.ID)
+	if m.prev != nil {
+		pd.members[name] = m.prev
+		p.write(pd, m.prev)
+		p.release(pd)
+		return
+	}
+	delete(pd.members, name)
+	if err := p.store.Remove(pd.uid, name); err != nil {
+		p.logger(pd, name).Error("cannot remove tombstone", "error", err)
+	}
+	p.release(pd)
+}
+
+// removeContainer forgets a container the runtime removed, and the whole pod with its last one when
+// the runtime will not say that the pod itself is gone.
+func (p *Plugin) removeContainer(sb *api.PodSandbox, c *api.Container) {
+	pd := p.pods[sb.Uid]
+	if pd == nil {
+		return
+	}
+	delete(pd.containers, c.Id)
+	if pd.adopted && len(pd.containers) == 0 {
+		p.log.Info("the last container of a pod adopted at a resynchronization was removed; removing its tombstones",
+			"pod", pd.ref)
+		p.removePod(pd.uid)
+	}
 }
 
 func (p *Plugin) removePod(uid string) {
@@ -384,7 +434,7 @@ func (p *Plugin) release(pd *pod) {
 				continue
 			}
 			p.markReleased(pd, m, now)
-			p.logger(pd, name).Info("released", "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.CreatedAt).Milliseconds())
+			p.logger(pd, name).Info("released", "container_id", ts.ID, "waits_for", waitsFor(ts.WaitsFor), "elapsed_ms", now.Sub(*ts.CreatedAt).Milliseconds())
 			p.event(pd, false, ReasonReleased, "container %s released %dms after its creation: %s met", name, now.Sub(*ts.CreatedAt).Milliseconds(), describe(m.hold))
 			p.write(pd, m)
 			changed = true
@@ -488,10 +538,10 @@ func (p *Plugin) restore(pd *pod) error {
 }
 
 // wakeWaiters makes the hooks of the pod's held containers re-read the tombstones after changed's
-// was written.
+// was written. changed's own hook is woken too: its release is written into its own tombstone.
 func (p *Plugin) wakeWaiters(pd *pod, changed *member) {
 	for name, m := range pd.members {
-		if m == changed || !m.ts.Held() || m.ts.ExitedAt != nil {
+		if !m.ts.Held() || m.ts.ExitedAt != nil || (m != changed && m.ts.ReleasedAt != nil) {
 			continue
 		}
 		if err := p.store.Wake(pd.uid, name); err != nil {

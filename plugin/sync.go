@@ -38,11 +38,13 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 	}
 
 	newest := map[string]map[string]*api.Container{} // pod UID → name → newest attempt
+	ids := map[string][]string{}                     // pod UID → every container ID
 	for _, c := range containers {
 		sb := byID[c.PodSandboxId]
 		if sb == nil || live[sb.Uid] == nil {
 			continue
 		}
+		ids[sb.Uid] = append(ids[sb.Uid], c.Id)
 		if newest[sb.Uid] == nil {
 			newest[sb.Uid] = map[string]*api.Container{}
 		}
@@ -57,6 +59,10 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		if err != nil {
 			p.log.Error("cannot prepare tombstones", "pod", sb.Namespace+"/"+sb.Name, "error", err)
 			continue
+		}
+		pd.adopted = true
+		for _, id := range ids[uid] {
+			pd.containers[id] = true
 		}
 		p.loadTombstones(pd)
 		for _, c := range newest[uid] {

@@ -258,6 +258,20 @@ func WriteFile(dir string, t *Tombstone) error {
 	return nil
 }
 
+// Remove deletes the tombstone of one container: its only attempt was never created after all.
+func (s Store) Remove(podUID, container string) error {
+	if err := ValidUID(podUID); err != nil {
+		return fmt.Errorf("remove tombstone: %w", err)
+	}
+	if !validName(container) {
+		return fmt.Errorf("remove tombstone: invalid container name %q", truncate(container))
+	}
+	if err := os.Remove(filepath.Join(s.PodDir(podUID), container+fileExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove tombstone of %s: %w", container, err)
+	}
+	return nil
+}
+
 // Read returns the pod's tombstone of one container, or nil if it has none yet.
 func (s Store) Read(podUID, container string) (*Tombstone, error) {
 	return ReadFile(s.PodDir(podUID), container)
