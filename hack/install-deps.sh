@@ -7,6 +7,8 @@ set -euo pipefail
 CACHE="${PODORDER_CACHE:-/var/cache/podorder}"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 RUNC_VERSION="${RUNC_VERSION:-v1.3.6}"
+# A second runc line for test/e2e/runtimes_test.go, linked as $BIN/runc-1.4 (runc stays $RUNC_VERSION).
+RUNC_1_4_VERSION="${RUNC_1_4_VERSION:-v1.4.3}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
 
@@ -22,8 +24,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# build_once NAME VERSION PACKAGE [go install flags...]: go install into a versioned directory, then link.
-build_once() {
+# build_into NAME VERSION PACKAGE [go install flags...]: go install into a versioned directory, once.
+build_into() {
   local name=$1 version=$2 pkg=$3
   shift 3
   local dir="$CACHE/build/$name-$version"
@@ -32,12 +34,19 @@ build_once() {
     mkdir -p "$dir"
     GOBIN="$dir" GOFLAGS=-mod=mod "$@" "$pkg@$version"
   fi
-  ln -sf "$dir/$name" "$BIN/$name"
+}
+
+# build_once NAME VERSION PACKAGE [go install flags...]: build_into, then link $BIN/NAME to it.
+build_once() {
+  build_into "$@"
+  ln -sf "$CACHE/build/$1-$2/$1" "$BIN/$1"
 }
 
 build_once containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd env CGO_ENABLED=0 go install
 build_once containerd-shim-runc-v2 "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 env CGO_ENABLED=0 go install
 build_once ctr "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/ctr env CGO_ENABLED=0 go install
 build_once runc "$RUNC_VERSION" github.com/opencontainers/runc env CGO_ENABLED=1 go install -tags seccomp
+build_into runc "$RUNC_1_4_VERSION" github.com/opencontainers/runc env CGO_ENABLED=1 go install -tags seccomp
+ln -sf "$CACHE/build/runc-$RUNC_1_4_VERSION/runc" "$BIN/runc-1.4"
 
 echo "install-deps: ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"
