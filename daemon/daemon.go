@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -197,6 +198,12 @@ func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *
 			return
 		}
 		fmt.Fprintln(w, "ok: connected to the runtime")
+	})
+	// What a churn campaign checks returns to its baseline once the pods are gone; threads and
+	// memory are in /proc.
+	mux.HandleFunc("/debug/runtime", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"goroutines\":%d}\n", runtime.NumGoroutine())
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()

@@ -58,12 +58,14 @@ type Podorder struct {
 	Store   tombstone.Store
 	LogPath string
 	args    []string
+	mu      sync.Mutex // guards cmd, which a restart replaces while others read its pid
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
 
-// startPodorder starts the daemon and waits until it has synchronized with containerd.
-func startPodorder(t *testing.T, env *harness.Env) *Podorder {
+// startPodorder starts the daemon and waits until it has synchronized with containerd; extra flags
+// come last and win.
+func startPodorder(t *testing.T, env *harness.Env, extra ...string) *Podorder {
 	t.Helper()
 	bin := buildPodorder(t)
 	p := &Podorder{
@@ -80,6 +82,7 @@ func startPodorder(t *testing.T, env *harness.Env) *Podorder {
 		// The harness's pods are host-network and the daemon is a host process.
 		"--probe-host-network",
 	}
+	p.args = append(p.args, extra...)
 	p.start(t)
 	t.Cleanup(func() {
 		p.stop()
@@ -97,9 +100,12 @@ func (p *Podorder) start(t *testing.T) {
 	require.NoError(t, err)
 	defer logf.Close()
 	before := p.countLines(t, "synchronized with the runtime")
-	p.cmd = exec.Command(p.args[0], p.args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	require.NoError(t, p.cmd.Start())
+	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	p.mu.Lock()
+	p.cmd = cmd
+	p.mu.Unlock()
 	p.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
 	p.waitLog(t, "synchronized with the runtime", before+1, 20*time.Second)
@@ -110,6 +116,13 @@ func (p *Podorder) Kill(t *testing.T) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
 	<-p.done
+}
+
+// pid is the daemon's process ID.
+func (p *Podorder) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
 }
 
 // Restart starts a killed daemon again and waits for its Synchronize.

@@ -35,9 +35,13 @@ func TestOldRuncThatBlocksStartDuringAHoldIsReported(t *testing.T) {
 	recs := po.waitLog(t, "blocks StartContainer", 1, 10*time.Second)
 	assert.Contains(t, recs[0]["msg"], "upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+")
 	app := pod.Container("app")
-	// The whole hold ran inside StartContainer: kubelet would have stalled the pod.
+	// The whole hold ran inside StartContainer: kubelet would have stalled the pod, so db was only
+	// created after app's hold had ended at its timeout.
 	assert.GreaterOrEqual(t, app.StartTook, 2*time.Second)
-	require.NotNil(t, pod.Container("db"))
+	require.Error(t, app.StartErr, "the hook's timeout failed StartContainer itself (RunContainerError under kubelet)")
+	assert.Contains(t, app.StartErr.Error(), "timed out")
+	require.NoError(t, pod.Container("db").CreateErr, "db was created only after app's StartContainer returned")
+	assertNoStart(t, app)
 }
 
 func TestCurrentRuncReturnsFromStartWhileHeldAndIsReported(t *testing.T) {

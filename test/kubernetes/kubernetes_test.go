@@ -250,7 +250,7 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.Equal(t, "0", b.restarts(t, "reverse", 0), "no CrashLoopBackOff")
 		ev := b.reasons(t, "reverse")
 		assert.Contains(t, ev, "PodorderWaiting: container app waits for db (ready)")
-		assert.Contains(t, ev, "PodorderReleased: container app released after")
+		assert.Contains(t, ev, "PodorderReleased: container app released ")
 		uid := b.c.Kubectl(t, "get", "pod", "reverse", "-o", "jsonpath={.metadata.uid}")
 		db, err := tombstone.Store{Root: filepath.Join(b.env.Dir, storeDir)}.Read(uid, "db")
 		require.NoError(t, err)
@@ -296,6 +296,9 @@ func TestOnARealKubelet(t *testing.T) {
 			{Name: "db", Args: []string{"--listen-after", "6s", "--port", "5432"}, Extra: tcpReady(5432)},
 		}})
 		b.c.WaitPodReady(t, "default", "liveness", 2*time.Minute)
+		appStart, dbListen := b.event(t, "liveness", "app", "START").At, b.event(t, "liveness", "db", "LISTEN").At
+		assert.True(t, appStart.After(dbListen), "the hold happened: app started %s before db listened", dbListen.Sub(appStart))
+		assert.Contains(t, b.reasons(t, "liveness"), "PodorderReleased: container app released ")
 		assert.Equal(t, "0", b.restarts(t, "liveness", 0), "held 6 s with a 2 s liveness budget, not killed")
 	})
 

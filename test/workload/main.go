@@ -5,6 +5,7 @@
 //	LISTEN <name> <unix-nanos>       when its port accepts connections
 //	EXIT <name> <unix-nanos> <code>  just before it exits
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
+//	STEAL <name> fifos=<n> bytes=<n>  with --steal-wakes: FIFOs of others found under /.podorder
 //
 // Build it static (CGO_ENABLED=0): the image holds nothing else.
 package main
@@ -12,10 +13,12 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +79,7 @@ func run(started time.Time, args []string) int {
 	printID := fs.Bool("print-id", false, "print uid, gid and whether / is read-only")
 	waitTCP := fs.String("wait-tcp", "", "host:port to poll before starting, like a wait-for-it entrypoint wrapper (the baseline podorder replaces)")
 	waitEvery := fs.Duration("wait-every", time.Second, "poll period of --wait-tcp")
+	stealFor := fs.Duration("steal-wakes", 0, "for this long, read every FIFO under /.podorder but the container's own wake FIFO, as a hostile sibling would")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -93,6 +97,10 @@ func run(started time.Time, args []string) int {
 	mark("START %s %d", *name, started.UnixNano())
 	if *printID {
 		mark("ID %s uid=%d gid=%d rootfs=%s", *name, os.Getuid(), os.Getgid(), rootfsMode())
+	}
+	if *stealFor > 0 {
+		fifos, stolen := stealWakes(*stealFor)
+		mark("STEAL %s fifos=%d bytes=%d", *name, fifos, stolen)
 	}
 
 	exit := make(chan int, 1)
@@ -145,4 +153,32 @@ func rootfsMode() string {
 		return "ro"
 	}
 	return "rw"
+}
+
+// ownWake is the container's own wake FIFO, which podorder mounts into it alone.
+const ownWake = "/.podorder/wake/wake"
+
+// stealWakes reads, for d, every FIFO under /.podorder but the container's own, and returns how many
+// it found and how many bytes it took. Special files ignore a read-only mount, so only not seeing
+// another container's FIFO protects it.
+func stealWakes(d time.Duration) (fifos, stolen int) {
+	found := map[string]bool{}
+	buf := make([]byte, 64)
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		_ = filepath.WalkDir("/.podorder", func(path string, e fs.DirEntry, err error) error {
+			if err != nil || path == ownWake || e.Type()&fs.ModeNamedPipe == 0 {
+				return nil
+			}
+			found[path] = true
+			fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_NONBLOCK, 0)
+			if err != nil {
+				return nil
+			}
+			n, _ := syscall.Read(fd, buf)
+			syscall.Close(fd)
+			stolen += max(n, 0)
+			return nil
+		})
+	}
+	return len(found), stolen
 }
