@@ -10,7 +10,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/)
 
-.PHONY: all build deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz fuzz-long lint clean
+.PHONY: all build deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz fuzz-long soak lint clean
 
 all: build
 
@@ -43,6 +43,14 @@ test-unit:
 # The real-runtime scenarios: containerd v2.4.2 with NRI + runc v1.3.6, driven through CRI.
 test-e2e: deps
 	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
+
+# The churn and fault campaign at full size: 200 pods with random dependency graphs per round, three
+# rounds, podorder killed -9, containerd restarted, the store removed and dependencies killed while
+# they start; an invariant checker reports every violation. test-e2e runs it with 16 pods, one round.
+SOAK_PODS ?= 200
+SOAK_ROUNDS ?= 3
+soak: deps _output
+	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT|violation' ; exit $${PIPESTATUS[0]}
 
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
 # with `kubectl apply -k daemonset/` (test overlay), pods created with kubectl.
