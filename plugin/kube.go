@@ -52,6 +52,7 @@ const (
 	ReasonDependencyFailed = "PodorderDependencyFailed"
 	ReasonRejected         = "PodorderRejected"
 	ReasonProbeRefused     = "PodorderProbeRefused"
+	ReasonUnheld           = "PodorderUnheld"
 )
 
 // CrossNamespaceRules lists which namespaces may depend on pods of which others: a dependency of a

@@ -352,7 +352,15 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 func (p *Plugin) undoCreate(pd *pod, m *member) {
 	name := m.ts.Container
 	m.endProbe()
-	p.logger(pd, name).Info("creation undone or never started; forgetting this attempt", "container_id", m.ts.ID)
+	log := p.logger(pd, name)
+	if m.ts.Held() && m.ts.HoldDeadline == nil {
+		// The runtime refused the adjustment podorder returned; containerd's error (in the CRI
+		// error, kubelet's CreateContainerError) names who. The usual one is worth saying here.
+		log.Warn("creation undone or never started; forgetting this attempt. If containerd's NRI validator has "+
+			"reject_oci_hook_adjustment = true, podorder cannot hold containers: holds are OCI hooks", "container_id", m.ts.ID)
+	} else {
+		log.Info("creation undone or never started; forgetting this attempt", "container_id", m.ts.ID)
+	}
 	if m.prev != nil {
 		pd.members[name] = m.prev
 		p.write(pd, m.prev)
@@ -374,6 +382,7 @@ func (p *Plugin) removeContainer(sb *api.PodSandbox, c *api.Container) {
 		return
 	}
 	delete(pd.containers, c.Id)
+	p.logger(pd, c.Name).Debug("removed", "container_id", c.Id, "containers_left", len(pd.containers), "adopted", pd.adopted)
 	if pd.adopted && len(pd.containers) == 0 {
 		p.log.Info("the last container of a pod adopted at a resynchronization was removed; removing its tombstones",
 			"pod", pd.ref)

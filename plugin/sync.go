@@ -109,7 +109,16 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 		// Created while podorder was away: it carries podorder's hook only if an earlier podorder
 		// injected it, so judge the hold from the container itself.
 		hold, _ := pd.decl.For(c.Name)
-		m = &member{ts: newTombstone(c, hold, hasPodorderHook(c) && hold != nil, time.Unix(0, c.CreatedAt)), hold: hold}
+		hooked := hasPodorderHook(c)
+		if hold != nil && len(hold.After) > 0 && !hooked {
+			// NRI creates a container without a plugin that was not registered, or that died
+			// during its CreateContainer (even with the fail-closed validator, which already
+			// counted it present): this one runs without waiting for its dependencies.
+			p.logger(pd, c.Name).Warn("created without podorder's hold while podorder was down or restarting: it started without waiting",
+				"container_id", c.Id, "waits_for", waitsFor(hold.After))
+			p.event(pd, true, ReasonUnheld, "container %s was created while podorder was not running and started without waiting for %s", c.Name, describe(hold))
+		}
+		m = &member{ts: newTombstone(c, hold, hooked && hold != nil, time.Unix(0, c.CreatedAt)), hold: hold}
 		if err := p.replace(pd, m); err != nil {
 			p.logger(pd, c.Name).Error("cannot record container", "error", err)
 			return

@@ -327,7 +327,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 	}()
 
-	var violations []string
+	var violations, unheld []string
 	containers := 0
 	for round := range rounds {
 		var pods []*churnPod
@@ -380,22 +380,26 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 		ch.settle(pods[half:])
 
-		violations = append(violations, ch.check(pods)...)
+		v, u := ch.check(pods)
+		violations, unheld = append(violations, v...), append(unheld, u...)
 		for _, p := range pods {
 			containers += len(p.containers)
 			env.StopPod(t, p.pod)
 		}
+		// Pods created after containerd's restart are removed by RemovePodSandbox at once; for the
+		// ones from before, containerd 2.4.2 sends none (see README), so podorder's next
+		// resynchronization sweeps them.
+		for _, p := range pods[half:] {
+			_, err := os.Stat(po.Store.PodDir(p.pod.Spec.UID))
+			assert.True(t, os.IsNotExist(err), "pod %s's tombstones are gone with the pod", p.name)
+		}
 	}
+
 	close(stopSampling)
 	<-sampled
 
-	// Once the pods are gone: an empty store, and a daemon back to what it was with no pods.
-	for _, tree := range []string{"pods", "wake"} {
-		entries, err := os.ReadDir(filepath.Join(po.Store.Root, tree))
-		if err == nil {
-			assert.Empty(t, entries, "%s/ is empty once every pod is removed", tree)
-		}
-	}
+	// Once the pods are gone: the daemon that lived through the churn is back to what it was with no
+	// pods, and after a resynchronization the store is empty.
 	var after daemonStats
 	require.Eventually(t, func() bool {
 		after, err = ch.stats(addr)
@@ -403,8 +407,20 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "goroutines back to baseline: %+v, baseline %+v", after, base)
 	assert.LessOrEqual(t, after.threads, base.threads+12, "threads do not grow with pods or probes")
 	assert.Less(t, peak.rssKiB, 128<<10, "under the DaemonSet's 128Mi limit")
+	po.Kill(t)
+	po.Restart(t)
+	for _, tree := range []string{"pods", "wake"} {
+		entries, err := os.ReadDir(filepath.Join(po.Store.Root, tree))
+		if err == nil {
+			assert.Empty(t, entries, "%s/ is empty once every pod is removed", tree)
+		}
+	}
 
-	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v, violations %d", nPods*rounds, containers, rounds, ch.faults, len(violations))
+	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v, violations %d, started unheld because podorder died during their CreateContainer %d",
+		nPods*rounds, containers, rounds, ch.faults, len(violations), len(unheld))
+	for _, u := range unheld {
+		t.Logf("unheld (NRI created it without podorder, which had died mid-request): %s", u)
+	}
 	t.Logf("RESULT churn daemon: baseline goroutines=%d threads=%d rss=%dKiB; peak goroutines=%d threads=%d rss=%dKiB; after goroutines=%d threads=%d rss=%dKiB",
 		base.goroutines, base.threads, base.rssKiB, peak.goroutines, peak.threads, peak.rssKiB, after.goroutines, after.threads, after.rssKiB)
 	for _, v := range violations {
@@ -469,7 +485,7 @@ const exitTolerance = time.Second
 //   - at that release, each dependency met its condition (per the runtime and the workloads' lines);
 //   - no hold lasts past its timeout;
 //   - a container waiting for a failed or never-created dependency never starts.
-func (ch *churn) check(pods []*churnPod) []string {
+func (ch *churn) check(pods []*churnPod) (out, unheld []string) {
 	released := map[string]time.Time{} // container ID → release record
 	for _, rec := range ch.po.Logs(ch.t, "released") {
 		if rec["msg"] != "released" {
@@ -480,7 +496,6 @@ func (ch *churn) check(pods []*churnPod) []string {
 			released[fmt.Sprint(rec["container_id"])] = at
 		}
 	}
-	var out []string
 	for _, p := range pods {
 		facts := map[string][]attemptFacts{}
 		for _, c := range p.containers {
@@ -500,6 +515,11 @@ func (ch *churn) check(pods []*churnPod) []string {
 				r, wasReleased := released[f.id]
 				if !f.start.IsZero() {
 					if !wasReleased {
+						if !strings.Contains(runtimeSpec(ch.t, ch.env, f.id), "/.podorder/hook") {
+							// NRI went on without podorder, which died during this CreateContainer.
+							unheld = append(unheld, where)
+							continue
+						}
 						out = append(out, where+": its process started without a release record")
 						continue
 					}
@@ -529,7 +549,7 @@ func (ch *churn) check(pods []*churnPod) []string {
 			}
 		}
 	}
-	return out
+	return out, unheld
 }
 
 // metAt decides a dependency at moment r from every attempt of the container it names.
