@@ -177,11 +177,7 @@ func (m *member) markExited(at time.Time, code int32) {
 func (p *Plugin) replace(pd *pod, m *member) error {
 	old := pd.members[m.ts.Container]
 	pd.members[m.ts.Container] = m
-	err := p.store.Write(pd.uid, m.ts)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = p.restore(pd)
-	}
-	if err != nil {
+	if err := p.persist(pd, m); err != nil {
 		if old != nil {
 			pd.members[m.ts.Container] = old
 		} else {
@@ -518,16 +514,21 @@ func (pd *pod) state(container string) condition.State {
 }
 
 func (p *Plugin) write(pd *pod, m *member) {
-	err := p.store.Write(pd.uid, m.ts)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = p.restore(pd)
-	}
-	if err != nil {
+	if err := p.persist(pd, m); err != nil {
 		// Waiters keep waiting on the previous state; the next write retries with the full state.
 		p.logger(pd, m.ts.Container).Error("cannot write tombstone", "error", err)
 		return
 	}
 	p.wakeWaiters(pd, m)
+}
+
+// persist writes m's tombstone, and the whole pod's again if the store was removed under the daemon.
+func (p *Plugin) persist(pd *pod, m *member) error {
+	err := p.store.Write(pd.uid, m.ts)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = p.restore(pd)
+	}
+	return err
 }
 
 // restore rewrites a pod's directory and every tombstone of it from memory, after someone removed
