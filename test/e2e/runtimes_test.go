@@ -54,7 +54,7 @@ func TestRuntimesRunTheCoreScenarios(t *testing.T) {
 	}
 }
 
-// runtimeChain: a waits for b, b for c (both ready by podorder's probes), declared a, b, c and so
+// runtimeChain, run on every runtime: a waits for b, b for c (both ready by podorder's probes), declared a, b, c and so
 // created and started in that order; each starts only once its dependency listens.
 func runtimeChain(t *testing.T, env *harness.Env) {
 	pc, pb := freePort(t), freePort(t)
@@ -84,7 +84,7 @@ func runtimeChain(t *testing.T, env *harness.Env) {
 	t.Logf("c listening → b first line %s; b listening → a first line %s", b.Sub(cListen), a.Sub(bListen))
 }
 
-// runtimeFailedDependency: app waits for migrate to complete; migrate exits 1, so app's hook fails
+// runtimeFailedDependency, run on every runtime: app waits for migrate to complete; migrate exits 1, so app's hook fails
 // (exit 255, reason Error) with podorder's message, and app's own process never runs.
 func runtimeFailedDependency(t *testing.T, env *harness.Env, po *Podorder) {
 	before := len(po.Logs(t, "hold ended without release"))

@@ -41,29 +41,7 @@ func TestDependentDeclaredBeforeItsDependencyStartsAfterItIsReady(t *testing.T) 
 
 func TestChainOfThreeStartsInDependencyOrder(t *testing.T) {
 	env, _ := setup(t)
-	pc, pb := freePort(t), freePort(t)
-	pod := env.RunPod(t, harness.PodSpec{
-		Name:   "chain",
-		Labels: map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c"},
-		Annotations: map[string]string{
-			"podorder.dev/probe.c": fmt.Sprintf("tcp:%d", pc),
-			"podorder.dev/probe.b": fmt.Sprintf("http:%d/healthz", pb),
-		},
-		Containers: []harness.ContainerSpec{
-			{Name: "a", Args: args("a")},
-			{Name: "b", Args: args("b", "--listen-after", "300ms", "--port", fmt.Sprint(pb))},
-			{Name: "c", Args: args("c", "--listen-after", "300ms", "--port", fmt.Sprint(pc))},
-		},
-	})
-	a, b, c := started(t, pod.Container("a")), started(t, pod.Container("b")), started(t, pod.Container("c"))
-	cListen := harness.WaitWorkloadEvent(t, pod.Container("c"), "LISTEN", 10*time.Second).At
-	bListen := harness.WaitWorkloadEvent(t, pod.Container("b"), "LISTEN", 10*time.Second).At
-	assert.True(t, b.After(cListen), "b starts after c is ready")
-	assert.True(t, a.After(bListen), "a starts after b is ready")
-	assert.True(t, c.Before(b) && b.Before(a))
-	for _, name := range []string{"a", "b", "c"} {
-		assert.Less(t, pod.Container(name).StartTook, startBudget, name)
-	}
+	runtimeChain(t, env)
 }
 
 func TestStartedConditionWaitsOnlyForTheProcess(t *testing.T) {
@@ -99,22 +77,7 @@ func TestCompletedConditionReleasesOnExitZero(t *testing.T) {
 
 func TestCompletedDependencyExitingNonZeroFailsTheDependentWithAClearMessage(t *testing.T) {
 	env, po := setup(t)
-	pod := env.RunPod(t, harness.PodSpec{
-		Name:   "failed",
-		Labels: map[string]string{"podorder.dev/after.app": "migrate_completed"},
-		Containers: []harness.ContainerSpec{
-			{Name: "app", Args: args("app")},
-			{Name: "migrate", Args: args("migrate", "--exit-after", "200ms", "--exit-code", "1")},
-		},
-	})
-	app := pod.Container("app")
-	code, reason, _ := env.WaitExited(t, app.ID, 30*time.Second)
-	assert.EqualValues(t, 255, code, "a failed startContainer hook fails the container")
-	assert.Equal(t, "Error", reason)
-	assertLogContains(t, app, "podorder: app in pod default/failed will not start: migrate exited with code 1")
-	assertNoStart(t, app)
-	recs := po.waitLog(t, "hold ended without release", 1, 10*time.Second)
-	assert.Equal(t, "app", recs[0]["container"])
+	runtimeFailedDependency(t, env, po)
 }
 
 func TestHoldTimesOutNamingWhatIsMissing(t *testing.T) {
