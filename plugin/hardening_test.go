@@ -183,7 +183,7 @@ func TestCrossNamespaceRulesNameTheSourceAndTheTarget(t *testing.T) {
 	}
 }
 
-func TestAStoreRemovedUnderTheDaemonIsRewrittenAtTheNextChange(t *testing.T) {
+func TestAStoreRemovedUnderTheDaemonIsRewrittenAndItsBlindHoldsAreNeverReleased(t *testing.T) {
 	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
 	app, _, err := f.create(t, "app")
 	require.NoError(t, err)
@@ -193,8 +193,46 @@ func TestAStoreRemovedUnderTheDaemonIsRewrittenAtTheNextChange(t *testing.T) {
 	db, _, err := f.create(t, "db")
 	require.NoError(t, err, "the pod's directory is made again for the new container")
 	f.start(t, db)
-	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "every tombstone of the pod is written again")
 	assert.Contains(t, f.logs.String(), "the tombstone store was removed under podorder")
+	assert.Equal(t, "app-id", f.tomb(t, "app").ID, "every tombstone of the pod is written again")
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "app's hook reads the removed directory: a release would never reach it")
+	assert.Contains(t, f.logs.String(), "held since before the store was removed")
+
+	// kubelet restarts app after its hook timed out; the new attempt sees the new directory.
+	app.ExitCode = 255
+	_, err = f.p.StopContainer(f.ctx, f.sb, app)
+	require.NoError(t, err)
+	app2 := &api.Container{Id: "app-2", PodSandboxId: f.sb.Id, Name: "app", Annotations: map[string]string{"io.kubernetes.container.restartCount": "1"}}
+	_, _, err = f.p.CreateContainer(f.ctx, f.sb, app2)
+	require.NoError(t, err)
+	f.start(t, app2)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+}
+
+func TestAHookedContainerWithoutItsTombstoneAtResyncCountsOnlyOnceItOutlivedItsHold(t *testing.T) {
+	// podorder restarted after the store was removed: a held container whose tombstone is gone may
+	// still be held (blind) or long released; only outliving its hold proves its process runs.
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/timeout.app": "1s"}, nil)
+	_, adj, err := f.create(t, "app")
+	require.NoError(t, err)
+	require.NoError(t, os.RemoveAll(f.store.Root))
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, f.p.log)
+	// Ends web's blind-hold timer's business with the test.
+	t.Cleanup(func() { _ = restarted.RemovePodSandbox(f.ctx, f.sb) })
+	long := time.Now().Add(-time.Minute).UnixNano()
+	app := &api.Container{Id: "app-id", PodSandboxId: f.sb.Id, Name: "app", State: api.ContainerState_CONTAINER_RUNNING,
+		CreatedAt: long, StartedAt: long, Hooks: adj.Hooks}
+	fresh := time.Now().UnixNano()
+	web := &api.Container{Id: "web-id", PodSandboxId: f.sb.Id, Name: "web", State: api.ContainerState_CONTAINER_RUNNING,
+		CreatedAt: fresh, StartedAt: fresh, Hooks: adj.Hooks}
+	f.sb.Labels["podorder.dev/after.web"] = "app_started"
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, web})
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool {
+		ts, _ := f.store.Read(f.sb.Uid, "app")
+		return ts != nil && ts.ReleasedAt != nil
+	}, 5*time.Second, 10*time.Millisecond, "app has run a minute past its 1 s hold: its hook let it go")
+	assert.Nil(t, f.tomb(t, "web").ReleasedAt, "web was created just now: it may still be held, so it is not released")
 }
 
 // BenchmarkCreateContainerOfANewPodWorstCase measures the work one CreateContainer of a new pod costs

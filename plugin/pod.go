@@ -46,6 +46,9 @@ type member struct {
 	// probeRefused is set when the node could not run the probe: readiness then comes from the
 	// other sources, rather than never.
 	probeRefused bool
+	// blind is set on a held container whose hook cannot see the store any more (it was removed
+	// under podorder): a release written now would never reach it, so none is.
+	blind bool
 }
 
 func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
@@ -417,12 +420,19 @@ func holdDeadline(start time.Time, timeout time.Duration) time.Time {
 // decides; the hook only obeys what is recorded for its own attempt, so the two cannot disagree.
 // A hold whose dependency can no longer be met is recorded as failed, which ends it at once.
 func (p *Plugin) release(pd *pod) {
+	// A release written into a directory that was removed and made again would never reach a hook
+	// that has the old one mounted: find out before deciding.
+	if _, err := os.Stat(p.store.PodDir(pd.uid)); errors.Is(err, fs.ErrNotExist) {
+		if err := p.restore(pd); err != nil {
+			p.log.Error("cannot restore the pod's tombstones", "pod", pd.ref, "error", err)
+		}
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, name := range sortedNames(pd.members) {
 			m := pd.members[name]
 			ts := m.ts
-			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" {
+			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" || m.blind {
 				continue
 			}
 			now := p.now()
@@ -542,9 +552,40 @@ func (p *Plugin) restore(pd *pod) error {
 		if err := p.store.Write(pd.uid, m.ts); err != nil {
 			return err
 		}
+		if m.ts.Held() && m.ts.ReleasedAt == nil && m.ts.ExitedAt == nil {
+			p.markBlind(pd, m)
+		}
 	}
 	p.log.Warn("the tombstone store was removed under podorder; rewrote the pod's tombstones", "pod", pd.ref)
 	return nil
+}
+
+// markBlind stops releasing m, whose hook reads a store directory that no longer exists. The hook
+// then ends the hold at its timeout, the container exits and kubelet starts a new attempt, which
+// sees the new directory. A container still running well past its hold's end must have been let go
+// by its hook (else the runtime would have ended it): only then does it count as released.
+func (p *Plugin) markBlind(pd *pod, m *member) {
+	if m.blind {
+		return
+	}
+	m.blind = true
+	name := m.ts.Container
+	end := m.ts.CreatedAt.Add(time.Duration(m.ts.HoldTimeout) + hookGrace + time.Second)
+	p.logger(pd, name).Warn("held since before the store was removed: its hook cannot see a release; it ends at its timeout",
+		"container_id", m.ts.ID, "counted_running_after", end.Format(time.RFC3339))
+	time.AfterFunc(time.Until(end), func() {
+		defer p.recoverCallback("blind hold end")
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.pods[pd.uid] != pd || pd.members[name] != m || m.ts.ExitedAt != nil || m.ts.ReleasedAt != nil {
+			return
+		}
+		now := p.now()
+		p.markReleased(pd, m, now)
+		p.logger(pd, name).Info("released", "container_id", m.ts.ID, "reason", "still running past its hold's end, so its hook let it go")
+		p.write(pd, m)
+		p.release(pd)
+	})
 }
 
 // wakeWaiters makes the hooks of the pod's held containers re-read the tombstones after changed's

@@ -123,6 +123,11 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 			p.logger(pd, c.Name).Error("cannot record container", "error", err)
 			return
 		}
+		if m.ts.Held() && c.State != api.ContainerState_CONTAINER_CREATED {
+			// podorder wrote this attempt's tombstone before the runtime created it, so the store
+			// was removed since: the hook, started already, has the old directory mounted.
+			p.markBlind(pd, m)
+		}
 	}
 	ts := m.ts
 	changed := false

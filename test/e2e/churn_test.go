@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -70,16 +71,34 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// ports hands out ports for the campaign's servers. Pods here share the host's network: two servers
+// on one port would let a probe see the wrong one. Below the ephemeral range (32768+), each port is
+// handed out once and only if nothing listens on it.
+type ports struct{ next int }
+
+func (p *ports) take(t *testing.T) int {
+	for ; p.next < 32768; p.next++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p.next))
+		if err == nil {
+			l.Close()
+			p.next++
+			return p.next - 1
+		}
+	}
+	t.Fatal("no free port left below 32768")
+	return 0
+}
+
 // newChurnPod draws a random dependency graph of 3-8 containers: a container may wait only for
 // containers drawn before it, so the graph has no cycle, and the creation order is shuffled.
-func newChurnPod(t *testing.T, rng *rand.Rand, name string) *churnPod {
+func newChurnPod(t *testing.T, rng *rand.Rand, ports *ports, name string) *churnPod {
 	n := 3 + rng.IntN(6)
 	cs := make([]*churnContainer, n)
 	for i := range cs {
 		c := &churnContainer{name: fmt.Sprintf("c%d", i), timeout: 20 * time.Second}
 		switch r := rng.IntN(20); {
 		case r < 8:
-			c.role, c.port = server, freePort(t)
+			c.role, c.port = server, ports.take(t)
 		case r < 12:
 			c.role = plain
 		case r < 16:
@@ -329,10 +348,11 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 
 	var violations, unheld []string
 	containers := 0
+	portsInUse := &ports{next: 20000}
 	for round := range rounds {
 		var pods []*churnPod
 		for i := range nPods {
-			pods = append(pods, newChurnPod(t, ch.rng, fmt.Sprintf("churn-%d-%d", round, i)))
+			pods = append(pods, newChurnPod(t, ch.rng, portsInUse, fmt.Sprintf("churn-%d-%d", round, i)))
 		}
 		half := len(pods) / 2
 

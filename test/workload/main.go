@@ -2,7 +2,7 @@
 // every test container ("run"). It marks the moments a test measures with lines on stdout:
 //
 //	START <name> <unix-nanos>        when main runs
-//	LISTEN <name> <unix-nanos>       when its port accepts connections
+//	LISTEN <name> <unix-nanos>       when it started listening (its port accepts connections after)
 //	EXIT <name> <unix-nanos> <code>  just before it exits
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
 //	STEAL <name> fifos=<n> bytes=<n>  with --steal-wakes: FIFOs of others found under /.podorder
@@ -130,11 +130,14 @@ func run(started time.Time, args []string) int {
 // listen opens the port, marks LISTEN, and serves HTTP 200 in the background. A raw TCP client
 // that connects and hangs up is fine too.
 func listen(name string, port int) error {
+	// Stamped before listen(2): the port may accept a connection before this goroutine gets to
+	// print, and a checker must never see a connection "before" the port opened.
+	at := time.Now()
 	l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", port, err)
 	}
-	mark("LISTEN %s %d", name, time.Now().UnixNano())
+	mark("LISTEN %s %d", name, at.UnixNano())
 	go func() {
 		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(w, "%s ok\n", name)
