@@ -1,6 +1,7 @@
 // Package condition is podorder's vocabulary: the conditions a container can wait for, a dependency
 // on one container of the same pod, and the single rule deciding whether a dependency is met. The
-// daemon and the in-container hook both evaluate holds with Evaluate, so they cannot disagree.
+// daemon decides releases with Evaluate; the in-container hook uses it only to explain what is
+// missing when a hold ends (and, for hooks injected before podorder 0.2, to decide by itself).
 //
 // This package uses the standard library only: it is linked into the static in-container hook.
 package condition
