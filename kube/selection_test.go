@@ -1,9 +1,11 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,13 +31,39 @@ func newWatchSource(t *testing.T, objs ...runtime.Object) (*Source, *fake.Client
 func sourceOf(t *testing.T, client *fake.Clientset) (*Source, *fake.Clientset) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	// The informers' goroutines may still log after the test returns, when writing to t races with
+	// the testing package: keep the log in a buffer, shown if the test failed.
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		cancel()
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
 	return &Source{
 		client:   client,
-		log:      slog.New(slog.NewTextHandler(t.Output(), nil)),
+		log:      slog.New(slog.NewTextHandler(logs, nil)),
 		ctx:      ctx,
 		selected: map[string]*selection{},
 	}, client
+}
+
+// lockedBuffer is a log destination safe for goroutines that outlive the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // answers is what update receives, in order.
