@@ -91,8 +91,7 @@ func check(r Request) (bool, error) {
 		case condition.Met:
 			return true, nil
 		case condition.Failed:
-			return true, fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod,
-				condition.Describe(failed, states[failed.Container]), ErrDependencyFailed)
+			return true, willNotStart(r, condition.Describe(failed, states[failed.Container]))
 		}
 		return false, nil
 	}
@@ -104,9 +103,14 @@ func check(r Request) (bool, error) {
 	case own.ReleasedAt != nil:
 		return true, nil
 	case own.HoldFailed != "":
-		return true, fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod, own.HoldFailed, ErrDependencyFailed)
+		return true, willNotStart(r, own.HoldFailed)
 	}
 	return false, nil
+}
+
+// willNotStart is the hook's message for a hold that can never be met.
+func willNotStart(r Request, why string) error {
+	return fmt.Errorf("podorder: %s in pod %s will not start: %s: %w", r.Container, r.Pod, why, ErrDependencyFailed)
 }
 
 // evaluate reads the tombstones r waits for and returns the combined verdict; for Failed, the

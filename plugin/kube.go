@@ -75,7 +75,7 @@ func ParseCrossNamespaceRules(v string) (CrossNamespaceRules, error) {
 		src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
 		if !ok || src == "" || dst == "" || dst == AnySource {
 			return nil, fmt.Errorf("cross-namespace rule %q: write <source namespace>=<target namespace>, e.g. team-a=shared, or *=%s to let every namespace depend on pods of %s",
-				item, strings.TrimSpace(item), strings.TrimSpace(item))
+				item, item, item)
 		}
 		if rules[src] == nil {
 			rules[src] = map[string]bool{}

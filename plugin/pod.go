@@ -368,7 +368,7 @@ func (p *Plugin) undoCreate(pd *pod, m *member) {
 	}
 	delete(pd.members, name)
 	if err := p.store.Remove(pd.uid, name); err != nil {
-		p.logger(pd, name).Error("cannot remove tombstone", "error", err)
+		log.Error("cannot remove tombstone", "error", err)
 	}
 	p.release(pd)
 }
