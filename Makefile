@@ -65,14 +65,14 @@ demo: deps _output
 # Benchmarks that report with/without podorder and hook/polling side by side.
 bench: deps deps-k8s _output
 	$(GO) test -count=1 -run XXX -bench . -benchtime 2000x ./plugin/
-	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./hooks/
+	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./waiter/
 	PODORDER_BENCH=1 $(GO) test -p 1 -count=1 -timeout 30m -v -run 'TestMeasure' ./test/e2e/ ./test/kubernetes/ 2>&1 | grep -E 'RESULT|^(--- |ok|FAIL)'
 
 # A short coverage-guided run of each fuzz target; fuzz-long is the campaign behind the numbers in
 # the README (1,000,000 executions each). New crashers land in testdata/fuzz: commit them.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./spec/
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./decl/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./tombstone/
 
 fuzz-long:

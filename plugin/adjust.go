@@ -7,7 +7,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -41,7 +41,7 @@ type HoldTarget struct {
 
 // Adjustment is what a held container gets at CreateContainer: the hook binary and the pod's
 // tombstone directory, both read-only, and a startContainer hook that waits for hold.After.
-func Adjustment(hookBinary string, t HoldTarget, hold *spec.Hold) *api.ContainerAdjustment {
+func Adjustment(hookBinary string, t HoldTarget, hold *decl.Hold) *api.ContainerAdjustment {
 	adj := &api.ContainerAdjustment{}
 	adj.AddMount(&api.Mount{
 		Destination: HookPath,

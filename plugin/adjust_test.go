@@ -8,11 +8,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 )
 
 func TestAdjustmentMountsHookAndStoreReadOnlyAndWaitsForEachDependency(t *testing.T) {
-	hold := &spec.Hold{Timeout: 90 * time.Second, After: []condition.Dependency{
+	hold := &decl.Hold{Timeout: 90 * time.Second, After: []condition.Dependency{
 		{Container: "db", Condition: condition.Ready}, {Container: "migrate", Condition: condition.Completed}}}
 	adj := Adjustment("/opt/podorder/bin/podorder-hook", HoldTarget{Pod: "ns/web", Container: "app", ID: "c1",
 		PodDir: "/run/podorder/pods/u1", WakeDir: "/run/podorder/wake/u1/app"}, hold)
@@ -42,7 +42,7 @@ func TestHookTimeoutSaturatesInsteadOfOverflowing(t *testing.T) {
 	}{
 		{90 * time.Second, 100},
 		{90*time.Second + time.Millisecond, 101},
-		{spec.MaxTimeout, 24*3600 + 10},
+		{decl.MaxTimeout, 24*3600 + 10},
 		{time.Duration(1<<63 - 1), 1<<31 - 1},
 	}
 	for _, tt := range tests {

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -79,7 +79,7 @@ func TestOnlyContainersWaitedOnForReadinessAreProbed(t *testing.T) {
 // refusingProber is a node whose probe capacity is used up.
 type refusingProber struct{}
 
-func (refusingProber) Start(string, *spec.Probe, func()) (func(), error) {
+func (refusingProber) Start(string, *decl.Probe, func()) (func(), error) {
 	return nil, errors.New("node probe limit of 512 reached")
 }
 
@@ -154,9 +154,9 @@ func TestHostileDeclarationsCostBoundedWorkUnderTheLock(t *testing.T) {
 	}
 
 	// At the limits, the work is bounded by the caps.
-	deps := make([]string, spec.MaxDependencies)
+	deps := make([]string, decl.MaxDependencies)
 	for i := range deps {
-		if i < spec.MaxPodDependencies {
+		if i < decl.MaxPodDependencies {
 			deps[i] = fmt.Sprintf("pod(app=v%d)", i)
 		} else {
 			deps[i] = fmt.Sprintf("c%d", i)
@@ -167,7 +167,7 @@ func TestHostileDeclarationsCostBoundedWorkUnderTheLock(t *testing.T) {
 	_, adj, err = f.create(t, "app")
 	require.NoError(t, err)
 	require.NotNil(t, adj)
-	assert.Len(t, w.updates, spec.MaxPodDependencies)
+	assert.Len(t, w.updates, decl.MaxPodDependencies)
 }
 
 func TestCrossNamespaceRulesNameTheSourceAndTheTarget(t *testing.T) {
@@ -240,15 +240,15 @@ func TestAHookedContainerWithoutItsTombstoneAtResyncCountsOnlyOnceItOutlivedItsH
 // 256 KiB annotation that is refused: both must stay far below NRI's 2 s timeout.
 func BenchmarkCreateContainerOfANewPodWorstCase(b *testing.B) {
 	atLimits := map[string]string{}
-	deps := make([]string, spec.MaxDependencies)
+	deps := make([]string, decl.MaxDependencies)
 	for i := range deps {
 		deps[i] = fmt.Sprintf("c%d:started", i)
 	}
 	atLimits["podorder.dev/after.app"] = strings.Join(deps, ", ")
-	for i := range spec.MaxProbes {
+	for i := range decl.MaxProbes {
 		atLimits[fmt.Sprintf("podorder.dev/probe.c%d", i)] = "http:8080/" + strings.Repeat("p", 1000)
 	}
-	for i := len(atLimits); i < spec.MaxKeys; i++ {
+	for i := len(atLimits); i < decl.MaxKeys; i++ {
 		atLimits[fmt.Sprintf("podorder.dev/timeout.c%d", i)] = "1m"
 	}
 	var huge strings.Builder

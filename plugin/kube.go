@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -153,7 +153,7 @@ func (p *Plugin) needsKubeletReadiness(pd *pod, container string) bool {
 }
 
 // checkPodDependencies refuses dependencies on other pods that this daemon cannot or may not watch.
-func (p *Plugin) checkPodDependencies(namespace string, hold *spec.Hold) error {
+func (p *Plugin) checkPodDependencies(namespace string, hold *decl.Hold) error {
 	for _, d := range hold.Pods {
 		if p.cfg.Kube == nil || p.cfg.Kube.Pods == nil {
 			return fmt.Errorf("%s needs the Kubernetes API, and this podorder has none: run it with NODE_NAME and API credentials (the DaemonSet does)", d)
@@ -168,7 +168,7 @@ func (p *Plugin) checkPodDependencies(namespace string, hold *spec.Hold) error {
 
 // watchPodDependencies makes a synthetic tombstone for each dependency of hold on other pods and keeps
 // it in step with the matching pods.
-func (p *Plugin) watchPodDependencies(pd *pod, hold *spec.Hold) error {
+func (p *Plugin) watchPodDependencies(pd *pod, hold *decl.Hold) error {
 	for _, d := range hold.Pods {
 		if pd.watches[d.Name] != nil {
 			continue

@@ -15,14 +15,14 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
 // Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it. An
 // error means the probe cannot run (the node's probe capacity is used up).
 type Prober interface {
-	Start(netns string, p *spec.Probe, ready func()) (stop func(), err error)
+	Start(netns string, p *decl.Probe, ready func()) (stop func(), err error)
 }
 
 // Config is what the plugin needs from the daemon's flags.

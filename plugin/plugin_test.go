@@ -12,14 +12,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
 // fakeProber records started probes; a test passes one by calling its ready func.
 type fakeProber struct{ started map[int]func() }
 
-func (f *fakeProber) Start(_ string, p *spec.Probe, ready func()) (func(), error) {
+func (f *fakeProber) Start(_ string, p *decl.Probe, ready func()) (func(), error) {
 	f.started[p.Port] = ready
 	return func() { delete(f.started, p.Port) }, nil
 }
@@ -174,7 +174,7 @@ func TestInvalidDeclarationsFailCreateContainerWithTheReason(t *testing.T) {
 		{"cycle", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "a"}, nil, "a",
 			"podorder: pod ns/web, container a: dependency cycle a → b → a"},
 		{"unknown name known from kubectl apply", map[string]string{"podorder.dev/after.app": "dbx"},
-			map[string]string{spec.LastAppliedAnnotation: `{"kind":"Pod","spec":{"containers":[{"name":"db"},{"name":"app"}]}}`}, "app",
+			map[string]string{decl.LastAppliedAnnotation: `{"kind":"Pod","spec":{"containers":[{"name":"db"},{"name":"app"}]}}`}, "app",
 			"container app waits for dbx, which is not in the pod; containers are: db, app"},
 		{"malformed label", map[string]string{"podorder.dev/after.app": "db_soon"}, nil, "app", `unknown condition "soon"`},
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -23,7 +23,7 @@ type pod struct {
 	uid, namespace, name string
 	ref                  string // namespace/name, for messages
 	netns                string
-	decl                 *spec.Pod
+	decl                 *decl.Pod
 	// members maps container name to its newest attempt, and the synthetic name of each dependency
 	// on other pods to its tombstone.
 	members map[string]*member
@@ -38,7 +38,7 @@ type pod struct {
 
 type member struct {
 	ts   *tombstone.Tombstone
-	hold *spec.Hold
+	hold *decl.Hold
 	// prev is the attempt this one replaced, restored if the runtime undoes this one's creation.
 	prev *member
 	// stopProbe ends a running readiness probe; nil when none runs.
@@ -71,7 +71,7 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		name:       sb.Name,
 		ref:        sb.Namespace + "/" + sb.Name,
 		netns:      netnsOf(sb),
-		decl:       spec.Parse(sb.Labels, sb.Annotations),
+		decl:       decl.Parse(sb.Labels, sb.Annotations),
 		members:    map[string]*member{},
 		watches:    map[string]func(){},
 		containers: map[string]bool{},
@@ -91,7 +91,7 @@ func (p *Plugin) containersOf(sb *api.PodSandbox) ([]string, bool) {
 			return names, true
 		}
 	}
-	return spec.ContainersFromLastApplied(sb.Annotations)
+	return decl.ContainersFromLastApplied(sb.Annotations)
 }
 
 func (p *Plugin) logger(pd *pod, container string) *slog.Logger {
@@ -113,7 +113,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	if err == nil && hold != nil && hold.Probe != nil && pd.netns == "" && !p.cfg.ProbeHostNetwork {
 		err = fmt.Errorf("%s%s.%s cannot be run for a hostNetwork pod: podorder runs in a network namespace of its own, not the node's. "+
 			"Drop the probe key and give %s a readinessProbe (podorder follows kubelet's readiness), or run podorder with --probe-host-network "+
-			"if it runs in the node's network namespace", spec.Domain, spec.KindProbe, c.Name, c.Name)
+			"if it runs in the node's network namespace", decl.Domain, decl.KindProbe, c.Name, c.Name)
 	}
 	if err != nil {
 		err = rejection(ref, c.Name, err)
@@ -148,7 +148,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 }
 
 // newTombstone is the record of a new container attempt; held says whether podorder's hook holds it.
-func newTombstone(c *api.Container, hold *spec.Hold, held bool, created time.Time) *tombstone.Tombstone {
+func newTombstone(c *api.Container, hold *decl.Hold, held bool, created time.Time) *tombstone.Tombstone {
 	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &created}
 	if hold != nil && hold.Probe != nil {
 		ts.Probe = hold.Probe.String()
@@ -497,7 +497,7 @@ func (p *Plugin) missing(pd *pod, m *member) string {
 }
 
 // describe lists a hold's dependencies for people: "db (ready), pod(app=mysql):ready".
-func describe(h *spec.Hold) string {
+func describe(h *decl.Hold) string {
 	if h == nil {
 		return ""
 	}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -174,5 +174,5 @@ func hasPodorderHook(c *api.Container) bool {
 }
 
 func usesPodorder(sb *api.PodSandbox) bool {
-	return spec.Uses(sb.Labels, sb.Annotations)
+	return decl.Uses(sb.Labels, sb.Annotations)
 }

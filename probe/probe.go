@@ -27,7 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 )
 
 // Defaults applied when the corresponding Runner field is zero.
@@ -101,7 +101,7 @@ type nsFile struct {
 // task is one probe. It is always in exactly one place — the due heap, the queue, or a worker —
 // so it can never be queued twice and the queue is bounded by the number of probes.
 type task struct {
-	probe    *spec.Probe
+	probe    *decl.Probe
 	addr     string
 	netns    string
 	ns       *nsFile // nil for the daemon's own namespace; guarded by Runner.mu unless a worker owns the task
@@ -129,7 +129,7 @@ type task struct {
 // lock that ready takes: it never waits for an attempt or for ready. The pass is decided under the
 // Runner's lock, so once stop has returned no attempt can decide to call ready; only a pass that
 // was decided before stop can still be completing its ready call.
-func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func(), err error) {
+func (r *Runner) Start(netns string, p *decl.Probe, ready func()) (stop func(), err error) {
 	if err := validate(p); err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (r *Runner) Start(netns string, p *spec.Probe, ready func()) (stop func(), 
 	return func() { r.stop(t) }, nil
 }
 
-func validate(p *spec.Probe) error {
+func validate(p *decl.Probe) error {
 	if p == nil {
 		return errors.New("probe: nil probe")
 	}

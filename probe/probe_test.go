@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 )
 
 // wait bounds every wait in these tests; nothing should take close to it.
@@ -207,16 +207,16 @@ func TestStartRejects(t *testing.T) {
 	tests := []struct {
 		name  string
 		netns string
-		probe *spec.Probe
+		probe *decl.Probe
 		ready func()
 		want  string
 	}{
 		{"nil probe", "", nil, ok, "nil probe"},
-		{"unknown kind", "", &spec.Probe{Kind: "udp", Port: 53}, ok, `kind "udp"`},
-		{"port zero", "", &spec.Probe{Kind: "tcp"}, ok, "port 0"},
-		{"port too high", "", &spec.Probe{Kind: "tcp", Port: 70000}, ok, "port 70000"},
-		{"nil ready", "", &spec.Probe{Kind: "tcp", Port: 80}, nil, "ready callback is nil"},
-		{"missing netns", "/nonexistent/netns", &spec.Probe{Kind: "tcp", Port: 80}, ok, "/nonexistent/netns"},
+		{"unknown kind", "", &decl.Probe{Kind: "udp", Port: 53}, ok, `kind "udp"`},
+		{"port zero", "", &decl.Probe{Kind: "tcp"}, ok, "port 0"},
+		{"port too high", "", &decl.Probe{Kind: "tcp", Port: 70000}, ok, "port 70000"},
+		{"nil ready", "", &decl.Probe{Kind: "tcp", Port: 80}, nil, "ready callback is nil"},
+		{"missing netns", "/nonexistent/netns", &decl.Probe{Kind: "tcp", Port: 80}, ok, "/nonexistent/netns"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,7 +236,7 @@ func TestStartRejects(t *testing.T) {
 func TestMaxProbes(t *testing.T) {
 	r, _ := newTestRunner()
 	r.MaxProbes = 10
-	closed := &spec.Probe{Kind: "tcp", Port: closedPort(t)}
+	closed := &decl.Probe{Kind: "tcp", Port: closedPort(t)}
 	var stops []func()
 	for range 10 {
 		stop, err := r.Start("", closed, func() {})
@@ -261,7 +261,7 @@ func TestMaxProbes(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	ready, readyCh := signal()
-	_, err = r.Start("", &spec.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}, ready)
+	_, err = r.Start("", &decl.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}, ready)
 	require.NoError(t, err)
 	waitReady(t, readyCh)
 	stop, err = r.Start("", closed, func() {})
@@ -278,7 +278,7 @@ func TestTCPPassesOnceListenerAppears(t *testing.T) {
 	r, rec := newTestRunner()
 	port := reservePort(t)
 	ready, readyCh := signal()
-	stop, err := r.Start("", &spec.Probe{Kind: "tcp", Port: port.port}, ready)
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port.port}, ready)
 	require.NoError(t, err)
 	defer stop()
 
@@ -337,7 +337,7 @@ func TestHTTPStatus(t *testing.T) {
 
 			r, _ := newTestRunner()
 			ready, readyCh := signal()
-			stop, err := r.Start("", &spec.Probe{Kind: "http", Port: port, Path: "/healthz"}, ready)
+			stop, err := r.Start("", &decl.Probe{Kind: "http", Port: port, Path: "/healthz"}, ready)
 			require.NoError(t, err)
 			defer stop()
 			if tt.pass {
@@ -371,7 +371,7 @@ func TestBoundedGoroutinesAndThreads(t *testing.T) {
 	ports := []int{closedPort(t), closedPort(t), closedPort(t)}
 	stops := make([]func(), 0, probes)
 	for i := range probes {
-		stop, err := r.Start("", &spec.Probe{Kind: "tcp", Port: ports[i%len(ports)]}, func() { t.Error("a closed port passed") })
+		stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: ports[i%len(ports)]}, func() { t.Error("a closed port passed") })
 		require.NoError(t, err)
 		stops = append(stops, stop)
 	}
@@ -403,7 +403,7 @@ func TestBoundedGoroutinesAndThreads(t *testing.T) {
 func TestStopBeforePass(t *testing.T) {
 	r, rec := newTestRunner()
 	port := reservePort(t)
-	probe := &spec.Probe{Kind: "tcp", Port: port.port}
+	probe := &decl.Probe{Kind: "tcp", Port: port.port}
 	ready, readyCh := signal()
 	stop, err := r.Start("", probe, ready)
 	require.NoError(t, err)
@@ -439,7 +439,7 @@ func TestStopDuringAttempt(t *testing.T) {
 	r, rec := newTestRunner()
 	r.Timeout = wait // only stop can end the attempt
 	ready, readyCh := signal()
-	stop, err := r.Start("", &spec.Probe{Kind: "http", Port: port, Path: "/"}, ready)
+	stop, err := r.Start("", &decl.Probe{Kind: "http", Port: port, Path: "/"}, ready)
 	require.NoError(t, err)
 	<-entered
 
@@ -481,7 +481,7 @@ func TestNamespaceFilesAreShared(t *testing.T) {
 		entered.Add(1)
 		return nil
 	}
-	closed := &spec.Probe{Kind: "tcp", Port: closedPort(t)}
+	closed := &decl.Probe{Kind: "tcp", Port: closedPort(t)}
 	other := "/proc/thread-self/ns/net"
 
 	stopA, err := r.Start(fakeNetns, closed, func() {})
@@ -540,7 +540,7 @@ func TestPanicsAreContained(t *testing.T) {
 		return nil
 	}
 	// Hold the namespace open first, so that its descriptor is known before panics start.
-	hold, err := r.Start(fakeNetns, &spec.Probe{Kind: "tcp", Port: closedPort(t)}, func() {})
+	hold, err := r.Start(fakeNetns, &decl.Probe{Kind: "tcp", Port: closedPort(t)}, func() {})
 	require.NoError(t, err)
 	defer hold()
 	ns.Store(int64(nsFd(t, r, fakeNetns)))
@@ -549,7 +549,7 @@ func TestPanicsAreContained(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	open := &spec.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}
+	open := &decl.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}
 	ready, readyCh := signal()
 	stop, err := r.Start(fakeNetns, open, ready)
 	require.NoError(t, err)
@@ -596,7 +596,7 @@ func TestWorkerLeftInNamespaceIsReplaced(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	open := &spec.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}
+	open := &decl.Probe{Kind: "tcp", Port: l.Addr().(*net.TCPAddr).Port}
 
 	var failLeaves atomic.Int32
 	var ns atomic.Int64
@@ -608,7 +608,7 @@ func TestWorkerLeftInNamespaceIsReplaced(t *testing.T) {
 		return nil
 	}
 	// Hold the namespace open before the probe starts so its descriptor is known.
-	hold, err := r.Start(fakeNetns, &spec.Probe{Kind: "tcp", Port: closedPort(t)}, func() {})
+	hold, err := r.Start(fakeNetns, &decl.Probe{Kind: "tcp", Port: closedPort(t)}, func() {})
 	require.NoError(t, err)
 	defer hold()
 	ns.Store(int64(nsFd(t, r, fakeNetns)))
@@ -668,7 +668,7 @@ func TestProbeEntersNetns(t *testing.T) {
 	defer pod.Close()
 
 	r, rec := newTestRunner()
-	probe := &spec.Probe{Kind: "http", Port: port, Path: "/"}
+	probe := &decl.Probe{Kind: "http", Port: port, Path: "/"}
 	ready, readyCh := signal()
 	stop, err := r.Start(path, probe, ready)
 	require.NoError(t, err)
@@ -680,7 +680,7 @@ func TestProbeEntersNetns(t *testing.T) {
 	// A TCP probe of a port only the namespace listens on passes there and not on the node.
 	l2 := listenIn(t, path, closedPort(t)) // on the node the port stays closed
 	defer l2.Close()
-	onlyPod := &spec.Probe{Kind: "tcp", Port: l2.Addr().(*net.TCPAddr).Port}
+	onlyPod := &decl.Probe{Kind: "tcp", Port: l2.Addr().(*net.TCPAddr).Port}
 	ready2, ready2Ch := signal()
 	stop2, err := r.Start(path, onlyPod, ready2)
 	require.NoError(t, err)
@@ -690,7 +690,7 @@ func TestProbeEntersNetns(t *testing.T) {
 	// The original bug: probes in a namespace must not cost a thread each.
 	baseThreads := osThreads(t)
 	before := rec.count(msgFailed)
-	closedInPod := &spec.Probe{Kind: "tcp", Port: closedPort(t)}
+	closedInPod := &decl.Probe{Kind: "tcp", Port: closedPort(t)}
 	var stops []func()
 	for range 300 {
 		s, err := r.Start(path, closedInPod, func() { t.Error("a closed port passed") })

@@ -13,11 +13,11 @@ import (
 	"syscall"
 
 	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/hooks"
+	"github.com/podorder/podorder/waiter"
 )
 
 func main() {
-	var r hooks.Request
+	var r waiter.Request
 	flag.StringVar(&r.Dir, "dir", "/.podorder/store", "the pod's tombstone directory inside the container")
 	flag.DurationVar(&r.Timeout, "timeout", 0, "longest hold")
 	flag.StringVar(&r.Pod, "pod", "", "namespace/name of the pod, for messages")
@@ -37,7 +37,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := hooks.Wait(ctx, r); err != nil {
+	if err := waiter.Wait(ctx, r); err != nil {
 		fail(err)
 	}
 }

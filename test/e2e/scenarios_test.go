@@ -12,7 +12,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/podorder/podorder/spec"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -109,7 +109,7 @@ func TestInvalidDeclarationsAreRejectedAtCreateContainer(t *testing.T) {
 		{"cycle", map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "app"}, nil,
 			"podorder: pod default/cycle, container app: dependency cycle app → db → app"},
 		{"unknown-name", map[string]string{"podorder.dev/after.app": "dbx"},
-			map[string]string{spec.LastAppliedAnnotation: `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"unknown-name"},"spec":{"containers":[{"name":"app"},{"name":"db"}]}}`},
+			map[string]string{decl.LastAppliedAnnotation: `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"unknown-name"},"spec":{"containers":[{"name":"app"},{"name":"db"}]}}`},
 			"podorder: pod default/unknown-name, container app: container app waits for dbx, which is not in the pod; containers are: app, db"},
 		{"malformed", map[string]string{"podorder.dev/after.app": "db_soon"}, nil,
 			`podorder: pod default/malformed, container app: label podorder.dev/after.app="db_soon": db: unknown condition "soon"`},

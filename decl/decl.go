@@ -1,4 +1,4 @@
-// Package spec reads what a pod declares to podorder — its podorder.dev/ labels and annotations —
+// Package decl reads what a pod declares to podorder — its podorder.dev/ labels and annotations —
 // into a per-container Hold, and checks the declarations against each other and, when known, against
 // the pod's container names. It is pure: no I/O, so every rule is unit-tested.
 //
@@ -8,7 +8,7 @@
 //	annotation  podorder.dev/after.<c>: "db, cache:started, migrate:completed"
 //	either      podorder.dev/timeout.<c>: "5m"
 //	annotation  podorder.dev/probe.<c>: "tcp:5432" | "http:8080/healthz"
-package spec
+package decl
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-// Package hooks is the waiter that runs inside a held container as its OCI startContainer hook: it
+// Package waiter is the waiter that runs inside a held container as its OCI startContainer hook: it
 // blocks until the daemon has recorded this container attempt as released in the pod's tombstone
 // directory (mounted read-only). The daemon alone decides: a container is never counted released
 // unless its hook saw the release, because the daemon releases only before its own deadline, which
@@ -8,7 +8,7 @@
 //
 // This package uses the standard library only: the hook is a tiny static binary run under the
 // container's uid, capabilities and seccomp filter.
-package hooks
+package waiter
 
 import (
 	"context"
