@@ -8,6 +8,10 @@
 //	annotation  podorder.dev/after.<c>: "db, cache:started, migrate:completed"
 //	either      podorder.dev/timeout.<c>: "5m"
 //	annotation  podorder.dev/probe.<c>: "tcp:5432" | "http:8080/healthz"
+//	label       podorder.dev/stop-with.<c>: main.worker_failed
+//	annotation  podorder.dev/stop-with.<c>: "main, worker:failed"
+//	either      podorder.dev/stop-grace.<c>: "20s"
+//	either      podorder.dev/stop-signal.<c>: "SIGINT"
 package decl
 
 import (
@@ -18,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -32,6 +37,12 @@ const (
 	KindAfter   = "after"
 	KindTimeout = "timeout"
 	KindProbe   = "probe"
+	// KindStopWith binds a container's life to others': it is stopped when one of them exits.
+	KindStopWith = "stop-with"
+	// KindStopGrace overrides the pod's terminationGracePeriodSeconds for podorder's stops.
+	KindStopGrace = "stop-grace"
+	// KindStopSignal overrides SIGTERM as the first signal of podorder's stops.
+	KindStopSignal = "stop-signal"
 )
 
 // DefaultTimeout is the longest hold when a container declares no timeout.
@@ -68,6 +79,13 @@ type Hold struct {
 	Timeout time.Duration
 	// Probe is the node-local readiness check, nil when there is none.
 	Probe *Probe
+	// StopWith lists the containers whose exit stops this one, sorted by container name.
+	StopWith []Trigger
+	// StopGrace is how long a stop waits after its signal before SIGKILL; zero means the pod's
+	// terminationGracePeriodSeconds, as kubelet's own stops do.
+	StopGrace time.Duration
+	// StopSignal is the first signal of a stop; zero means SIGTERM.
+	StopSignal syscall.Signal
 }
 
 // Pod is a pod's parsed declarations.
@@ -112,6 +130,7 @@ func Parse(labels, annotations map[string]string) *Pod {
 	deps := map[string]map[string]seen{}
 	podDeps := map[string]map[string]PodDependency{}
 	timeouts := map[string]string{}
+	stops := map[string]map[string]ExitCondition{}
 
 	read := func(source string, kv map[string]string) {
 		for _, k := range sortedKeys(kv) {
@@ -122,7 +141,7 @@ func Parse(labels, annotations map[string]string) *Pod {
 			where := fmt.Sprintf("%s %s=%s", source, quoteKey(k), Quote(v))
 			kind, c, ok := strings.Cut(strings.TrimPrefix(k, Domain), ".")
 			if !ok || !validContainerName(c) {
-				p.failKey(fmt.Errorf("%s: key must be %s<after|timeout|probe>.<container name>", where, Domain))
+				p.failKey(fmt.Errorf("%s: key must be %s<after|timeout|probe|stop-with|stop-grace|stop-signal>.<container name>", where, Domain))
 				continue
 			}
 			if len(v) > MaxValueBytes {
@@ -181,9 +200,40 @@ func Parse(labels, annotations map[string]string) *Pod {
 					continue
 				}
 				p.hold(c).Probe = pr
+			case KindStopWith:
+				list, err := parseStopWith(v, source == "label")
+				if err != nil {
+					p.fail(c, fmt.Errorf("%s: %w", where, err))
+					continue
+				}
+				if stops[c] == nil {
+					stops[c] = map[string]ExitCondition{}
+				}
+				for _, t := range list {
+					if prev, dup := stops[c][t.Container]; dup && prev != t.On {
+						p.fail(c, fmt.Errorf("%s: container %s stops with %s twice with different conditions (%s and %s): keep one", where, c, t.Container, prev, t.On))
+						continue
+					}
+					stops[c][t.Container] = t.On
+				}
+				p.hold(c)
+			case KindStopGrace:
+				d, err := parseStopGrace(v)
+				if err != nil {
+					p.fail(c, fmt.Errorf("%s: %w", where, err))
+					continue
+				}
+				p.hold(c).StopGrace = d
+			case KindStopSignal:
+				sig, err := parseStopSignal(v)
+				if err != nil {
+					p.fail(c, fmt.Errorf("%s: %w", where, err))
+					continue
+				}
+				p.hold(c).StopSignal = sig
 			default:
-				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s%s.%s or %s%s.%s",
-					where, Quote(kind), Domain, KindAfter, c, Domain, KindTimeout, c, Domain, KindProbe, c))
+				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s.%s, %s.%s, %s.%s, %s.%s or %s.%s",
+					where, Quote(kind), Domain, KindAfter, c, KindTimeout, c, KindProbe, c, KindStopWith, c, KindStopGrace, c, KindStopSignal, c))
 			}
 		}
 	}
@@ -202,6 +252,19 @@ func Parse(labels, annotations map[string]string) *Pod {
 		if len(h.After) > MaxDependencies {
 			p.fail(c, fmt.Errorf("container %s waits for %d dependencies, more than the %d podorder allows: "+
 				"wait for the few that gate it (a chain a → b → c needs only the nearest)", c, len(h.After), MaxDependencies))
+		}
+	}
+	for c, m := range stops {
+		h := p.hold(c)
+		for _, name := range sortedKeys(m) {
+			if name == c {
+				p.fail(c, fmt.Errorf("container %s stops with itself: remove %s from %s%s.%s", c, c, Domain, KindStopWith, c))
+				continue
+			}
+			h.StopWith = append(h.StopWith, Trigger{Container: name, On: m[name]})
+		}
+		if len(h.StopWith) > MaxDependencies {
+			p.fail(c, fmt.Errorf("container %s stops with %d containers, more than the %d podorder allows", c, len(h.StopWith), MaxDependencies))
 		}
 	}
 	p.checkPodLimits()
@@ -325,6 +388,11 @@ func (p *Pod) CheckNames(containers []string) {
 		for _, d := range p.Holds[c].After {
 			if !known[d.Container] && !onPods[d.Container] {
 				p.fail(c, fmt.Errorf("container %s waits for %s, which is not in the pod; containers are: %s", c, d.Container, list))
+			}
+		}
+		for _, t := range p.Holds[c].StopWith {
+			if !known[t.Container] {
+				p.fail(c, fmt.Errorf("container %s stops with %s, which is not in the pod; containers are: %s", c, t.Container, list))
 			}
 		}
 	}

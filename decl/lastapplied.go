@@ -9,10 +9,10 @@ import (
 // without the Kubernetes API.
 const LastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 
-// ContainersFromLastApplied returns the names of the pod's containers (init containers first, in
-// spec order) from the kubectl last-applied annotation, and false when the annotation is absent or
-// does not describe a Pod.
-func ContainersFromLastApplied(annotations map[string]string) ([]string, bool) {
+// ContainersFromLastApplied returns the pod's containers (init containers first, in spec order) from
+// the kubectl last-applied annotation, and false when the annotation is absent or does not describe
+// a Pod.
+func ContainersFromLastApplied(annotations map[string]string) ([]Container, bool) {
 	raw, ok := annotations[LastAppliedAnnotation]
 	if !ok {
 		return nil, false
@@ -21,7 +21,9 @@ func ContainersFromLastApplied(annotations map[string]string) ([]string, bool) {
 		Kind string `json:"kind"`
 		Spec struct {
 			InitContainers []struct {
-				Name string `json:"name"`
+				Name          string          `json:"name"`
+				RestartPolicy string          `json:"restartPolicy"`
+				StartupProbe  json.RawMessage `json:"startupProbe"`
 			} `json:"initContainers"`
 			Containers []struct {
 				Name string `json:"name"`
@@ -31,12 +33,16 @@ func ContainersFromLastApplied(annotations map[string]string) ([]string, bool) {
 	if err := json.Unmarshal([]byte(raw), &obj); err != nil || obj.Kind != "Pod" || len(obj.Spec.Containers) == 0 {
 		return nil, false
 	}
-	var names []string
+	var out []Container
 	for _, c := range obj.Spec.InitContainers {
-		names = append(names, c.Name)
+		role := Init
+		if c.RestartPolicy == "Always" {
+			role = Sidecar
+		}
+		out = append(out, Container{Name: c.Name, Role: role, StartupProbe: len(c.StartupProbe) > 0 && string(c.StartupProbe) != "null"})
 	}
 	for _, c := range obj.Spec.Containers {
-		names = append(names, c.Name)
+		out = append(out, Container{Name: c.Name})
 	}
-	return names, true
+	return out, true
 }

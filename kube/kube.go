@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/plugin"
 )
 
@@ -160,19 +161,29 @@ func (s *Source) nodePod(uid string) *corev1.Pod {
 }
 
 // Containers implements plugin.PodSpecs from the node's pod informer.
-func (s *Source) Containers(podUID string) ([]string, bool) {
+func (s *Source) Containers(podUID string) ([]decl.Container, bool) {
 	pod := s.nodePod(podUID)
 	if pod == nil {
 		return nil, false
 	}
-	var names []string
+	return PodContainers(pod), true
+}
+
+// PodContainers lists a pod's containers in spec order, init containers first, with how kubelet
+// runs each.
+func PodContainers(pod *corev1.Pod) []decl.Container {
+	var out []decl.Container
 	for _, c := range pod.Spec.InitContainers {
-		names = append(names, c.Name)
+		role := decl.Init
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			role = decl.Sidecar
+		}
+		out = append(out, decl.Container{Name: c.Name, Role: role, StartupProbe: c.StartupProbe != nil})
 	}
 	for _, c := range pod.Spec.Containers {
-		names = append(names, c.Name)
+		out = append(out, decl.Container{Name: c.Name})
 	}
-	return names, true
+	return out
 }
 
 // HasReadinessProbe implements plugin.PodSpecs.

@@ -22,8 +22,8 @@ type Kubernetes struct {
 
 // PodSpecs looks up a pod on this node by UID.
 type PodSpecs interface {
-	// Containers returns the names of the pod's init and regular containers, false if unknown.
-	Containers(podUID string) ([]string, bool)
+	// Containers returns the pod's init and regular containers in spec order, false if unknown.
+	Containers(podUID string) ([]decl.Container, bool)
 	// HasReadinessProbe reports whether the container declares a readinessProbe; known is false
 	// when the pod or container is not known.
 	HasReadinessProbe(podUID, container string) (has, known bool)

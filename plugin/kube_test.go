@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/decl"
 )
 
 type fakeEvents struct{ reasons []string }
@@ -29,7 +30,14 @@ func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update fun
 // ends in "-noprobe".
 type fakeSpecs map[string][]string
 
-func (f fakeSpecs) Containers(uid string) ([]string, bool) { c, ok := f[uid]; return c, ok }
+func (f fakeSpecs) Containers(uid string) ([]decl.Container, bool) {
+	names, ok := f[uid]
+	var out []decl.Container
+	for _, n := range names {
+		out = append(out, decl.Container{Name: n})
+	}
+	return out, ok
+}
 
 func (f fakeSpecs) HasReadinessProbe(uid, container string) (bool, bool) {
 	for _, c := range f[uid] {

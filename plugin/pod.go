@@ -76,19 +76,19 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		watches:    map[string]func(){},
 		containers: map[string]bool{},
 	}
-	if names, ok := p.containersOf(sb); ok {
-		pd.decl.CheckNames(names)
+	if cs, ok := p.containersOf(sb); ok {
+		pd.decl.CheckContainers(cs)
 	}
 	p.pods[sb.Uid] = pd
 	return pd, nil
 }
 
-// containersOf returns the pod's container names: from the API when podorder has it, else from the
+// containersOf returns the pod's containers: from the API when podorder has it, else from the
 // kubectl last-applied annotation; NRI itself never lists them.
-func (p *Plugin) containersOf(sb *api.PodSandbox) ([]string, bool) {
+func (p *Plugin) containersOf(sb *api.PodSandbox) ([]decl.Container, bool) {
 	if k := p.cfg.Kube; k != nil && k.Specs != nil {
-		if names, ok := k.Specs.Containers(sb.Uid); ok {
-			return names, true
+		if cs, ok := k.Specs.Containers(sb.Uid); ok {
+			return cs, true
 		}
 	}
 	return decl.ContainersFromLastApplied(sb.Annotations)

@@ -1,0 +1,79 @@
+package decl
+
+import "fmt"
+
+// Role is how kubelet runs a container of a pod, which decides what it can wait for.
+type Role int
+
+const (
+	// Regular is a container of spec.containers; kubelet starts them after every init container.
+	Regular Role = iota
+	// Init is an init container that runs to completion; kubelet runs them one at a time, in order.
+	Init
+	// Sidecar is an init container with restartPolicy Always (a native sidecar): kubelet starts the
+	// next container once it has started, which with a startupProbe means once that probe passed.
+	Sidecar
+)
+
+// Container is one container of the pod spec, as far as ordering is concerned.
+type Container struct {
+	Name string
+	Role Role
+	// StartupProbe is set when the container has a startupProbe.
+	StartupProbe bool
+}
+
+// blocksKubelet reports whether kubelet waits for this container before it starts the next one
+// while it is held: an init container until it completes, a native sidecar with a startupProbe
+// until the probe passes. A native sidecar without one counts as started once its runtime start
+// returned, which a hold does not delay.
+func (c Container) blocksKubelet() bool {
+	return c.Role == Init || c.Role == Sidecar && c.StartupProbe
+}
+
+func (c Container) describe() string {
+	switch {
+	case c.Role == Init:
+		return "init container " + c.Name
+	case c.Role == Sidecar && c.StartupProbe:
+		return "native sidecar " + c.Name + " (with a startupProbe)"
+	case c.Role == Sidecar:
+		return "native sidecar " + c.Name
+	}
+	return "container " + c.Name
+}
+
+// CheckContainers checks the declarations against the pod's containers, in spec order (init
+// containers first): names that are not in the pod, and holds that kubelet's own order can never
+// satisfy. An init container, or a native sidecar with a startupProbe, that waits for a container
+// kubelet starts only after it (a regular container, or a later init container) deadlocks: kubelet
+// waits for it, and it waits for what kubelet will not start.
+func (p *Pod) CheckContainers(cs []Container) {
+	names := make([]string, len(cs))
+	index := map[string]int{}
+	for i, c := range cs {
+		names[i] = c.Name
+		index[c.Name] = i
+	}
+	p.CheckNames(names)
+	for _, name := range sortedKeys(p.Holds) {
+		i, ok := index[name]
+		if !ok || !cs[i].blocksKubelet() {
+			continue
+		}
+		for _, d := range p.Holds[name].After {
+			j, ok := index[d.Container]
+			if !ok || j < i {
+				continue
+			}
+			dep := cs[j]
+			why := "kubelet starts regular containers only after every init container completed and every native sidecar started"
+			if dep.Role != Regular {
+				why = "kubelet starts init containers one at a time, in order, each after the previous one completed or started"
+			}
+			p.fail(name, fmt.Errorf("deadlock %s → %s → %s (→ means \"waits for\"): %s waits for %s, but %s; "+
+				"wait for %s from a regular container instead, or drop the dependency",
+				cs[i].Name, dep.Name, cs[i].Name, cs[i].describe(), dep.describe(), why, dep.Name))
+		}
+	}
+}

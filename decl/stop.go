@@ -1,0 +1,100 @@
+package decl
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ExitCondition is which exits of a container stop the containers bound to it with stop-with.
+type ExitCondition string
+
+const (
+	// Exited: any exit, whatever its code.
+	Exited ExitCondition = "exited"
+	// Succeeded: an exit with code 0.
+	Succeeded ExitCondition = "succeeded"
+	// Failed: an exit with a non-zero code.
+	Failed ExitCondition = "failed"
+)
+
+// Trigger is one entry of stop-with: the bound container stops when Container's current attempt
+// exits as On says.
+type Trigger struct {
+	Container string
+	On        ExitCondition
+}
+
+// String formats the trigger as the annotation form writes it.
+func (t Trigger) String() string { return t.Container + ":" + string(t.On) }
+
+// Matches reports whether an exit with code fires the trigger.
+func (t Trigger) Matches(code int32) bool {
+	switch t.On {
+	case Succeeded:
+		return code == 0
+	case Failed:
+		return code != 0
+	}
+	return true
+}
+
+// stopSignals are the signals a stop may start with: the ones programs handle as "shut down".
+var stopSignals = map[string]syscall.Signal{
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+}
+
+// parseStopSignal reads "SIGTERM" or "TERM", in any case.
+func parseStopSignal(v string) (syscall.Signal, error) {
+	name := strings.ToUpper(strings.TrimSpace(v))
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if s, ok := stopSignals[name]; ok {
+		return s, nil
+	}
+	return 0, errors.New("stop signal must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2")
+}
+
+// parseStopGrace reads the time between a stop's signal and its SIGKILL.
+func parseStopGrace(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Second || d > MaxTimeout {
+		return 0, fmt.Errorf("stop grace must be a Go duration from 1s to %s, such as 30s", MaxTimeout)
+	}
+	return d, nil
+}
+
+// parseStopWith reads the label form "main.worker_failed" or the annotation form
+// "main, worker:failed".
+func parseStopWith(v string, label bool) ([]Trigger, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, errors.New("empty stop-with list: name at least one container")
+	}
+	sep, condSep := ",", ":"
+	if label {
+		sep, condSep = ".", "_"
+	}
+	var out []Trigger
+	for _, item := range strings.Split(v, sep) {
+		name, cond, hasCond := strings.Cut(strings.TrimSpace(item), condSep)
+		name = strings.TrimSpace(name)
+		if !validContainerName(name) {
+			return nil, fmt.Errorf("%s is not a container name (lowercase letters, digits and '-', at most 63)", Quote(name))
+		}
+		t := Trigger{Container: name, On: Exited}
+		if hasCond {
+			switch c := ExitCondition(strings.TrimSpace(cond)); c {
+			case Exited, Succeeded, Failed:
+				t.On = c
+			default:
+				return nil, fmt.Errorf("%s: unknown exit condition %s: use exited, succeeded or failed", name, Quote(string(c)))
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
