@@ -372,6 +372,29 @@ func validName(n string) bool {
 	return n != "." && n != ".."
 }
 
+// terminatingFile marks a pod that the Kubernetes API says is being deleted. Its name has no
+// tombstone extension, so it never reads as a container.
+const terminatingFile = "terminating"
+
+// MarkTerminating records that the pod is being deleted: the preStop hooks of its containers then
+// wait for their dependents to exit.
+func (s Store) MarkTerminating(podUID string) error {
+	if err := ValidUID(podUID); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(s.PodDir(podUID), terminatingFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("mark pod terminating: %w", err)
+	}
+	return f.Close()
+}
+
+// Terminating reports whether the pod whose tombstone directory is dir is being deleted.
+func Terminating(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, terminatingFile))
+	return err == nil
+}
+
 // LegacyWakePath is where podorder before 0.2 kept a held container's wake FIFO, inside the pod's
 // tombstone directory where every container of the pod could see it. Hooks of containers created
 // then still look there.
