@@ -28,6 +28,8 @@ type Drain struct {
 	Settle time.Duration
 	// RecheckEvery is how often the tombstones are re-read without a wake-up; zero means 1 s.
 	RecheckEvery time.Duration
+	// blocking, for tests, is called before each wait with whether the pod was seen terminating.
+	blocking func(terminating bool)
 }
 
 // WaitDependents returns once no dependent of d.Container runs, or at once when the pod is not
@@ -65,6 +67,9 @@ func WaitDependents(ctx context.Context, d Drain) ([]string, error) {
 		deadline := time.Now().Add(d.RecheckEvery)
 		if !terminating {
 			deadline = settled
+		}
+		if d.blocking != nil {
+			d.blocking(terminating)
 		}
 		if err := watch.next(deadline, d.RecheckEvery); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return waited, fmt.Errorf("podorder: waiting for changes in %s: %w", d.Dir, err)

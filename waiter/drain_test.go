@@ -48,15 +48,20 @@ func TestDrainWaitsForRunningDependentsOnlyWhileThePodIsDeleted(t *testing.T) {
 	assert.Empty(t, waited)
 
 	d.Settle = time.Hour
+	waiting := make(chan bool, 16)
+	d.blocking = func(terminating bool) { waiting <- terminating }
 	done := make(chan []string, 1)
 	go func() {
 		waited, err := WaitDependents(context.Background(), d)
 		assert.NoError(t, err)
 		done <- waited
 	}()
+	require.False(t, <-waiting, "waits for the terminating mark")
 	// The daemon marks the pod and wakes the waiter; api runs, so it keeps waiting.
 	require.NoError(t, p.store.MarkTerminating("uid"))
 	require.NoError(t, p.store.Wake("uid", "db"))
+	for !<-waiting {
+	}
 	running, err := runningDependents(d.Dir, "db")
 	require.NoError(t, err)
 	require.Equal(t, []string{"api"}, running, "what the waiter waits for")
