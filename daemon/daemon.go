@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
-	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork}
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Processes: plugin.OSProcesses}
 	src := connectAPI(cfg, log)
 	if src != nil {
 		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src}

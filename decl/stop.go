@@ -98,3 +98,26 @@ func parseStopWith(v string, label bool) ([]Trigger, error) {
 	}
 	return out, nil
 }
+
+// StoppedBy returns the trigger of h that an exit of container with code fires, if any.
+func (h *Hold) StoppedBy(container string, code int32) (Trigger, bool) {
+	for _, t := range h.StopWith {
+		if t.Container == container && t.Matches(code) {
+			return t, true
+		}
+	}
+	return Trigger{}, false
+}
+
+// DependedOn reports whether some container of the pod waits for container: its preStop hook then
+// waits for them to exit when the pod is deleted.
+func (p *Pod) DependedOn(container string) bool {
+	for _, h := range p.Holds {
+		for _, d := range h.After {
+			if d.Container == container {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -29,10 +29,11 @@ import (
 	"github.com/podorder/podorder/plugin"
 )
 
-// Readiness receives kubelet's readiness of containers and the deletion of pods; *plugin.Plugin
-// implements it.
+// Readiness receives kubelet's readiness of containers, and pods being deleted and gone;
+// *plugin.Plugin implements it.
 type Readiness interface {
 	KubeletReady(podUID, container, containerID string)
+	PodTerminating(podUID string)
 	PodDeleted(podUID string)
 }
 
@@ -103,6 +104,9 @@ func (s *Source) Start(ctx context.Context, r Readiness, timeout time.Duration) 
 		if pod, ok := obj.(*corev1.Pod); ok {
 			for _, rc := range ReadyContainers(pod) {
 				r.KubeletReady(string(pod.UID), rc.Name, rc.ID)
+			}
+			if pod.DeletionTimestamp != nil {
+				r.PodTerminating(string(pod.UID))
 			}
 		}
 	}

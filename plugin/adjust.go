@@ -39,9 +39,35 @@ type HoldTarget struct {
 	WakeDir string
 }
 
-// Adjustment is what a held container gets at CreateContainer: the hook binary and the pod's
-// tombstone directory, both read-only, and a startContainer hook that waits for hold.After.
+// Adjustment is what a held container gets at CreateContainer: the mounts of Mounts and a
+// startContainer hook that waits for hold.After.
 func Adjustment(hookBinary string, t HoldTarget, hold *decl.Hold) *api.ContainerAdjustment {
+	adj := Mounts(hookBinary, t)
+	args := []string{"podorder-hook",
+		"--dir=" + StorePath,
+		"--wake=" + tombstone.WakeFile(WakePath),
+		"--pod=" + t.Pod,
+		"--container=" + t.Container,
+		"--id=" + t.ID,
+		"--timeout=" + hold.Timeout.String(),
+	}
+	for _, d := range hold.After {
+		args = append(args, d.String())
+	}
+	adj.AddHooks(&api.Hooks{StartContainer: []*api.Hook{{
+		Path: HookPath,
+		Args: args,
+		// The hook reads no environment; an explicit one keeps the runtime from passing anything.
+		Env:     []string{"PATH=/"},
+		Timeout: &api.OptionalInt{Value: hookTimeoutSeconds(hold.Timeout)},
+	}}})
+	return adj
+}
+
+// Mounts gives a container the hook binary, the pod's tombstone directory and its own wake
+// directory, all read-only: what a held container's startContainer hook and a depended-on
+// container's preStop hook read.
+func Mounts(hookBinary string, t HoldTarget) *api.ContainerAdjustment {
 	adj := &api.ContainerAdjustment{}
 	adj.AddMount(&api.Mount{
 		Destination: HookPath,
@@ -61,24 +87,6 @@ func Adjustment(hookBinary string, t HoldTarget, hold *decl.Hold) *api.Container
 		Source:      t.WakeDir,
 		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 	})
-	args := []string{"podorder-hook",
-		"--dir=" + StorePath,
-		"--wake=" + tombstone.WakeFile(WakePath),
-		"--pod=" + t.Pod,
-		"--container=" + t.Container,
-		"--id=" + t.ID,
-		"--timeout=" + hold.Timeout.String(),
-	}
-	for _, d := range hold.After {
-		args = append(args, d.String())
-	}
-	adj.AddHooks(&api.Hooks{StartContainer: []*api.Hook{{
-		Path: HookPath,
-		Args: args,
-		// The hook reads no environment; an explicit one keeps the runtime from passing anything.
-		Env:     []string{"PATH=/"},
-		Timeout: &api.OptionalInt{Value: hookTimeoutSeconds(hold.Timeout)},
-	}}})
 	return adj
 }
 

@@ -39,6 +39,8 @@ type Config struct {
 	// ProbeHostNetwork says podorder runs in the node's network namespace, so that it can probe
 	// host-network pods (which have no namespace of their own) from where it is.
 	ProbeHostNetwork bool
+	// Processes stops containers for stop-with; nil when podorder cannot (stop-with is then refused).
+	Processes Processes
 }
 
 // Plugin holds podorder's state for the pods on this node that use podorder.

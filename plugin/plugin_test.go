@@ -91,7 +91,7 @@ func TestDependentDeclaredFirstIsHeldUntilItsDependencyIsReady(t *testing.T) {
 
 	db, adj, err := f.create(t, "db")
 	require.NoError(t, err)
-	assert.Nil(t, adj, "db waits for nothing")
+	assert.Empty(t, adj.GetHooks().GetStartContainer(), "db waits for nothing")
 	f.start(t, db)
 	assert.NotNil(t, f.tomb(t, "db").ReleasedAt)
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "db runs but its probe has not passed")

@@ -34,6 +34,8 @@ type pod struct {
 	// adopted marks a pod found at a Synchronize: after a runtime restart, containerd 2.4 sends no
 	// RemovePodSandbox for it, so its tombstones go when its last container is removed.
 	adopted bool
+	// terminating is set once the Kubernetes API says the pod is being deleted.
+	terminating bool
 }
 
 type member struct {
@@ -49,6 +51,15 @@ type member struct {
 	// blind is set on a held container whose hook cannot see the store any more (it was removed
 	// under podorder): a release written now would never reach it, so none is.
 	blind bool
+	// wakes is set when the container has a wake FIFO: it is held, or others wait for it (its
+	// preStop hook waits for them when the pod is deleted).
+	wakes bool
+	// grace is the pod's terminationGracePeriodSeconds, as kubelet passed it to this container.
+	grace time.Duration
+	// proc is a handle on the attempt's process while it runs, taken only when stop-with may stop it.
+	proc Process
+	// stop is podorder's stop of this attempt in progress; nil when none.
+	stop *stopping
 }
 
 func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
@@ -115,6 +126,9 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 			"Drop the probe key and give %s a readinessProbe (podorder follows kubelet's readiness), or run podorder with --probe-host-network "+
 			"if it runs in the node's network namespace", decl.Domain, decl.KindProbe, c.Name, c.Name)
 	}
+	if err == nil && hold != nil && len(hold.StopWith) > 0 && p.cfg.Processes == nil {
+		err = fmt.Errorf("%s%s.%s needs podorder to stop containers, and this podorder cannot: run it with the DaemonSet's hostPID and CAP_KILL", decl.Domain, decl.KindStopWith, c.Name)
+	}
 	if err != nil {
 		err = rejection(ref, c.Name, err)
 		log.Warn("rejected", "reason", err.Error())
@@ -122,29 +136,37 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		return nil, err
 	}
 	held := hold != nil && len(hold.After) > 0
+	dependedOn := pd.decl.DependedOn(c.Name)
 	ts := newTombstone(c, hold, held, p.now())
 	var wakeDir string
-	if held {
+	if held || dependedOn {
 		if wakeDir, err = p.store.EnsureWake(pd.uid, c.Name); err != nil {
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
 		}
+	}
+	if held {
 		if err := p.watchPodDependencies(pd, hold); err != nil {
 			log.Error("cannot record pod dependencies; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
 		}
 	}
-	if err := p.replace(pd, &member{ts: ts, hold: hold}); err != nil {
+	if err := p.replace(pd, &member{ts: ts, hold: hold, wakes: held || dependedOn, grace: podGrace(c.Annotations)}); err != nil {
 		log.Error("cannot record container; rejecting it", "error", err)
 		return nil, rejection(ref, c.Name, err)
 	}
 	pd.containers[c.Id] = true
+	target := HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.uid), WakeDir: wakeDir}
 	if !held {
+		if dependedOn {
+			// Only for its preStop hook, which waits for its dependents when the pod is deleted.
+			return Mounts(p.cfg.HookBinary, target), nil
+		}
 		return nil, nil
 	}
 	log.Info("holding", "waits_for", waitsFor(hold.After), "timeout", hold.Timeout.String(), "attempt", ts.Attempt)
 	p.event(pd, false, ReasonWaiting, "container %s waits for %s (timeout %s)", c.Name, describe(hold), hold.Timeout)
-	return Adjustment(p.cfg.HookBinary, HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.uid), WakeDir: wakeDir}, hold), nil
+	return Adjustment(p.cfg.HookBinary, target, hold), nil
 }
 
 // newTombstone is the record of a new container attempt; held says whether podorder's hook holds it.
@@ -168,11 +190,12 @@ func (m *member) endProbe() {
 	}
 }
 
-// markExited records that m's process exited, which also ends its probe.
+// markExited records that m's process exited, which also ends its probe and its process handle.
 func (m *member) markExited(at time.Time, code int32) {
 	m.ts.ExitedAt = &at
 	m.ts.ExitCode = code
 	m.endProbe()
+	m.untrack()
 }
 
 // replace makes m the newest attempt of its container, ending the previous attempt's probe; on an
@@ -212,7 +235,11 @@ func (p *Plugin) current(sb *api.PodSandbox, c *api.Container) (*pod, *member) {
 
 func (p *Plugin) startContainer(sb *api.PodSandbox, c *api.Container) {
 	pd, m := p.current(sb, c)
-	if m == nil || !m.ts.Held() || m.ts.ReleasedAt != nil {
+	if m == nil {
+		return
+	}
+	p.track(pd, m, c.Pid)
+	if !m.ts.Held() || m.ts.ReleasedAt != nil {
 		return
 	}
 	if m.ts.HoldDeadline == nil {
@@ -341,7 +368,9 @@ func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
 	} else {
 		log.Debug("exited", "exit_code", c.ExitCode)
 	}
+	p.stopped(pd, m, c.ExitCode, now)
 	p.write(pd, m)
+	p.stopBound(pd, m, c.ExitCode)
 	p.release(pd)
 }
 
@@ -396,6 +425,7 @@ func (p *Plugin) removePod(uid string) {
 		}
 		for _, m := range pd.members {
 			m.endProbe()
+			m.untrack()
 		}
 		delete(p.pods, uid)
 	}
@@ -589,10 +619,11 @@ func (p *Plugin) markBlind(pd *pod, m *member) {
 }
 
 // wakeWaiters makes the hooks of the pod's held containers re-read the tombstones after changed's
-// was written. changed's own hook is woken too: its release is written into its own tombstone.
+// was written. changed's own hook is woken too: its release is written into its own tombstone. While
+// the pod is being deleted, the preStop hooks of running containers wait for their dependents' exits.
 func (p *Plugin) wakeWaiters(pd *pod, changed *member) {
 	for name, m := range pd.members {
-		if !m.ts.Held() || m.ts.ExitedAt != nil || (m != changed && m.ts.ReleasedAt != nil) {
+		if !m.wakes || m.ts.ExitedAt != nil || (m != changed && m.ts.ReleasedAt != nil && !pd.terminating) {
 			continue
 		}
 		if err := p.store.Wake(pd.uid, name); err != nil {

@@ -129,6 +129,11 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 			p.markBlind(pd, m)
 		}
 	}
+	m.grace = podGrace(c.Annotations)
+	m.wakes = m.ts.Held() || pd.decl.DependedOn(c.Name)
+	if c.State == api.ContainerState_CONTAINER_RUNNING {
+		p.track(pd, m, c.Pid)
+	}
 	ts := m.ts
 	changed := false
 	if ts.Held() && ts.HoldDeadline == nil && ts.ReleasedAt == nil && c.State != api.ContainerState_CONTAINER_CREATED && c.State != api.ContainerState_CONTAINER_UNKNOWN {
