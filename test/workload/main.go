@@ -3,6 +3,7 @@
 //
 //	START <name> <unix-nanos>        when main runs
 //	LISTEN <name> <unix-nanos>       when it started listening (its port accepts connections after)
+//	SIGNAL <name> <unix-nanos> <sig>  when a stop signal arrives
 //	EXIT <name> <unix-nanos> <code>  just before it exits
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
 //	STEAL <name> fifos=<n> bytes=<n>  with --steal-wakes: FIFOs of others found under /.podorder
@@ -80,6 +81,9 @@ func run(started time.Time, args []string) int {
 	waitTCP := fs.String("wait-tcp", "", "host:port to poll before starting, like a wait-for-it entrypoint wrapper (the baseline podorder replaces)")
 	waitEvery := fs.Duration("wait-every", time.Second, "poll period of --wait-tcp")
 	stealFor := fs.Duration("steal-wakes", 0, "for this long, read every FIFO under /.podorder but the container's own wake FIFO, as a hostile sibling would")
+	termCode := fs.Int("term-code", 0, "exit code after a stop signal (143 is what many programs give for SIGTERM)")
+	drain := fs.Duration("drain", 0, "how long to keep running after a stop signal, like a server draining its requests")
+	ignoreTerm := fs.Bool("ignore-term", false, "mark stop signals but keep running, like a program stuck in shutdown")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -119,9 +123,18 @@ func run(started time.Time, args []string) int {
 	}
 
 	code := 0
-	select {
-	case <-sigs:
-	case code = <-exit:
+	for waiting := true; waiting; {
+		select {
+		case sig := <-sigs:
+			mark("SIGNAL %s %d %s", *name, time.Now().UnixNano(), sig)
+			if *ignoreTerm {
+				continue
+			}
+			time.Sleep(*drain) // the drain being modelled is time spent running
+			code, waiting = *termCode, false
+		case code = <-exit:
+			waiting = false
+		}
 	}
 	mark("EXIT %s %d %d", *name, time.Now().UnixNano(), code)
 	return code
