@@ -332,7 +332,10 @@ func TestOnARealKubelet(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, status.Info["info"], "/.podorder", "no podorder mount or hook")
 		assert.NotContains(t, b.reasons(t, "plain"), "Podorder")
+		assert.Empty(t, b.c.Kubectl(t, "get", "pod", "plain", "-o", "jsonpath={.spec.containers[*].lifecycle}"), "no preStop added")
 	})
+
+	lifecycleScenarios(t, b)
 
 	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
 		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{

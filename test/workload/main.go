@@ -29,10 +29,17 @@ import (
 // each line reaches the pipe in one write.
 var out sync.Mutex
 
+// marks, when set, gets a copy of every line: a file on the host outlives the container's log,
+// which kubelet removes with the container.
+var marks *os.File
+
 func mark(format string, args ...any) {
 	out.Lock()
 	defer out.Unlock()
 	fmt.Fprintf(os.Stdout, format+"\n", args...)
+	if marks != nil {
+		fmt.Fprintf(marks, format+"\n", args...)
+	}
 }
 
 func main() {
@@ -84,8 +91,17 @@ func run(started time.Time, args []string) int {
 	termCode := fs.Int("term-code", 0, "exit code after a stop signal (143 is what many programs give for SIGTERM)")
 	drain := fs.Duration("drain", 0, "how long to keep running after a stop signal, like a server draining its requests")
 	ignoreTerm := fs.Bool("ignore-term", false, "mark stop signals but keep running, like a program stuck in shutdown")
+	marksDir := fs.String("marks", "", "directory to append every line to, as <name>.log, as well")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *marksDir != "" {
+		f, err := os.OpenFile(filepath.Join(*marksDir, *name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+			return 2
+		}
+		marks = f
 	}
 	if *waitTCP != "" {
 		for {
