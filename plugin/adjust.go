@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -21,10 +22,6 @@ const (
 	// stays writable: special files ignore the flag, which is why no other container sees it).
 	WakePath = "/.podorder/wake"
 )
-
-// hookGrace is how much longer than the hold the runtime lets the hook run, so that the hook's own
-// timeout, which says what was missing, always fires before the runtime kills it.
-const hookGrace = 10 * time.Second
 
 // HoldTarget names a held container for its hook's messages.
 type HoldTarget struct {
@@ -97,7 +94,7 @@ func hookTimeoutSeconds(hold time.Duration) int64 {
 	if hold < 0 || hold > time.Duration(most)*time.Second {
 		return most
 	}
-	return min(int64((hold+hookGrace+time.Second-1)/time.Second), most)
+	return min(int64((hold+podstate.HookGrace+time.Second-1)/time.Second), most)
 }
 
 // rejection is the error that fails CreateContainer; kubelet shows it as CreateContainerError in

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -105,9 +106,9 @@ func TestTheDaemonNeverReleasesAfterItsDeadline(t *testing.T) {
 	f.start(t, app)
 	deadline := f.tomb(t, "app").HoldDeadline
 	require.NotNil(t, deadline)
-	assert.True(t, clock.Add(10*time.Second-deadlineMargin).Equal(*deadline), "taken at StartContainer, before the hook's clock starts")
+	assert.True(t, clock.Add(10*time.Second-podstate.DeadlineMargin).Equal(*deadline), "taken at StartContainer, before the hook's clock starts")
 
-	clock = clock.Add(10*time.Second - deadlineMargin)
+	clock = clock.Add(10*time.Second - podstate.DeadlineMargin)
 	db, _, err := f.create(t, "db")
 	require.NoError(t, err)
 	f.start(t, db)
@@ -333,15 +334,13 @@ func TestWritingAHeldContainersOwnTombstoneWakesItsHook(t *testing.T) {
 	// The hook waits for its own tombstone: the write that releases it must wake it, not only the
 	// hooks of the other containers (a lost wake-up cost a second, the hook's re-check period).
 	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
-	_, _, err := f.create(t, "app")
+	app, _, err := f.create(t, "app")
 	require.NoError(t, err)
 	fifo, err := os.OpenFile(tombstone.WakeFile(f.store.WakeDir(f.sb.Uid, "app")), os.O_RDWR, 0)
 	require.NoError(t, err)
 	defer fifo.Close()
-	f.p.mu.Lock()
-	pd := f.p.pods[f.sb.Uid]
-	f.p.write(pd, pd.members["app"])
-	f.p.mu.Unlock()
+	// StartContainer writes app's hold deadline into app's own tombstone, and nothing else.
+	require.NoError(t, f.p.StartContainer(f.ctx, f.sb, app))
 	require.NoError(t, fifo.SetReadDeadline(time.Now().Add(5*time.Second)))
 	n, err := fifo.Read(make([]byte, 64))
 	require.NoError(t, err, "app's hook is woken by a write of its own tombstone")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -44,15 +45,17 @@ type PodWatcher interface {
 	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func())
 }
 
-// Event reasons, as `kubectl describe pod` shows them.
+// Event reasons, as `kubectl describe pod` shows them; podstate decides most of them.
 const (
-	ReasonWaiting          = "PodorderWaiting"
-	ReasonReleased         = "PodorderReleased"
-	ReasonTimeout          = "PodorderTimeout"
-	ReasonDependencyFailed = "PodorderDependencyFailed"
-	ReasonRejected         = "PodorderRejected"
-	ReasonProbeRefused     = "PodorderProbeRefused"
-	ReasonUnheld           = "PodorderUnheld"
+	ReasonWaiting          = podstate.ReasonWaiting
+	ReasonReleased         = podstate.ReasonReleased
+	ReasonTimeout          = podstate.ReasonTimeout
+	ReasonDependencyFailed = podstate.ReasonDependencyFailed
+	ReasonRejected         = podstate.ReasonRejected
+	ReasonProbeRefused     = podstate.ReasonProbeRefused
+	ReasonUnheld           = podstate.ReasonUnheld
+	ReasonStopping         = podstate.ReasonStopping
+	ReasonStopped          = podstate.ReasonStopped
 )
 
 // CrossNamespaceRules lists which namespaces may depend on pods of which others: a dependency of a
@@ -94,7 +97,7 @@ func (p *Plugin) event(pd *pod, warning bool, reason, format string, args ...any
 	if p.cfg.Kube == nil || p.cfg.Kube.Events == nil {
 		return
 	}
-	p.cfg.Kube.Events.Event(PodRef{Namespace: pd.namespace, Name: pd.name, UID: pd.uid}, warning, reason, fmt.Sprintf(format, args...))
+	p.cfg.Kube.Events.Event(PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, warning, reason, fmt.Sprintf(format, args...))
 }
 
 // KubeletReady records that kubelet reports a container ready. containerID is the runtime's ID
@@ -107,40 +110,19 @@ func (p *Plugin) KubeletReady(podUID, container, containerID string) {
 	if pd == nil {
 		return
 	}
-	m := pd.members[container]
-	if m == nil || m.ts.ID != containerID || m.ts.KubeletReadyAt != nil || m.ts.ExitedAt != nil {
+	a := pd.Current(container, containerID)
+	// Every status update of the pod repeats its ready containers: most change nothing.
+	if a == nil || a.TS.KubeletReadyAt != nil || a.TS.ExitedAt != nil {
 		return
 	}
-	now := p.now()
-	m.ts.KubeletReadyAt = &now
-	p.refreshReady(pd, m, now)
-	p.write(pd, m)
-	p.release(pd)
-}
-
-// refreshReady sets ReadyAt once m is released and every readiness source that applies has passed:
-// its podorder probe if it has one, and kubelet's readiness when the API is available (kubelet
-// calls a held container ready, so its word alone is not enough).
-func (p *Plugin) refreshReady(pd *pod, m *member, now time.Time) {
-	ts := m.ts
-	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
-		return
-	}
-	if p.probed(pd, m) && ts.ProbeReadyAt == nil {
-		return
-	}
-	if p.needsKubeletReadiness(pd, ts.Container) && ts.KubeletReadyAt == nil {
-		return
-	}
-	ts.ReadyAt = &now
-	p.logger(pd, ts.Container).Info("ready", "after_release_ms", now.Sub(*ts.ReleasedAt).Milliseconds())
+	p.step(pd, func(now time.Time) []podstate.Effect { return pd.KubeletReady(a, now) })
 }
 
 // needsKubeletReadiness reports whether kubelet's readiness of a container is one of its sources.
 // For a container without a readinessProbe kubelet's "ready" only means "running", which podorder
 // knows first and better (it knows the hold): waiting for kubelet's relist would only add latency.
 // A container the API does not show yet is judged by kubelet, to be safe.
-func (p *Plugin) needsKubeletReadiness(pd *pod, container string) bool {
+func (p *Plugin) needsKubeletReadiness(podUID, container string) bool {
 	k := p.cfg.Kube
 	if k == nil {
 		return false
@@ -148,7 +130,7 @@ func (p *Plugin) needsKubeletReadiness(pd *pod, container string) bool {
 	if k.Specs == nil {
 		return true
 	}
-	has, known := k.Specs.HasReadinessProbe(pd.uid, container)
+	has, known := k.Specs.HasReadinessProbe(podUID, container)
 	return has || !known
 }
 
@@ -173,51 +155,21 @@ func (p *Plugin) watchPodDependencies(pd *pod, hold *decl.Hold) error {
 		if pd.watches[d.Name] != nil {
 			continue
 		}
-		if pd.members[d.Name] == nil {
+		if pd.Attempts[d.Name] == nil {
 			now := p.now()
 			ts := &tombstone.Tombstone{Container: d.Name, ID: d.Name, PodSelector: d.String(), CreatedAt: &now}
-			if err := p.replace(pd, &member{ts: ts}); err != nil {
+			if err := p.add(pd, &podstate.Attempt{TS: ts}); err != nil {
 				return err
 			}
 		}
 		ns := d.Namespace
 		if ns == "" {
-			ns = pd.namespace
+			ns = pd.Namespace
 		}
 		name, cond := d.Name, d.Condition
 		pd.watches[name] = p.cfg.Kube.Pods.Watch(ns, d.Selector, cond, func(met bool) {
-			defer p.recoverCallback("pod dependency")
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if p.pods[pd.uid] != pd || pd.members[name] == nil {
-				return
-			}
-			if p.setPodDependency(pd.members[name].ts, cond, met) {
-				p.logger(pd, name).Info("pod dependency changed", "pod_selector", d.String(), "met", met)
-				p.write(pd, pd.members[name])
-				p.release(pd)
-			}
+			p.callback("pod dependency", pd, func(now time.Time) []podstate.Effect { return pd.PodDependency(name, cond, met, now) })
 		})
 	}
 	return nil
-}
-
-// setPodDependency makes a synthetic tombstone evaluate to Met for cond exactly when met, and
-// reports whether it changed.
-func (p *Plugin) setPodDependency(ts *tombstone.Tombstone, cond condition.Condition, met bool) bool {
-	if (condition.Evaluate(cond, ts.State()) == condition.Met) == met {
-		return false
-	}
-	ts.StartedAt, ts.ReleasedAt, ts.ReadyAt, ts.ExitedAt, ts.ExitCode = nil, nil, nil, nil, 0
-	if met {
-		now := p.now()
-		ts.StartedAt, ts.ReleasedAt = &now, &now
-		switch cond {
-		case condition.Ready:
-			ts.ReadyAt = &now
-		case condition.Completed:
-			ts.ExitedAt = &now
-		}
-	}
-	return true
 }

@@ -1,6 +1,9 @@
-// Package plugin is podorder's NRI plugin: thin handlers that turn containerd's container events into
-// hold decisions (spec → Adjustment) and tombstone writes (births, releases, readiness, deaths). No
-// handler blocks: holding happens in the hook, inside the container, after the runtime's start.
+// Package plugin is podorder's NRI shell: thin handlers that validate a container's declarations,
+// return the mounts and hook that hold it, and turn containerd's container events — and the
+// callbacks of probes, the Kubernetes API and timers, through one entry point — into events of the
+// pod's state machine (package podstate), whose effects it then carries out: tombstone writes and
+// wake-ups, Events, probes, signals, timers. It owns the one lock. No handler blocks: holding
+// happens in the hook, inside the container, after the runtime's start.
 package plugin
 
 import (
@@ -167,7 +170,7 @@ func (p *Plugin) PodDeleted(podUID string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pods[podUID] != nil {
-		p.log.Info("the Kubernetes API says the pod is gone; removing its tombstones", "pod", p.pods[podUID].ref)
+		p.log.Info("the Kubernetes API says the pod is gone; removing its tombstones", "pod", p.pods[podUID].Ref)
 		p.removePod(podUID)
 	}
 }

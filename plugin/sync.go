@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -68,102 +69,84 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		for _, c := range newest[uid] {
 			p.syncContainer(pd, c)
 		}
-		for _, m := range pd.members {
-			ts := m.ts
-			if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && p.probed(pd, m) {
-				p.startProbe(pd, m)
-			}
+		p.apply(pd, pd.Resumed())
+		for _, a := range pd.Attempts {
+			ts := a.TS
 			if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
 				held++
-				if m.hold != nil && len(m.hold.Pods) > 0 && p.checkPodDependencies(pd.namespace, m.hold) == nil {
-					if err := p.watchPodDependencies(pd, m.hold); err != nil {
+				if a.Hold != nil && len(a.Hold.Pods) > 0 && p.checkPodDependencies(pd.Namespace, a.Hold) == nil {
+					if err := p.watchPodDependencies(pd, a.Hold); err != nil {
 						p.logger(pd, ts.Container).Error("cannot watch pod dependencies", "error", err)
 					}
 				}
 			}
 		}
-		p.release(pd)
+		p.step(pd, pd.Release)
 	}
 	p.log.Info("synchronized with the runtime", "pods", len(live), "held_containers", held)
 }
 
 // loadTombstones adopts what is on disk for containers the plugin does not know yet.
 func (p *Plugin) loadTombstones(pd *pod) {
-	all, err := tombstone.ReadDir(p.store.PodDir(pd.uid))
+	all, err := tombstone.ReadDir(p.store.PodDir(pd.UID))
 	if err != nil {
-		p.log.Error("cannot read tombstones", "pod", pd.ref, "error", err)
+		p.log.Error("cannot read tombstones", "pod", pd.Ref, "error", err)
 		return
 	}
 	for name, ts := range all {
-		if pd.members[name] == nil {
-			hold, _ := pd.decl.For(name)
-			pd.members[name] = &member{ts: ts, hold: hold}
+		if pd.Attempts[name] == nil {
+			hold, _ := pd.Decl.For(name)
+			pd.Attempts[name] = &podstate.Attempt{TS: ts, Hold: hold}
 		}
 	}
 }
 
 // syncContainer brings the tombstone of the runtime's newest attempt of c up to date.
 func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
-	m := pd.members[c.Name]
-	if m == nil || m.ts.ID != c.Id {
+	a := pd.Current(c.Name, c.Id)
+	if a == nil {
 		// Created while podorder was away: it carries podorder's hook only if an earlier podorder
 		// injected it, so judge the hold from the container itself.
-		hold, _ := pd.decl.For(c.Name)
+		hold, _ := pd.Decl.For(c.Name)
 		hooked := hasPodorderHook(c)
 		if hold != nil && len(hold.After) > 0 && !hooked {
 			// NRI creates a container without a plugin that was not registered, or that died
 			// during its CreateContainer (even with the fail-closed validator, which already
 			// counted it present): this one runs without waiting for its dependencies.
 			p.logger(pd, c.Name).Warn("created without podorder's hold while podorder was down or restarting: it started without waiting",
-				"container_id", c.Id, "waits_for", waitsFor(hold.After))
-			p.event(pd, true, ReasonUnheld, "container %s was created while podorder was not running and started without waiting for %s", c.Name, describe(hold))
+				"container_id", c.Id, "waits_for", podstate.WaitsFor(hold.After))
+			p.event(pd, true, ReasonUnheld, "container %s was created while podorder was not running and started without waiting for %s", c.Name, podstate.Describe(hold))
 		}
-		m = &member{ts: newTombstone(c, hold, hooked && hold != nil, time.Unix(0, c.CreatedAt)), hold: hold}
-		if err := p.replace(pd, m); err != nil {
+		a = &podstate.Attempt{TS: newTombstone(c, hold, hooked && hold != nil, time.Unix(0, c.CreatedAt)), Hold: hold}
+		if err := p.add(pd, a); err != nil {
 			p.logger(pd, c.Name).Error("cannot record container", "error", err)
 			return
 		}
-		if m.ts.Held() && c.State != api.ContainerState_CONTAINER_CREATED {
+		if a.TS.Held() && c.State != api.ContainerState_CONTAINER_CREATED {
 			// podorder wrote this attempt's tombstone before the runtime created it, so the store
 			// was removed since: the hook, started already, has the old directory mounted.
-			p.markBlind(pd, m)
+			p.apply(pd, pd.MarkBlind(a))
 		}
 	}
-	m.grace = podGrace(c.Annotations)
-	m.wakes = m.ts.Held() || pd.decl.DependedOn(c.Name)
-	if c.State == api.ContainerState_CONTAINER_RUNNING {
-		p.track(pd, m, c.Pid)
+	a.Grace = podGrace(c.Annotations)
+	a.Wakes = a.TS.Held() || pd.Decl.DependedOn(c.Name)
+	running := c.State == api.ContainerState_CONTAINER_RUNNING
+	if running {
+		p.track(pd, a, c.Pid)
 	}
-	ts := m.ts
-	changed := false
-	if ts.Held() && ts.HoldDeadline == nil && ts.ReleasedAt == nil && c.State != api.ContainerState_CONTAINER_CREATED && c.State != api.ContainerState_CONTAINER_UNKNOWN {
-		// Started while podorder was away: the container's creation is surely before its hook's
-		// start, so a deadline from there is never later than the hook's.
-		deadline := holdDeadline(time.Unix(0, c.CreatedAt), time.Duration(ts.HoldTimeout))
-		ts.HoldDeadline = &deadline
-		changed = true
+	f := podstate.Found{
+		Started:   running || c.State == api.ContainerState_CONTAINER_STOPPED,
+		Stopped:   c.State == api.ContainerState_CONTAINER_STOPPED,
+		CreatedAt: time.Unix(0, c.CreatedAt),
+		ExitCode:  c.ExitCode,
 	}
-	if c.State == api.ContainerState_CONTAINER_RUNNING || c.State == api.ContainerState_CONTAINER_STOPPED {
-		if ts.StartedAt == nil && c.StartedAt != 0 {
-			started := time.Unix(0, c.StartedAt)
-			ts.StartedAt = &started
-			if !ts.Held() {
-				p.markReleased(pd, m, started)
-			}
-			changed = true
-		}
+	if c.StartedAt != 0 {
+		f.StartedAt = time.Unix(0, c.StartedAt)
 	}
-	if c.State == api.ContainerState_CONTAINER_STOPPED && ts.ExitedAt == nil {
-		exited := time.Unix(0, c.FinishedAt)
-		if c.FinishedAt == 0 {
-			exited = p.now()
-		}
-		m.markExited(exited, c.ExitCode)
-		changed = true
+	if c.FinishedAt != 0 {
+		f.FinishedAt = time.Unix(0, c.FinishedAt)
 	}
-	if changed {
-		p.write(pd, m)
-	}
+	p.apply(pd, pd.Resync(a, f, p.now()))
 }
 
 func hasPodorderHook(c *api.Container) bool {

@@ -1,0 +1,229 @@
+package podstate
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/tombstone"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+// at is a moment s seconds into a test.
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+// summary renders effects as short lines a test can compare: "write app", "wake db",
+// "event PodorderReleased", "signal proxy SIGTERM", "kill proxy after 30s", "probe db", "end probe db".
+func summary(effects []Effect) []string {
+	var out []string
+	for _, e := range effects {
+		switch e := e.(type) {
+		case Write:
+			out = append(out, "write "+e.A.Name())
+		case Remove:
+			out = append(out, "remove "+e.Container)
+		case Wake:
+			out = append(out, "wake "+e.Container)
+		case Record:
+			out = append(out, "event "+e.Reason)
+		case StartProbe:
+			out = append(out, "probe "+e.A.Name())
+		case EndProbe:
+			out = append(out, "end probe "+e.A.Name())
+		case Signal:
+			out = append(out, "signal "+e.A.Name()+" "+SignalName(e.Signal))
+		case ArmKill:
+			out = append(out, fmt.Sprintf("kill %s after %s", e.A.Name(), e.After))
+		case ArmBlindEnd:
+			out = append(out, "blind "+e.A.Name())
+		case MarkTerminating:
+			out = append(out, "terminating")
+		case Forget:
+			out = append(out, "forget "+e.A.Name())
+		}
+	}
+	return out
+}
+
+// fixture is a pod built from labels, with containers added, started and released by name.
+type fixture struct {
+	t   *testing.T
+	pod *Pod
+}
+
+func newPod(t *testing.T, labels map[string]string, src Sources) *fixture {
+	return &fixture{t: t, pod: New("uid", "ns", "web", decl.Parse(labels, nil), src)}
+}
+
+// create adds a new attempt of container at s seconds, held when it declares dependencies.
+func (f *fixture) create(name string, s float64) *Attempt {
+	hold, err := f.pod.Decl.For(name)
+	require.NoError(f.t, err)
+	created := at(s)
+	ts := &tombstone.Tombstone{Container: name, ID: name + "-" + fmt.Sprint(s), CreatedAt: &created}
+	if hold != nil && len(hold.After) > 0 {
+		ts.WaitsFor, ts.HoldTimeout = hold.After, tombstone.Duration(hold.Timeout)
+	}
+	a := &Attempt{TS: ts, Hold: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
+	f.pod.Add(a)
+	return a
+}
+
+// run creates and starts container at s seconds and returns the effects of its start.
+func (f *fixture) run(name string, s float64) (*Attempt, []string) {
+	a := f.create(name, s)
+	e := f.pod.Started(a, at(s))
+	return a, summary(append(e, f.pod.RuntimeStarted(a, at(s))...))
+}
+
+func TestAChainIsReleasedInOrderInOneStep(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c_started"}, Sources{})
+	a, _ := f.run("a", 0)
+	b, _ := f.run("b", 1)
+	assert.Nil(t, a.TS.ReleasedAt)
+	assert.Nil(t, b.TS.ReleasedAt)
+	_, effects := f.run("c", 2)
+	assert.Subset(t, effects, []string{"write b", "event PodorderReleased", "write a", "wake a", "wake b"})
+	require.NotNil(t, a.TS.ReleasedAt)
+	assert.Equal(t, at(2), *a.TS.ReleasedAt, "b has no readiness source, so it is ready once released")
+}
+
+func TestNothingIsReleasedAtOrAfterTheHoldDeadline(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/timeout.app": "10s"}, Sources{})
+	app, _ := f.run("app", 0)
+	require.Equal(t, at(10).Add(-DeadlineMargin), *app.TS.HoldDeadline, "the deadline is taken at the runtime's start")
+	db := f.create("db", 20)
+	f.pod.Started(db, at(20))
+	effects := summary(f.pod.RuntimeStarted(db, at(20)))
+	assert.NotContains(t, effects, "event PodorderReleased")
+	assert.Nil(t, app.TS.ReleasedAt, "the hook gave up at its own deadline: a release now would be counted for a process that never runs")
+}
+
+func TestReadyNeedsTheReleaseAndEverySourceThatApplies(t *testing.T) {
+	kubelet := map[string]bool{"db": true}
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "cache_started"},
+		Sources{KubeletReadiness: func(c string) bool { return kubelet[c] }})
+	app, _ := f.run("app", 0)
+	db, _ := f.run("db", 0)
+	f.pod.KubeletReady(db, at(1))
+	assert.Nil(t, db.TS.ReadyAt, "kubelet calls a held container ready: never enough while it is held")
+	assert.Nil(t, app.TS.ReleasedAt)
+	f.run("cache", 2)
+	require.NotNil(t, db.TS.ReleasedAt)
+	// kubelet reports a status only when it changes: its word stands once db's process runs.
+	assert.Equal(t, at(2), *db.TS.ReadyAt)
+	assert.Equal(t, at(2), *app.TS.ReleasedAt)
+
+	// Without kubelet's word, a released container with a readinessProbe is not ready.
+	g := newPod(t, map[string]string{"podorder.dev/after.app": "db"}, Sources{KubeletReadiness: func(c string) bool { return kubelet[c] }})
+	app, _ = g.run("app", 0)
+	db, _ = g.run("db", 0)
+	assert.Nil(t, db.TS.ReadyAt)
+	g.pod.KubeletReady(db, at(3))
+	assert.Equal(t, at(3), *app.TS.ReleasedAt)
+}
+
+func TestAProbeRunsOnlyWhileSomeoneWaitsForReadiness(t *testing.T) {
+	tests := map[string]struct {
+		labels map[string]string
+		probed bool
+	}{
+		"waited for ready":   {map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:5432"}, true},
+		"waited for started": {map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/probe.db": "tcp:5432"}, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newPod(t, tt.labels, Sources{Probes: true})
+			_, effects := f.run("db", 0)
+			if tt.probed {
+				assert.Contains(t, effects, "probe db")
+			} else {
+				assert.NotContains(t, effects, "probe db")
+			}
+		})
+	}
+}
+
+func TestAWriteWakesTheWrittenHoldItselfAndWaitingHolds(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/after.web": "db_started"}, Sources{})
+	f.run("web", 0)
+	app := f.create("app", 0)
+	assert.Subset(t, summary(f.pod.Started(app, at(1))), []string{"write app", "wake app", "wake web"})
+}
+
+func TestAnUndoneCreationRestoresThePreviousAttempt(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_completed"}, Sources{})
+	db1, _ := f.run("db", 0)
+	f.pod.Exited(db1, 0, false, at(1))
+	db2 := f.create("db", 2)
+	effects := summary(f.pod.Exited(db2, 0, true, at(2)))
+	assert.Contains(t, effects, "write db")
+	assert.Same(t, db1, f.pod.Attempts["db"], "the completed attempt is the newest again")
+	app, _ := f.run("app", 3)
+	assert.NotNil(t, app.TS.ReleasedAt, "db completed: its undone restart exited 0 without running and does not count")
+}
+
+func TestStopWithSignalsThenKillsAfterTheGracePeriodAndReportsTheStop(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/stop-grace.proxy": "5s"}, Sources{})
+	main, _ := f.run("main", 0)
+	proxy, _ := f.run("proxy", 0)
+	effects := f.pod.Exited(main, 0, false, at(10))
+	assert.Subset(t, summary(effects), []string{"event PodorderStopping", "signal proxy SIGTERM", "kill proxy after 5s"})
+	assert.NotContains(t, summary(effects), "signal main SIGTERM")
+
+	var st *Stop
+	for _, e := range effects {
+		if k, ok := e.(ArmKill); ok {
+			st = k.Stop
+		}
+	}
+	require.NotNil(t, st)
+	assert.Equal(t, []string{"signal proxy SIGKILL"}, summary(f.pod.GraceEnded(proxy, st)))
+	assert.Empty(t, summary(f.pod.GraceEnded(proxy, st)), "killed once")
+	done := summary(f.pod.Exited(proxy, 137, false, at(15)))
+	assert.Subset(t, done, []string{"forget proxy", "event PodorderStopped"})
+}
+
+func TestStopWithEndsAHoldInsteadOfSignallingAndDoesNothingWhileThePodIsDeleted(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/after.proxy": "db"}, Sources{})
+	main, _ := f.run("main", 0)
+	proxy, _ := f.run("proxy", 0)
+	effects := summary(f.pod.Exited(main, 1, false, at(1)))
+	assert.NotContains(t, effects, "signal proxy SIGTERM", "a held container's own process never ran")
+	assert.Contains(t, proxy.TS.HoldFailed, "stopped by podorder: main exited with code 1")
+
+	g := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main"}, Sources{})
+	main, _ = g.run("main", 0)
+	g.run("proxy", 0)
+	assert.Equal(t, []string{"terminating"}, summary(g.pod.Terminate()), "nothing to wake: no one waits for anyone")
+	assert.NotContains(t, summary(g.pod.Exited(main, 0, false, at(1))), "signal proxy SIGTERM", "kubelet stops a deleted pod's containers")
+}
+
+func TestWhileThePodIsDeletedAnExitWakesTheRunningDependenciesPreStop(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.api": "db"}, Sources{})
+	f.run("db", 0)
+	api, _ := f.run("api", 1)
+	require.NotNil(t, api.TS.ReleasedAt)
+	assert.Equal(t, []string{"terminating", "wake api", "wake db"}, summary(f.pod.Terminate()))
+	assert.Contains(t, summary(f.pod.Exited(api, 0, false, at(2))), "wake db", "db's preStop waits for api's exit")
+}
+
+func TestPodDependencyStandInFollowsItsAnswer(t *testing.T) {
+	labels := map[string]string{}
+	p := New("uid", "ns", "web", decl.Parse(labels, map[string]string{"podorder.dev/after.app": "pod(app=db):ready"}), Sources{})
+	f := &fixture{t: t, pod: p}
+	hold, err := p.Decl.For("app")
+	require.NoError(t, err)
+	name := hold.Pods[0].Name
+	created := at(0)
+	p.Add(&Attempt{TS: &tombstone.Tombstone{Container: name, ID: name, PodSelector: hold.Pods[0].String(), CreatedAt: &created}})
+	app, _ := f.run("app", 0)
+	assert.Nil(t, app.TS.ReleasedAt)
+	assert.Contains(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(1))), "event PodorderReleased")
+	assert.Empty(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(2))), "no change, no effect")
+}
