@@ -256,6 +256,9 @@ func (p *Plugin) removePod(uid string) {
 		for a := range pd.procs {
 			p.untrack(pd, a)
 		}
+		for a := range pd.kills {
+			p.untrack(pd, a)
+		}
 		delete(p.pods, uid)
 	}
 	if err := p.store.RemovePod(uid); err != nil {
