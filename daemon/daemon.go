@@ -118,7 +118,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Processes: plugin.OSProcesses}
 	src := connectAPI(cfg, log)
 	if src != nil {
-		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src}
+		conditions := kube.NewConditions(src.Client(), 10, log)
+		go conditions.Run(ctx)
+		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src, Conditions: conditions}
 	}
 	p := plugin.New(pcfg, store, probe.NewRunner(log), log)
 	if src != nil {

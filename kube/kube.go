@@ -155,6 +155,9 @@ func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
 	return out
 }
 
+// Client returns the API client, for the other writers of this package.
+func (s *Source) Client() kubernetes.Interface { return s.client }
+
 // nodePod returns a pod of this node from the informer's cache, or nil.
 func (s *Source) nodePod(uid string) *corev1.Pod {
 	objs, err := s.nodePods.GetIndexer().ByIndex(byUID, uid)

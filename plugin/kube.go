@@ -19,6 +19,16 @@ type Kubernetes struct {
 	Events Recorder
 	// Pods evaluates dependencies on other pods.
 	Pods PodWatcher
+	// Conditions writes the pod condition podorder owns; nil leaves it unwritten.
+	Conditions ConditionWriter
+}
+
+// ConditionWriter writes podorder's pod condition through the API, asynchronously.
+type ConditionWriter interface {
+	// Set records the condition a pod should carry and returns at once; the newest wins.
+	Set(pod PodRef, c podstate.PodCondition)
+	// Forget drops a pod that is gone.
+	Forget(podUID string)
 }
 
 // PodSpecs looks up a pod on this node by UID.

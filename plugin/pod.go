@@ -168,6 +168,7 @@ func (p *Plugin) add(pd *pod, a *podstate.Attempt) error {
 		return err
 	}
 	p.apply(pd, pd.Add(a))
+	p.apply(pd, pd.ConditionUpdate(p.now()))
 	return nil
 }
 
@@ -261,6 +262,9 @@ func (p *Plugin) removePod(uid string) {
 		}
 		delete(p.pods, uid)
 	}
+	if k := p.cfg.Kube; k != nil && k.Conditions != nil {
+		k.Conditions.Forget(uid)
+	}
 	if err := p.store.RemovePod(uid); err != nil {
 		p.log.Error("cannot remove tombstones", "pod_uid", uid, "error", err)
 	}
@@ -274,6 +278,7 @@ func (p *Plugin) step(pd *pod, event func(now time.Time) []podstate.Effect) {
 		p.log.Error("cannot restore the pod's tombstones", "pod", pd.Ref, "error", err)
 	}
 	p.apply(pd, event(p.now()))
+	p.apply(pd, pd.ConditionUpdate(p.now()))
 }
 
 // callback runs an event from an asynchronous source (a probe, the API, a timer) under the lock,
@@ -329,6 +334,10 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 			time.AfterFunc(time.Until(e.At), func() {
 				p.callback("blind hold end", pd, func(now time.Time) []podstate.Effect { return pd.HoldOutlived(a, now) })
 			})
+		case podstate.SetCondition:
+			if k := p.cfg.Kube; k != nil && k.Conditions != nil {
+				k.Conditions.Set(PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, e.Condition)
+			}
 		case podstate.Forget:
 			p.untrack(pd, e.A)
 		case podstate.MarkTerminating:

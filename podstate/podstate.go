@@ -114,6 +114,8 @@ type Pod struct {
 	// Terminating is set once the Kubernetes API says the pod is being deleted.
 	Terminating bool
 	Sources     Sources
+	// condition is the pod condition last asked for; nil before the first.
+	condition *PodCondition
 }
 
 // New returns the state of a pod with no attempts yet.

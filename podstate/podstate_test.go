@@ -227,3 +227,35 @@ func TestPodDependencyStandInFollowsItsAnswer(t *testing.T) {
 	assert.Contains(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(1))), "event PodorderReleased")
 	assert.Empty(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(2))), "no change, no effect")
 }
+
+func TestTheConditionNamesWhatEachHeldContainerWaitsForAndTurnsTrueAtRelease(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.web": "api", "podorder.dev/stop-with.web": "api"}, Sources{})
+	first := f.pod.ConditionUpdate(at(0))
+	require.Len(t, first, 1)
+	assert.True(t, first[0].(SetCondition).Condition.Released, "no container yet: nothing held")
+	web, _ := f.run("web", 1)
+	held := f.pod.ConditionUpdate(at(1))
+	require.Len(t, held, 1)
+	c := held[0].(SetCondition).Condition
+	assert.False(t, c.Released)
+	assert.Equal(t, ConditionHeld, c.Reason)
+	assert.Equal(t, "web waits for api (ready) since 12:00:01 (api has not been created yet)", c.Message)
+
+	api, _ := f.run("api", 2)
+	require.NotNil(t, web.TS.ReleasedAt)
+	u := f.pod.ConditionUpdate(at(2))
+	require.Len(t, u, 1)
+	assert.True(t, u[0].(SetCondition).Condition.Released)
+	assert.Empty(t, f.pod.ConditionUpdate(at(3)), "unchanged: nothing to write")
+
+	// api dies; web is stopped with it and its next attempt is held again.
+	f.pod.Exited(api, 137, false, at(4))
+	f.pod.Exited(web, 0, false, at(5))
+	f.run("web", 6)
+	u = f.pod.ConditionUpdate(at(6))
+	require.Len(t, u, 1)
+	c = u[0].(SetCondition).Condition
+	assert.False(t, c.Released)
+	assert.Equal(t, at(6), c.Since, "a new transition")
+	assert.Contains(t, c.Message, "web waits for api (ready) since 12:00:06 (api exited with code 137")
+}

@@ -333,9 +333,12 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.NotContains(t, status.Info["info"], "/.podorder", "no podorder mount or hook")
 		assert.NotContains(t, b.reasons(t, "plain"), "Podorder")
 		assert.Empty(t, b.c.Kubectl(t, "get", "pod", "plain", "-o", "jsonpath={.spec.containers[*].lifecycle}"), "no preStop added")
+		assert.Empty(t, b.c.Kubectl(t, "get", "pod", "plain", "-o", "jsonpath={.spec.readinessGates}"), "no readinessGate added")
+		assert.NotContains(t, b.c.Kubectl(t, "get", "pod", "plain", "-o", "jsonpath={.status.conditions[*].type}"), "podorder.dev", "no podorder condition")
 	})
 
 	lifecycleScenarios(t, b)
+	readinessScenarios(t, b)
 
 	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
 		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{

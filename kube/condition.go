@@ -1,0 +1,133 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/workqueue"
+	"golang.org/x/time/rate"
+
+	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/podstate"
+)
+
+// Conditions writes podorder's pod condition through the pods/status subresource. Set only records
+// the newest wish and queues the pod: it never blocks, so an NRI handler can call it under its lock.
+// One goroutine patches, at most qps a second overall; a pod whose patch fails is retried with
+// exponential back-off, so that an unavailable API delays the condition but never a hold.
+type Conditions struct {
+	client kubernetes.Interface
+	log    *slog.Logger
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	mu   sync.Mutex
+	want map[string]wish // by pod UID
+}
+
+type wish struct {
+	ref plugin.PodRef
+	c   podstate.PodCondition
+}
+
+// NewConditions returns a writer; Run starts it.
+func NewConditions(client kubernetes.Interface, qps float64, log *slog.Logger) *Conditions {
+	limiter := workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(qps), int(qps)*2)},
+	)
+	return &Conditions{
+		client: client,
+		log:    log,
+		queue:  workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "podorder-conditions"}),
+		want:   map[string]wish{},
+	}
+}
+
+// Set records the condition pod should carry; the newest wins.
+func (w *Conditions) Set(pod plugin.PodRef, c podstate.PodCondition) {
+	w.mu.Lock()
+	w.want[pod.UID] = wish{ref: pod, c: c}
+	w.mu.Unlock()
+	w.queue.AddRateLimited(pod.UID)
+}
+
+// Forget drops a pod that is gone.
+func (w *Conditions) Forget(podUID string) {
+	w.mu.Lock()
+	delete(w.want, podUID)
+	w.mu.Unlock()
+}
+
+// Run patches until ctx ends.
+func (w *Conditions) Run(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		w.queue.ShutDown()
+	}()
+	for {
+		uid, quit := w.queue.Get()
+		if quit {
+			return
+		}
+		w.process(ctx, uid)
+		w.queue.Done(uid)
+	}
+}
+
+func (w *Conditions) process(ctx context.Context, uid string) {
+	w.mu.Lock()
+	wi, ok := w.want[uid]
+	w.mu.Unlock()
+	if !ok {
+		w.queue.Forget(uid)
+		return
+	}
+	err := w.patch(ctx, wi)
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		w.queue.Forget(uid)
+		w.mu.Lock()
+		if cur, ok := w.want[uid]; ok && cur == wi {
+			delete(w.want, uid)
+		}
+		w.mu.Unlock()
+	default:
+		w.log.Warn("cannot write the pod's podorder condition; retrying", "pod", wi.ref.Namespace+"/"+wi.ref.Name,
+			"retries", w.queue.NumRequeues(uid), "error", err)
+		w.queue.AddRateLimited(uid)
+	}
+}
+
+// patch writes one condition with a strategic merge patch: conditions merge by type, so kubelet's
+// own conditions are left alone, and the UID precondition keeps a patch off a new pod of the same name.
+func (w *Conditions) patch(ctx context.Context, wi wish) error {
+	status := "False"
+	if wi.c.Released {
+		status = "True"
+	}
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": wi.ref.UID},
+		"status": map[string]any{"conditions": []map[string]any{{
+			"type":               podstate.ConditionType,
+			"status":             status,
+			"reason":             wi.c.Reason,
+			"message":            wi.c.Message,
+			"lastTransitionTime": metav1.NewTime(wi.c.Since).Rfc3339Copy(),
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("encode condition patch: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = w.client.CoreV1().Pods(wi.ref.Namespace).Patch(pctx, wi.ref.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: "podorder"}, "status")
+	return err
+}

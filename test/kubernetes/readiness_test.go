@@ -1,0 +1,171 @@
+package kubernetes
+
+import (
+	"fmt"
+
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/tools/clientcmd"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/podorder/podorder/test/cluster"
+	"github.com/podorder/podorder/test/harness"
+)
+
+// conditionPath selects podorder's pod condition in kubectl's jsonpath.
+const conditionPath = `.status.conditions[?(@.type=="podorder.dev/released")]`
+
+// readinessScenarios are the held-pod-is-not-Ready scenarios, on the same cluster.
+func readinessScenarios(t *testing.T, b *bed) {
+	t.Run("a held pod is not Ready and has no ready Service endpoint until it is released, and again when it is held anew", func(t *testing.T) {
+		b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gated
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: gated}
+  template:
+    metadata:
+      labels:
+        app: gated
+        podorder.dev/after.web: api
+        podorder.dev/stop-with.web: api
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: %[1]s
+        imagePullPolicy: Never
+        args: ["--name", "web", "--port", "8080"]
+      - name: api
+        image: %[1]s
+        imagePullPolicy: Never
+        args: ["--name", "api", "--listen-after", "5s", "--port", "8081"]
+        readinessProbe: {tcpSocket: {port: 8081}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gated
+  namespace: default
+spec:
+  selector: {app: gated}
+  ports: [{port: 80, targetPort: 8080}]
+`, harness.WorkloadImage))
+		b.c.WaitFor(t, "default", "deployment/gated", "", time.Minute)
+		var name string
+		require.Eventually(t, func() bool {
+			name = b.c.Kubectl(t, "get", "pods", "-n", "default", "-l", "app=gated", "-o", "jsonpath={.items[0].metadata.name}")
+			return name != ""
+		}, time.Minute, 200*time.Millisecond)
+		assert.Equal(t, "podorder.dev/released", b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={.spec.readinessGates[*].conditionType}"), "the gate was added at admission")
+
+		b.c.WaitFor(t, "default", "pod/"+name, "jsonpath={"+conditionPath+".status}=False", time.Minute)
+		held := time.Now()
+		message := b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={"+conditionPath+".message}")
+		wide := b.c.Kubectl(t, "get", "pod", name, "-o", "wide")
+		ready := b.c.Kubectl(t, "get", "pod", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		slices := b.endpointsReady(t)
+		webStarted := b.c.Kubectl(t, "get", "pod", name, "-o", `jsonpath={.status.containerStatuses[?(@.name=="web")].started}`)
+		assert.Contains(t, message, "web waits for api (ready) since ")
+		assert.Equal(t, "False", ready, "the pod is not Ready while web is held")
+		assert.NotContains(t, slices, "true", "no ready endpoint while web is held")
+		t.Logf("RESULT held pod: kubectl get pod -o wide:\n%s\ncondition podorder.dev/released=False: %s\nkubelet says web started=%s; EndpointSlice ready=[%s]", wide, message, webStarted, slices)
+
+		b.c.WaitPodReady(t, "default", name, 2*time.Minute)
+		webStart := b.event(t, name, "web", "START").At
+		require.True(t, held.Before(webStart), "the checks above ran while web was held: it started %s after them", webStart.Sub(held))
+		assert.Equal(t, "True", b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={"+conditionPath+".status}"))
+		require.Eventually(t, func() bool { return strings.Contains(b.endpointsReady(t), "true") }, time.Minute, 200*time.Millisecond,
+			"a ready endpoint once released")
+
+		// api crashes: web is stopped with it and held anew until the new api is ready.
+		apiID := strings.TrimPrefix(b.c.Kubectl(t, "get", "pod", name, "-o", `jsonpath={.status.containerStatuses[?(@.name=="api")].containerID}`), "containerd://")
+		_, err := b.env.Runtime.StopContainer(t.Context(), &runtimeapi.StopContainerRequest{ContainerId: apiID, Timeout: 0})
+		require.NoError(t, err)
+		b.c.WaitFor(t, "default", "pod/"+name, `jsonpath={.status.containerStatuses[?(@.name=="web")].restartCount}=1`, 2*time.Minute)
+		b.c.WaitFor(t, "default", "pod/"+name, "jsonpath={"+conditionPath+".status}=False", time.Minute)
+		assert.Contains(t, b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={"+conditionPath+".message}"), "web waits for api (ready)")
+		b.c.WaitFor(t, "default", "pod/"+name, "jsonpath={"+conditionPath+".status}=True", 2*time.Minute)
+		b.c.WaitPodReady(t, "default", name, 2*time.Minute)
+		b.c.Kubectl(t, "delete", "deployment", "gated", "--wait=false")
+		b.c.Kubectl(t, "delete", "service", "gated", "--wait=false")
+	})
+
+	t.Run("podorder's service account may write only its own condition of pods on its own node", func(t *testing.T) {
+		for _, p := range []struct{ name, node string }{{"own-node", b.c.NodeName}, {"other-node", "ghost-node"}} {
+			b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: default
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %s
+    imagePullPolicy: Never
+`, p.name, p.node, harness.WorkloadImage))
+		}
+		b.c.WaitFor(t, "default", "pod/own-node", "jsonpath={.status.phase}=Running", time.Minute)
+		daemon := b.c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-o", "jsonpath={.items[0].metadata.name}")
+		daemonUID := b.c.Kubectl(t, "get", "pod", daemon, "-n", "podorder-system", "-o", "jsonpath={.metadata.uid}")
+		// The same kind of token the daemon's pod gets: bound to that pod, so it names its node.
+		token := strings.TrimSpace(b.c.Kubectl(t, "create", "token", "podorder", "-n", "podorder-system",
+			"--bound-object-kind=Pod", "--bound-object-name="+daemon, "--bound-object-uid="+daemonUID))
+		asPodorder := b.tokenKubectl(t, token)
+		patch := func(pod, condType string) (string, error) {
+			return asPodorder("patch", "pod", pod, "-n", "default", "--subresource=status", "--type=strategic", "-p",
+				fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":"True","reason":"Test","message":"test"}]}}`, condType))
+		}
+		_, err := patch("own-node", "podorder.dev/released")
+		assert.NoError(t, err, "its own condition on its own node")
+		out, err := patch("other-node", "podorder.dev/released")
+		require.Error(t, err, out)
+		assert.Contains(t, err.Error(), "podorder may write the status of pods on its own node only: pod default/other-node is on node ghost-node, the request comes from node "+b.c.NodeName)
+		out, err = patch("own-node", "example.com/other")
+		require.Error(t, err, out)
+		assert.Contains(t, err.Error(), "podorder may change only its own pod condition, podorder.dev/released")
+		b.c.Kubectl(t, "delete", "pod", "own-node", "other-node", "--wait=false", "--grace-period=0", "--force")
+	})
+}
+
+// endpointsReady lists the ready conditions of the gated Service's endpoints, "" with none.
+func (b *bed) endpointsReady(t *testing.T) string {
+	return b.c.Kubectl(t, "get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=gated",
+		"-o", "jsonpath={.items[*].endpoints[*].conditions.ready}")
+}
+
+// tokenKubectl returns a kubectl that authenticates with token alone, against the cluster's API
+// server and CA.
+func (b *bed) tokenKubectl(t *testing.T, token string) func(args ...string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(b.c.Kubeconfig)
+	require.NoError(t, err)
+	for _, ai := range cfg.AuthInfos {
+		ai.ClientCertificate, ai.ClientKey, ai.ClientCertificateData, ai.ClientKeyData = "", "", nil, nil
+		ai.Token = token
+	}
+	path := filepath.Join(t.TempDir(), "podorder.kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
+	return func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(cluster.BinDir(), "kubectl"), append([]string{"--kubeconfig", path}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		return string(out), nil
+	}
+}
