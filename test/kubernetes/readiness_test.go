@@ -3,19 +3,20 @@ package kubernetes
 import (
 	"fmt"
 
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/podorder/podorder/test/cluster"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -124,18 +125,19 @@ spec:
 		// The same kind of token the daemon's pod gets: bound to that pod, so it names its node.
 		token := strings.TrimSpace(b.c.Kubectl(t, "create", "token", "podorder", "-n", "podorder-system",
 			"--bound-object-kind=Pod", "--bound-object-name="+daemon, "--bound-object-uid="+daemonUID))
-		asPodorder := b.tokenKubectl(t, token)
-		patch := func(pod, condType string) (string, error) {
-			return asPodorder("patch", "pod", pod, "-n", "default", "--subresource=status", "--type=strategic", "-p",
-				fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":"True","reason":"Test","message":"test"}]}}`, condType))
+		asPodorder := b.tokenClient(t, token)
+		// The daemon's own request: a strategic-merge patch of pods/status, without a read first.
+		patch := func(pod, condType string) error {
+			body := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":"True","reason":"Test","message":"test"}]}}`, condType)
+			_, err := asPodorder.CoreV1().Pods("default").Patch(t.Context(), pod, types.StrategicMergePatchType, []byte(body), metav1.PatchOptions{}, "status")
+			return err
 		}
-		_, err := patch("own-node", "podorder.dev/released")
-		assert.NoError(t, err, "its own condition on its own node")
-		out, err := patch("other-node", "podorder.dev/released")
-		require.Error(t, err, out)
+		assert.NoError(t, patch("own-node", "podorder.dev/released"), "its own condition on its own node")
+		err := patch("other-node", "podorder.dev/released")
+		require.Error(t, err)
 		assert.Contains(t, err.Error(), "podorder may write the status of pods on its own node only: pod default/other-node is on node ghost-node, the request comes from node "+b.c.NodeName)
-		out, err = patch("own-node", "example.com/other")
-		require.Error(t, err, out)
+		err = patch("own-node", "example.com/other")
+		require.Error(t, err)
 		assert.Contains(t, err.Error(), "podorder may change only its own pod condition, podorder.dev/released")
 		b.c.Kubectl(t, "delete", "pod", "own-node", "other-node", "--wait=false", "--grace-period=0", "--force")
 	})
@@ -147,25 +149,14 @@ func (b *bed) endpointsReady(t *testing.T) string {
 		"-o", "jsonpath={.items[*].endpoints[*].conditions.ready}")
 }
 
-// tokenKubectl returns a kubectl that authenticates with token alone, against the cluster's API
+// tokenClient returns an API client that authenticates with token alone, against the cluster's API
 // server and CA.
-func (b *bed) tokenKubectl(t *testing.T, token string) func(args ...string) (string, error) {
-	cfg, err := clientcmd.LoadFromFile(b.c.Kubeconfig)
+func (b *bed) tokenClient(t *testing.T, token string) kubernetes.Interface {
+	cfg, err := clientcmd.BuildConfigFromFlags("", b.c.Kubeconfig)
 	require.NoError(t, err)
-	for _, ai := range cfg.AuthInfos {
-		ai.ClientCertificate, ai.ClientKey, ai.ClientCertificateData, ai.ClientKeyData = "", "", nil, nil
-		ai.Token = token
-	}
-	path := filepath.Join(t.TempDir(), "podorder.kubeconfig")
-	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
-	return func(args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(cluster.BinDir(), "kubectl"), append([]string{"--kubeconfig", path}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return string(out), nil
-	}
+	cfg = rest.AnonymousClientConfig(cfg)
+	cfg.BearerToken = token
+	client, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return client
 }
