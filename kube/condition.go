@@ -20,13 +20,14 @@ import (
 )
 
 // Conditions writes podorder's pod condition through the pods/status subresource. Set only records
-// the newest wish and queues the pod: it never blocks, so an NRI handler can call it under its lock.
+// the newest wish and queues the pod: it never waits, so an NRI handler can call it under its lock.
 // One goroutine patches, at most qps a second overall; a pod whose patch fails is retried with
 // exponential back-off, so that an unavailable API delays the condition but never a hold.
 type Conditions struct {
-	client kubernetes.Interface
-	log    *slog.Logger
-	queue  workqueue.TypedRateLimitingInterface[string]
+	client  kubernetes.Interface
+	log     *slog.Logger
+	queue   workqueue.TypedRateLimitingInterface[string]
+	limiter *rate.Limiter
 
 	mu   sync.Mutex
 	want map[string]wish // by pod UID
@@ -39,15 +40,15 @@ type wish struct {
 
 // NewConditions returns a writer; Run starts it.
 func NewConditions(client kubernetes.Interface, qps float64, log *slog.Logger) *Conditions {
-	limiter := workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
-		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(qps), int(qps)*2)},
-	)
+	// Only failures are delayed in the queue; the overall rate is kept by the worker, so that Set
+	// never hands a delay to the queue's timer goroutine, whose channel can fill.
+	retries := workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second)
 	return &Conditions{
-		client: client,
-		log:    log,
-		queue:  workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "podorder-conditions"}),
-		want:   map[string]wish{},
+		client:  client,
+		log:     log,
+		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(retries, workqueue.TypedRateLimitingQueueConfig[string]{Name: "podorder-conditions"}),
+		limiter: rate.NewLimiter(rate.Limit(qps), max(1, int(qps))),
+		want:    map[string]wish{},
 	}
 }
 
@@ -56,7 +57,7 @@ func (w *Conditions) Set(pod plugin.PodRef, c podstate.PodCondition) {
 	w.mu.Lock()
 	w.want[pod.UID] = wish{ref: pod, c: c}
 	w.mu.Unlock()
-	w.queue.AddRateLimited(pod.UID)
+	w.queue.Add(pod.UID)
 }
 
 // Forget drops a pod that is gone.
@@ -77,7 +78,9 @@ func (w *Conditions) Run(ctx context.Context) {
 		if quit {
 			return
 		}
-		w.process(ctx, uid)
+		if w.limiter.Wait(ctx) == nil {
+			w.process(ctx, uid)
+		}
 		w.queue.Done(uid)
 	}
 }
