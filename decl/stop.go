@@ -47,6 +47,19 @@ var stopSignals = map[string]syscall.Signal{
 	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
 }
 
+// SignalName names a stop signal, or SIGKILL, as people write it.
+func SignalName(sig syscall.Signal) string {
+	if sig == syscall.SIGKILL {
+		return "SIGKILL"
+	}
+	for name, s := range stopSignals {
+		if s == sig {
+			return name
+		}
+	}
+	return sig.String()
+}
+
 // parseStopSignal reads "SIGTERM" or "TERM", in any case.
 func parseStopSignal(v string) (syscall.Signal, error) {
 	name := strings.ToUpper(strings.TrimSpace(v))

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"syscall"
 	"time"
+
+	"github.com/podorder/podorder/decl"
 )
 
 // stopBound stops the containers bound with stop-with to exited's container, whose current attempt
@@ -120,22 +122,4 @@ func (p *Pod) stopped(a *Attempt, code int32, now time.Time) []Effect {
 }
 
 // SignalName names the signals podorder sends.
-func SignalName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGQUIT:
-		return "SIGQUIT"
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGUSR2:
-		return "SIGUSR2"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	}
-	return s.String()
-}
+func SignalName(s syscall.Signal) string { return decl.SignalName(s) }
