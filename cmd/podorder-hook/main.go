@@ -31,7 +31,7 @@ func main() {
 	flag.StringVar(&r.ID, "id", "", "the runtime's ID of this container attempt: only a release the daemon recorded for it counts")
 	flag.StringVar(&r.Wake, "wake", "", "this container's own wake FIFO")
 	preStop := flag.Bool("prestop", false, "run as the container's preStop hook: wait until its dependents exited")
-	settle := flag.Duration("settle", time.Second, "with --prestop: how long to wait for podorder to say the pod is being deleted")
+	settle := flag.Duration("settle", 2*time.Second, "with --prestop: how long to wait for podorder to say the pod is being deleted")
 	flag.Parse()
 	if *preStop {
 		drain(r, *settle)

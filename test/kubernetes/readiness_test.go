@@ -51,7 +51,7 @@ spec:
       - name: api
         image: %[1]s
         imagePullPolicy: Never
-        args: ["--name", "api", "--listen-after", "5s", "--port", "8081"]
+        args: ["--name", "api", "--listen-after", "8s", "--port", "8081"]
         readinessProbe: {tcpSocket: {port: 8081}, periodSeconds: 1}
 ---
 apiVersion: v1
