@@ -1,5 +1,9 @@
 // Command podorder is the node daemon: an NRI plugin that holds containers until the containers they
 // depend on are started, ready or completed. See README.md for the label API.
+//
+//	podorder [flags]                 the daemon
+//	podorder explain -f pod.yaml     offline: the start plan and the problems of each pod template
+//	podorder install-hook SRC DEST   the DaemonSet's init container
 package main
 
 import (
@@ -11,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/podorder/podorder/daemon"
+	"github.com/podorder/podorder/explain"
 )
 
 func main() {
@@ -21,6 +26,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "explain" {
+		os.Exit(explainCmd(os.Args[2:]))
 	}
 	var cfg daemon.Config
 	cfg.RegisterFlags(flag.CommandLine)
@@ -40,4 +48,45 @@ func main() {
 		log.Error("podorder stopped", "error", err)
 		os.Exit(1)
 	}
+}
+
+// explainCmd is `podorder explain -f FILE ...`: exit 0 when podorder would accept every pod
+// template, 1 when it would reject one, 2 on a usage or read error.
+func explainCmd(args []string) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	var files []string
+	fs.Func("f", "a manifest file (YAML or JSON, several documents allowed); - for standard input; repeatable", func(v string) error {
+		files = append(files, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(files) == 0 {
+		fmt.Fprintln(os.Stderr, "podorder explain: give at least one -f FILE (- for standard input)")
+		return 2
+	}
+	var all []explain.Workload
+	for _, f := range files {
+		r := os.Stdin
+		if f != "-" {
+			var err error
+			if r, err = os.Open(f); err != nil {
+				fmt.Fprintln(os.Stderr, "podorder explain:", err)
+				return 2
+			}
+			defer r.Close()
+		}
+		ws, err := explain.Read(r)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "podorder explain: %s: %v\n", f, err)
+			return 2
+		}
+		all = append(all, ws...)
+	}
+	if err := explain.Write(os.Stdout, all); err != nil {
+		fmt.Fprintln(os.Stderr, "podorder explain:", err)
+		return 1
+	}
+	return 0
 }

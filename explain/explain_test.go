@@ -1,0 +1,106 @@
+package explain
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const shop = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+spec:
+  template:
+    metadata:
+      labels:
+        podorder.dev/after.web: api
+        podorder.dev/after.api: db.migrate_completed
+    spec:
+      initContainers:
+      - name: setup
+        image: x
+      containers:
+      - name: web
+        image: x
+      - name: api
+        image: x
+      - name: migrate
+        image: x
+      - name: db
+        image: x
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+`
+
+func TestAPlanIsTheLayersOfTheDependencyGraph(t *testing.T) {
+	ws, err := Read(strings.NewReader(shop))
+	require.NoError(t, err)
+	require.Len(t, ws, 1, "the Service is not a workload")
+	w := ws[0]
+	assert.Equal(t, "Deployment/shop", w.Name)
+	assert.Equal(t, []string{"setup"}, w.Init)
+	assert.Equal(t, [][]string{{"migrate", "db"}, {"api"}, {"web"}}, w.Layers)
+	assert.Empty(t, w.Errors)
+	var out bytes.Buffer
+	require.NoError(t, Write(&out, ws))
+	assert.Contains(t, out.String(), "  2. api after db (ready), migrate (completed)\n")
+}
+
+func TestProblemsArePrintedAndFailTheRun(t *testing.T) {
+	tests := map[string]struct {
+		manifest string
+		want     string
+		warning  bool
+	}{
+		"cycle": {
+			manifest: "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.a: b\n    podorder.dev/after.b: a\nspec:\n  containers:\n  - {name: a}\n  - {name: b}\n",
+			want:     "error: container a: dependency cycle a → b → a",
+		},
+		"unknown name": {
+			manifest: "kind: Job\nmetadata:\n  name: j\nspec:\n  template:\n    metadata:\n      labels:\n        podorder.dev/after.main: dbx\n    spec:\n      containers:\n      - {name: main}\n      - {name: db}\n",
+			want:     "error: container main: container main waits for dbx, which is not in the pod; containers are: main, db",
+		},
+		"init container waits for a regular one": {
+			manifest: "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.setup: app\nspec:\n  initContainers:\n  - {name: setup}\n  containers:\n  - {name: app}\n",
+			want:     "error: container setup: deadlock setup → app → setup",
+		},
+		"label value over 63 characters": {
+			manifest: "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.app: " + strings.Repeat("a", 64) + "\nspec:\n  containers:\n  - {name: app}\n  - {name: " + strings.Repeat("a", 63) + "}\n",
+			want:     "more than the 63 Kubernetes allows in a label: use the annotation form",
+		},
+		"livenessProbe without a startupProbe budget above the hold": {
+			manifest: "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.app: db\nspec:\n  containers:\n  - name: app\n    livenessProbe: {periodSeconds: 5, failureThreshold: 3}\n  - {name: db}\n",
+			want:     "warning: container app: its livenessProbe kills it after about 15s of a hold that may last 10m0s",
+			warning:  true,
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			ws, err := Read(strings.NewReader(tt.manifest))
+			require.NoError(t, err)
+			var out bytes.Buffer
+			err = Write(&out, ws)
+			assert.Contains(t, out.String(), tt.want)
+			if tt.warning {
+				assert.NoError(t, err, "a warning does not fail the run")
+			} else {
+				assert.ErrorIs(t, err, ErrProblems)
+			}
+		})
+	}
+}
+
+func TestAPodWithoutKeysHasNothingToExplain(t *testing.T) {
+	ws, err := Read(strings.NewReader("kind: Pod\nmetadata:\n  name: plain\nspec:\n  containers:\n  - {name: app}\n"))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, Write(&out, ws))
+	assert.Equal(t, "Pod/plain: no podorder keys; kubelet's own order\n\n", out.String())
+}
