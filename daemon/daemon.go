@@ -22,6 +22,7 @@ import (
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/plugin"
 	"github.com/podorder/podorder/probe"
+	"github.com/podorder/podorder/status"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -131,6 +132,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
+	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, log); err != nil {
+		return err
+	}
 	var connected atomic.Bool
 	if cfg.HealthAddr != "" {
 		if err := serveHealth(ctx, cfg.HealthAddr, &connected, log); err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
 
@@ -161,6 +163,19 @@ func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.C
 	defer p.mu.Unlock()
 	p.removeContainer(sb, c)
 	return nil
+}
+
+// Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
+func (p *Plugin) Status() []podstate.PodStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	out := make([]podstate.PodStatus, 0, len(p.pods))
+	for _, pd := range p.pods {
+		out = append(out, pd.Snapshot(now))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out
 }
 
 // PodDeleted removes the tombstones of a pod the Kubernetes API says is gone from the node, in case

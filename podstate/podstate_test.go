@@ -259,3 +259,20 @@ func TestTheConditionNamesWhatEachHeldContainerWaitsForAndTurnsTrueAtRelease(t *
 	assert.Equal(t, at(6), c.Since, "a new transition")
 	assert.Contains(t, c.Message, "web waits for api (ready) since 12:00:06 (api exited with code 137")
 }
+
+func TestASnapshotSaysWhoIsHeldForWhatAndForHowMuchLonger(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "1m"}, Sources{})
+	f.run("app", 0)
+	s := f.pod.Snapshot(at(10))
+	require.Len(t, s.Containers, 1)
+	app := s.Containers[0]
+	assert.Equal(t, "held", app.State)
+	assert.Equal(t, 50*time.Second, app.TimeoutLeft, "the daemon's deadline: 1m from the start, less its margin, rounded")
+	assert.Equal(t, []DependencyStatus{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
+	assert.False(t, s.Released)
+
+	f.run("db", 11)
+	s = f.pod.Snapshot(at(12))
+	assert.True(t, s.Released)
+	assert.Equal(t, []string{"ready", "ready"}, []string{s.Containers[0].State, s.Containers[1].State})
+}

@@ -3,19 +3,23 @@
 //
 //	podorder [flags]                 the daemon
 //	podorder explain -f pod.yaml     offline: the start plan and the problems of each pod template
+//	podorder status [-o json] [-a]   on a node: every held container, what it waits for, since when
 //	podorder install-hook SRC DEST   the DaemonSet's init container
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/podorder/podorder/daemon"
 	"github.com/podorder/podorder/explain"
+	"github.com/podorder/podorder/status"
 )
 
 func main() {
@@ -29,6 +33,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "explain" {
 		os.Exit(explainCmd(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		os.Exit(statusCmd(os.Args[2:]))
 	}
 	var cfg daemon.Config
 	cfg.RegisterFlags(flag.CommandLine)
@@ -86,6 +93,43 @@ func explainCmd(args []string) int {
 	}
 	if err := explain.Write(os.Stdout, all); err != nil {
 		fmt.Fprintln(os.Stderr, "podorder explain:", err)
+		return 1
+	}
+	return 0
+}
+
+// statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store
+// directory (the DaemonSet's PODORDER_STORE_DIR, which `kubectl exec` inherits).
+func statusCmd(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	storeDir := os.Getenv("PODORDER_STORE_DIR")
+	if storeDir == "" {
+		storeDir = "/run/podorder"
+	}
+	fs.StringVar(&storeDir, "store-dir", storeDir, "the daemon's store directory, where its status socket is")
+	format := fs.String("o", "table", "output format: table or json")
+	all := fs.Bool("a", false, "list every container, not only the held ones")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	pods, err := status.Fetch(status.Socket(storeDir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "podorder status:", err)
+		return 1
+	}
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(pods)
+	case "table":
+		err = status.WriteTable(os.Stdout, pods, *all, time.Now())
+	default:
+		fmt.Fprintf(os.Stderr, "podorder status: -o %s: want table or json\n", *format)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "podorder status:", err)
 		return 1
 	}
 	return 0

@@ -1,0 +1,93 @@
+package podstate
+
+import (
+	"time"
+
+	"github.com/podorder/podorder/condition"
+)
+
+// PodStatus is what `podorder status` shows of one pod.
+type PodStatus struct {
+	Pod         string            `json:"pod"`
+	UID         string            `json:"uid"`
+	Terminating bool              `json:"terminating,omitempty"`
+	Released    bool              `json:"released"`
+	Containers  []ContainerStatus `json:"containers"`
+}
+
+// ContainerStatus is one container's newest attempt.
+type ContainerStatus struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// State is held, failing (held, but a dependency can no longer be met), released, ready or exited.
+	State string `json:"state"`
+	// Since is when the attempt was created.
+	Since time.Time `json:"since"`
+	// TimeoutLeft is how long the daemon may still release a held attempt.
+	TimeoutLeft time.Duration `json:"timeout_left,omitempty"`
+	// WaitsFor lists a held attempt's dependencies and how each stands.
+	WaitsFor []DependencyStatus `json:"waits_for,omitempty"`
+	// ExitCode is set once exited.
+	ExitCode *int32 `json:"exit_code,omitempty"`
+}
+
+// DependencyStatus is one dependency of a held attempt.
+type DependencyStatus struct {
+	Dependency string `json:"dependency"`
+	Met        bool   `json:"met"`
+	// State says why it is not met yet, as the hook would.
+	State string `json:"state,omitempty"`
+}
+
+// Snapshot reports the pod's containers at now; synthetic stand-ins of pod dependencies appear only
+// inside WaitsFor.
+func (p *Pod) Snapshot(now time.Time) PodStatus {
+	s := PodStatus{Pod: p.Ref, UID: p.UID, Terminating: p.Terminating, Released: p.Condition().Released}
+	for _, name := range p.names() {
+		a := p.Attempts[name]
+		ts := a.TS
+		if ts.PodSelector != "" {
+			continue
+		}
+		c := ContainerStatus{Name: name, ID: ts.ID}
+		if ts.CreatedAt != nil {
+			c.Since = *ts.CreatedAt
+		}
+		switch {
+		case ts.ExitedAt != nil:
+			c.State = "exited"
+			code := ts.ExitCode
+			c.ExitCode = &code
+		case ts.ReadyAt != nil:
+			c.State = "ready"
+		case ts.ReleasedAt != nil:
+			c.State = "released"
+		case ts.HoldFailed != "":
+			c.State = "failing"
+		case ts.Held():
+			c.State = "held"
+		default:
+			c.State = "created"
+		}
+		if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
+			if ts.HoldDeadline != nil {
+				c.TimeoutLeft = max(0, ts.HoldDeadline.Sub(now)).Round(time.Second)
+			}
+			for _, d := range ts.WaitsFor {
+				st := p.state(d.Container)
+				ds := DependencyStatus{Dependency: d.Container + " (" + string(d.Condition) + ")"}
+				if da := p.Attempts[d.Container]; da != nil && da.TS.PodSelector != "" {
+					ds.Dependency = da.TS.PodSelector
+				}
+				if condition.Evaluate(d.Condition, st) == condition.Met {
+					ds.Met = true
+				} else {
+					ds.State = condition.Describe(d, st)
+				}
+				c.WaitsFor = append(c.WaitsFor, ds)
+			}
+		}
+		s.Containers = append(s.Containers, c)
+	}
+	return s
+}

@@ -1,0 +1,114 @@
+// Package status is `podorder status`: the daemon serves a snapshot of the node's held containers on
+// a unix socket in its store directory (root-only, never on the pod network), and the command reads
+// it, for `kubectl -n podorder-system exec ds/podorder -- /podorder status`.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podorder/podorder/podstate"
+)
+
+// SocketName is the socket's name in the store directory.
+const SocketName = "status.sock"
+
+// Socket returns the socket path for a store directory.
+func Socket(storeDir string) string { return filepath.Join(storeDir, SocketName) }
+
+// Serve answers GET /status with the snapshot until ctx ends.
+func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatus, log *slog.Logger) error {
+	_ = os.Remove(path) // a socket left by a previous daemon
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("status socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("status socket %s: %w", path, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(snapshot())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("status socket stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Fetch reads the daemon's snapshot.
+func Fetch(path string) ([]podstate.PodStatus, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	res, err := client.Get("http://podorder/status")
+	if err != nil {
+		return nil, fmt.Errorf("ask the daemon at %s (is podorder running, with this --store-dir?): %w", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("ask the daemon at %s: %s", path, res.Status)
+	}
+	var pods []podstate.PodStatus
+	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&pods); err != nil {
+		return nil, fmt.Errorf("decode the daemon's answer: %w", err)
+	}
+	return pods, nil
+}
+
+// WriteTable prints one line per container that is held (or every container with all), with what it
+// waits for, since when and the timeout left.
+func WriteTable(out io.Writer, pods []podstate.PodStatus, all bool, now time.Time) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tCONTAINER\tSTATE\tWAITS FOR\tSINCE\tTIMEOUT LEFT")
+	held := 0
+	for _, p := range pods {
+		for _, c := range p.Containers {
+			waiting := c.State == "held" || c.State == "failing"
+			if waiting {
+				held++
+			}
+			if !waiting && !all {
+				continue
+			}
+			var waits []string
+			for _, d := range c.WaitsFor {
+				if d.Met {
+					waits = append(waits, d.Dependency+": met")
+				} else {
+					waits = append(waits, d.Dependency+": "+d.State)
+				}
+			}
+			left := ""
+			if waiting {
+				left = c.TimeoutLeft.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", p.Pod, c.Name, c.State, strings.Join(waits, "; "),
+				now.Sub(c.Since).Round(time.Second), left)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(out, "pods using podorder on this node: %d, held containers: %d\n", len(pods), held)
+	return err
+}
