@@ -18,6 +18,7 @@ import (
 
 	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/stub"
+	"k8s.io/klog/v2"
 
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/plugin"
@@ -244,6 +245,9 @@ func connectAPI(cfg Config, log *slog.Logger) *kube.Source {
 			"and pod(...) dependencies are refused")
 		return nil
 	}
+	// client-go logs through klog: route it into the daemon's handler, so --log-format=json gives
+	// one format.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	rc, err := kube.Config(cfg.Kubeconfig)
 	if err == nil {
 		var src *kube.Source
