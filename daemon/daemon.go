@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podorder/podorder/kube"
+	"github.com/podorder/podorder/metrics"
 	"github.com/podorder/podorder/plugin"
 	"github.com/podorder/podorder/probe"
 	"github.com/podorder/podorder/status"
@@ -117,14 +118,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
-	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Processes: plugin.OSProcesses}
+	var p *plugin.Plugin
 	src := connectAPI(cfg, log)
+	m := metrics.New(func() float64 { return float64(p.Held()) }, func() float64 {
+		if src != nil && src.Synced() {
+			return 1
+		}
+		return 0
+	})
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork,
+		Processes: plugin.OSProcesses, Metrics: m}
 	if src != nil {
 		conditions := kube.NewConditions(src.Client(), 10, log)
+		conditions.Failed = m.ConditionWriteFailed
 		go conditions.Run(ctx)
 		pcfg.Kube = &plugin.Kubernetes{Specs: src, Events: src, Pods: src, Conditions: conditions}
 	}
-	p := plugin.New(pcfg, store, probe.NewRunner(log), log)
+	prober := probe.NewRunner(log)
+	prober.Attempted = m.ProbeAttempted
+	p = plugin.New(pcfg, store, prober, log)
 	if src != nil {
 		// Names are checked against pod specs at CreateContainer: list this node's pods first, but
 		// do not hold up the NRI connection for long if the API is slow.
@@ -138,7 +150,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var connected atomic.Bool
 	if cfg.HealthAddr != "" {
-		if err := serveHealth(ctx, cfg.HealthAddr, &connected, log); err != nil {
+		if err := serveHealth(ctx, cfg.HealthAddr, &connected, m.Handler(), log); err != nil {
 			return err
 		}
 	}
@@ -159,6 +171,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+		m.Reconnected()
 	}
 }
 
@@ -193,12 +206,13 @@ func serve(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.
 
 // serveHealth answers /healthz with 200 while podorder is connected to the runtime, 503 otherwise,
 // for the DaemonSet's readiness probe.
-func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *slog.Logger) error {
+func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, metrics http.Handler, log *slog.Logger) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--health-addr %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !connected.Load() {
 			http.Error(w, "not connected to the runtime's NRI socket", http.StatusServiceUnavailable)

@@ -29,6 +29,9 @@ type Conditions struct {
 	queue   workqueue.TypedRateLimitingInterface[string]
 	limiter *rate.Limiter
 
+	// Failed, when set, is told of every failed write, for metrics.
+	Failed func()
+
 	mu   sync.Mutex
 	want map[string]wish // by pod UID
 }
@@ -103,6 +106,9 @@ func (w *Conditions) process(ctx context.Context, uid string) {
 		}
 		w.mu.Unlock()
 	default:
+		if w.Failed != nil {
+			w.Failed()
+		}
 		w.log.Warn("cannot write the pod's podorder condition; retrying", "pod", wi.ref.Namespace+"/"+wi.ref.Name,
 			"retries", w.queue.NumRequeues(uid), "error", err)
 		w.queue.AddRateLimited(uid)

@@ -155,6 +155,9 @@ func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
 	return out
 }
 
+// Synced reports whether the node's pod informer has listed the API's pods.
+func (s *Source) Synced() bool { return s.nodePods.HasSynced() }
+
 // Client returns the API client, for the other writers of this package.
 func (s *Source) Client() kubernetes.Interface { return s.client }
 

@@ -46,6 +46,20 @@ type Config struct {
 	ProbeHostNetwork bool
 	// Processes stops containers for stop-with; nil when podorder cannot (stop-with is then refused).
 	Processes Processes
+	// Metrics receives what podorder measures; nil records nothing.
+	Metrics Metrics
+}
+
+// Metrics receives podorder's measurements; package metrics implements it for Prometheus.
+type Metrics interface {
+	// Handled reports one NRI handler's time under the runtime's node-wide lock.
+	Handled(event string, d time.Duration)
+	// HoldEnded reports a hold's outcome and how long it lasted.
+	HoldEnded(outcome string, held time.Duration)
+	// Released reports the time from the event that met a hold to its release being written.
+	Released(latency time.Duration)
+	// StoreWriteFailed counts a failed tombstone write.
+	StoreWriteFailed()
 }
 
 // Plugin holds podorder's state for the pods on this node that use podorder.
@@ -96,6 +110,7 @@ func (p *Plugin) Shutdown(context.Context) {
 // Synchronize rebuilds podorder's state from the runtime's pods and containers and the store, after
 // a daemon or runtime restart, and removes the tombstones of pods that are gone.
 func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) (_ []*api.ContainerUpdate, err error) {
+	defer p.handled("Synchronize", time.Now())
 	defer p.recoverRequest("Synchronize", nil, nil, &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -106,6 +121,7 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containe
 // CreateContainer validates a container's declarations and, when it is held, returns the mounts and
 // hook that hold it. A plain error fails the container's creation with podorder's message.
 func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
+	defer p.handled("CreateContainer", time.Now())
 	if !usesPodorder(sb) {
 		return nil, nil, nil
 	}
@@ -119,6 +135,7 @@ func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.C
 // StartContainer notes when the runtime starts a held container: the daemon's release deadline
 // counts from here, before the hook's own clock starts.
 func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
+	defer p.handled("StartContainer", time.Now())
 	if !usesPodorder(sb) {
 		return nil
 	}
@@ -131,6 +148,7 @@ func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Co
 
 // PostStartContainer records that the runtime's start returned.
 func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
+	defer p.handled("PostStartContainer", time.Now())
 	if !usesPodorder(sb) {
 		return nil
 	}
@@ -143,6 +161,7 @@ func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *ap
 
 // StopContainer records a container's death, whether it exited by itself or was stopped.
 func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ []*api.ContainerUpdate, err error) {
+	defer p.handled("StopContainer", time.Now())
 	if !usesPodorder(sb) {
 		return nil, nil
 	}
@@ -155,6 +174,7 @@ func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Con
 
 // RemoveContainer forgets a removed container; see removeContainer for why it matters.
 func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
+	defer p.handled("RemoveContainer", time.Now())
 	if !usesPodorder(sb) {
 		return nil
 	}
@@ -163,6 +183,28 @@ func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.C
 	defer p.mu.Unlock()
 	p.removeContainer(sb, c)
 	return nil
+}
+
+// Held counts the containers held right now, for the holds gauge.
+func (p *Plugin) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pd := range p.pods {
+		for _, a := range pd.Attempts {
+			if a.TS.Held() && a.TS.ReleasedAt == nil && a.TS.ExitedAt == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// handled reports a handler's duration, from its start.
+func (p *Plugin) handled(event string, start time.Time) {
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Handled(event, time.Since(start))
+	}
 }
 
 // Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
@@ -192,6 +234,7 @@ func (p *Plugin) PodDeleted(podUID string) {
 
 // RemovePodSandbox deletes the pod's tombstones and stops its probes.
 func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) (err error) {
+	defer p.handled("RemovePodSandbox", time.Now())
 	if !usesPodorder(sb) {
 		return nil
 	}

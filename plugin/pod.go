@@ -31,6 +31,8 @@ type pod struct {
 	kills  map[*podstate.Attempt]*time.Timer
 	// containers holds the IDs of the pod's containers that the runtime has not removed.
 	containers map[string]bool
+	// stepStart is when the event being handled arrived, for the release latency.
+	stepStart time.Time
 	// adopted marks a pod found at a Synchronize: after a runtime restart, containerd 2.4 sends no
 	// RemovePodSandbox for it, so its tombstones go when its last container is removed.
 	adopted bool
@@ -277,6 +279,7 @@ func (p *Plugin) step(pd *pod, event func(now time.Time) []podstate.Effect) {
 	if err := p.ensureDir(pd); err != nil {
 		p.log.Error("cannot restore the pod's tombstones", "pod", pd.Ref, "error", err)
 	}
+	pd.stepStart = time.Now()
 	p.apply(pd, event(p.now()))
 	p.apply(pd, pd.ConditionUpdate(p.now()))
 }
@@ -301,6 +304,9 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 			if err := p.persist(pd, e.A); err != nil {
 				// Waiters keep waiting on the previous state; the next write retries with the full state.
 				p.logger(pd, e.A.Name()).Error("cannot write tombstone", "error", err)
+				if p.cfg.Metrics != nil {
+					p.cfg.Metrics.StoreWriteFailed()
+				}
 			}
 		case podstate.Remove:
 			if err := p.store.Remove(pd.UID, e.Container); err != nil {
@@ -337,6 +343,13 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 		case podstate.SetCondition:
 			if k := p.cfg.Kube; k != nil && k.Conditions != nil {
 				k.Conditions.Set(PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, e.Condition)
+			}
+		case podstate.HoldEnded:
+			if m := p.cfg.Metrics; m != nil {
+				m.HoldEnded(e.Outcome, e.Held)
+				if e.Outcome == podstate.OutcomeReleased {
+					m.Released(time.Since(pd.stepStart))
+				}
 			}
 		case podstate.Forget:
 			p.untrack(pd, e.A)

@@ -179,6 +179,22 @@ type ArmBlindEnd struct {
 // MarkTerminating marks the pod's store as being deleted, for the preStop hooks.
 type MarkTerminating struct{}
 
+// HoldEnded reports the end of A's hold, for metrics: Outcome is released, timeout,
+// dependency_failed or stopped; Held is how long it lasted from the attempt's creation.
+type HoldEnded struct {
+	A       *Attempt
+	Outcome string
+	Held    time.Duration
+}
+
+// Hold outcomes.
+const (
+	OutcomeReleased         = "released"
+	OutcomeTimeout          = "timeout"
+	OutcomeDependencyFailed = "dependency_failed"
+	OutcomeStopped          = "stopped"
+)
+
 // Forget drops what the shell holds for A's process: its handle and a pending SIGKILL. A's process
 // exited.
 type Forget struct{ A *Attempt }
@@ -195,6 +211,7 @@ func (ArmKill) effect()         {}
 func (ArmBlindEnd) effect()     {}
 func (MarkTerminating) effect() {}
 func (Forget) effect()          {}
+func (HoldEnded) effect()       {}
 
 // out collects effects with small helpers, so that the rules read as rules.
 type out []Effect
@@ -381,14 +398,18 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 		o.log(slog.LevelWarn, a.Name(), "hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
 			"the hook's reason is in the container's log",
 			"waits_for", WaitsFor(ts.WaitsFor), "exit_code", code, "missing", missing)
+		outcome := OutcomeStopped // by kubelet, or by podorder's stop-with
 		switch {
 		case a.Stop != nil:
 		case ts.HoldFailed != "" || p.anyFailed(a):
+			outcome = OutcomeDependencyFailed
 			o.record(true, ReasonDependencyFailed, "container %s will not start: %s (reason: kubectl logs --previous -c %s)", a.Name(), missing, a.Name())
 		case code == HookFailedExitCode || !now.Before(*ts.HoldDeadline):
+			outcome = OutcomeTimeout
 			o.record(true, ReasonTimeout, "container %s was not released within %s: %s; it exits and restarts per its restartPolicy (reason: kubectl logs --previous -c %s)",
 				a.Name(), time.Duration(ts.HoldTimeout), missing, a.Name())
 		}
+		o.add(HoldEnded{A: a, Outcome: outcome, Held: now.Sub(*ts.CreatedAt)})
 	} else {
 		o.log(slog.LevelDebug, a.Name(), "exited", "exit_code", code)
 	}
@@ -461,6 +482,7 @@ func (p *Pod) Release(now time.Time) []Effect {
 			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Hold))
 			o.add(Write{a})
 			o.wakeFor(p, a)
+			o.add(HoldEnded{A: a, Outcome: OutcomeReleased, Held: now.Sub(*ts.CreatedAt)})
 			changed = true
 		}
 	}

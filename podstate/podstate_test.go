@@ -45,6 +45,8 @@ func summary(effects []Effect) []string {
 			out = append(out, "terminating")
 		case Forget:
 			out = append(out, "forget "+e.A.Name())
+		case HoldEnded:
+			out = append(out, "ended "+e.A.Name()+" "+e.Outcome)
 		}
 	}
 	return out
@@ -88,7 +90,7 @@ func TestAChainIsReleasedInOrderInOneStep(t *testing.T) {
 	assert.Nil(t, a.TS.ReleasedAt)
 	assert.Nil(t, b.TS.ReleasedAt)
 	_, effects := f.run("c", 2)
-	assert.Subset(t, effects, []string{"write b", "event PodorderReleased", "write a", "wake a", "wake b"})
+	assert.Subset(t, effects, []string{"write b", "event PodorderReleased", "write a", "wake a", "wake b", "ended a released", "ended b released"})
 	require.NotNil(t, a.TS.ReleasedAt)
 	assert.Equal(t, at(2), *a.TS.ReleasedAt, "b has no readiness source, so it is ready once released")
 }
@@ -101,6 +103,7 @@ func TestNothingIsReleasedAtOrAfterTheHoldDeadline(t *testing.T) {
 	f.pod.Started(db, at(20))
 	effects := summary(f.pod.RuntimeStarted(db, at(20)))
 	assert.NotContains(t, effects, "event PodorderReleased")
+	assert.Contains(t, summary(f.pod.Exited(app, HookFailedExitCode, false, at(21))), "ended app timeout")
 	assert.Nil(t, app.TS.ReleasedAt, "the hook gave up at its own deadline: a release now would be counted for a process that never runs")
 }
 

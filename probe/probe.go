@@ -64,6 +64,9 @@ type Runner struct {
 	MaxProbes int
 	// Log receives failures; slog.Default() when nil.
 	Log *slog.Logger
+	// Attempted, when set, is told of every attempt's outcome (nil error: passed), for metrics. It
+	// runs on a worker and must not block.
+	Attempted func(err error)
 
 	mu         sync.Mutex
 	active     int                // probes started, not yet stopped nor passed
@@ -368,6 +371,9 @@ func (r *Runner) takeOver(t *task, start time.Time, err error) {
 
 // finish records the outcome of one attempt of t and calls ready when it passed.
 func (r *Runner) finish(t *task, start time.Time, err error) {
+	if r.Attempted != nil && !errors.Is(err, context.Canceled) {
+		r.Attempted(err)
+	}
 	r.mu.Lock()
 	t.busy = false
 	switch {

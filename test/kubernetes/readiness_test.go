@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 
 	"strings"
 	"testing"
@@ -101,6 +103,40 @@ spec:
 		b.c.WaitPodReady(t, "default", name, 2*time.Minute)
 		b.c.Kubectl(t, "delete", "deployment", "gated", "--wait=false")
 		b.c.Kubectl(t, "delete", "service", "gated", "--wait=false")
+	})
+
+	t.Run("operators see holds in podorder status and in Prometheus metrics", func(t *testing.T) {
+		b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: stuck
+  namespace: default
+  labels:
+    podorder.dev/after.app: db
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %s
+    imagePullPolicy: Never
+`, harness.WorkloadImage))
+		b.c.WaitFor(t, "default", "pod/stuck", "jsonpath={"+conditionPath+".status}=False", time.Minute)
+		out := b.c.Kubectl(t, "-n", "podorder-system", "exec", "ds/podorder", "--", "/podorder", "status")
+		assert.Regexp(t, `(?m)^default/stuck\s+app\s+held\s+db \(ready\): db has not been created yet\s`, out)
+		t.Logf("RESULT kubectl -n podorder-system exec ds/podorder -- /podorder status:\n%s", out)
+
+		// The daemon runs on the host network in this cluster: its health port is the node's.
+		res, err := http.Get("http://127.0.0.1:8081/metrics")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		metrics := string(body)
+		assert.Regexp(t, `(?m)^podorder_holds [1-9]`, metrics, "stuck/app is held")
+		assert.Regexp(t, `(?m)^podorder_hold_duration_seconds_count\{outcome="released"\} [1-9]`, metrics)
+		assert.Regexp(t, `(?m)^podorder_nri_handler_duration_seconds_count\{event="CreateContainer"\} [1-9]`, metrics)
+		assert.Contains(t, metrics, "podorder_api_synced 1")
+		b.c.Kubectl(t, "delete", "pod", "stuck", "--wait=false")
 	})
 
 	t.Run("podorder's service account may write only its own condition of pods on its own node", func(t *testing.T) {
