@@ -106,6 +106,16 @@ spec:
 		b.c.Kubectl(t, "delete", "service", "gated", "--wait=false")
 	})
 
+	t.Run("the shipped manifests carry the recommended labels and the Pod Security level they need", func(t *testing.T) {
+		assert.Equal(t, "privileged", b.c.Kubectl(t, "get", "namespace", "podorder-system", "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`))
+		for _, kind := range []string{"namespace", "serviceaccount", "clusterrole", "clusterrolebinding", "daemonset",
+			"mutatingadmissionpolicy", "mutatingadmissionpolicybinding", "validatingadmissionpolicy", "validatingadmissionpolicybinding"} {
+			names := b.c.Kubectl(t, "get", kind, "-A", "-l", "app.kubernetes.io/part-of=podorder,app.kubernetes.io/name=podorder", "-o", "name")
+			assert.NotEmpty(t, strings.TrimSpace(names), "%s objects carry app.kubernetes.io/ labels", kind)
+		}
+		assert.Equal(t, `{"kubernetes.io/os":"linux"}`, b.c.Kubectl(t, "get", "daemonset", "podorder", "-n", "podorder-system", "-o", "jsonpath={.spec.template.spec.nodeSelector}"))
+	})
+
 	t.Run("operators see holds in podorder status and in Prometheus metrics", func(t *testing.T) {
 		b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: v1
 kind: Pod
