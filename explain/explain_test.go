@@ -2,6 +2,8 @@ package explain
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,4 +105,19 @@ func TestAPodWithoutKeysHasNothingToExplain(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, Write(&out, ws))
 	assert.Equal(t, "Pod/plain: no podorder keys; kubelet's own order\n\n", out.String())
+}
+
+func TestTheExamplesAreAccepted(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		ws, err := Read(bytes.NewReader(data))
+		require.NoError(t, err, f)
+		var out bytes.Buffer
+		assert.NoError(t, Write(&out, ws), "%s:\n%s", f, out.String())
+		assert.NotContains(t, out.String(), "warning:", f)
+	}
 }
