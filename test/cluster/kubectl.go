@@ -54,6 +54,11 @@ func (c *Cluster) ApplyYAML(t testing.TB, yaml string) {
 	}
 }
 
+// KubectlStdin runs kubectl with stdin as input and returns its stdout; the error carries stderr.
+func (c *Cluster) KubectlStdin(stdin string, args ...string) (string, error) {
+	return c.kubectl(c.ctx, kubectlTimeout, strings.NewReader(stdin), args...)
+}
+
 // WaitNodeReady waits up to 90 s for the node's Ready condition.
 func (c *Cluster) WaitNodeReady(t testing.TB) {
 	t.Helper()

@@ -116,6 +116,57 @@ spec:
 		assert.Equal(t, `{"kubernetes.io/os":"linux"}`, b.c.Kubectl(t, "get", "daemonset", "podorder", "-n", "podorder-system", "-o", "jsonpath={.spec.template.spec.nodeSelector}"))
 	})
 
+	t.Run("malformed podorder keys are refused at kubectl apply with the daemon's messages", func(t *testing.T) {
+		tests := map[string]struct{ manifest, want string }{
+			"pod, bad label value": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-label
+  namespace: default
+  labels:
+    podorder.dev/after.app: db_done
+spec:
+  containers:
+  - {name: app, image: %[1]s}
+  - {name: db, image: %[1]s}
+`, harness.WorkloadImage), "podorder: default/bad-label: label podorder.dev/after.app=db_done: want container names joined by '.'"},
+			"pod, unknown key kind": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-kind
+  namespace: default
+  annotations:
+    podorder.dev/afterr.app: db
+spec:
+  containers:
+  - {name: app, image: %[1]s}
+`, harness.WorkloadImage), `podorder: default/bad-kind: annotation podorder.dev/afterr.app: unknown key kind "afterr"`},
+			"deployment, bad timeout": {fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bad-timeout
+  namespace: default
+spec:
+  selector: {matchLabels: {app: bad-timeout}}
+  template:
+    metadata:
+      labels: {app: bad-timeout, podorder.dev/after.app: db}
+      annotations: {podorder.dev/timeout.app: "5 minutes"}
+    spec:
+      containers:
+      - {name: app, image: %[1]s}
+      - {name: db, image: %[1]s}
+`, harness.WorkloadImage), "podorder: Deployment default/bad-timeout: annotation podorder.dev/timeout.app=5 minutes: timeout must be a positive Go duration"},
+		}
+		for name, tt := range tests {
+			t.Run(name, func(t *testing.T) {
+				out, err := b.c.KubectlStdin(tt.manifest, "apply", "-f", "-")
+				require.Error(t, err, "%s", out)
+				assert.Contains(t, err.Error(), tt.want)
+			})
+		}
+	})
+
 	t.Run("operators see holds in podorder status and in Prometheus metrics", func(t *testing.T) {
 		b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: v1
 kind: Pod
