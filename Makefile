@@ -59,8 +59,14 @@ test-k8s: deps deps-k8s _output
 
 test: lint test-unit _output test-e2e test-k8s
 
+# The demo prints its own lines as they happen; everything else goes to _output/demo.log, shown
+# when it fails.
 demo: deps _output
-	$(GO) test -count=1 -timeout 10m -v -run 'TestDemo$$' ./test/e2e/ 2>&1 | grep -E 'DEMO|^(--- |ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}
+	@echo "podorder demo: compiling the demo and podorder (about a minute on a cold cache)..."
+	@$(GO) test -count=1 -timeout 10m -v -run 'TestDemo$$' ./test/e2e/ 2>&1 | tee _output/demo.log | sed -un 's/^DEMO //p'; \
+	  status=$${PIPESTATUS[0]}; \
+	  if [ $$status -ne 0 ]; then echo; echo "the demo FAILED; the end of its log follows, all of it is in _output/demo.log"; tail -40 _output/demo.log; fi; \
+	  exit $$status
 
 # Benchmarks that report with/without podorder and hook/polling side by side.
 bench: deps deps-k8s _output

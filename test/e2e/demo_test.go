@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
-	"sort"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,12 +16,116 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
+// say prints one line of the demo at once: `make demo` shows the lines that start with DEMO, without
+// the prefix, while the test runs.
+func say(format string, a ...any) { fmt.Printf("DEMO "+format+"\n", a...) }
+
+// demoManifest is the pod the demo runs, as a user would write it for a cluster.
+const demoManifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: shop
+  labels:
+    podorder.dev/after.web: api        # web starts once api is ready
+    podorder.dev/after.api: db         # api starts once db is ready
+  annotations:
+    podorder.dev/probe.db: "tcp:%d"
+    podorder.dev/probe.api: "http:%d/healthz"
+spec:
+  containers:                          # listed in reverse order on purpose
+    - {name: web, image: registry.local/podorder/workload:test, args: [--name, web]}
+    - {name: api, image: registry.local/podorder/workload:test, args: [--name, api, --listen-after, 300ms, --port, "%d"]}
+    - {name: db,  image: registry.local/podorder/workload:test, args: [--name, db, --listen-after, 800ms, --port, "%d"]}`
+
+// follower prints, as they happen, the daemon's decisions and the containers' first lines.
+type follower struct {
+	t0    time.Time
+	mu    sync.Mutex
+	seen  map[string]bool
+	files map[string]string // label → CRI log path
+}
+
+func (f *follower) line(at time.Time, who, what string) {
+	key := who + what
+	if f.seen[key] {
+		return
+	}
+	f.seen[key] = true
+	say("  +%6.3fs  %-4s %s", at.Sub(f.t0).Seconds(), who, what)
+}
+
+// poll prints what is new in the daemon's log and in the containers' logs.
+func (f *follower) poll(daemonLog string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if data, err := os.ReadFile(daemonLog); err == nil {
+		for _, raw := range bytes.Split(data, []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(raw, &rec) != nil {
+				continue
+			}
+			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
+			c := fmt.Sprint(rec["container"])
+			switch rec["msg"] {
+			case "holding":
+				f.line(at, c, fmt.Sprintf("held by podorder: waits for %v", rec["waits_for"]))
+			case "probe passed":
+				f.line(at, c, fmt.Sprintf("podorder's probe %v passed", rec["probe"]))
+			case "released":
+				f.line(at, c, fmt.Sprintf("released after %vms: its process starts now", rec["elapsed_ms"]))
+			}
+		}
+	}
+	for who, path := range f.files {
+		lines, err := harness.ReadLog(path)
+		if err != nil {
+			continue
+		}
+		for _, l := range lines {
+			ev, err := harness.ParseWorkloadEvent(l)
+			if err != nil {
+				continue
+			}
+			switch ev.Kind {
+			case "START":
+				f.line(ev.At, who, "first line of its own process")
+			case "LISTEN":
+				f.line(ev.At, who, "listening on its port")
+			}
+		}
+	}
+}
+
 // TestDemo is `make demo`: a three-container pod declared in reverse order (web, api, db) where web
-// waits for api to be ready and api for db. It prints the timeline of what happened.
+// waits for api to be ready and api for db, on a real containerd driven like kubelet drives it. It
+// prints what happens as it happens.
 func TestDemo(t *testing.T) {
+	say("podorder demo: start a pod's containers in dependency order, without touching their images")
+	say("")
+	say("1/3 starting a private containerd 2.4.2 + runc 1.3.6 with NRI, and the podorder daemon")
 	env, po := setup(t)
 	dbPort, apiPort := freePort(t), freePort(t)
-	t0 := time.Now()
+	say("")
+	say("2/3 the pod (apply the same to a cluster with podorder installed):")
+	for _, l := range strings.Split(fmt.Sprintf(demoManifest, dbPort, apiPort, apiPort, dbPort), "\n") {
+		say("    %s", l)
+	}
+	say("")
+	say("3/3 creating and starting web, api, db one after the other, as kubelet does; what happens:")
+	f := &follower{t0: time.Now(), seen: map[string]bool{}, files: map[string]string{}}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f.poll(po.LogPath)
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	pod := env.RunPod(t, harness.PodSpec{
 		Name:   "shop",
 		Labels: map[string]string{"podorder.dev/after.web": "api", "podorder.dev/after.api": "db"},
@@ -31,39 +139,27 @@ func TestDemo(t *testing.T) {
 			{Name: "db", Args: args("db", "--listen-after", "800ms", "--port", fmt.Sprint(dbPort))},
 		},
 	})
-	type event struct {
-		at   time.Time
-		what string
-	}
-	var timeline []event
-	add := func(at time.Time, format string, a ...any) {
-		timeline = append(timeline, event{at, fmt.Sprintf(format, a...)})
-	}
-	web := started(t, pod.Container("web"))
-	api := started(t, pod.Container("api"))
-	db := started(t, pod.Container("db"))
-	dbListen := harness.WaitWorkloadEvent(t, pod.Container("db"), "LISTEN", 10*time.Second).At
-	apiListen := harness.WaitWorkloadEvent(t, pod.Container("api"), "LISTEN", 10*time.Second).At
-	add(db, "db  process starts")
-	add(dbListen, "db  listens (podorder's tcp probe will pass)")
-	add(api, "api process starts (released: db is ready)")
-	add(apiListen, "api listens (podorder's http probe will pass)")
-	add(web, "web process starts (released: api is ready)")
-	for _, rec := range po.Logs(t, "released") {
-		at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
-		add(at, "podorder: released %v after %vms held", rec["container"], rec["elapsed_ms"])
-	}
-	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
-	t.Logf("DEMO pod default/shop, containers in spec order web, api, db; web after api (ready), api after db (ready)")
+	f.mu.Lock()
 	for _, c := range pod.Containers {
 		require.NoError(t, c.StartErr)
-		t.Logf("DEMO CRI, one after the other like kubelet: %-3s CreateContainer %3dms, StartContainer %3dms",
-			c.Spec.Name, c.CreateTook.Milliseconds(), c.StartTook.Milliseconds())
+		f.files[c.Spec.Name] = c.LogPath
 	}
-	for _, e := range timeline {
-		t.Logf("DEMO +%6.3fs  %s", e.at.Sub(t0).Seconds(), e.what)
-	}
+	f.mu.Unlock()
+	web := started(t, pod.Container("web"))
+	close(stop)
+	<-done
+	f.poll(po.LogPath)
+
+	api := started(t, pod.Container("api"))
+	dbListen := harness.WaitWorkloadEvent(t, pod.Container("db"), "LISTEN", 10*time.Second).At
+	apiListen := harness.WaitWorkloadEvent(t, pod.Container("api"), "LISTEN", 10*time.Second).At
 	assert.True(t, api.After(dbListen), "api starts after db is ready")
 	assert.True(t, web.After(apiListen), "web starts after api is ready")
-	t.Logf("DEMO order held: db ready → api (+%dms), api ready → web (+%dms)", api.Sub(dbListen).Milliseconds(), web.Sub(apiListen).Milliseconds())
+	say("")
+	for _, c := range pod.Containers {
+		say("kubelet-like CRI calls returned at once even for held containers: %-3s CreateContainer %3dms, StartContainer %3dms",
+			c.Spec.Name, c.CreateTook.Milliseconds(), c.StartTook.Milliseconds())
+	}
+	say("order kept: db ready → api's first line %dms, api ready → web's first line %dms",
+		api.Sub(dbListen).Milliseconds(), web.Sub(apiListen).Milliseconds())
 }
