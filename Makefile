@@ -8,6 +8,9 @@ GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
+# Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
+HELM_VERSION ?= v3.22.0
+export PODORDER_HELM ?= $(PODORDER_CACHE)/tools/helm-$(HELM_VERSION)/helm
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/)
 
 .PHONY: all build deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz fuzz-long soak lint clean
@@ -29,6 +32,10 @@ $(STATICCHECK):
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(dir $@)/staticcheck $@
+
+$(PODORDER_HELM):
+	mkdir -p $(dir $@)
+	GOBIN=$(dir $@) CGO_ENABLED=0 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 lint: $(STATICCHECK)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -54,8 +61,8 @@ soak: deps _output
 
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
 # with `kubectl apply -k daemonset/` (test overlay), pods created with kubectl.
-test-k8s: deps deps-k8s _output
-	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
+test-k8s: deps deps-k8s $(PODORDER_HELM) _output
+	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/chart/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
 
 test: lint test-unit _output test-e2e test-k8s
 

@@ -37,6 +37,9 @@ const storeDir = "podorder-store"
 type bed struct {
 	env *harness.Env
 	c   *cluster.Cluster
+	// overlay is the kustomize overlay podorder was applied with; apiHost and apiPort are where
+	// the API server is, for the Helm install.
+	overlay, apiHost, apiPort string
 }
 
 func setup(t *testing.T) *bed {
@@ -111,6 +114,7 @@ patches:
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[7]s"}}
 `, base, store, hooks, filepath.Dir(b.env.NRISocket), filepath.Base(b.env.NRISocket), apiHost, apiPort)
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
+	b.overlay, b.apiHost, b.apiPort = overlay, apiHost, apiPort
 	b.c.Kubectl(t, "apply", "-k", overlay)
 	b.c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
 	t.Cleanup(func() {
@@ -354,6 +358,8 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.True(t, b.event(t, "orphan", "app", "START").At.After(b.event(t, "orphan", "db", "LISTEN").At))
 		assert.Equal(t, "0", b.restarts(t, "orphan", 0))
 	})
+
+	helmScenario(t, b) // last: it replaces the kustomize install
 }
 
 func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
