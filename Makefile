@@ -8,12 +8,18 @@ GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
+# podorder's image (build/image: the daemon and the hook, static, on an empty base), as an OCI archive
+# in _output; the cluster tests build and run the same image.
+IMAGE_TAG ?= v0.3.0
+image: _output
+	$(GO) run ./build/image/cmd -o _output -tag $(IMAGE_TAG)
+
 # Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
 HELM_VERSION ?= v3.22.0
 export PODORDER_HELM ?= $(PODORDER_CACHE)/tools/helm-$(HELM_VERSION)/helm
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/)
 
-.PHONY: all build deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz fuzz-long soak lint clean
+.PHONY: all build image deps deps-k8s test test-unit test-e2e test-k8s demo bench fuzz fuzz-long soak lint clean
 
 all: build
 

@@ -9,6 +9,7 @@ package harness
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ type Options struct {
 	// ExtraConfig is appended to config.toml verbatim, e.g. a
 	// [plugins."io.containerd.nri.v1.nri".default_validator] table.
 	ExtraConfig string
+	// NRISocket replaces the private NRI socket path, e.g. with a node's /var/run/nri/nri.sock so
+	// that podorder's DaemonSet runs as shipped. Only one Env may use such a path at a time.
+	NRISocket string
 }
 
 // Env is one private containerd and the CRI clients connected to it.
@@ -115,7 +119,7 @@ func Start(t testing.TB, opts Options) *Env {
 	e := &Env{
 		Dir:        dir,
 		Address:    filepath.Join(dir, "c.sock"),
-		NRISocket:  filepath.Join(dir, "nri.sock"),
+		NRISocket:  cmp.Or(opts.NRISocket, filepath.Join(dir, "nri.sock")),
 		bin:        bin,
 		runc:       runc,
 		runcRoot:   filepath.Join(dir, "runc"),
@@ -124,6 +128,12 @@ func Start(t testing.TB, opts Options) *Env {
 		logPath:    filepath.Join(dir, "containerd.log"),
 	}
 	t.Cleanup(func() { e.cleanup(t) })
+	if opts.NRISocket != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.NRISocket), 0o755); err != nil {
+			t.Fatalf("create the NRI socket's directory: %v", err)
+		}
+		t.Cleanup(func() { _ = os.Remove(opts.NRISocket) })
+	}
 
 	for _, d := range []string{"cni/conf", "cni/bin", "nri/plugins", "nri/conf.d", "pods", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

@@ -25,15 +25,11 @@ func helmScenario(t *testing.T, b *bed) {
 		b.c.Kubectl(t, "label", "namespace", "podorder-helm", "pod-security.kubernetes.io/enforce=privileged")
 		repo, err := filepath.Abs("../..")
 		require.NoError(t, err)
-		store, hooks := filepath.Join(b.env.Dir, storeDir), filepath.Join(b.env.Dir, "podorder-hook")
-		// This cluster's differences from a node's: the image is imported, the API server has no
-		// Service path (no kube-proxy), and the NRI socket, store and hook live in the test's directory.
+		// This cluster's differences from a node's: the image is the one the tests built, and the
+		// API server has no Service path (no kube-proxy).
 		args := []string{"install", "podorder", filepath.Join(repo, "charts/podorder"), "--namespace", "podorder-helm",
 			"--kubeconfig", b.c.Kubeconfig, "--wait", "--timeout", "2m",
-			"--set", "image.tag=test", "--set", "image.pullPolicy=Never", "--set", "hostNetwork=true",
-			"--set", "api.host=" + b.apiHost, "--set-string", "api.port=" + b.apiPort,
-			"--set", "paths.nriSocketDir=" + filepath.Dir(b.env.NRISocket), "--set", "paths.nriSocket=" + filepath.Base(b.env.NRISocket),
-			"--set", "paths.store=" + store, "--set", "paths.hookDir=" + hooks,
+			"--set", "image.tag=test", "--set", "api.host=" + b.apiHost, "--set-string", "api.port=" + b.apiPort,
 		}
 		cmd := exec.Command(chart.Helm(t), args...)
 		var out bytes.Buffer

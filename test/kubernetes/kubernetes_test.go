@@ -20,17 +20,20 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	podorderimage "github.com/podorder/podorder/build/image"
 	"github.com/podorder/podorder/test/cluster"
 	"github.com/podorder/podorder/test/harness"
-	"github.com/podorder/podorder/test/image"
 	"github.com/podorder/podorder/tombstone"
 )
 
 // PodorderImage is the image the test overlay deploys.
 const PodorderImage = "registry.local/podorder/podorder:test"
 
-// storeDir is the tombstone store's directory below the harness's directory.
-const storeDir = "podorder-store"
+// storeDir is the tombstone store of the shipped DaemonSet, on the host.
+const storeDir = "/run/podorder"
+
+// nriSocket is a node's NRI socket, where the shipped DaemonSet looks for it.
+const nriSocket = "/var/run/nri/nri.sock"
 
 // bed is the one cluster all scenarios share: a cluster owns machine-wide state (sysctls, iptables,
 // the pod subnet), so only one can run at a time, and starting it is the slow part.
@@ -44,7 +47,8 @@ type bed struct {
 
 func setup(t *testing.T) *bed {
 	t.Helper()
-	env := harness.Start(t, harness.Options{})
+	// The cluster's containerd serves NRI where a node's does, so that podorder runs as shipped.
+	env := harness.Start(t, harness.Options{NRISocket: nriSocket})
 	env.ImportWorkloadImages(t)
 	shareNetnsMounts(t)
 	c := cluster.Start(t, env, cluster.Options{})
@@ -53,40 +57,29 @@ func setup(t *testing.T) *bed {
 	return b
 }
 
-// deployPodorder builds podorder's image, imports it, and applies daemonset/ with an overlay that
-// points the host paths (NRI socket, store, hook directory) into the test's private directories.
+// deployPodorder builds podorder's image from its build definition (build/image, what `make image`
+// runs), imports it, and applies daemonset/ as shipped, through an overlay that changes only the
+// image's tag and the API server's address.
 func (b *bed) deployPodorder(t *testing.T) {
 	t.Helper()
-	bin := t.TempDir()
-	for _, name := range []string{"podorder", "podorder-hook"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, name), "github.com/podorder/podorder/cmd/"+name)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "build %s: %s", name, out)
-	}
-	tar, err := image.BuildFiles(bin, PodorderImage, map[string]string{
-		"/podorder": filepath.Join(bin, "podorder"), "/podorder-hook": filepath.Join(bin, "podorder-hook"),
-	}, []string{"/podorder"})
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	tar, err := podorderimage.Build(repo, t.TempDir(), PodorderImage)
 	require.NoError(t, err)
 	out, err := b.env.Ctr("-n", harness.Namespace, "images", "import", tar)
 	require.NoError(t, err, out)
 
-	// This cluster has no kube-proxy, so the kubernetes Service IP leads nowhere: the overlay puts
-	// podorder on the host network and points its in-cluster config at the API server itself.
+	// This cluster has no kube-proxy, so the kubernetes Service IP leads nowhere: the overlay
+	// points podorder's in-cluster config at the API server itself.
 	kubeconfig, err := os.ReadFile(b.c.Kubeconfig)
 	require.NoError(t, err)
 	m := regexp.MustCompile(`server: "?https://([0-9.]+):([0-9]+)`).FindSubmatch(kubeconfig)
 	require.NotNil(t, m, "API server address in %s", b.c.Kubeconfig)
 	apiHost, apiPort := string(m[1]), string(m[2])
 	overlay := t.TempDir()
-	repo, err := filepath.Abs("../..")
-	require.NoError(t, err)
 	// kustomize takes a base only by relative path.
 	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
 	require.NoError(t, err)
-	store, hooks := filepath.Join(b.env.Dir, storeDir), filepath.Join(b.env.Dir, "podorder-hook")
-	// The store and hook paths are handed to the runtime for bind mounts, so the daemon's container
-	// mounts them at the same paths as on the host.
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -97,22 +90,9 @@ images:
 patches:
   - target: {kind: DaemonSet, name: podorder}
     patch: |-
-      - {op: add, path: /spec/template/spec/initContainers/0/imagePullPolicy, value: Never}
-      - {op: add, path: /spec/template/spec/containers/0/imagePullPolicy, value: Never}
-      - {op: replace, path: /spec/template/spec/initContainers/0/args/2, value: %[3]s/podorder-hook}
-      - {op: replace, path: /spec/template/spec/initContainers/0/volumeMounts/0/mountPath, value: %[3]s}
-      - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: %[4]s}
-      - {op: replace, path: /spec/template/spec/volumes/1/hostPath/path, value: %[2]s}
-      - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/1/mountPath, value: %[2]s}
-      - {op: replace, path: /spec/template/spec/volumes/2/hostPath/path, value: %[3]s}
-      - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/2/mountPath, value: %[3]s}
-      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --store-dir=%[2]s}
-      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --hook-binary=%[3]s/podorder-hook}
-      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --nri-socket=/var/run/nri/%[5]s}
-      - {op: add, path: /spec/template/spec/hostNetwork, value: true}
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[6]s"}}
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[7]s"}}
-`, base, store, hooks, filepath.Dir(b.env.NRISocket), filepath.Base(b.env.NRISocket), apiHost, apiPort)
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[2]s"}}
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[3]s"}}
+`, base, apiHost, apiPort)
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
 	b.overlay, b.apiHost, b.apiPort = overlay, apiHost, apiPort
 	b.c.Kubectl(t, "apply", "-k", overlay)
@@ -256,7 +236,7 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.Contains(t, ev, "PodorderWaiting: container app waits for db (ready)")
 		assert.Contains(t, ev, "PodorderReleased: container app released ")
 		uid := b.c.Kubectl(t, "get", "pod", "reverse", "-o", "jsonpath={.metadata.uid}")
-		db, err := tombstone.Store{Root: filepath.Join(b.env.Dir, storeDir)}.Read(uid, "db")
+		db, err := tombstone.Store{Root: storeDir}.Read(uid, "db")
 		require.NoError(t, err)
 		require.NotNil(t, db.KubeletReadyAt, "podorder recorded kubelet's readiness of db")
 		t.Logf("RESULT kubelet readiness path: db port open → app first line %s (readinessProbe period 1s); kubelet-ready seen by podorder → app first line %s",

@@ -3,8 +3,8 @@ package kubernetes
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"path/filepath"
 
 	"strings"
 	"testing"
@@ -187,15 +187,13 @@ spec:
     readinessProbe: {tcpSocket: {port: 5432}, periodSeconds: 1}
 `, harness.WorkloadImage))
 		b.c.WaitFor(t, "default", "pod/stuck", "jsonpath={"+conditionPath+".status}=False", time.Minute)
-		// The test overlay moves the store with a flag; the shipped DaemonSet's PODORDER_STORE_DIR
-		// tells the command where the socket is.
-		out := b.c.Kubectl(t, "-n", "podorder-system", "exec", "ds/podorder", "-c", "podorder", "--", "/podorder", "status",
-			"--store-dir="+filepath.Join(b.env.Dir, storeDir))
+		out := b.c.Kubectl(t, "-n", "podorder-system", "exec", "ds/podorder", "-c", "podorder", "--", "/podorder", "status")
 		assert.Regexp(t, `(?m)^default/stuck\s+app\s+held\s+db \(ready\): db .+\s+\d+s ago\s+9m\d+s$`, out)
 		t.Logf("RESULT kubectl -n podorder-system exec ds/podorder -- /podorder status:\n%s", out)
 
-		// The daemon runs on the host network in this cluster: its health port is the node's.
-		res, err := http.Get("http://127.0.0.1:8081/metrics")
+		// Scraped as Prometheus would: the daemon pod's IP and health port.
+		ip := b.c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-l", "app.kubernetes.io/name=podorder", "-o", "jsonpath={.items[0].status.podIP}")
+		res, err := http.Get("http://" + net.JoinHostPort(ip, "8081") + "/metrics")
 		require.NoError(t, err)
 		defer res.Body.Close()
 		body, err := io.ReadAll(res.Body)
