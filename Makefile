@@ -66,7 +66,8 @@ soak: deps _output
 	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT|violation' ; exit $${PIPESTATUS[0]}
 
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
-# with `kubectl apply -k daemonset/` (test overlay), pods created with kubectl.
+# with `kubectl apply -k daemonset/` as shipped (an overlay sets only the image tag and the API address),
+# then with the Helm chart; pods created with kubectl.
 test-k8s: deps deps-k8s $(PODORDER_HELM) _output
 	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/chart/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
 

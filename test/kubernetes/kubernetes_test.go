@@ -1,7 +1,7 @@
 // Package kubernetes runs podorder the way users do, on a real one-node Kubernetes: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (v1.37) on a private containerd
 // with NRI and runc 1.3.6; podorder's own OCI image built without a Docker engine and imported;
-// `kubectl apply -k` of daemonset/ through a test overlay; pods created with kubectl.
+// `kubectl apply -k` of daemonset/ as shipped, then the Helm chart; pods created with kubectl.
 package kubernetes
 
 import (
@@ -26,7 +26,7 @@ import (
 	"github.com/podorder/podorder/tombstone"
 )
 
-// PodorderImage is the image the test overlay deploys.
+// PodorderImage is the image the tests build from build/image and deploy.
 const PodorderImage = "registry.local/podorder/podorder:test"
 
 // storeDir is the tombstone store of the shipped DaemonSet, on the host.
