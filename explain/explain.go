@@ -18,6 +18,7 @@ import (
 
 	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/kube"
+	"github.com/podorder/podorder/podstate"
 )
 
 // Workload is one pod template found in the manifests.
@@ -134,7 +135,7 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 	}
 	for c, h := range d.Holds {
 		if len(h.After) > 0 {
-			w.Waits[c] = describe(h)
+			w.Waits[c] = podstate.Describe(h)
 		}
 	}
 	w.Layers = layers(pod.Spec.Containers, d)
@@ -225,22 +226,6 @@ func probeBudget(p *corev1.Probe) time.Duration {
 		failures = 3
 	}
 	return time.Duration(p.InitialDelaySeconds+period*failures) * time.Second
-}
-
-func describe(h *decl.Hold) string {
-	onPods := map[string]string{}
-	for _, p := range h.Pods {
-		onPods[p.Name] = p.String()
-	}
-	var out []string
-	for _, d := range h.After {
-		if s, ok := onPods[d.Container]; ok {
-			out = append(out, s)
-		} else {
-			out = append(out, fmt.Sprintf("%s (%s)", d.Container, d.Condition))
-		}
-	}
-	return strings.Join(out, ", ")
 }
 
 // ErrProblems is returned by Write when a workload has errors: `podorder explain` exits non-zero.
