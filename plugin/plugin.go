@@ -192,7 +192,7 @@ func (p *Plugin) Held() int {
 	n := 0
 	for _, pd := range p.pods {
 		for _, a := range pd.Attempts {
-			if a.TS.Held() && a.TS.ReleasedAt == nil && a.TS.ExitedAt == nil {
+			if a.Holding() {
 				n++
 			}
 		}

@@ -422,7 +422,7 @@ func (p *Plugin) restore(pd *pod) error {
 		if err := p.store.Write(pd.UID, a.TS); err != nil {
 			return err
 		}
-		if a.TS.Held() && a.TS.ReleasedAt == nil && a.TS.ExitedAt == nil {
+		if a.Holding() {
 			blind = append(blind, pd.MarkBlind(a)...)
 		}
 	}

@@ -71,12 +71,11 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		}
 		p.apply(pd, pd.Resumed())
 		for _, a := range pd.Attempts {
-			ts := a.TS
-			if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
+			if a.Holding() {
 				held++
 				if a.Hold != nil && len(a.Hold.Pods) > 0 && p.checkPodDependencies(pd.Namespace, a.Hold) == nil {
 					if err := p.watchPodDependencies(pd, a.Hold); err != nil {
-						p.logger(pd, ts.Container).Error("cannot watch pod dependencies", "error", err)
+						p.logger(pd, a.Name()).Error("cannot watch pod dependencies", "error", err)
 					}
 				}
 			}

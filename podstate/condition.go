@@ -39,7 +39,7 @@ func (p *Pod) Condition() PodCondition {
 	for _, name := range p.names() {
 		a := p.Attempts[name]
 		ts := a.TS
-		if !ts.Held() || ts.ReleasedAt != nil || ts.ExitedAt != nil {
+		if !a.Holding() {
 			continue
 		}
 		msg := fmt.Sprintf("%s waits for %s since %s", name, Describe(a.Hold), ts.CreatedAt.UTC().Format(time.TimeOnly))

@@ -83,6 +83,11 @@ type Attempt struct {
 // Name is the container's name.
 func (a *Attempt) Name() string { return a.TS.Container }
 
+// Holding reports whether a is held right now: its hook waits, neither released nor exited.
+func (a *Attempt) Holding() bool {
+	return a.TS.Held() && a.TS.ReleasedAt == nil && a.TS.ExitedAt == nil
+}
+
 // Stop is podorder's stop of one attempt, from its first signal to its exit.
 type Stop struct {
 	Why string
@@ -261,8 +266,7 @@ func (p *Pod) Started(a *Attempt, now time.Time) []Effect {
 	if ts.HoldDeadline == nil {
 		deadline := HoldDeadline(now, time.Duration(ts.HoldTimeout))
 		ts.HoldDeadline = &deadline
-		o.add(Write{a})
-		o.wakeFor(p, a)
+		o.write(p, a)
 	}
 	o.add(p.Release(now)...)
 	return o
@@ -276,8 +280,7 @@ func (p *Pod) RuntimeStarted(a *Attempt, now time.Time) []Effect {
 	if !a.TS.Held() {
 		o.add(p.markReleased(a, now)...)
 	}
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.Release(now)...)
 	return o
 }
@@ -338,8 +341,7 @@ func (p *Pod) ProbePassed(a *Attempt, now time.Time) []Effect {
 	a.Probing = false
 	o.log(slog.LevelInfo, a.Name(), "probe passed", "probe", a.Hold.Probe.String())
 	o.add(p.refreshReady(a, now)...)
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.Release(now)...)
 	return o
 }
@@ -354,8 +356,7 @@ func (p *Pod) ProbeRefused(a *Attempt, err error, now time.Time) []Effect {
 	o.record(true, ReasonProbeRefused, "the probe %s of container %s cannot run: %v; its readiness comes from kubelet instead", probe, a.Name(), err)
 	o.add(p.refreshReady(a, now)...)
 	if a.TS.ReadyAt != nil {
-		o.add(Write{a})
-		o.wakeFor(p, a)
+		o.write(p, a)
 		o.add(p.Release(now)...)
 	}
 	return o
@@ -369,8 +370,7 @@ func (p *Pod) KubeletReady(a *Attempt, now time.Time) []Effect {
 	var o out
 	a.TS.KubeletReadyAt = &now
 	o.add(p.refreshReady(a, now)...)
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.Release(now)...)
 	return o
 }
@@ -389,10 +389,7 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 	o := out{Forget{a}}
 	ts.ExitedAt = &now
 	ts.ExitCode = code
-	if a.Probing {
-		a.Probing = false
-		o.add(EndProbe{a})
-	}
+	o.endProbe(a)
 	if ts.Held() && ts.ReleasedAt == nil && ts.HoldDeadline != nil {
 		missing := p.missing(a)
 		o.log(slog.LevelWarn, a.Name(), "hold ended without release: the hook timed out, a dependency failed, or the container was stopped; "+
@@ -414,8 +411,7 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 		o.log(slog.LevelDebug, a.Name(), "exited", "exit_code", code)
 	}
 	o.add(p.stopped(a, code, now)...)
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.stopBound(a, code, now)...)
 	o.add(p.Release(now)...)
 	return o
@@ -425,10 +421,7 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 func (p *Pod) undo(a *Attempt, now time.Time) []Effect {
 	var o out
 	name := a.Name()
-	if a.Probing {
-		a.Probing = false
-		o.add(EndProbe{a})
-	}
+	o.endProbe(a)
 	if a.TS.Held() && a.TS.HoldDeadline == nil {
 		// The runtime refused the adjustment podorder returned; containerd's error (in the CRI
 		// error, kubelet's CreateContainerError) names who. The usual one is worth saying here.
@@ -439,8 +432,7 @@ func (p *Pod) undo(a *Attempt, now time.Time) []Effect {
 	}
 	if a.Prev != nil {
 		p.Attempts[name] = a.Prev
-		o.add(Write{a.Prev})
-		o.wakeFor(p, a.Prev)
+		o.write(p, a.Prev)
 	} else {
 		delete(p.Attempts, name)
 		o.add(Remove{name})
@@ -469,8 +461,7 @@ func (p *Pod) Release(now time.Time) []Effect {
 			if p.anyFailed(a) {
 				ts.HoldFailed = p.missing(a)
 				o.log(slog.LevelWarn, name, "hold failed: a dependency can no longer be met", "missing", ts.HoldFailed)
-				o.add(Write{a})
-				o.wakeFor(p, a)
+				o.write(p, a)
 				continue
 			}
 			if !p.allMet(ts.WaitsFor) {
@@ -480,8 +471,7 @@ func (p *Pod) Release(now time.Time) []Effect {
 			elapsed := now.Sub(*ts.CreatedAt).Milliseconds()
 			o.log(slog.LevelInfo, name, "released", "container_id", ts.ID, "waits_for", WaitsFor(ts.WaitsFor), "elapsed_ms", elapsed)
 			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Hold))
-			o.add(Write{a})
-			o.wakeFor(p, a)
+			o.write(p, a)
 			o.add(HoldEnded{A: a, Outcome: OutcomeReleased, Held: now.Sub(*ts.CreatedAt)})
 			changed = true
 		}
@@ -514,8 +504,7 @@ func (p *Pod) HoldOutlived(a *Attempt, now time.Time) []Effect {
 	var o out
 	o.add(p.markReleased(a, now)...)
 	o.log(slog.LevelInfo, a.Name(), "released", "container_id", a.TS.ID, "reason", "still running past its hold's end, so its hook let it go")
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.Release(now)...)
 	return o
 }
@@ -543,8 +532,7 @@ func (p *Pod) PodDependency(name string, cond condition.Condition, met bool, now
 	}
 	var o out
 	o.log(slog.LevelInfo, name, "pod dependency changed", "pod_selector", ts.PodSelector, "met", met)
-	o.add(Write{a})
-	o.wakeFor(p, a)
+	o.write(p, a)
 	o.add(p.Release(now)...)
 	return o
 }
@@ -563,6 +551,20 @@ func (p *Pod) Terminate() []Effect {
 		}
 	}
 	return o
+}
+
+// endProbe ends a's probe, if one runs.
+func (o *out) endProbe(a *Attempt) {
+	if a.Probing {
+		a.Probing = false
+		o.add(EndProbe{a})
+	}
+}
+
+// write adds the write of a's tombstone and the wake-ups it calls for.
+func (o *out) write(p *Pod, a *Attempt) {
+	o.add(Write{a})
+	o.wakeFor(p, a)
 }
 
 // wakeFor adds the wake-ups that a write of changed's tombstone calls for: every held hook still

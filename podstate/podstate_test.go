@@ -36,7 +36,7 @@ func summary(effects []Effect) []string {
 		case EndProbe:
 			out = append(out, "end probe "+e.A.Name())
 		case Signal:
-			out = append(out, "signal "+e.A.Name()+" "+SignalName(e.Signal))
+			out = append(out, "signal "+e.A.Name()+" "+decl.SignalName(e.Signal))
 		case ArmKill:
 			out = append(out, fmt.Sprintf("kill %s after %s", e.A.Name(), e.After))
 		case ArmBlindEnd:

@@ -40,15 +40,11 @@ func (p *Pod) Resync(a *Attempt, f Found, now time.Time) []Effect {
 		ts.ExitedAt = &exited
 		ts.ExitCode = f.ExitCode
 		o.add(Forget{a})
-		if a.Probing {
-			a.Probing = false
-			o.add(EndProbe{a})
-		}
+		o.endProbe(a)
 		changed = true
 	}
 	if changed {
-		o.add(Write{a})
-		o.wakeFor(p, a)
+		o.write(p, a)
 	}
 	return o
 }

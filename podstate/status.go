@@ -69,7 +69,7 @@ func (p *Pod) Snapshot(now time.Time) PodStatus {
 		default:
 			c.State = "created"
 		}
-		if ts.Held() && ts.ReleasedAt == nil && ts.ExitedAt == nil {
+		if a.Holding() {
 			if ts.HoldDeadline != nil {
 				c.TimeoutLeft = max(0, ts.HoldDeadline.Sub(now)).Round(time.Second)
 			}

@@ -44,8 +44,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		a.Stop = &Stop{Why: why, At: now}
 		o.log(slog.LevelInfo, name, "stopping: ending the hold", "reason", why)
 		o.record(false, ReasonStopping, "stopping container %s: %s; it was still held, so its hold ends now", name, why)
-		o.add(Write{a})
-		o.wakeFor(p, a)
+		o.write(p, a)
 		return o
 	}
 	sig := a.Hold.StopSignal
@@ -58,8 +57,8 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 	}
 	st := &Stop{Why: why, Signal: sig, At: now, Grace: grace}
 	a.Stop = st
-	o.log(slog.LevelInfo, name, "stopping", "reason", why, "signal", SignalName(sig), "grace", grace.String())
-	o.record(false, ReasonStopping, "stopping container %s: %s; %s now, SIGKILL after %s", name, why, SignalName(sig), grace)
+	o.log(slog.LevelInfo, name, "stopping", "reason", why, "signal", decl.SignalName(sig), "grace", grace.String())
+	o.record(false, ReasonStopping, "stopping container %s: %s; %s now, SIGKILL after %s", name, why, decl.SignalName(sig), grace)
 	o.add(Signal{A: a, Signal: sig}, ArmKill{A: a, Stop: st, After: grace})
 	return o
 }
@@ -106,20 +105,17 @@ func (p *Pod) stopped(a *Attempt, code int32, now time.Time) []Effect {
 	case st.Signal == 0:
 		how = "its hold ended"
 	case st.Killed:
-		how = fmt.Sprintf("killed with SIGKILL %s after %s, at the end of its %s grace period", took, SignalName(st.Signal), st.Grace)
+		how = fmt.Sprintf("killed with SIGKILL %s after %s, at the end of its %s grace period", took, decl.SignalName(st.Signal), st.Grace)
 	default:
-		how = fmt.Sprintf("exited %s after %s", took, SignalName(st.Signal))
+		how = fmt.Sprintf("exited %s after %s", took, decl.SignalName(st.Signal))
 	}
 	var o out
 	o.log(slog.LevelInfo, name, "stopped", "reason", st.Why, "took_ms", took.Milliseconds(), "exit_code", code, "killed", st.Killed)
 	if code != 0 && st.Signal != 0 {
 		o.record(true, ReasonStopped, "container %s stopped: %s with code %d; cause: %s. A non-zero exit fails a pod with restartPolicy Never "+
-			"and restarts it under OnFailure: make %s exit 0 on %s (see podorder's README, Jobs)", name, how, code, st.Why, name, SignalName(st.Signal))
+			"and restarts it under OnFailure: make %s exit 0 on %s (see podorder's README, Jobs)", name, how, code, st.Why, name, decl.SignalName(st.Signal))
 		return o
 	}
 	o.record(false, ReasonStopped, "container %s stopped: %s with code %d; cause: %s", name, how, code, st.Why)
 	return o
 }
-
-// SignalName names the signals podorder sends.
-func SignalName(s syscall.Signal) string { return decl.SignalName(s) }
