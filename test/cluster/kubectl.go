@@ -49,7 +49,7 @@ func (c *Cluster) KubectlErr(args ...string) (string, error) {
 // ApplyYAML applies manifests (`kubectl apply -f -`).
 func (c *Cluster) ApplyYAML(t testing.TB, yaml string) {
 	t.Helper()
-	if _, err := c.kubectl(c.ctx, kubectlTimeout, strings.NewReader(yaml), "apply", "-f", "-"); err != nil {
+	if _, err := c.KubectlStdin(yaml, "apply", "-f", "-"); err != nil {
 		t.Fatalf("%v\n--- manifest ---\n%s", err, yaml)
 	}
 }

@@ -194,16 +194,7 @@ func tcpReady(port int) string {
 // event returns the first workload line of kind (START, LISTEN) that a container printed.
 func (b *bed) event(t *testing.T, podName, container, kind string) harness.WorkloadEvent {
 	t.Helper()
-	out := b.c.Kubectl(t, "logs", "-n", "default", podName, "-c", container)
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, kind+" ") {
-			ev, err := harness.ParseWorkloadEvent(line)
-			require.NoError(t, err)
-			return ev
-		}
-	}
-	t.Fatalf("%s/%s printed no %s line; log:\n%s", podName, container, kind, out)
-	return harness.WorkloadEvent{}
+	return b.logEvent(t, podName, container, kind, false)
 }
 
 func (b *bed) reasons(t *testing.T, podName string) string {
