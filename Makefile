@@ -53,9 +53,13 @@ lint: $(STATICCHECK)
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PACKAGES)
 
+# What a failing test prints besides its name (testify's report, t.Log lines), so that a CI log that
+# shows only the filtered output still says why a test failed; the full output is in _output/.
+FAILURE_LINES = ^\s+(Error Trace|Error|Test|Messages):|_test\.go:[0-9]+:
+
 # The real-runtime scenarios: containerd v2.4.2 with NRI + runc v1.3.6, driven through CRI.
 test-e2e: deps
-	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
 
 # The churn and fault campaign at full size: 200 pods with random dependency graphs per round, three
 # rounds, podorder killed -9, containerd restarted, the store removed and dependencies killed while
@@ -63,13 +67,13 @@ test-e2e: deps
 SOAK_PODS ?= 200
 SOAK_ROUNDS ?= 3
 soak: deps _output
-	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT|violation' ; exit $${PIPESTATUS[0]}
+	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT|violation' ; exit $${PIPESTATUS[0]}
 
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
 # with `kubectl apply -k daemonset/` as shipped (an overlay sets only the image tag and the API address),
 # then with the Helm chart; pods created with kubectl.
 test-k8s: deps deps-k8s $(PODORDER_HELM) _output
-	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/chart/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|RESULT' ; exit $${PIPESTATUS[0]}
+	$(GO) test -p 1 -count=1 -timeout 40m -v ./test/cluster/ ./test/chart/ ./test/kubernetes/ 2>&1 | tee _output/k8s.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT' ; exit $${PIPESTATUS[0]}
 
 test: lint test-unit _output test-e2e test-k8s
 

@@ -158,8 +158,10 @@ func TestHeldWorkloadRunsAsNonRootWithReadOnlyRootfs(t *testing.T) {
 	})
 	app := pod.Container("app")
 	assert.True(t, started(t, app).After(runtimeStarted(t, env, pod.Container("db"))))
-	assertLogContains(t, app, "ID app uid=65534")
-	assertLogContains(t, app, "rootfs=ro")
+	// The ID line follows START in the workload; the runtime's log copier may not have written it yet.
+	id := harness.WaitLogLine(t, app.LogPath, "ID ", 10*time.Second)
+	assert.Contains(t, id, "ID app uid=65534")
+	assert.Contains(t, id, "rootfs=ro")
 }
 
 func TestPodWithoutPodorderKeysIsUntouched(t *testing.T) {
@@ -240,11 +242,18 @@ func runtimeSpec(t *testing.T, env *harness.Env, id string) string {
 	return string(info.RuntimeSpec)
 }
 
+// assertLogContains waits a little for want in a container's log: the runtime copies a container's
+// output to the log asynchronously, so a line may land after the event the test awaited.
 func assertLogContains(t *testing.T, c *harness.Container, want string) {
 	t.Helper()
-	lines, err := harness.ReadLog(c.LogPath)
-	require.NoError(t, err)
-	assert.Contains(t, strings.Join(lines, "\n"), want)
+	var log string
+	if !assert.Eventually(t, func() bool {
+		lines, err := harness.ReadLog(c.LogPath)
+		log = strings.Join(lines, "\n")
+		return err == nil && strings.Contains(log, want)
+	}, 5*time.Second, 10*time.Millisecond) {
+		assert.Contains(t, log, want)
+	}
 }
 
 // assertNoStart checks, after the container exited, that its own process never ran.
