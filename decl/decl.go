@@ -43,6 +43,18 @@ const (
 	KindStopGrace = "stop-grace"
 	// KindStopSignal overrides SIGTERM as the first signal of podorder's stops.
 	KindStopSignal = "stop-signal"
+	// KindReadiness says who judges a container's readiness for the containers that wait for it:
+	// ReadinessKubelet opts out of podorder evaluating the container's readinessProbe itself.
+	KindReadiness = "readiness"
+)
+
+// Values of podorder.dev/readiness.<c>.
+const (
+	// ReadinessPodorder, the default, lets podorder evaluate a tcp, http or grpc readinessProbe
+	// itself, from inside the pod, at a fast period while a container waits for it.
+	ReadinessPodorder = "podorder"
+	// ReadinessKubelet waits for kubelet's own verdict, as reported through the API.
+	ReadinessKubelet = "kubelet"
 )
 
 // DefaultTimeout is the longest hold when a container declares no timeout.
@@ -86,6 +98,9 @@ type Hold struct {
 	StopGrace time.Duration
 	// StopSignal is the first signal of a stop; zero means SIGTERM.
 	StopSignal syscall.Signal
+	// KubeletReadiness opts the container out of podorder evaluating its readinessProbe: the
+	// containers that wait for it to be ready wait for kubelet's verdict instead.
+	KubeletReadiness bool
 }
 
 // Pod is a pod's parsed declarations.
@@ -231,9 +246,19 @@ func Parse(labels, annotations map[string]string) *Pod {
 					continue
 				}
 				p.hold(c).StopSignal = sig
+			case KindReadiness:
+				switch strings.TrimSpace(v) {
+				case ReadinessKubelet:
+					p.hold(c).KubeletReadiness = true
+				case ReadinessPodorder:
+					p.hold(c)
+				default:
+					p.fail(c, fmt.Errorf("%s: %s is neither %s (podorder evaluates the readinessProbe itself, the default) nor %s (wait for kubelet's verdict)",
+						where, Quote(v), ReadinessPodorder, ReadinessKubelet))
+				}
 			default:
-				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s.%s, %s.%s, %s.%s, %s.%s or %s.%s",
-					where, Quote(kind), Domain, KindAfter, c, KindTimeout, c, KindProbe, c, KindStopWith, c, KindStopGrace, c, KindStopSignal, c))
+				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s.%s, %s.%s, %s.%s, %s.%s, %s.%s or %s.%s",
+					where, Quote(kind), Domain, KindAfter, c, KindTimeout, c, KindProbe, c, KindStopWith, c, KindStopGrace, c, KindStopSignal, c, KindReadiness, c))
 			}
 		}
 	}
@@ -560,21 +585,51 @@ func dependency(name, cond string, hasCond bool) (condition.Dependency, error) {
 	return condition.Dependency{Container: name, Condition: c}, nil
 }
 
-// Probe is a readiness check the daemon runs itself, from inside the pod's network namespace.
+// Probe is a readiness check the daemon runs itself, from inside the pod's network namespace: a
+// podorder.dev/probe.<c> annotation, or a container's own readinessProbe translated by the daemon.
 type Probe struct {
-	// Kind is "tcp" (connect) or "http" (GET, 2xx/3xx passes).
+	// Kind is "tcp" (connect), "http" or "https" (GET, 2xx/3xx passes) or "grpc" (the gRPC health
+	// service answers SERVING).
 	Kind string
 	Port int
 	// Path is the HTTP path, starting with "/".
 	Path string
+	// Headers are sent with an HTTP GET; a Host header sets the request's host.
+	Headers []Header
+	// Service is the gRPC health service name; "" asks for the server as a whole.
+	Service string
+	// Readiness is set for a container's readinessProbe, which kubelet sends to the pod's IP: a
+	// socket listening on loopback only does not pass it, as it would not pass kubelet's.
+	Readiness bool
+	// InitialDelay is how long after the container's process started the first attempt may run.
+	InitialDelay time.Duration
+	// SuccessThreshold is how many consecutive attempts must pass; below 1 means 1.
+	SuccessThreshold int
+	// Timeout bounds one attempt; zero leaves the daemon's own bound.
+	Timeout time.Duration
 }
+
+// Header is one HTTP header of a probe.
+type Header struct{ Name, Value string }
 
 // String formats the probe as it is declared.
 func (p *Probe) String() string {
-	if p.Kind == "http" {
-		return fmt.Sprintf("http:%d%s", p.Port, p.Path)
+	var s string
+	switch p.Kind {
+	case "http", "https":
+		s = fmt.Sprintf("%s:%d%s", p.Kind, p.Port, p.Path)
+	case "grpc":
+		s = fmt.Sprintf("grpc:%d", p.Port)
+		if p.Service != "" {
+			s += "/" + p.Service
+		}
+	default:
+		s = fmt.Sprintf("tcp:%d", p.Port)
 	}
-	return fmt.Sprintf("tcp:%d", p.Port)
+	if p.Readiness {
+		s = "readinessProbe " + s
+	}
+	return s
 }
 
 // ParseProbe reads "tcp:5432" or "http:8080/healthz".

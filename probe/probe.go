@@ -1,6 +1,12 @@
-// Package probe runs podorder's node-local readiness checks (podorder.dev/probe.<c>): a TCP connect
-// or an HTTP GET against the pod's own loopback, made from inside the pod's network namespace every
-// 100 ms, so readiness is seen within one period instead of kubelet's probe period plus relist.
+// Package probe runs podorder's node-local readiness checks — podorder.dev/probe.<c> annotations
+// and containers' own tcp, http and grpc readinessProbes — from inside the pod's network namespace,
+// every 10 ms at first and backing off to 100 ms, so readiness is seen within milliseconds instead
+// of kubelet's probe period plus its status relist.
+//
+// An attempt first reads the pod's listening sockets (/proc/thread-self/net/tcp{,6}, seen from
+// inside the pod) and connects only once the probe's port listens: polling a closed port costs a
+// file read and never touches the application. The verdict is still the real check — the connect,
+// the GET or the gRPC health call — so it is kubelet's verdict, only sooner.
 //
 // Tenants decide how many probes exist, so a probe costs no goroutine and no OS thread of its own:
 // one scheduler goroutine keeps the probes in a heap ordered by due time and hands due attempts to
@@ -16,13 +22,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,8 +35,17 @@ import (
 
 // Defaults applied when the corresponding Runner field is zero.
 const (
-	// DefaultInterval matches the 100 ms the README promises between attempts of one probe.
-	DefaultInterval = 100 * time.Millisecond
+	// DefaultInterval is the period of a fresh probe: a dependency that becomes ready is seen
+	// within 10 ms, which is what makes a release take milliseconds.
+	DefaultInterval = 10 * time.Millisecond
+	// DefaultFastFor is how long a probe keeps DefaultInterval before backing off: most
+	// dependencies listen within a second or two of starting; slower ones are polled less often.
+	DefaultFastFor = 2 * time.Second
+	// DefaultMaxInterval is where the back-off stops, still ten times kubelet's fastest period.
+	DefaultMaxInterval = 100 * time.Millisecond
+	// DefaultAttemptsPerSecond caps the node's probe attempts: with many probes active each one's
+	// period stretches to active/cap, so fast probing never turns into load, whatever tenants do.
+	DefaultAttemptsPerSecond = 2000
 	// DefaultTimeout keeps one unresponsive pod from holding a worker for long.
 	DefaultTimeout = time.Second
 	// DefaultWorkers is small because an attempt is a loopback connect: a few workers keep up with
@@ -51,9 +63,17 @@ const selfNetns = "/proc/thread-self/ns/net"
 // Runner runs probes; it implements plugin.Prober. Its fields are read when probes start: set
 // them before the first Start. The zero value is usable.
 type Runner struct {
-	// Interval is the time between the starts of two attempts of one probe (DefaultInterval when
-	// zero). Attempts are delayed, never stacked, when the workers cannot keep up.
+	// Interval is the time between the starts of two attempts of a fresh probe (DefaultInterval
+	// when zero). Attempts are delayed, never stacked, when the workers cannot keep up.
 	Interval time.Duration
+	// FastFor is how long a probe keeps Interval before its period doubles at each failed attempt
+	// (DefaultFastFor when zero).
+	FastFor time.Duration
+	// MaxInterval caps the back-off (DefaultMaxInterval when zero).
+	MaxInterval time.Duration
+	// AttemptsPerSecond caps the attempts of all probes together (DefaultAttemptsPerSecond when
+	// zero): each probe's period is at least active probes / AttemptsPerSecond.
+	AttemptsPerSecond int
 	// Timeout bounds one attempt (DefaultTimeout when zero), so a pod that accepts but never
 	// answers delays other probes by at most this much.
 	Timeout time.Duration
@@ -85,11 +105,14 @@ type Runner struct {
 // NewRunner returns a Runner with the default settings, logging to log.
 func NewRunner(log *slog.Logger) *Runner {
 	return &Runner{
-		Interval:  DefaultInterval,
-		Timeout:   DefaultTimeout,
-		Workers:   DefaultWorkers,
-		MaxProbes: DefaultMaxProbes,
-		Log:       log,
+		Interval:          DefaultInterval,
+		FastFor:           DefaultFastFor,
+		MaxInterval:       DefaultMaxInterval,
+		AttemptsPerSecond: DefaultAttemptsPerSecond,
+		Timeout:           DefaultTimeout,
+		Workers:           DefaultWorkers,
+		MaxProbes:         DefaultMaxProbes,
+		Log:               log,
 	}
 }
 
@@ -105,7 +128,6 @@ type nsFile struct {
 // so it can never be queued twice and the queue is bounded by the number of probes.
 type task struct {
 	probe    *decl.Probe
-	addr     string
 	netns    string
 	ns       *nsFile // nil for the daemon's own namespace; guarded by Runner.mu unless a worker owns the task
 	ready    func()
@@ -116,9 +138,12 @@ type task struct {
 	cancel   context.CancelFunc
 
 	// Guarded by Runner.mu.
-	at      time.Time // when the next attempt is due
-	index   int       // position in the due heap, -1 when not in it
-	busy    bool      // queued or running: a worker owns it and will release it
+	begun   time.Time     // when the first attempt was due, which the back-off counts from
+	period  time.Duration // the current period, Interval until the back-off starts
+	passes  int           // consecutive passed attempts, towards the probe's SuccessThreshold
+	at      time.Time     // when the next attempt is due
+	index   int           // position in the due heap, -1 when not in it
+	busy    bool          // queued or running: a worker owns it and will release it
 	stopped bool
 	passed  bool
 	warned  bool // whether entering the namespace failing was already logged
@@ -145,17 +170,24 @@ func (r *Runner) Start(netns string, p *decl.Probe, ready func()) (stop func(), 
 		return nil, fmt.Errorf("node probe limit of %d reached: not probing %s in %s; raise MaxProbes or reduce podorder.dev/probe annotations on this node",
 			max, p, nsName(netns))
 	}
+	timeout := positive(r.Timeout, DefaultTimeout)
+	if p.Timeout > 0 && p.Timeout < timeout {
+		timeout = p.Timeout
+	}
+	// kubelet runs no readiness attempt before initialDelaySeconds; neither does podorder.
+	first := time.Now().Add(p.InitialDelay)
 	t := &task{
 		probe:    p,
-		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)),
 		netns:    netns,
 		ready:    ready,
 		interval: positive(r.Interval, DefaultInterval),
-		timeout:  positive(r.Timeout, DefaultTimeout),
+		timeout:  timeout,
 		index:    -1,
-		at:       time.Now(),
+		begun:    first,
+		at:       first,
 		setns:    r.setns,
 	}
+	t.period = t.interval
 	if t.setns == nil {
 		t.setns = unix.Setns
 	}
@@ -174,8 +206,10 @@ func validate(p *decl.Probe) error {
 	if p == nil {
 		return errors.New("probe: nil probe")
 	}
-	if p.Kind != "tcp" && p.Kind != "http" {
-		return fmt.Errorf("probe %s: kind %q is neither tcp nor http", p, p.Kind)
+	switch p.Kind {
+	case "tcp", "http", "https", "grpc":
+	default:
+		return fmt.Errorf("probe %s: kind %q is none of tcp, http, https and grpc", p, p.Kind)
 	}
 	if p.Port < 1 || p.Port > 65535 {
 		return fmt.Errorf("probe %s: port %d is outside 1-65535", p, p.Port)
@@ -383,16 +417,18 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 		r.logger().Debug("probe attempt ended after stop", "probe", t.probe.String(), "error", err)
 		return
 	case err != nil:
-		t.at = start.Add(t.interval)
-		if now := time.Now(); t.at.Before(now) {
-			t.at = now
-		}
-		r.pushLocked(t)
+		t.passes = 0
+		r.scheduleLocked(t, start, true)
 		r.mu.Unlock()
 		if pe := (*panicError)(nil); errors.As(err, &pe) {
 			r.logger().Error("probe attempt panicked", "probe", t.probe.String(), "netns", t.netns, "panic", pe.value, "stack", pe.stack)
 		}
 		r.logger().Debug("probe attempt failed", "probe", t.probe.String(), "netns", t.netns, "error", err)
+		return
+	case t.passes+1 < t.probe.SuccessThreshold:
+		t.passes++
+		r.scheduleLocked(t, start, false)
+		r.mu.Unlock()
 		return
 	}
 	t.passed = true
@@ -406,6 +442,23 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 		}
 	}()
 	t.ready()
+}
+
+// scheduleLocked queues t's next attempt one period after start: the fast period at first, doubled
+// after each failure once FastFor has passed, and never shorter than the node-wide budget allows.
+func (r *Runner) scheduleLocked(t *task, start time.Time, failed bool) {
+	if failed && start.Sub(t.begun) >= positive(r.FastFor, DefaultFastFor) {
+		t.period = min(2*t.period, max(positive(r.MaxInterval, DefaultMaxInterval), t.interval))
+	}
+	period := t.period
+	if budget := time.Duration(r.active) * time.Second / time.Duration(positive(r.AttemptsPerSecond, DefaultAttemptsPerSecond)); period < budget {
+		period = budget
+	}
+	t.at = start.Add(period)
+	if now := time.Now(); t.at.Before(now) {
+		t.at = now
+	}
+	r.pushLocked(t)
 }
 
 // panicError is a panic during an attempt, kept to be logged by finish, on a thread known to be
@@ -429,30 +482,35 @@ func (r *Runner) attempt(t *task, tainted *bool) (err error) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
 	defer cancel()
 	// t.ns is stable while the worker owns t: it is released only when no worker does.
-	conn, err := r.dial(ctx, t, tainted)
+	conn, addr, err := r.dial(ctx, t, tainted)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if t.probe.Kind != "http" {
-		return nil
-	}
-	return get(ctx, conn, t)
+	return check(ctx, conn, addr, t)
 }
 
-// dial connects to the probe's port from the pod's namespace. Only socket creation needs the
-// namespace, so the thread is in it for one connect on loopback, not for the whole attempt.
-func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, err error) {
+// dial connects to the probe's port from the pod's namespace, once something listens on it. Only
+// reading the listening sockets and creating the socket need the namespace, so the thread is in it
+// for a file read and one connect, not for the whole attempt.
+func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, addr string, err error) {
 	var d net.Dialer
+	connect := func() error {
+		if addr, err = listeningAddr(t.probe); err != nil {
+			return err
+		}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	}
 	if t.ns == nil {
-		return d.DialContext(ctx, "tcp", t.addr)
+		return conn, addr, connect()
 	}
 	setns := t.setns
 	runtime.LockOSThread()
 	self, err := os.Open(selfNetns)
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("remember the daemon's network namespace: %w", err)
+		return nil, "", fmt.Errorf("remember the daemon's network namespace: %w", err)
 	}
 	defer self.Close()
 	entering := true
@@ -477,9 +535,9 @@ func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Con
 		entering = false
 		runtime.UnlockOSThread()
 		r.warnEnter(t, err)
-		return nil, fmt.Errorf("enter %s: %w", t.netns, err)
+		return nil, "", fmt.Errorf("enter %s: %w", t.netns, err)
 	}
-	return d.DialContext(ctx, "tcp", t.addr)
+	return conn, addr, connect()
 }
 
 // leave returns the thread to the namespace open at fd. A panic counts as a failure: the thread's
@@ -503,44 +561,6 @@ func (r *Runner) warnEnter(t *task, err error) {
 	if first {
 		r.logger().Warn("cannot enter pod network namespace to probe; retrying", "netns", t.netns, "probe", t.probe.String(), "error", err)
 	}
-}
-
-// get sends the HTTP GET over conn, which was connected in the pod's namespace; any thread can
-// use it from here on.
-func get(ctx context.Context, conn net.Conn, t *task) error {
-	_ = conn.SetDeadline(time.Now().Add(t.timeout))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+t.probe.Path, nil)
-	if err != nil {
-		return err
-	}
-	var used atomic.Bool
-	tr := &http.Transport{
-		// Proxy stays nil: a proxy would reach the node's loopback, not the pod's.
-		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			if used.Swap(true) {
-				// A second connection would be made outside the pod's namespace.
-				return nil, errors.New("probe connection already used")
-			}
-			return conn, nil
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{
-		Transport: tr,
-		// Judge the 3xx itself, as kubelet does: following it would leave the pod, or fail on a
-		// second dial that would not be in the pod's namespace.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("http status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // taskHeap orders probes by when their next attempt is due.

@@ -1,0 +1,221 @@
+package probe
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/podorder/podorder/decl"
+)
+
+func TestListenersAreTheLocalAddressesOfListeningSockets(t *testing.T) {
+	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1076 1 0000000033e110e1 100 0 0 10 0
+   1: 0100007F:8201 0100007F:BF2A 06 00000000:00000000 03:00001291 00000000     0        0 0 3 00000000b14862ec
+   2: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1077 1 0000000033e110e1 100 0 0 10 0
+   3: 0201A8C0:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1078 1 0000000033e110e1 100 0 0 10 0
+`
+	tcp6 := `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2000 1 0 100 0 0 10 0
+   1: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0 100 0 0 10 0
+   2: 0000000000000000FFFF00000100007F:1F92 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0 100 0 0 10 0
+`
+	assert.Equal(t, []netip.AddrPort{
+		netip.MustParseAddrPort("0.0.0.0:2024"),
+		netip.MustParseAddrPort("127.0.0.1:5432"),
+		netip.MustParseAddrPort("192.168.1.2:80"),
+	}, listeners([]byte(tcp)), "the established connection is not a listener")
+	assert.Equal(t, []netip.AddrPort{
+		netip.MustParseAddrPort("[::]:8080"),
+		netip.MustParseAddrPort("[::1]:8081"),
+		netip.MustParseAddrPort("[::ffff:127.0.0.1]:8082"),
+	}, listeners([]byte(tcp6)))
+	assert.Empty(t, listeners([]byte("header\n   0: zz:zz 00:00 0A\n   1: 0100007F 00:00 0A\n")), "malformed lines are skipped")
+}
+
+func TestPickListenerDialsWhatKubeletWouldReach(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name      string
+		ls        []netip.AddrPort
+		readiness bool
+		want      string // "" when nothing counts
+	}{
+		{"nothing on the port", []netip.AddrPort{ap("0.0.0.0:81")}, false, ""},
+		{"IPv4 wildcard, reached on loopback", []netip.AddrPort{ap("0.0.0.0:80")}, true, "127.0.0.1"},
+		{"IPv6 wildcard", []netip.AddrPort{ap("[::]:80")}, true, "::1"},
+		{"IPv4 preferred over IPv6", []netip.AddrPort{ap("[::]:80"), ap("0.0.0.0:80")}, true, "127.0.0.1"},
+		{"loopback counts for an annotation probe", []netip.AddrPort{ap("127.0.0.1:80")}, false, "127.0.0.1"},
+		{"loopback only fails a readinessProbe, as kubelet's", []netip.AddrPort{ap("127.0.0.1:80"), ap("[::1]:80")}, true, ""},
+		{"mapped loopback fails a readinessProbe", []netip.AddrPort{ap("[::ffff:127.0.0.1]:80")}, true, ""},
+		{"the pod's own address", []netip.AddrPort{ap("127.0.0.1:80"), ap("10.244.0.7:80")}, true, "10.244.0.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := pickListener(tt.ls, 80, tt.readiness)
+			if tt.want == "" {
+				assert.False(t, ok, "picked %s", got)
+				return
+			}
+			require.True(t, ok)
+			assert.Equal(t, tt.want, got.String())
+		})
+	}
+}
+
+func TestBackOffAndNodeBudgetStretchThePeriod(t *testing.T) {
+	r := &Runner{Interval: 10 * time.Millisecond, FastFor: time.Second, MaxInterval: 100 * time.Millisecond, AttemptsPerSecond: 1000}
+	now := time.Now()
+	tk := &task{interval: r.Interval, period: r.Interval, begun: now, index: -1}
+	r.scheduling = true // keep the scheduler goroutine out of a pure test
+	r.wake = make(chan struct{}, 1)
+	r.active = 1
+
+	next := func(start time.Time, failed bool) time.Duration {
+		r.due, tk.index = nil, -1 // as after the attempt's dispatch
+		r.scheduleLocked(tk, start, failed)
+		return tk.at.Sub(start)
+	}
+	future := now.Add(time.Hour) // so that "not before now" never clamps
+	tk.begun = future
+	assert.Equal(t, 10*time.Millisecond, next(future.Add(500*time.Millisecond), true), "fast while young")
+	assert.Equal(t, 20*time.Millisecond, next(future.Add(time.Second), true), "doubles after FastFor")
+	assert.Equal(t, 40*time.Millisecond, next(future.Add(time.Second), true))
+	assert.Equal(t, 80*time.Millisecond, next(future.Add(time.Second), true))
+	assert.Equal(t, 100*time.Millisecond, next(future.Add(time.Second), true), "capped")
+	assert.Equal(t, 100*time.Millisecond, next(future.Add(time.Second), false), "a pass towards the threshold keeps the period")
+
+	r.active = 500
+	tk.period = r.Interval
+	assert.Equal(t, 500*time.Millisecond, next(future, true), "500 probes share 1000 attempts per second")
+}
+
+func TestReadinessProbeIgnoresAListenerOnLoopbackOnly(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	r, rec := newTestRunner()
+
+	ready, readyCh := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port, Readiness: true}, ready)
+	require.NoError(t, err)
+	defer stop()
+	rec.waitFor(t, msgFailed, 3)
+	notReady(t, readyCh)
+
+	annotation, annotationCh := signal()
+	stop2, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, annotation)
+	require.NoError(t, err)
+	defer stop2()
+	waitReady(t, annotationCh)
+	notReady(t, readyCh)
+}
+
+func TestSuccessThresholdNeedsConsecutivePasses(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if requests.Add(1) == 2 {
+			w.WriteHeader(http.StatusServiceUnavailable) // resets the count: 3, 4 and 5 must pass
+		}
+	}))
+	defer srv.Close()
+	r, _ := newTestRunner()
+	ready, readyCh := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "http", Port: portOf(t, srv.URL), Path: "/", SuccessThreshold: 3}, ready)
+	require.NoError(t, err)
+	defer stop()
+	waitReady(t, readyCh)
+	assert.EqualValues(t, 5, requests.Load())
+}
+
+func TestInitialDelayPostponesTheFirstAttempt(t *testing.T) {
+	var first atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		first.CompareAndSwap(0, time.Now().UnixNano())
+	}))
+	defer srv.Close()
+	r, _ := newTestRunner()
+	ready, readyCh := signal()
+	started := time.Now()
+	stop, err := r.Start("", &decl.Probe{Kind: "http", Port: portOf(t, srv.URL), Path: "/", InitialDelay: 300 * time.Millisecond}, ready)
+	require.NoError(t, err)
+	defer stop()
+	waitReady(t, readyCh)
+	assert.GreaterOrEqual(t, time.Unix(0, first.Load()).Sub(started), 300*time.Millisecond, "no attempt before initialDelaySeconds")
+}
+
+func TestHTTPSProbeSendsHeadersAndSkipsVerificationAsKubelet(t *testing.T) {
+	var host, token, agent atomic.Value
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host.Store(r.Host)
+		token.Store(r.Header.Get("X-Token"))
+		agent.Store(r.UserAgent())
+		if r.URL.Path != "/ready" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	r, _ := newTestRunner()
+	ready, readyCh := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "https", Port: portOf(t, srv.URL), Path: "/ready",
+		Headers: []decl.Header{{Name: "Host", Value: "api.example"}, {Name: "X-Token", Value: "t1"}}}, ready)
+	require.NoError(t, err)
+	defer stop()
+	waitReady(t, readyCh)
+	assert.Equal(t, "api.example", host.Load())
+	assert.Equal(t, "t1", token.Load())
+	assert.Equal(t, userAgent, agent.Load())
+}
+
+func TestGRPCProbePassesWhenTheHealthServiceServes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := grpchealth.NewServer()
+	hs.SetServingStatus("db", healthpb.HealthCheckResponse_NOT_SERVING)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	r, rec := newTestRunner()
+	ready, readyCh := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "grpc", Port: l.Addr().(*net.TCPAddr).Port, Service: "db"}, ready)
+	require.NoError(t, err)
+	defer stop()
+	rec.waitFor(t, msgFailed, 3)
+	notReady(t, readyCh)
+	hs.SetServingStatus("db", healthpb.HealthCheckResponse_SERVING)
+	waitReady(t, readyCh)
+}
+
+func TestAnAttemptOnAClosedPortNeverConnects(t *testing.T) {
+	port := reservePort(t)
+	_, err := listeningAddr(&decl.Probe{Kind: "tcp", Port: port.port})
+	require.ErrorIs(t, err, errNotListening)
+	port.listen(t)
+	addr, err := listeningAddr(&decl.Probe{Kind: "tcp", Port: port.port})
+	require.NoError(t, err)
+	assert.Equal(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port.port)), addr)
+}
+
+func portOf(t *testing.T, rawURL string) int {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(u.Port())
+	require.NoError(t, err)
+	return n
+}
