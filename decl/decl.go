@@ -253,8 +253,8 @@ func Parse(labels, annotations map[string]string) *Pod {
 				case ReadinessPodorder:
 					p.hold(c)
 				default:
-					p.fail(c, fmt.Errorf("%s: %s is neither %s (podorder evaluates the readinessProbe itself, the default) nor %s (wait for kubelet's verdict)",
-						where, Quote(v), ReadinessPodorder, ReadinessKubelet))
+					p.fail(c, fmt.Errorf("%s: want %s (podorder evaluates the readinessProbe itself, the default) or %s (wait for kubelet's verdict)",
+						where, ReadinessPodorder, ReadinessKubelet))
 				}
 			default:
 				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s.%s, %s.%s, %s.%s, %s.%s, %s.%s or %s.%s",

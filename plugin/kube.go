@@ -38,6 +38,9 @@ type PodSpecs interface {
 	// HasReadinessProbe reports whether the container declares a readinessProbe; known is false
 	// when the pod or container is not known.
 	HasReadinessProbe(podUID, container string) (has, known bool)
+	// ReadinessProbe returns the container's readinessProbe as a check podorder can run itself
+	// from inside the pod; nil when the pod is not known or the probe must stay with kubelet.
+	ReadinessProbe(podUID, container string) *decl.Probe
 }
 
 // PodRef names a pod for an Event.

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -27,8 +28,17 @@ func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update fun
 }
 
 // fakeSpecs maps pod UID to container names; every container has a readinessProbe unless its name
-// ends in "-noprobe".
+// ends in "-noprobe", and podorder can run it itself (tcp:5432) when the name ends in "-fast".
 type fakeSpecs map[string][]string
+
+func (f fakeSpecs) ReadinessProbe(uid, container string) *decl.Probe {
+	for _, c := range f[uid] {
+		if c == container && strings.HasSuffix(c, "-fast") {
+			return &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true}
+		}
+	}
+	return nil
+}
 
 func (f fakeSpecs) Containers(uid string) ([]decl.Container, bool) {
 	names, ok := f[uid]
@@ -82,6 +92,49 @@ func TestWithTheAPIReadyNeedsKubeletReadinessAndTheRelease(t *testing.T) {
 	require.Len(t, ev.reasons, 2)
 	assert.Contains(t, ev.reasons[0], "PodorderWaiting: container app waits for db (ready) (timeout 10m0s)")
 	assert.Contains(t, ev.reasons[1], "PodorderReleased: container app released ")
+}
+
+func TestPodorderEvaluatesAReadinessProbeItselfAndKubeletsVerdictIsNotAwaited(t *testing.T) {
+	f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast"}, nil)
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-fast")
+	f.start(t, db)
+	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
+	assert.True(t, f.prober.probes[5432].Readiness)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "running is not ready")
+	f.prober.started[5432]()
+	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt, "ready on podorder's evaluation, before kubelet's")
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
+	assert.Contains(t, ev.reasons[len(ev.reasons)-1], "PodorderReleased")
+}
+
+func TestReadinessFromKubeletOptsOutOfPodordersEvaluation(t *testing.T) {
+	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast", "podorder.dev/readiness.db-fast": "kubelet"}, nil)
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-fast")
+	f.start(t, db)
+	assert.Empty(t, f.prober.started, "no node-local probe")
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
+	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "kubelet's verdict releases")
+}
+
+func TestARefusedReadinessProbeFallsBackToKubelet(t *testing.T) {
+	f, ev, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast"}, nil)
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
+	f.prober.refuse = errors.New("node probe limit of 512 reached")
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-fast")
+	f.start(t, db)
+	assert.Contains(t, strings.Join(ev.reasons, "\n"), "PodorderProbeRefused: the probe readinessProbe tcp:5432 of container db-fast cannot run: node probe limit of 512 reached; its readiness comes from kubelet instead")
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
+	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
 }
 
 func TestKubeletReadinessOfAHeldContainerCountsOnlyOnceReleased(t *testing.T) {

@@ -17,10 +17,22 @@ import (
 )
 
 // fakeProber records started probes; a test passes one by calling its ready func.
-type fakeProber struct{ started map[int]func() }
+// fakeProber records the probes started, by port; refuse makes Start fail as a node at its cap does.
+type fakeProber struct {
+	started map[int]func()
+	probes  map[int]*decl.Probe
+	refuse  error
+}
 
 func (f *fakeProber) Start(_ string, p *decl.Probe, ready func()) (func(), error) {
+	if f.refuse != nil {
+		return nil, f.refuse
+	}
 	f.started[p.Port] = ready
+	if f.probes == nil {
+		f.probes = map[int]*decl.Probe{}
+	}
+	f.probes[p.Port] = p
 	return func() { delete(f.started, p.Port) }, nil
 }
 

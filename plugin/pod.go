@@ -66,6 +66,9 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	if p.cfg.Kube != nil {
 		uid := sb.Uid
 		pd.Sources.KubeletReadiness = func(container string) bool { return p.needsKubeletReadiness(uid, container) }
+		if k := p.cfg.Kube.Specs; k != nil && p.prober != nil && (pd.netns != "" || p.cfg.ProbeHostNetwork) {
+			pd.Sources.ReadinessProbe = func(container string) *decl.Probe { return k.ReadinessProbe(uid, container) }
+		}
 	}
 	p.pods[sb.Uid] = pd
 	return pd, nil
@@ -367,7 +370,7 @@ func (p *Plugin) startProbe(pd *pod, a *podstate.Attempt) error {
 	if pd.probes[a] != nil || p.prober == nil {
 		return nil
 	}
-	stop, err := p.prober.Start(pd.netns, a.Hold.Probe, func() {
+	stop, err := p.prober.Start(pd.netns, a.Probe, func() {
 		p.callback("probe", pd, func(now time.Time) []podstate.Effect {
 			if pd.Attempts[a.Name()] != a {
 				return nil

@@ -63,6 +63,13 @@ type Attempt struct {
 	Hold *decl.Hold
 	// Prev is the attempt this one replaced, the newest again if the runtime undoes this one.
 	Prev *Attempt
+	// Probe is the check podorder runs for this attempt's readiness: its podorder.dev/probe
+	// annotation, or its own readinessProbe evaluated in kubelet's stead; nil when none. It is chosen
+	// once, when the attempt's process starts (see chooseProbe).
+	Probe *decl.Probe
+	// probeChosen is set once Probe was chosen: the API's pod arriving later cannot change a choice
+	// already acted on, which would leave readiness waiting for a probe that never started.
+	probeChosen bool
 	// Probing is set while podorder's probe of this attempt runs.
 	Probing bool
 	// ProbeRefused is set when the node could not run the probe: readiness then comes from the
@@ -105,6 +112,9 @@ type Sources struct {
 	// KubeletReadiness reports whether kubelet's readiness of a container is one of its sources;
 	// nil when podorder has no Kubernetes API.
 	KubeletReadiness func(container string) bool
+	// ReadinessProbe returns the container's readinessProbe as a check podorder can run itself, nil
+	// when it has none podorder can run (or no API, or no way into the pod's network).
+	ReadinessProbe func(container string) *decl.Probe
 }
 
 // Pod is the state of one pod that uses podorder.
@@ -285,15 +295,33 @@ func (p *Pod) RuntimeStarted(a *Attempt, now time.Time) []Effect {
 	return o
 }
 
-// Probed reports whether a's readiness comes from a podorder probe: only when it declares one and a
-// container of the pod waits for it to be ready, so that probes nobody needs never cost the node.
-func (p *Pod) Probed(a *Attempt) bool {
-	if a.Hold == nil || a.Hold.Probe == nil || a.ProbeRefused || !p.Sources.Probes {
-		return false
+// Probed reports whether a's readiness comes from a podorder probe.
+func (p *Pod) Probed(a *Attempt) bool { return a.Probe != nil && !a.ProbeRefused }
+
+// chooseProbe decides, once, which check podorder runs for a: none unless a container of the pod
+// waits for a to be ready, so that probes nobody needs never cost the node; then the
+// podorder.dev/probe annotation if any; else a's own readinessProbe, unless the pod opts out with
+// podorder.dev/readiness.<c>: kubelet.
+func (p *Pod) chooseProbe(a *Attempt) {
+	if a.probeChosen {
+		return
 	}
+	a.probeChosen = true
+	switch {
+	case !p.Sources.Probes || !p.waitedReady(a.Name()):
+	case a.Hold != nil && a.Hold.Probe != nil:
+		a.Probe = a.Hold.Probe
+	case a.Hold != nil && a.Hold.KubeletReadiness:
+	case p.Sources.ReadinessProbe != nil:
+		a.Probe = p.Sources.ReadinessProbe(a.Name())
+	}
+}
+
+// waitedReady reports whether a container of the pod waits for the named one to be ready.
+func (p *Pod) waitedReady(name string) bool {
 	for _, h := range p.Decl.Holds {
 		for _, d := range h.After {
-			if d.Container == a.Name() && d.Condition == condition.Ready {
+			if d.Container == name && d.Condition == condition.Ready {
 				return true
 			}
 		}
@@ -305,6 +333,7 @@ func (p *Pod) Probed(a *Attempt) bool {
 func (p *Pod) markReleased(a *Attempt, now time.Time) []Effect {
 	var o out
 	a.TS.ReleasedAt = &now
+	p.chooseProbe(a)
 	if p.Probed(a) && !a.Probing {
 		a.Probing = true
 		o.add(StartProbe{a})
@@ -321,10 +350,14 @@ func (p *Pod) refreshReady(a *Attempt, now time.Time) []Effect {
 	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
 		return nil
 	}
+	p.chooseProbe(a)
 	if p.Probed(a) && ts.ProbeReadyAt == nil {
 		return nil
 	}
-	if k := p.Sources.KubeletReadiness; k != nil && k(a.Name()) && ts.KubeletReadyAt == nil {
+	// When podorder evaluates the readinessProbe itself, kubelet's verdict on the same check would
+	// only add its period and relist.
+	ownReadiness := p.Probed(a) && a.Probe.Readiness
+	if k := p.Sources.KubeletReadiness; k != nil && !ownReadiness && k(a.Name()) && ts.KubeletReadyAt == nil {
 		return nil
 	}
 	ts.ReadyAt = &now
@@ -339,7 +372,7 @@ func (p *Pod) ProbePassed(a *Attempt, now time.Time) []Effect {
 	var o out
 	a.TS.ProbeReadyAt = &now
 	a.Probing = false
-	o.log(slog.LevelInfo, a.Name(), "probe passed", "probe", a.Hold.Probe.String())
+	o.log(slog.LevelInfo, a.Name(), "probe passed", "probe", a.Probe.String())
 	o.add(p.refreshReady(a, now)...)
 	o.write(p, a)
 	o.add(p.Release(now)...)
@@ -351,7 +384,7 @@ func (p *Pod) ProbeRefused(a *Attempt, err error, now time.Time) []Effect {
 	var o out
 	a.Probing = false
 	a.ProbeRefused = true
-	probe := a.Hold.Probe.String()
+	probe := a.Probe.String()
 	o.log(slog.LevelError, a.Name(), "cannot probe; readiness comes from kubelet, or from the release without the API", "probe", probe, "error", err)
 	o.record(true, ReasonProbeRefused, "the probe %s of container %s cannot run: %v; its readiness comes from kubelet instead", probe, a.Name(), err)
 	o.add(p.refreshReady(a, now)...)

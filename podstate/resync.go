@@ -56,6 +56,9 @@ func (p *Pod) Resumed() []Effect {
 	for _, name := range p.names() {
 		a := p.Attempts[name]
 		ts := a.TS
+		if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil {
+			p.chooseProbe(a)
+		}
 		if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && !a.Probing && p.Probed(a) {
 			a.Probing = true
 			o.add(StartProbe{a})
