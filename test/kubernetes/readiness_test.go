@@ -141,6 +141,17 @@ spec:
   containers:
   - {name: app, image: %[1]s}
 `, harness.WorkloadImage), `podorder: default/bad-kind: annotation podorder.dev/afterr.app: unknown key kind "afterr"`},
+			"pod, unknown readiness source": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-readiness
+  namespace: default
+  labels:
+    podorder.dev/readiness.db: both
+spec:
+  containers:
+  - {name: db, image: %[1]s}
+`, harness.WorkloadImage), "podorder: default/bad-readiness: label podorder.dev/readiness.db=both: want podorder (podorder evaluates the readinessProbe itself, the default) or kubelet"},
 			"deployment, bad timeout": {fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
