@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/podstate"
@@ -32,6 +33,9 @@ type Workload struct {
 	Layers [][]string
 	// Waits maps a container to what it waits for, as people read it.
 	Waits map[string]string
+	// Readiness maps each container that others wait for to be ready to what decides its
+	// readiness, as people read it.
+	Readiness map[string]string
 	// Errors are what podorder would reject; Warnings what would bite at runtime.
 	Errors, Warnings []string
 }
@@ -105,7 +109,7 @@ func splitDocuments(data []byte) [][]byte {
 
 // Explain checks one pod template as podorder would at CreateContainer, and plans its start.
 func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
-	w := Workload{Name: name, Waits: map[string]string{}}
+	w := Workload{Name: name, Waits: map[string]string{}, Readiness: map[string]string{}}
 	pod := &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
 	if !decl.Uses(pod.Labels, pod.Annotations) {
 		return w
@@ -139,6 +143,9 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 		}
 	}
 	w.Layers = layers(pod.Spec.Containers, d)
+	for _, c := range waitedReady(d) {
+		w.Readiness[c] = readinessOf(pod, d.Holds[c], c)
+	}
 	w.Warnings = append(w.Warnings, livenessWarnings(pod, d)...)
 	if pod.Spec.HostNetwork {
 		for c, h := range d.Holds {
@@ -150,6 +157,46 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 	sort.Strings(w.Errors)
 	sort.Strings(w.Warnings)
 	return w
+}
+
+// waitedReady lists, sorted, the containers that another container waits for to be ready.
+func waitedReady(d *decl.Pod) []string {
+	seen := map[string]bool{}
+	for _, h := range d.Holds {
+		for _, dep := range h.After {
+			if dep.Condition == condition.Ready {
+				seen[dep.Container] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for c := range seen {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readinessOf says what decides the readiness of container c for the containers that wait for it,
+// as the daemon would decide with the Kubernetes API and its probes available.
+func readinessOf(pod *corev1.Pod, h *decl.Hold, c string) string {
+	if h != nil && h.Probe != nil {
+		return fmt.Sprintf("podorder's probe %s every 10 ms (and kubelet's verdict too, if it has a readinessProbe)", h.Probe)
+	}
+	p, why := kube.ReadinessProbe(pod, c)
+	switch {
+	case p != nil && h != nil && h.KubeletReadiness:
+		return fmt.Sprintf("kubelet's verdict on its readinessProbe (%s%s.%s: %s)", decl.Domain, decl.KindReadiness, c, decl.ReadinessKubelet)
+	case p != nil && pod.Spec.HostNetwork:
+		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms if it runs with --probe-host-network, else kubelet's verdict", strings.TrimPrefix(p.String(), "readinessProbe "))
+	case p != nil:
+		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms", strings.TrimPrefix(p.String(), "readinessProbe "))
+	case why == "no readinessProbe":
+		return "its start: it has no readinessProbe"
+	case why == "not in the pod's spec":
+		return why
+	}
+	return "kubelet's verdict: " + strings.TrimPrefix(why, "its ")
 }
 
 // layers orders the regular containers: layer 0 waits for no regular container, layer n for some of
@@ -254,6 +301,9 @@ func Write(out io.Writer, ws []Workload) error {
 			}
 			fmt.Fprintf(out, "  %d. %s\n", i+1, strings.Join(parts, "; "))
 		}
+		for _, c := range sortedKeys(w.Readiness) {
+			fmt.Fprintf(out, "  %s is ready on %s\n", c, w.Readiness[c])
+		}
 		for _, e := range w.Errors {
 			fmt.Fprintf(out, "  error: %s\n", e)
 		}
@@ -267,4 +317,13 @@ func Write(out io.Writer, ws []Workload) error {
 		return ErrProblems
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

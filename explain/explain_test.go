@@ -121,3 +121,44 @@ func TestTheExamplesAreAccepted(t *testing.T) {
 		assert.NotContains(t, out.String(), "warning:", f)
 	}
 }
+
+func TestEachWaitedOnContainerSaysWhatDecidesItsReadiness(t *testing.T) {
+	ws, err := Read(strings.NewReader(`apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  labels:
+    podorder.dev/after.web: api.db.cache.queue.log
+    podorder.dev/readiness.cache: kubelet
+spec:
+  containers:
+  - name: web
+    image: x
+  - name: api
+    image: x
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe: {httpGet: {path: /healthz, port: http}}
+  - name: db
+    image: x
+    readinessProbe: {exec: {command: [pg_isready]}}
+  - name: cache
+    image: x
+    readinessProbe: {tcpSocket: {port: 6379}}
+  - name: queue
+    image: x
+    readinessProbe: {grpc: {port: 9090}}
+  - name: log
+    image: x
+`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{
+		"api":   "its readinessProbe http:8080/healthz, evaluated by podorder every 10 ms",
+		"db":    "kubelet's verdict: readinessProbe is an exec probe: kubelet runs it",
+		"cache": "kubelet's verdict on its readinessProbe (podorder.dev/readiness.cache: kubelet)",
+		"queue": "its readinessProbe grpc:9090, evaluated by podorder every 10 ms",
+		"log":   "its start: it has no readinessProbe",
+	}, ws[0].Readiness)
+	var out bytes.Buffer
+	require.NoError(t, Write(&out, ws))
+	assert.Contains(t, out.String(), "  api is ready on its readinessProbe http:8080/healthz, evaluated by podorder every 10 ms\n")
+}
