@@ -262,6 +262,7 @@ func (p *Pod) Add(a *Attempt) []Effect {
 	}
 	a.Prev = old
 	o.wakeFor(p, a)
+	o.add(p.syncProbes()...) // a held attempt waits for its dependencies from now on
 	return o
 }
 
@@ -329,15 +330,48 @@ func (p *Pod) waitedReady(name string) bool {
 	return false
 }
 
+// syncProbes starts the probe of each attempt that needs one now and ends the others: a probe runs
+// only while its attempt's process runs, it has not passed, and a container of the pod is held
+// waiting for it to be ready — the moment nobody waits any more, it costs the node nothing.
+func (p *Pod) syncProbes() []Effect {
+	var o out
+	for _, name := range p.names() {
+		a := p.Attempts[name]
+		ts := a.TS
+		want := ts.ReleasedAt != nil && ts.ExitedAt == nil && ts.ProbeReadyAt == nil && p.Probed(a) && p.heldFor(name)
+		switch {
+		case want && !a.Probing:
+			a.Probing = true
+			o.add(StartProbe{a})
+		case !want && a.Probing:
+			o.endProbe(a)
+		}
+	}
+	return o
+}
+
+// heldFor reports whether a container of the pod is held right now waiting for the named one to be
+// ready.
+func (p *Pod) heldFor(name string) bool {
+	for _, b := range p.Attempts {
+		if !b.Holding() || b.TS.HoldFailed != "" || b.Hold == nil {
+			continue
+		}
+		for _, d := range b.Hold.After {
+			if d.Container == name && d.Condition == condition.Ready {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // markReleased records that a's own process runs, starts its probe, and refreshes its readiness.
 func (p *Pod) markReleased(a *Attempt, now time.Time) []Effect {
 	var o out
 	a.TS.ReleasedAt = &now
 	p.chooseProbe(a)
-	if p.Probed(a) && !a.Probing {
-		a.Probing = true
-		o.add(StartProbe{a})
-	}
+	o.add(p.syncProbes()...)
 	o.add(p.refreshReady(a, now)...)
 	return o
 }
@@ -509,6 +543,8 @@ func (p *Pod) Release(now time.Time) []Effect {
 			changed = true
 		}
 	}
+	// A release, an exit or a new held attempt may change who waits for whom.
+	o.add(p.syncProbes()...)
 	return o
 }
 

@@ -76,6 +76,16 @@ func (f *fixture) create(name string, s float64) *Attempt {
 	return a
 }
 
+// newAttempt builds, without adding it, a new held attempt of container at s seconds.
+func (f *fixture) newAttempt(name string, s float64) *Attempt {
+	hold, err := f.pod.Decl.For(name)
+	require.NoError(f.t, err)
+	created := at(s)
+	ts := &tombstone.Tombstone{Container: name, ID: name + "-" + fmt.Sprint(s), CreatedAt: &created,
+		WaitsFor: hold.After, HoldTimeout: tombstone.Duration(hold.Timeout)}
+	return &Attempt{TS: ts, Hold: hold, Wakes: true, Grace: 30 * time.Second}
+}
+
 // run creates and starts container at s seconds and returns the effects of its start.
 func (f *fixture) run(name string, s float64) (*Attempt, []string) {
 	a := f.create(name, s)
@@ -131,7 +141,7 @@ func TestReadyNeedsTheReleaseAndEverySourceThatApplies(t *testing.T) {
 	assert.Equal(t, at(3), *app.TS.ReleasedAt)
 }
 
-func TestAProbeRunsOnlyWhileSomeoneWaitsForReadiness(t *testing.T) {
+func TestAProbeRunsOnlyWhileSomeoneIsHeldWaitingForReadiness(t *testing.T) {
 	tests := map[string]struct {
 		labels map[string]string
 		probed bool
@@ -142,14 +152,30 @@ func TestAProbeRunsOnlyWhileSomeoneWaitsForReadiness(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			f := newPod(t, tt.labels, Sources{Probes: true})
-			_, effects := f.run("db", 0)
-			if tt.probed {
-				assert.Contains(t, effects, "probe db")
-			} else {
+			app, _ := f.run("app", 0)
+			_, effects := f.run("db", 1)
+			if !tt.probed {
 				assert.NotContains(t, effects, "probe db")
+				return
 			}
+			assert.Contains(t, effects, "probe db")
+			// app gives up (its hook timed out): nobody waits any more, so the probe ends.
+			assert.Contains(t, summary(f.pod.Exited(app, HookFailedExitCode, false, at(2))), "end probe db")
+			// Its next attempt waits again: the probe resumes.
+			assert.Contains(t, summary(f.pod.Add(f.newAttempt("app", 3))), "probe db")
 		})
 	}
+}
+
+func TestADependencyStartedBeforeAnyoneWaitsIsProbedOnceSomeoneDoes(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:5432"}, Sources{Probes: true})
+	db, effects := f.run("db", 0)
+	assert.NotContains(t, effects, "probe db", "nobody waits for db yet")
+	app := f.create("app", 1)
+	assert.True(t, db.Probing, "app's creation started db's probe")
+	f.pod.Started(app, at(1))
+	assert.Contains(t, summary(f.pod.ProbePassed(db, at(2))), "write app", "the pass releases app")
+	assert.False(t, db.Probing)
 }
 
 func TestAWriteWakesTheWrittenHoldItselfAndWaitingHolds(t *testing.T) {

@@ -52,17 +52,10 @@ func (p *Pod) Resync(a *Attempt, f Found, now time.Time) []Effect {
 // Resumed restarts, after a resynchronization, the probes of released attempts that still need
 // them.
 func (p *Pod) Resumed() []Effect {
-	var o out
-	for _, name := range p.names() {
-		a := p.Attempts[name]
-		ts := a.TS
-		if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil {
+	for _, a := range p.Attempts {
+		if a.TS.ReleasedAt != nil && a.TS.ProbeReadyAt == nil && a.TS.ExitedAt == nil {
 			p.chooseProbe(a)
 		}
-		if ts.ReleasedAt != nil && ts.ProbeReadyAt == nil && ts.ExitedAt == nil && !a.Probing && p.Probed(a) {
-			a.Probing = true
-			o.add(StartProbe{a})
-		}
 	}
-	return o
+	return p.syncProbes()
 }
