@@ -360,7 +360,7 @@ func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
 	return &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true}
 }
 
-// TestMeasureAgainstNativeOrdering reports, for a three-container pod whose order is web after api
+// TestMeasureOnARealKubelet reports podorder's release latency on the real kubelet and, for a three-container pod whose order is web after api
 // after db (each with a plain tcpSocket readinessProbe every 1 s, and each listening a random 0.5-1.5 s
 // after its process starts, so that readiness lands at a random phase of kubelet's probe period),
 // the time from `kubectl apply` to web serving (its own LISTEN line; web can only serve after the
@@ -370,7 +370,7 @@ func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
 // their dependency every 1 s, and the same pod without any ordering, the floor. The variants run
 // interleaved, one pod at a time, each pod gone before the next, with the same delays in a round.
 // `make bench` runs it (PODORDER_BENCH=1); PODORDER_BENCH_PODS sets the pods per variant (30).
-func TestMeasureAgainstNativeOrdering(t *testing.T) {
+func TestMeasureOnARealKubelet(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
 	}
@@ -379,6 +379,56 @@ func TestMeasureAgainstNativeOrdering(t *testing.T) {
 		runs = n
 	}
 	b := setup(t)
+	t.Run("release latency", func(t *testing.T) { measureReleaseLatency(t, b, 50) })
+	t.Run("3-level chain against native ordering", func(t *testing.T) { measureAgainstNativeOrdering(t, b, runs) })
+}
+
+// measureReleaseLatency reports, over 200 holds, the time from a dependency's port opening (its own
+// LISTEN line) to its dependent's first line (START): pods of a five-container chain c4 after c3 …
+// after c0, each with a plain tcpSocket readinessProbe that podorder evaluates, each listening a
+// random 50-500 ms after its process starts. Ten pods run at a time; every link is one hold.
+func measureReleaseLatency(t *testing.T, b *bed, pods int) {
+	const links, parallel = 5, 10
+	var lat []time.Duration
+	for first := 0; first < pods; first += parallel {
+		var names []string
+		for i := first; i < min(first+parallel, pods); i++ {
+			name := fmt.Sprintf("lat-%d", i)
+			labels := map[string]string{}
+			var cs []container
+			for k := range links {
+				c := fmt.Sprintf("c%d", k)
+				if k > 0 {
+					labels["podorder.dev/after."+c] = fmt.Sprintf("c%d", k-1)
+				}
+				delay := 50*time.Millisecond + time.Duration(rand.Int64N(int64(450*time.Millisecond)))
+				cs = append(cs, container{Name: c, Args: []string{"--listen-after", delay.String(), "--port", fmt.Sprint(8000 + k)}, Extra: tcpReady(8000 + k)})
+			}
+			b.apply(t, pod{Name: name, Labels: labels, Containers: cs})
+			names = append(names, name)
+		}
+		for _, name := range names {
+			b.c.WaitPodReady(t, "default", name, 2*time.Minute)
+			for k := 1; k < links; k++ {
+				listen := b.event(t, name, fmt.Sprintf("c%d", k-1), "LISTEN").At
+				start := b.event(t, name, fmt.Sprintf("c%d", k), "START").At
+				require.True(t, start.After(listen), "%s: c%d started before c%d listened", name, k, k-1)
+				lat = append(lat, start.Sub(listen))
+			}
+		}
+		b.c.Kubectl(t, append([]string{"delete", "pod", "--wait=true", "--timeout=120s"}, names...)...)
+	}
+	t.Logf("RESULT kubelet, release latency, dependency's port open → dependent's first line, %d holds: median %s, p99 %s, max %s (goal: median ≤ 20ms, p99 ≤ 40ms)",
+		len(lat), quantile(lat, 0.5), quantile(lat, 0.99), slices.Max(lat).Round(100*time.Microsecond))
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1)+0.5)].Round(100 * time.Microsecond)
+}
+
+func measureAgainstNativeOrdering(t *testing.T, b *bed, runs int) {
 	ready := tcpReady
 	listen := func(port int, after time.Duration) []string {
 		return []string{"--listen-after", after.String(), "--port", fmt.Sprint(port)}
