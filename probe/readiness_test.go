@@ -20,57 +20,66 @@ import (
 	"github.com/podorder/podorder/decl"
 )
 
-func TestListenersAreTheLocalAddressesOfListeningSockets(t *testing.T) {
-	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1076 1 0000000033e110e1 100 0 0 10 0
-   1: 0100007F:8201 0100007F:BF2A 06 00000000:00000000 03:00001291 00000000     0        0 0 3 00000000b14862ec
-   2: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1077 1 0000000033e110e1 100 0 0 10 0
-   3: 0201A8C0:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1078 1 0000000033e110e1 100 0 0 10 0
-`
-	tcp6 := `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2000 1 0 100 0 0 10 0
-   1: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0 100 0 0 10 0
-   2: 0000000000000000FFFF00000100007F:1F92 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0 100 0 0 10 0
-`
-	assert.Equal(t, []netip.AddrPort{
-		netip.MustParseAddrPort("0.0.0.0:2024"),
-		netip.MustParseAddrPort("127.0.0.1:5432"),
-		netip.MustParseAddrPort("192.168.1.2:80"),
-	}, listeners([]byte(tcp)), "the established connection is not a listener")
-	assert.Equal(t, []netip.AddrPort{
-		netip.MustParseAddrPort("[::]:8080"),
-		netip.MustParseAddrPort("[::1]:8081"),
-		netip.MustParseAddrPort("[::ffff:127.0.0.1]:8082"),
-	}, listeners([]byte(tcp6)))
-	assert.Empty(t, listeners([]byte("header\n   0: zz:zz 00:00 0A\n   1: 0100007F 00:00 0A\n")), "malformed lines are skipped")
+func TestListenersAreTheSocketsListeningInTheNamespace(t *testing.T) {
+	l4, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l4.Close()
+	l6, err := net.Listen("tcp", ":0") // Go's dual-stack wildcard, an IPv6 socket
+	require.NoError(t, err)
+	defer l6.Close()
+	bound := reservePort(t) // bound, not listening: not a listener
+	c, err := net.Dial("tcp", l4.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+
+	var ds diagSocket
+	defer ds.close()
+	ls, err := ds.listeners(func(create func() error) error { return create() })
+	require.NoError(t, err)
+	assert.Contains(t, ls, netip.MustParseAddrPort(l4.Addr().String()))
+	assert.Contains(t, ls, netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(l6.Addr().(*net.TCPAddr).Port)))
+	for _, l := range ls {
+		assert.NotEqual(t, bound.port, int(l.Port()), "a bound socket that does not listen is no listener")
+		assert.NotEqual(t, c.LocalAddr().(*net.TCPAddr).Port, int(l.Port()), "a connection is no listener")
+	}
 }
 
-func TestPickListenerDialsWhatKubeletWouldReach(t *testing.T) {
+// BenchmarkListeners is the cost of an attempt on a port that does not listen yet.
+func BenchmarkListeners(b *testing.B) {
+	var ds diagSocket
+	defer ds.close()
+	for b.Loop() {
+		if _, err := ds.listeners(func(create func() error) error { return create() }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestPickListenersDialsWhatKubeletWouldReach(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	tests := []struct {
 		name      string
 		ls        []netip.AddrPort
 		readiness bool
-		want      string // "" when nothing counts
+		want      []string // empty when nothing counts
 	}{
-		{"nothing on the port", []netip.AddrPort{ap("0.0.0.0:81")}, false, ""},
-		{"IPv4 wildcard, reached on loopback", []netip.AddrPort{ap("0.0.0.0:80")}, true, "127.0.0.1"},
-		{"IPv6 wildcard", []netip.AddrPort{ap("[::]:80")}, true, "::1"},
-		{"IPv4 preferred over IPv6", []netip.AddrPort{ap("[::]:80"), ap("0.0.0.0:80")}, true, "127.0.0.1"},
-		{"loopback counts for an annotation probe", []netip.AddrPort{ap("127.0.0.1:80")}, false, "127.0.0.1"},
-		{"loopback only fails a readinessProbe, as kubelet's", []netip.AddrPort{ap("127.0.0.1:80"), ap("[::1]:80")}, true, ""},
-		{"mapped loopback fails a readinessProbe", []netip.AddrPort{ap("[::ffff:127.0.0.1]:80")}, true, ""},
-		{"the pod's own address", []netip.AddrPort{ap("127.0.0.1:80"), ap("10.244.0.7:80")}, true, "10.244.0.7"},
+		{"nothing on the port", []netip.AddrPort{ap("0.0.0.0:81")}, false, nil},
+		{"IPv4 wildcard, reached on loopback", []netip.AddrPort{ap("0.0.0.0:80")}, true, []string{"127.0.0.1"}},
+		{"IPv6 wildcard, dual-stack first", []netip.AddrPort{ap("[::]:80")}, true, []string{"127.0.0.1", "::1"}},
+		{"both wildcards", []netip.AddrPort{ap("[::]:80"), ap("0.0.0.0:80")}, true, []string{"127.0.0.1", "::1"}},
+		{"loopback counts for an annotation probe", []netip.AddrPort{ap("127.0.0.1:80")}, false, []string{"127.0.0.1"}},
+		{"loopback only fails a readinessProbe, as kubelet's", []netip.AddrPort{ap("127.0.0.1:80"), ap("[::1]:80")}, true, nil},
+		{"mapped loopback fails a readinessProbe", []netip.AddrPort{ap("[::ffff:127.0.0.1]:80")}, true, nil},
+		{"the pod's own address", []netip.AddrPort{ap("127.0.0.1:80"), ap("10.244.0.7:80")}, true, []string{"10.244.0.7"}},
+		{"IPv4 before IPv6", []netip.AddrPort{ap("[fd00::7]:80"), ap("10.244.0.7:80")}, true, []string{"10.244.0.7", "fd00::7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := pickListener(tt.ls, 80, tt.readiness)
-			if tt.want == "" {
-				assert.False(t, ok, "picked %s", got)
-				return
+			var got []string
+			for _, a := range pickListeners(tt.ls, 80, tt.readiness) {
+				got = append(got, a.String())
 			}
-			require.True(t, ok)
-			assert.Equal(t, tt.want, got.String())
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }
@@ -203,12 +212,19 @@ func TestGRPCProbePassesWhenTheHealthServiceServes(t *testing.T) {
 
 func TestAnAttemptOnAClosedPortNeverConnects(t *testing.T) {
 	port := reservePort(t)
-	_, err := listeningAddr(&decl.Probe{Kind: "tcp", Port: port.port})
+	var ds diagSocket
+	defer ds.close()
+	direct := func(create func() error) error { return create() }
+	ls, err := ds.listeners(direct)
+	require.NoError(t, err)
+	_, err = listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, ls)
 	require.ErrorIs(t, err, errNotListening)
 	port.listen(t)
-	addr, err := listeningAddr(&decl.Probe{Kind: "tcp", Port: port.port})
+	ls, err = ds.listeners(direct)
 	require.NoError(t, err)
-	assert.Equal(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port.port)), addr)
+	addrs, err := listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, ls)
+	require.NoError(t, err)
+	assert.Equal(t, []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port.port))}, addrs)
 }
 
 func portOf(t *testing.T, rawURL string) int {
