@@ -225,7 +225,8 @@ func TestOnARealKubelet(t *testing.T) {
 			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
 			{Name: "db", Args: []string{"--listen-after", "2s", "--port", "5432"}, Extra: slow},
 		}})
-		appStart := b.event(t, "reverse", "app", "START").At
+		// Before the pod is Ready: kubelet's verdict on db is seconds away.
+		appStart := b.waitEvent(t, "reverse", "app", "START", time.Minute).At
 		dbListen := b.event(t, "reverse", "db", "LISTEN").At
 		assert.True(t, appStart.After(dbListen), "app started %s before db listened", dbListen.Sub(appStart))
 		uid := b.c.Kubectl(t, "get", "pod", "reverse", "-o", "jsonpath={.metadata.uid}")

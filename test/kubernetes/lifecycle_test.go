@@ -36,6 +36,30 @@ func (b *bed) logEvent(t *testing.T, podName, container, kind string, previous b
 	return harness.WorkloadEvent{}
 }
 
+// waitEvent waits for a workload line of kind in a running container's log: the container may not
+// have started, or printed it, yet.
+func (b *bed) waitEvent(t *testing.T, podName, container, kind string, timeout time.Duration) harness.WorkloadEvent {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		out, err := b.c.KubectlStdin("", "logs", "-n", "default", podName, "-c", container)
+		last = out
+		if err == nil {
+			for _, line := range strings.Split(out, "\n") {
+				if strings.HasPrefix(line, kind+" ") {
+					ev, err := harness.ParseWorkloadEvent(line)
+					require.NoError(t, err)
+					return ev
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling kubectl logs: there is no event to await
+	}
+	t.Fatalf("%s/%s printed no %s line within %s; last output:\n%s", podName, container, kind, timeout, last)
+	return harness.WorkloadEvent{}
+}
+
 // markEvent reads the first line of kind from a workload's --marks file.
 func markEvent(t *testing.T, path, kind string) harness.WorkloadEvent {
 	t.Helper()
