@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/podorder/podorder/test/harness"
 	"github.com/podorder/podorder/tombstone"
@@ -63,13 +64,30 @@ type Podorder struct {
 	done    chan struct{}
 }
 
+// storeTmpfs mounts a tmpfs for podorder's store under the env's directory, as /run is on a node
+// (this machine's /run and /tmp are disk): writes and Synchronize's reads then cost what they do in
+// production. The store is a directory inside it, so that tests may remove the store itself.
+func storeTmpfs(t *testing.T, env *harness.Env) string {
+	t.Helper()
+	dir := filepath.Join(env.Dir, "run")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC {
+		return dir // a daemon started earlier in this env mounted it
+	}
+	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,size=256m"))
+	// Detached, not unmounted: containers of the test may still hold bind mounts from it.
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
 // startPodorder starts the daemon and waits until it has synchronized with containerd; extra flags
 // come last and win.
 func startPodorder(t *testing.T, env *harness.Env, extra ...string) *Podorder {
 	t.Helper()
 	bin := buildPodorder(t)
 	p := &Podorder{
-		Store:   tombstone.Store{Root: filepath.Join(env.Dir, "podorder")},
+		Store:   tombstone.Store{Root: filepath.Join(storeTmpfs(t, env), "podorder")},
 		LogPath: filepath.Join(env.Dir, "podorder.log"),
 	}
 	p.args = []string{filepath.Join(bin, "podorder"),
