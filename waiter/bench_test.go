@@ -2,6 +2,7 @@ package waiter
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -14,14 +15,15 @@ import (
 func BenchmarkRelease(b *testing.B) {
 	deps := []condition.Dependency{{Container: "db", Condition: condition.Started}}
 	waiters := []struct {
-		name string
-		wake bool
-		wait func(Request) error
+		name   string
+		wake   bool
+		period time.Duration // of a polling waiter
+		wait   func(Request) error
 	}{
-		{"wake-fifo", true, func(r Request) error { return Wait(context.Background(), r) }},
-		{"inotify", false, func(r Request) error { return Wait(context.Background(), r) }},
-		{"poll-10ms", false, func(r Request) error { return pollWait(r, 10*time.Millisecond) }},
-		{"poll-100ms", false, func(r Request) error { return pollWait(r, 100*time.Millisecond) }},
+		{"wake-fifo", true, 0, func(r Request) error { return Wait(context.Background(), r) }},
+		{"inotify", false, 0, func(r Request) error { return Wait(context.Background(), r) }},
+		{"poll-10ms", false, 10 * time.Millisecond, func(r Request) error { return pollWait(r, 10*time.Millisecond) }},
+		{"poll-100ms", false, 100 * time.Millisecond, func(r Request) error { return pollWait(r, 100*time.Millisecond) }},
 	}
 	for _, w := range waiters {
 		b.Run(w.name, func(b *testing.B) {
@@ -35,7 +37,15 @@ func BenchmarkRelease(b *testing.B) {
 					}
 					done <- time.Now()
 				}()
-				time.Sleep(5 * time.Millisecond) // let the waiter block; the release is what is timed
+				// Let the waiter block; the release is what is timed. A poller's tries start when it
+				// does, so a fixed delay would put the write at the same phase of its period every
+				// time (just after a try, the worst case): a random part of the period makes the phase
+				// random, as a dependency's readiness is to a real poller.
+				delay := 5 * time.Millisecond
+				if w.period > 0 {
+					delay += rand.N(w.period)
+				}
+				time.Sleep(delay)
 				now := time.Now()
 				p.write(b, &tombstone.Tombstone{Container: "db", StartedAt: &now, ReleasedAt: &now})
 				total += (<-done).Sub(now)

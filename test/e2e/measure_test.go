@@ -5,79 +5,316 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/test/harness"
 )
 
-// TestMeasure reports podorder's latencies on the real runtime; `make bench` runs it
-// (PODORDER_BENCH=1). It asserts nothing about speed: the machines are noisy, so it reports
-// medians and ratios side by side instead.
+// TestMeasure reports podorder's costs and latencies on the real runtime (containerd with NRI and
+// runc, driven through CRI); `make bench` runs it (PODORDER_BENCH=1). It asserts nothing about
+// speed, since machines are noisy: it prints medians and ratios side by side in RESULT tables,
+// with compared variants interleaved so that drift on the machine hits both. It does assert what
+// must hold whatever the speed: a held container starts only after what it waits for.
+//
+// PODORDER_BENCH_SAMPLES (default 100) sets the samples per create+start variant and
+// PODORDER_BENCH_HOLDS (default 200) the holds of the release measurement, for a quick run.
 func TestMeasure(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
 	}
-	const n = 50
+	samples := envInt("PODORDER_BENCH_SAMPLES", 100)
+	holds := envInt("PODORDER_BENCH_HOLDS", 200)
 	env := harness.Start(t, harness.Options{})
 	env.ImportWorkloadImages(t)
-
-	createStart := func(name string, labels map[string]string) time.Duration {
-		pod := env.RunPod(t, harness.PodSpec{Name: name, Labels: labels, Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}}})
-		c := pod.Container("app")
-		require.NoError(t, c.StartErr)
-		started(t, c)
-		env.StopPod(t, pod)
-		return c.CreateTook + c.StartTook
-	}
-	var without, withPlain, withDeclared []time.Duration
-	for i := range n {
-		without = append(without, createStart(fmt.Sprintf("noplugin-%d", i), nil))
-	}
 	po := startPodorder(t, env)
-	for i := range n {
-		withPlain = append(withPlain, createStart(fmt.Sprintf("plain-%d", i), nil))
-		// Declared (a tombstone is written) but not held, so the start itself is comparable.
-		withDeclared = append(withDeclared, createStart(fmt.Sprintf("declared-%d", i), map[string]string{"podorder.dev/timeout.app": "1m"}))
-	}
-	t.Logf("RESULT create+start median of %d: no plugin %s; podorder, pod without keys %s (x%.2f); podorder, pod with keys %s (x%.2f)",
-		n, median(without), median(withPlain), ratio(withPlain, without), median(withDeclared), ratio(withDeclared, without))
+	m := &measurement{env: env, po: po}
 
-	var recorded, listened []time.Duration
-	for i := range n {
-		port := freePort(t)
-		delay := time.Duration(rand.IntN(100)) * time.Millisecond
-		pod := env.RunPod(t, harness.PodSpec{
-			Name:        fmt.Sprintf("hold-%d", i),
-			Labels:      map[string]string{"podorder.dev/after.app": "db"},
-			Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("tcp:%d", port)},
-			Containers: []harness.ContainerSpec{
-				{Name: "app", Args: args("app")},
-				{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", fmt.Sprint(port))},
-			},
-		})
-		appStart := started(t, pod.Container("app"))
-		dbListen := harness.WaitWorkloadEvent(t, pod.Container("db"), "LISTEN", 10*time.Second).At
-		ts, err := po.Store.Read(pod.Spec.UID, "db")
-		require.NoError(t, err)
-		require.NotNil(t, ts.ReadyAt)
-		recorded = append(recorded, appStart.Sub(*ts.ReadyAt))
-		listened = append(listened, appStart.Sub(dbListen))
-		env.StopPod(t, pod)
+	t.Run("a pod without podorder keys costs nothing", func(t *testing.T) { m.withoutKeys(t, samples) })
+	t.Run("a held container's create and start cost nothing", func(t *testing.T) { m.heldCreateStart(t, samples) })
+	t.Run("release latency beside a polling entrypoint", func(t *testing.T) { m.release(t, holds) })
+}
+
+// measurement is the bed TestMeasure's parts share: one containerd and one podorder.
+type measurement struct {
+	env  *harness.Env
+	po   *Podorder
+	mu   sync.Mutex
+	pods int   // names pods uniquely
+	port ports // hands out the dependencies' ports (pods share the host's network)
+}
+
+func (m *measurement) name(prefix string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pods++
+	return fmt.Sprintf("%s-%d", prefix, m.pods)
+}
+
+func (m *measurement) takePort(t *testing.T) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.port.next == 0 {
+		m.port.next = 20000
 	}
-	t.Logf("RESULT release latency over %d holds: ready recorded → first line median %s p99 %s; port open → first line median %s p99 %s (100 ms probe period)",
-		n, median(recorded), p99(recorded), median(listened), p99(listened))
+	return m.port.take(t)
+}
+
+// createStart runs a one-container pod and returns how long CRI CreateContainer plus
+// StartContainer took; it waits for the container's first line, so only a running container counts.
+func (m *measurement) createStart(t *testing.T, prefix string) (time.Duration, *harness.Pod) {
+	t.Helper()
+	pod := m.env.RunPod(t, harness.PodSpec{Name: m.name(prefix), Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}}})
+	c := pod.Container("app")
+	started(t, c)
+	m.env.StopPod(t, pod)
+	return c.CreateTook + c.StartTook, pod
+}
+
+// withoutKeys compares CRI create+start with no NRI plugin connected and with podorder connected,
+// for a pod without podorder keys: what every other pod of a node pays for podorder being there.
+//
+// The variable is whether containerd has the plugin, so podorder must be stopped and started between
+// the variants; restarting it per sample would measure its reconnection. Two containerds (one with,
+// one without) would compare two runtimes with their own state and caches. So one containerd runs
+// both, in blocks of 10 in the order A B B A (no plugin, podorder, podorder, no plugin, …), which
+// cancels a linear drift, and the first create after each switch is a warm-up that counts for
+// neither: it may pay for containerd noticing the plugin come or go.
+func (m *measurement) withoutKeys(t *testing.T, n int) {
+	const block = 10
+	var without, with []time.Duration
+	running := true
+	for b := 0; len(without) < n || len(with) < n; b++ {
+		plugin := b%4 == 1 || b%4 == 2
+		switch {
+		case plugin && !running:
+			m.po.start(t)
+		case !plugin && running:
+			m.po.stop()
+		}
+		running = plugin
+		m.createStart(t, "warm-up")
+		for range block {
+			d, pod := m.createStart(t, "without-keys")
+			if plugin {
+				with = append(with, d)
+				_, err := os.Stat(m.po.Store.PodDir(pod.Spec.UID))
+				assert.True(t, os.IsNotExist(err), "podorder made a store directory for pod %s, which has no podorder keys", pod.Spec.Name)
+			} else {
+				without = append(without, d)
+			}
+		}
+	}
+	if !running {
+		m.po.start(t)
+	}
+	logTable(t, "CRI create+start of a container, pod without podorder keys (blocks of 10, A B B A)",
+		row{variant: "no NRI plugin", d: without},
+		row{variant: "podorder running", d: with})
+}
+
+// heldCreateStart compares CRI create+start of a container podorder holds with the same container in
+// a pod without keys, pairs interleaved in a random order. With runc ≥ 1.2.8 StartContainer returns
+// before the startContainer hook runs, so the hold itself is not in the time; the test proves it:
+// the held container's dependency is created only after its StartContainer returned, so a
+// StartContainer that waited for the release would never return before its timeout.
+func (m *measurement) heldCreateStart(t *testing.T, n int) {
+	var held, plain []time.Duration
+	for range n {
+		variants := []bool{true, false}
+		rand.Shuffle(2, func(i, j int) { variants[i], variants[j] = variants[j], variants[i] })
+		for _, hold := range variants {
+			spec := harness.PodSpec{Name: m.name("plain")}
+			if hold {
+				spec = harness.PodSpec{Name: m.name("held"), Labels: map[string]string{
+					"podorder.dev/after.app":   "db",
+					"podorder.dev/timeout.app": "30s",
+				}}
+			}
+			pod := m.env.RunPod(t, spec)
+			app := m.env.CreateStartContainer(t, pod, harness.ContainerSpec{Name: "app", Args: args("app")})
+			require.NoError(t, app.CreateErr)
+			require.NoError(t, app.StartErr)
+			dbCreated := time.Now()
+			started(t, m.env.CreateStartContainer(t, pod, harness.ContainerSpec{Name: "db", Args: args("db")}))
+			appStart := started(t, app)
+			if hold {
+				held = append(held, app.CreateTook+app.StartTook)
+				require.True(t, appStart.After(dbCreated), "held app of pod %s started at %s, before its dependency db was created at %s",
+					spec.Name, appStart.Format(time.StampMicro), dbCreated.Format(time.StampMicro))
+			} else {
+				plain = append(plain, app.CreateTook+app.StartTook)
+			}
+			m.env.StopPod(t, pod)
+		}
+	}
+	logTable(t, "CRI create+start of a container, podorder running (pairs interleaved; the hold itself excluded)",
+		row{variant: "pod without podorder keys", d: plain},
+		row{variant: "held (after.app: db)", d: held})
+}
+
+// releaseSample is one dependency's port opening and the dependent's first line.
+type releaseSample struct {
+	listen, start time.Time
+	ready         time.Time // podorder's ready record of the dependency; zero for the poller
+}
+
+// release measures, over n holds, the time from a dependency's port opening (its own LISTEN line,
+// stamped before listen(2)) to its dependent's first line, with podorder (a tcp probe on the
+// dependency) beside the entrypoint podorder replaces: a loop that tries the port every 100 ms.
+//
+// The dependency listens after a random delay (0-200 ms), and the poller waits a random part of its
+// period before its first try, so its tries fall at a random phase to the port's opening; a poller
+// started in lockstep with the dependency would always hit (or always just miss) the port. Each
+// hold is timed on its own; a few pods run at once (PODORDER_BENCH_PARALLEL pairs, default 2) to
+// keep the run short, which adds the node's usual contention to both variants alike.
+func (m *measurement) release(t *testing.T, n int) {
+	parallel := envInt("PODORDER_BENCH_PARALLEL", 2)
+	var podorder, polling []releaseSample
+	for done := 0; done < n; {
+		batch := min(parallel, n-done)
+		type outcome struct {
+			held bool
+			s    releaseSample
+			err  error
+		}
+		results := make(chan outcome, 2*batch)
+		var wg sync.WaitGroup
+		for range batch {
+			for _, held := range []bool{true, false} {
+				port := m.takePort(t)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s, err := m.releaseOnce(t, held, port)
+					results <- outcome{held, s, err}
+				}()
+			}
+		}
+		wg.Wait()
+		close(results)
+		for r := range results {
+			require.NoError(t, r.err)
+			require.True(t, r.s.start.After(r.s.listen), "the dependent started at %s, before its dependency listened at %s (held: %v)",
+				r.s.start.Format(time.StampMicro), r.s.listen.Format(time.StampMicro), r.held)
+			if r.held {
+				podorder = append(podorder, r.s)
+			} else {
+				polling = append(polling, r.s)
+			}
+		}
+		done += batch
+	}
+	since := func(ss []releaseSample, from, to func(releaseSample) time.Time) []time.Duration {
+		var d []time.Duration
+		for _, s := range ss {
+			d = append(d, to(s).Sub(from(s)))
+		}
+		return d
+	}
+	listen := func(s releaseSample) time.Time { return s.listen }
+	ready := func(s releaseSample) time.Time { return s.ready }
+	start := func(s releaseSample) time.Time { return s.start }
+	logTable(t, "dependency's port open → dependent's first line (random listen delay 0-200 ms)",
+		row{variant: "entrypoint polling every 100 ms, random phase", d: since(polling, listen, start)},
+		row{variant: "podorder (tcp probe)", d: since(podorder, listen, start)},
+		row{variant: "  of which port open → ready recorded", d: since(podorder, listen, ready), noRatio: true},
+		row{variant: "  of which ready recorded → first line", d: since(podorder, ready, start), noRatio: true})
+}
+
+// releaseOnce runs one pod whose app waits for db's port, held by podorder or polling by itself,
+// and returns the moments; the pod is removed before it returns.
+func (m *measurement) releaseOnce(t *testing.T, held bool, port int) (releaseSample, error) {
+	delay := rand.N(200 * time.Millisecond)
+	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", fmt.Sprint(port))}
+	spec := harness.PodSpec{Name: m.name("poll"), Containers: []harness.ContainerSpec{
+		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase")}, db}}
+	if held {
+		spec = harness.PodSpec{Name: m.name("hold"),
+			Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "30s"},
+			Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("tcp:%d", port)},
+			Containers:  []harness.ContainerSpec{{Name: "app", Args: args("app")}, db}}
+	}
+	pod, err := m.env.TryRunPod(t, spec)
+	if err != nil {
+		return releaseSample{}, err
+	}
+	defer func() { _ = m.env.TryStopPod(pod) }()
+	var s releaseSample
+	for _, w := range []struct {
+		c    string
+		kind string
+		at   *time.Time
+	}{{"app", "START", &s.start}, {"db", "LISTEN", &s.listen}} {
+		ev, err := harness.AwaitWorkloadEvent(pod.Container(w.c), w.kind, 30*time.Second)
+		if err != nil {
+			return s, fmt.Errorf("pod %s: %w", spec.Name, err)
+		}
+		*w.at = ev.At
+	}
+	if held {
+		ts, err := m.po.Store.Read(pod.Spec.UID, "db")
+		if err != nil || ts == nil || ts.ReadyAt == nil {
+			return s, fmt.Errorf("pod %s: no ready record of db (err %v)", spec.Name, err)
+		}
+		s.ready = *ts.ReadyAt
+	}
+	return s, nil
+}
+
+// row is one variant of a RESULT table.
+type row struct {
+	variant string
+	d       []time.Duration
+	noRatio bool // a part of another row, not a variant to compare
+}
+
+// logTable prints rows as RESULT lines: samples, median, the 99th percentile when there are at least
+// 100 samples (else the maximum, named so), and each row's median over the first row's.
+func logTable(t *testing.T, title string, rows ...row) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "RESULT %s\n", title)
+	fmt.Fprintf(&b, "RESULT   %-48s %7s %10s %16s %7s\n", "variant", "samples", "median", "p99 (or max)", "ratio")
+	for i, r := range rows {
+		tail := "p99 " + fmtDuration(quantile(r.d, 0.99))
+		if len(r.d) < 100 {
+			tail = "max " + fmtDuration(slices.Max(r.d))
+		}
+		ratioCol := "-"
+		switch {
+		case i == 0:
+			ratioCol = "1"
+		case !r.noRatio:
+			ratioCol = fmt.Sprintf("x%.2f", float64(median(r.d))/float64(median(rows[0].d)))
+		}
+		fmt.Fprintf(&b, "RESULT   %-48s %7d %10s %16s %7s\n", r.variant, len(r.d), fmtDuration(median(r.d)), tail, ratioCol)
+	}
+	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
+}
+
+// fmtDuration keeps three significant digits or so: 41.2ms, 1.23ms, 312µs.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d >= 10*time.Millisecond || d <= -10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	case d >= time.Millisecond || d <= -time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
 }
 
 func median(d []time.Duration) time.Duration { return quantile(d, 0.5) }
-func p99(d []time.Duration) time.Duration    { return quantile(d, 0.99) }
 
+// quantile is the nearest-rank quantile of d.
 func quantile(d []time.Duration, q float64) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
-	return s[int(q*float64(len(s)-1)+0.5)].Round(100 * time.Microsecond)
+	return s[int(q*float64(len(s)-1)+0.5)]
 }
-
-func ratio(a, b []time.Duration) float64 { return float64(median(a)) / float64(median(b)) }

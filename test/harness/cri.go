@@ -74,6 +74,18 @@ func (p *Pod) Container(name string) *Container {
 // other in spec order as kubelet's SyncPod does. Container errors are recorded, not fatal.
 func (e *Env) RunPod(t testing.TB, spec PodSpec) *Pod {
 	t.Helper()
+	pod, err := e.runSandbox(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range pod.Spec.Containers {
+		e.CreateStartContainer(t, pod, c)
+	}
+	return pod
+}
+
+// runSandbox creates the log directory and runs the pod sandbox of spec, defaults filled in.
+func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 	if spec.Namespace == "" {
 		spec.Namespace = "default"
 	}
@@ -82,7 +94,7 @@ func (e *Env) RunPod(t testing.TB, spec PodSpec) *Pod {
 	}
 	logDir := filepath.Join(e.Dir, "pods", spec.Namespace+"_"+spec.Name+"_"+spec.UID)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatalf("create log dir of pod %s: %v", spec.Name, err)
+		return nil, fmt.Errorf("create log dir of pod %s: %w", spec.Name, err)
 	}
 	labels := map[string]string{LabelPodName: spec.Name, LabelPodNamespace: spec.Namespace, LabelPodUID: spec.UID}
 	for k, v := range spec.Labels {
@@ -109,13 +121,9 @@ func (e *Env) RunPod(t testing.TB, spec PodSpec) *Pod {
 	defer cancel()
 	res, err := e.Runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
-		t.Fatalf("RunPodSandbox %s/%s: %v", spec.Namespace, spec.Name, err)
+		return nil, fmt.Errorf("RunPodSandbox %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
-	pod := &Pod{ID: res.PodSandboxId, Spec: spec, Config: cfg, LogDir: logDir}
-	for _, c := range spec.Containers {
-		e.CreateStartContainer(t, pod, c)
-	}
-	return pod
+	return &Pod{ID: res.PodSandboxId, Spec: spec, Config: cfg, LogDir: logDir}, nil
 }
 
 // CreateStartContainer creates and starts one container attempt in pod (a restart when

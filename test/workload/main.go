@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -87,6 +88,8 @@ func run(started time.Time, args []string) int {
 	printID := fs.Bool("print-id", false, "print uid, gid and whether / is read-only")
 	waitTCP := fs.String("wait-tcp", "", "host:port to poll before starting, like a wait-for-it entrypoint wrapper (the baseline podorder replaces)")
 	waitEvery := fs.Duration("wait-every", time.Second, "poll period of --wait-tcp")
+	waitRandomPhase := fs.Bool("wait-random-phase", false, "wait a random part of --wait-every before the first poll of --wait-tcp, "+
+		"so that the polls fall at a random phase to the port's opening, as for a poller that started at an unrelated moment")
 	stealFor := fs.Duration("steal-wakes", 0, "for this long, read every FIFO under /.podorder but the container's own wake FIFO, as a hostile sibling would")
 	termCode := fs.Int("term-code", 0, "exit code after a stop signal (143 is what many programs give for SIGTERM)")
 	drain := fs.Duration("drain", 0, "how long to keep running after a stop signal, like a server draining its requests")
@@ -104,6 +107,9 @@ func run(started time.Time, args []string) int {
 		marks = f
 	}
 	if *waitTCP != "" {
+		if *waitRandomPhase {
+			time.Sleep(rand.N(*waitEvery)) // the phase, not an ordering: the poller being modelled sleeps too
+		}
 		for {
 			c, err := net.DialTimeout("tcp", *waitTCP, time.Second)
 			if err == nil {
