@@ -92,7 +92,7 @@ demo: deps _output
 bench: deps deps-k8s _output
 	$(GO) test -count=1 -run XXX -bench . -benchtime 2000x ./plugin/
 	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./waiter/
-	PODORDER_BENCH=1 $(GO) test -p 1 -count=1 -timeout 30m -v -run 'TestMeasure|TestScale' ./test/e2e/ ./test/kubernetes/ 2>&1 | tee _output/bench.log | grep -E 'RESULT|^(--- |ok|FAIL)|$(FAILURE_LINES)' | sed -E 's/^\s+RESULT/RESULT/' ; exit $${PIPESTATUS[0]}
+	PODORDER_BENCH=1 $(GO) test -p 1 -count=1 -timeout 80m -v -run 'TestMeasure|TestScale' ./test/e2e/ ./test/kubernetes/ 2>&1 | tee _output/bench.log | grep -E 'RESULT|^(--- |ok|FAIL)|$(FAILURE_LINES)' | sed -E 's/^\s+RESULT/RESULT/' ; exit $${PIPESTATUS[0]}
 
 # A node's worth of ordered pods on the private containerd: 110 pods × 5 containers with
 # dependencies, then 200 (1,000 containers) for a daemon restart. Reports podorder's memory, idle

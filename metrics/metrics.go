@@ -44,7 +44,7 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 		nriDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "podorder_nri_handler_duration_seconds",
 			Help:    "Time spent in podorder's NRI handlers, under the runtime's node-wide NRI lock, by event.",
-			Buckets: []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1},
+			Buckets: []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}, []string{"event"}),
 		probeAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podorder_probe_attempts_total",

@@ -15,6 +15,7 @@ import (
 // happened while podorder was away (starts and exits). Holds are then re-evaluated, so a held
 // container is released when — and not before — its dependencies are met.
 func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container) {
+	began := time.Now()
 	live := map[string]*api.PodSandbox{}
 	byID := map[string]*api.PodSandbox{}
 	for _, sb := range pods {
@@ -82,7 +83,8 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		}
 		p.step(pd, pd.Release)
 	}
-	p.log.Info("synchronized with the runtime", "pods", len(live), "held_containers", held)
+	p.log.Info("synchronized with the runtime", "pods", len(live), "containers", len(containers), "held_containers", held,
+		"elapsed_ms", time.Since(began).Milliseconds())
 }
 
 // loadTombstones adopts what is on disk for containers the plugin does not know yet.
