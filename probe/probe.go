@@ -531,7 +531,7 @@ func (r *Runner) listening(t *task, tainted *bool) ([]string, error) {
 		ds = &t.ns.diag
 	}
 	ls, err := ds.listeners(func(create func() error) error { return r.inNetns(t, tainted, create) })
-	if *tainted {
+	if *tainted || errors.Is(err, errEnter) {
 		return nil, err
 	}
 	if err != nil {
@@ -574,10 +574,14 @@ func (r *Runner) inNetns(t *task, tainted *bool, fn func() error) (err error) {
 		entering = false
 		runtime.UnlockOSThread()
 		r.warnEnter(t, err)
-		return fmt.Errorf("enter %s: %w", t.netns, err)
+		return fmt.Errorf("%w %s: %w", errEnter, t.netns, err)
 	}
 	return fn()
 }
+
+// errEnter marks the failure to enter a pod's network namespace, which fails the attempt whatever
+// it was trying to do there.
+var errEnter = errors.New("enter")
 
 // leave returns the thread to the namespace open at fd. A panic counts as a failure: the thread's
 // namespace is then unknown, and it must be discarded rather than run other goroutines.
