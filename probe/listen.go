@@ -43,9 +43,12 @@ func listeningAddrs(p *decl.Probe, ls []netip.AddrPort) ([]string, error) {
 type diagSocket struct {
 	mu   sync.Mutex // one dump at a time: answers of two would interleave
 	fd   int        // valid when open
-	buf  []byte
 	open bool
 }
+
+// diagBuffers holds the receive buffers of dumps: a node may have hundreds of namespaces with a
+// diag socket open, but only as many dumps at once as probe workers.
+var diagBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // listeners lists the namespace's listening TCP sockets, creating the socket on first use through
 // inNetns, which runs its argument inside the namespace.
@@ -57,9 +60,11 @@ func (d *diagSocket) listeners(inNetns func(func() error) error) ([]netip.AddrPo
 		if err := inNetns(func() (err error) { fd, err = newDiagSocket(); return err }); err != nil {
 			return nil, err
 		}
-		d.fd, d.open, d.buf = fd, true, make([]byte, 32<<10)
+		d.fd, d.open = fd, true
 	}
-	ls, err := dumpListeners(d.fd, d.buf)
+	buf := diagBuffers.Get().(*[]byte)
+	defer diagBuffers.Put(buf)
+	ls, err := dumpListeners(d.fd, *buf)
 	if err != nil {
 		// What is left of a failed dump would be read as the answer to the next: start afresh.
 		unix.Close(d.fd)

@@ -380,24 +380,29 @@ func TestMeasureOnARealKubelet(t *testing.T) {
 		runs = n
 	}
 	b := setup(t)
-	t.Run("release latency", func(t *testing.T) { measureReleaseLatency(t, b, 50) })
+	t.Run("release latency", func(t *testing.T) { measureReleaseLatency(t, b, 60) })
 	t.Run("3-level chain against native ordering", func(t *testing.T) { measureAgainstNativeOrdering(t, b, runs) })
 }
 
 // measureReleaseLatency reports, over 200 holds, the time from a dependency's port opening (its own
 // LISTEN line) to its dependent's first line (START): pods of a five-container chain c4 after c3 …
 // after c0, each with a plain tcpSocket readinessProbe that podorder evaluates, each listening a
-// random 50-500 ms after its process starts. Ten pods run at a time; every link is one hold.
+// random 50-500 ms after its process starts. The chain is declared dependents first, so kubelet
+// creates each dependent before its dependency; a link whose dependent was created only after its
+// dependency listened (kubelet was slow to get to it) measures kubelet, not a release, and is
+// counted apart. Five pods run at a time; every link is one hold.
 func measureReleaseLatency(t *testing.T, b *bed, pods int) {
-	const links, parallel = 5, 10
+	const links, parallel = 5, 5
+	store := tombstone.Store{Root: storeDir}
 	var lat []time.Duration
+	late := 0
 	for first := 0; first < pods; first += parallel {
 		var names []string
 		for i := first; i < min(first+parallel, pods); i++ {
 			name := fmt.Sprintf("lat-%d", i)
 			labels := map[string]string{}
 			var cs []container
-			for k := range links {
+			for k := links - 1; k >= 0; k-- {
 				c := fmt.Sprintf("c%d", k)
 				if k > 0 {
 					labels["podorder.dev/after."+c] = fmt.Sprintf("c%d", k-1)
@@ -410,17 +415,25 @@ func measureReleaseLatency(t *testing.T, b *bed, pods int) {
 		}
 		for _, name := range names {
 			b.c.WaitPodReady(t, "default", name, 2*time.Minute)
+			uid := b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={.metadata.uid}")
 			for k := 1; k < links; k++ {
 				listen := b.event(t, name, fmt.Sprintf("c%d", k-1), "LISTEN").At
 				start := b.event(t, name, fmt.Sprintf("c%d", k), "START").At
 				require.True(t, start.After(listen), "%s: c%d started before c%d listened", name, k, k-1)
+				ts, err := store.Read(uid, fmt.Sprintf("c%d", k))
+				require.NoError(t, err)
+				if ts.CreatedAt == nil || !ts.CreatedAt.Before(listen) {
+					late++
+					continue
+				}
 				lat = append(lat, start.Sub(listen))
 			}
 		}
 		b.c.Kubectl(t, append([]string{"delete", "pod", "--wait=true", "--timeout=120s"}, names...)...)
 	}
-	t.Logf("RESULT kubelet, release latency, dependency's port open → dependent's first line, %d holds: median %s, p99 %s, max %s (goal: median ≤ 20ms, p99 ≤ 40ms)",
-		len(lat), quantile(lat, 0.5), quantile(lat, 0.99), slices.Max(lat).Round(100*time.Microsecond))
+	require.NotEmpty(t, lat)
+	t.Logf("RESULT kubelet, release latency, dependency's port open → held dependent's first line, %d holds: median %s, p99 %s, max %s (goal: median ≤ 20ms, p99 ≤ 40ms); %d links whose dependent kubelet created after its dependency listened are not holds and not counted",
+		len(lat), quantile(lat, 0.5), quantile(lat, 0.99), slices.Max(lat).Round(100*time.Microsecond), late)
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
