@@ -361,9 +361,9 @@ func containerStatusRequest(id string) *runtimeapi.ContainerStatusRequest {
 	return &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true}
 }
 
-// TestMeasureOnARealKubelet reports podorder's release latency on the real kubelet and, for a three-container pod whose order is web after api
-// after db (each with a plain tcpSocket readinessProbe every 1 s, and each listening a random 0.5-1.5 s
-// after its process starts, so that readiness lands at a random phase of kubelet's probe period),
+// TestMeasureOnARealKubelet reports podorder's release latency on the real kubelet and, for a
+// three-container pod whose order is web after api after db (each with a plain tcpSocket
+// readinessProbe every 1 s, and each listening a random 0-1 s after its process starts, so that readiness lands at a random phase of kubelet's probe period),
 // the time from `kubectl apply` to web serving (its own LISTEN line; web can only serve after the
 // others) for: podorder with nothing but `after` labels (it evaluates the readinessProbes itself),
 // podorder told to wait for kubelet's verdict (podorder.dev/readiness), native sidecars (db and api
