@@ -1,19 +1,18 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // userAgent is what kubelet's probes send, with podorder's name, so applications that keep probes
@@ -101,25 +100,101 @@ func get(ctx context.Context, conn net.Conn, addr string, t *task) error {
 }
 
 // health asks the gRPC health service over conn, as kubelet's grpc probe does: it passes when the
-// answer is SERVING.
+// answer is SERVING. It speaks the protocol itself — one unary call over cleartext HTTP/2 with a
+// hand-encoded protobuf message — because the gRPC library would double the daemon's binary and its
+// memory for this one call.
 func health(ctx context.Context, conn net.Conn, addr string, t *task) error {
-	dial := once(conn)
-	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent(userAgent),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }))
+	_ = conn.SetDeadline(time.Now().Add(t.timeout))
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // gRPC without TLS: HTTP/2 with prior knowledge
+	tr := &http.Transport{DialContext: once(conn), Protocols: &protos, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/grpc.health.v1.Health/Check",
+		bytes.NewReader(grpcFrame(healthRequest(t.probe.Service))))
 	if err != nil {
 		return err
 	}
-	defer cc.Close()
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: t.probe.Service})
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err
 	}
-	if s := resp.GetStatus(); s != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("grpc health status %s", s)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("grpc health: http status %d", resp.StatusCode)
+	}
+	// A failed call may come "trailers-only": its status in the headers.
+	status := resp.Trailer.Get("Grpc-Status")
+	if status == "" {
+		status = resp.Header.Get("Grpc-Status")
+	}
+	if status != "0" {
+		return fmt.Errorf("grpc health: status %s %s", status, resp.Trailer.Get("Grpc-Message")+resp.Header.Get("Grpc-Message"))
+	}
+	serving, err := healthServing(body)
+	if err != nil {
+		return err
+	}
+	if !serving {
+		return errors.New("grpc health status is not SERVING")
 	}
 	return nil
+}
+
+// healthRequest encodes grpc.health.v1.HealthCheckRequest{service}: field 1, a string.
+func healthRequest(service string) []byte {
+	if service == "" {
+		return nil
+	}
+	return append(binary.AppendUvarint([]byte{0x0a}, uint64(len(service))), service...)
+}
+
+// grpcFrame prefixes a message as gRPC's length-prefixed framing does: uncompressed, big-endian size.
+func grpcFrame(msg []byte) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg))), msg...)
+}
+
+// healthServing decodes one framed grpc.health.v1.HealthCheckResponse and reports whether its status
+// (field 1, an enum) is SERVING (1).
+func healthServing(body []byte) (bool, error) {
+	if len(body) < 5 || body[0] != 0 || int(binary.BigEndian.Uint32(body[1:5])) > len(body)-5 {
+		return false, errors.New("grpc health: malformed response frame")
+	}
+	msg := body[5 : 5+binary.BigEndian.Uint32(body[1:5])]
+	status := uint64(0) // UNKNOWN when absent
+	for len(msg) > 0 {
+		key, n := binary.Uvarint(msg)
+		if n <= 0 {
+			return false, errors.New("grpc health: malformed response")
+		}
+		msg = msg[n:]
+		switch key & 7 {
+		case 0: // varint
+			v, n := binary.Uvarint(msg)
+			if n <= 0 {
+				return false, errors.New("grpc health: malformed response")
+			}
+			msg = msg[n:]
+			if key>>3 == 1 {
+				status = v
+			}
+		case 2: // length-delimited, skipped
+			l, n := binary.Uvarint(msg)
+			if n <= 0 || l > uint64(len(msg)-n) {
+				return false, errors.New("grpc health: malformed response")
+			}
+			msg = msg[n+int(l):]
+		default:
+			return false, fmt.Errorf("grpc health: unexpected wire type %d", key&7)
+		}
+	}
+	return status == 1, nil
 }
 
 // hostPort joins an address and a port for dialling.

@@ -235,3 +235,50 @@ func portOf(t *testing.T, rawURL string) int {
 	require.NoError(t, err)
 	return n
 }
+
+func TestGRPCHealthMessages(t *testing.T) {
+	assert.Nil(t, healthRequest(""), "the whole server: an empty message")
+	assert.Equal(t, []byte{0x0a, 2, 'd', 'b'}, healthRequest("db"))
+	assert.Equal(t, []byte{0, 0, 0, 0, 2, 0x08, 0x01}, grpcFrame([]byte{0x08, 0x01}))
+	tests := []struct {
+		name    string
+		body    []byte
+		serving bool
+		err     string
+	}{
+		{"SERVING", grpcFrame([]byte{0x08, 1}), true, ""},
+		{"NOT_SERVING", grpcFrame([]byte{0x08, 2}), false, ""},
+		{"UNKNOWN, the field absent", grpcFrame(nil), false, ""},
+		{"an unknown string field is skipped", grpcFrame([]byte{0x12, 1, 'x', 0x08, 1}), true, ""},
+		{"a frame shorter than it says", []byte{0, 0, 0, 0, 9, 0x08}, false, "malformed response frame"},
+		{"a truncated varint", grpcFrame([]byte{0x08}), false, "malformed response"},
+		{"a fixed64 field", grpcFrame([]byte{0x09, 1, 2, 3, 4, 5, 6, 7, 8}), false, "unexpected wire type 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			serving, err := healthServing(tt.body)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.serving, serving)
+		})
+	}
+}
+
+func TestGRPCProbeOfAnUnknownServiceNeverPasses(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, grpchealth.NewServer())
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+	r, rec := newTestRunner()
+	ready, readyCh := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "grpc", Port: l.Addr().(*net.TCPAddr).Port, Service: "ghost"}, ready)
+	require.NoError(t, err)
+	defer stop()
+	rec.waitFor(t, msgFailed, 5) // NOT_FOUND, in a trailers-only answer
+	notReady(t, readyCh)
+}
