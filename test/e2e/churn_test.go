@@ -379,8 +379,11 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 			po.waitLog(t, "holding", holding+1, 2*time.Minute)
 			// Renamed away first: the daemon writes into it concurrently, which a plain recursive
 			// removal would race with.
+			// Next to the store, on its file system: a rename cannot cross devices.
+			trash, err := os.MkdirTemp(filepath.Dir(po.Store.Root), "removed-")
+			require.NoError(t, err)
 			for _, tree := range []string{"pods", "wake"} {
-				gone := filepath.Join(t.TempDir(), tree)
+				gone := filepath.Join(trash, tree)
 				require.NoError(t, os.Rename(filepath.Join(po.Store.Root, tree), gone))
 				require.NoError(t, os.RemoveAll(gone))
 			}
