@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podorder/podorder/condition"
 )
 
 // ExitCondition is which exits of a container stop the containers bound to it with stop-with.
@@ -125,9 +127,20 @@ func (h *Hold) StoppedBy(container string, code int32) (Trigger, bool) {
 // DependedOn reports whether some container of the pod waits for container: its preStop hook then
 // waits for them to exit when the pod is deleted.
 func (p *Pod) DependedOn(container string) bool {
+	return p.dependedOn(container, func(condition.Condition) bool { return true })
+}
+
+// WaitedReady reports whether some container of the pod waits for container to be ready: only
+// then is its readiness worth a probe.
+func (p *Pod) WaitedReady(container string) bool {
+	return p.dependedOn(container, func(c condition.Condition) bool { return c == condition.Ready })
+}
+
+// dependedOn reports whether some container waits for container with a condition that counts.
+func (p *Pod) dependedOn(container string, counts func(condition.Condition) bool) bool {
 	for _, h := range p.Holds {
 		for _, d := range h.After {
-			if d.Container == container {
+			if d.Container == container && counts(d.Condition) {
 				return true
 			}
 		}

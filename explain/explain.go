@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/podstate"
@@ -143,8 +144,10 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 		}
 	}
 	w.Layers = layers(pod.Spec.Containers, d)
-	for _, c := range waitedReady(d) {
-		w.Readiness[c] = readinessOf(pod, d.Holds[c], c)
+	for _, c := range kube.PodContainers(pod) {
+		if d.WaitedReady(c.Name) {
+			w.Readiness[c.Name] = readinessOf(pod, d.Holds[c.Name], c.Name)
+		}
 	}
 	w.Warnings = append(w.Warnings, livenessWarnings(pod, d)...)
 	if pod.Spec.HostNetwork {
@@ -157,24 +160,6 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 	sort.Strings(w.Errors)
 	sort.Strings(w.Warnings)
 	return w
-}
-
-// waitedReady lists, sorted, the containers that another container waits for to be ready.
-func waitedReady(d *decl.Pod) []string {
-	seen := map[string]bool{}
-	for _, h := range d.Holds {
-		for _, dep := range h.After {
-			if dep.Condition == condition.Ready {
-				seen[dep.Container] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for c := range seen {
-		out = append(out, c)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // readinessOf says what decides the readiness of container c for the containers that wait for it,
@@ -301,7 +286,7 @@ func Write(out io.Writer, ws []Workload) error {
 			}
 			fmt.Fprintf(out, "  %d. %s\n", i+1, strings.Join(parts, "; "))
 		}
-		for _, c := range sortedKeys(w.Readiness) {
+		for _, c := range slices.Sorted(maps.Keys(w.Readiness)) {
 			fmt.Fprintf(out, "  %s is ready on %s\n", c, w.Readiness[c])
 		}
 		for _, e := range w.Errors {
@@ -317,13 +302,4 @@ func Write(out io.Writer, ws []Workload) error {
 		return ErrProblems
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

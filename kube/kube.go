@@ -202,14 +202,11 @@ func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
 	if pod == nil {
 		return false, false
 	}
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			if c.Name == container {
-				return c.ReadinessProbe != nil, true
-			}
-		}
+	c := findContainer(pod, container)
+	if c == nil {
+		return false, false
 	}
-	return false, false
+	return c.ReadinessProbe != nil, true
 }
 
 // Event implements plugin.Recorder.

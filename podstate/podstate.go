@@ -309,25 +309,13 @@ func (p *Pod) chooseProbe(a *Attempt) {
 	}
 	a.probeChosen = true
 	switch {
-	case !p.Sources.Probes || !p.waitedReady(a.Name()):
+	case !p.Sources.Probes || !p.Decl.WaitedReady(a.Name()):
 	case a.Hold != nil && a.Hold.Probe != nil:
 		a.Probe = a.Hold.Probe
 	case a.Hold != nil && a.Hold.KubeletReadiness:
 	case p.Sources.ReadinessProbe != nil:
 		a.Probe = p.Sources.ReadinessProbe(a.Name())
 	}
-}
-
-// waitedReady reports whether a container of the pod waits for the named one to be ready.
-func (p *Pod) waitedReady(name string) bool {
-	for _, h := range p.Decl.Holds {
-		for _, d := range h.After {
-			if d.Container == name && d.Condition == condition.Ready {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // syncProbes starts the probe of each attempt that needs one now and ends the others: a probe runs

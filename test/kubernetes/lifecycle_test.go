@@ -25,12 +25,8 @@ func (b *bed) logEvent(t *testing.T, podName, container, kind string, previous b
 		args = append(args, "--previous")
 	}
 	out := b.c.Kubectl(t, args...)
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, kind+" ") {
-			ev, err := harness.ParseWorkloadEvent(line)
-			require.NoError(t, err)
-			return ev
-		}
+	if ev, ok := firstEvent(t, out, kind); ok {
+		return ev
 	}
 	t.Fatalf("%s/%s (previous=%v) printed no %s line; log:\n%s", podName, container, previous, kind, out)
 	return harness.WorkloadEvent{}
@@ -45,14 +41,8 @@ func (b *bed) waitEvent(t *testing.T, podName, container, kind string, timeout t
 	for time.Now().Before(deadline) {
 		out, err := b.c.KubectlStdin("", "logs", "-n", "default", podName, "-c", container)
 		last = out
-		if err == nil {
-			for _, line := range strings.Split(out, "\n") {
-				if strings.HasPrefix(line, kind+" ") {
-					ev, err := harness.ParseWorkloadEvent(line)
-					require.NoError(t, err)
-					return ev
-				}
-			}
+		if ev, ok := firstEvent(t, out, kind); ok && err == nil {
+			return ev
 		}
 		time.Sleep(100 * time.Millisecond) // polling kubectl logs: there is no event to await
 	}
@@ -65,15 +55,24 @@ func markEvent(t *testing.T, path, kind string) harness.WorkloadEvent {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, kind+" ") {
-			ev, err := harness.ParseWorkloadEvent(line)
-			require.NoError(t, err)
-			return ev
-		}
+	if ev, ok := firstEvent(t, string(data), kind); ok {
+		return ev
 	}
 	t.Fatalf("%s has no %s line:\n%s", path, kind, data)
 	return harness.WorkloadEvent{}
+}
+
+// firstEvent parses the first workload line of kind in a log's text.
+func firstEvent(t *testing.T, text, kind string) (harness.WorkloadEvent, bool) {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, kind+" ") {
+			ev, err := harness.ParseWorkloadEvent(line)
+			require.NoError(t, err)
+			return ev, true
+		}
+	}
+	return harness.WorkloadEvent{}, false
 }
 
 // jobOutcome waits until a Job is Complete or Failed and says which.
