@@ -250,9 +250,54 @@ spec:
 		err := patch("other-node", "podorder.dev/released")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "podorder may write the status of pods on its own node only: pod default/other-node is on node ghost-node, the request comes from node "+b.c.NodeName)
-		err = patch("own-node", "example.com/other")
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), "podorder may change only its own pod condition, podorder.dev/released")
+
+		// pods/status stores more than the status: every kind of change, by every patch type, is
+		// refused unless it is podorder's own condition.
+		const own = "podorder.dev/released"
+		apply := func(body string) string {
+			return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"own-node","namespace":"default"` + body + `}`
+		}
+		writes := map[string]struct {
+			patchType types.PatchType
+			body      string
+			changes   string // "" for a write that must be allowed
+		}{
+			"own condition, strategic merge (the daemon's own write)": {types.StrategicMergePatchType,
+				`{"status":{"conditions":[{"type":"` + own + `","status":"False","reason":"Held","message":"x"}]}}`, ""},
+			"own condition, server-side apply": {types.ApplyPatchType,
+				apply(`},"status":{"conditions":[{"type":"` + own + `","status":"True","reason":"Released","message":"y"}]}`), ""},
+			"label, JSON patch":              {types.JSONPatchType, `[{"op":"add","path":"/metadata/labels","value":{"evil":"1"}}]`, "metadata.labels"},
+			"label, server-side apply":       {types.ApplyPatchType, apply(`,"labels":{"evil":"1"}}`), "metadata.labels"},
+			"annotation, strategic merge":    {types.StrategicMergePatchType, `{"metadata":{"annotations":{"evil":"1"}}}`, "metadata.annotations"},
+			"finalizer, merge patch":         {types.MergePatchType, `{"metadata":{"finalizers":["example.com/evil"]}}`, "metadata.finalizers"},
+			"status message, JSON patch":     {types.JSONPatchType, `[{"op":"add","path":"/status/message","value":"evil"}]`, "status.message"},
+			"status reason, strategic merge": {types.StrategicMergePatchType, `{"status":{"reason":"Evil"}}`, "status.reason"},
+			"another condition, merge patch": {types.MergePatchType, `{"status":{"conditions":[{"type":"` + own + `","status":"True"}]}}`, "status.conditions (other than " + own + ")"},
+			"another condition, strategic merge": {types.StrategicMergePatchType,
+				`{"status":{"conditions":[{"type":"example.com/other","status":"True","reason":"Test","message":"test"}]}}`, "status.conditions (other than " + own + ")"},
+		}
+		for name, w := range writes {
+			t.Run(name, func(t *testing.T) {
+				version := func() string {
+					return b.c.Kubectl(t, "get", "pod", "own-node", "-n", "default", "-o", "jsonpath={.metadata.resourceVersion}")
+				}
+				before := version()
+				opts := metav1.PatchOptions{}
+				if w.patchType == types.ApplyPatchType {
+					opts.FieldManager = "podorder"
+					force := true
+					opts.Force = &force
+				}
+				_, err := asPodorder.CoreV1().Pods("default").Patch(t.Context(), "own-node", w.patchType, []byte(w.body), opts, "status")
+				if w.changes == "" {
+					require.NoError(t, err, "the legitimate write is allowed")
+					return
+				}
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "podorder may change only its own pod condition, podorder.dev/released; this write also changes "+w.changes)
+				assert.Equal(t, before, version(), "nothing was stored")
+			})
+		}
 		b.c.Kubectl(t, "delete", "pod", "own-node", "other-node", "--wait=false", "--grace-period=0", "--force")
 	})
 }
