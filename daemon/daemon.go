@@ -44,6 +44,9 @@ type Config struct {
 	// ProbeHostNetwork says podorder runs in the node's network namespace and may probe
 	// host-network pods from there.
 	ProbeHostNetwork bool
+	// StopWith lets podorder stop containers bound with podorder.dev/stop-with, which needs the
+	// host's PID namespace and CAP_KILL; without it such declarations are refused.
+	StopWith bool
 	// HealthAddr serves /healthz: 200 while connected to the runtime's NRI socket.
 	HealthAddr string
 }
@@ -61,6 +64,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HealthAddr, "health-addr", env("health-addr", ":8081"), "address of the /healthz endpoint (200 while connected to NRI); empty to disable")
 	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""),
 		"comma-separated <source>=<target> namespace rules: pods of source may declare pod(<target>/...) dependencies; *=<target> allows every source")
+	fs.BoolVar(&c.StopWith, "stop-with", env("stop-with", "true") == "true",
+		"stop containers bound with podorder.dev/stop-with (needs hostPID and CAP_KILL); false refuses those declarations")
 	fs.BoolVar(&c.ProbeHostNetwork, "probe-host-network", env("probe-host-network", "false") == "true",
 		"podorder runs in the node's network namespace (a host process, or hostNetwork: true), so podorder.dev/probe may be declared by hostNetwork pods")
 }
@@ -126,8 +131,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return 0
 	})
-	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork,
-		Processes: plugin.OSProcesses, Metrics: m}
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Metrics: m}
+	if cfg.StopWith {
+		pcfg.Processes = plugin.OSProcesses
+	}
 	if src != nil {
 		conditions := kube.NewConditions(src.Client(), 10, log)
 		conditions.Failed = m.ConditionWriteFailed

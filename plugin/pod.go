@@ -110,7 +110,8 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 			"if it runs in the node's network namespace", decl.Domain, decl.KindProbe, c.Name, c.Name)
 	}
 	if err == nil && hold != nil && len(hold.StopWith) > 0 && p.cfg.Processes == nil {
-		err = fmt.Errorf("%s%s.%s needs podorder to stop containers, and this podorder cannot: run it with the DaemonSet's hostPID and CAP_KILL", decl.Domain, decl.KindStopWith, c.Name)
+		err = fmt.Errorf("%s%s.%s needs podorder to stop containers, and this podorder cannot: it runs with --stop-with=false "+
+			"(the chart's stopWith=false, which drops hostPID and CAP_KILL); ask the node's operator to enable it, or drop the key", decl.Domain, decl.KindStopWith, c.Name)
 	}
 	if err != nil {
 		err = rejection(ref, c.Name, err)

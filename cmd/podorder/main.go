@@ -44,6 +44,9 @@ func main() {
 	if err == nil {
 		err = cfg.Validate()
 	}
+	if err == nil {
+		_, err = daemon.SetMemoryLimit(os.Getenv, log)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "podorder:", err)
 		os.Exit(2)

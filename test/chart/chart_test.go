@@ -61,11 +61,91 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 }
 
 func TestTheChartCarriesTheBasesPolicies(t *testing.T) {
-	for _, name := range []string{"lifecycle.yaml", "readiness.yaml", "validation.yaml"} {
+	for _, name := range []string{"lifecycle.yaml", "readiness.yaml", "status-writes.yaml", "validation.yaml"} {
 		base, err := os.ReadFile(filepath.Join("../../daemonset", name))
 		require.NoError(t, err)
 		chart, err := os.ReadFile(filepath.Join("../../charts/podorder/files", name))
 		require.NoError(t, err)
 		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, name)
+	}
+}
+
+// render returns the kinds helm template renders with args, and the ClusterRole's rules as YAML.
+func render(t *testing.T, args ...string) (kinds map[string]int, rules string) {
+	t.Helper()
+	out := helm(t, append([]string{"template", "po", "../../charts/podorder", "--namespace", "ops", "--kube-version", "1.37.2"}, args...)...)
+	kinds = map[string]int{}
+	for _, doc := range strings.Split(out, "\n---") {
+		var obj map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &obj))
+		if obj == nil {
+			continue
+		}
+		kind := obj["kind"].(string)
+		kinds[kind]++
+		if kind == "ClusterRole" {
+			r, err := yaml.Marshal(obj["rules"])
+			require.NoError(t, err)
+			rules = string(r)
+		}
+	}
+	return kinds, rules
+}
+
+func TestThePodStatusGrantShipsOnlyWithItsGuard(t *testing.T) {
+	tests := map[string]struct {
+		args      []string
+		wantGrant bool
+	}{
+		"defaults":                   {nil, true},
+		"no readinessGate policy":    {[]string{"--set", "policies.readinessGate=false"}, true},
+		"no policies at all":         {[]string{"--set", "policies.readinessGate=false", "--set", "policies.shutdownOrder=false", "--set", "policies.validation=false"}, true},
+		"no API, no readinessGate":   {[]string{"--set", "api.enabled=false", "--set", "policies.readinessGate=false"}, false},
+		"no API, no policies at all": {[]string{"--set", "api.enabled=false", "--set", "policies.readinessGate=false", "--set", "policies.validation=false"}, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			kinds, rules := render(t, tt.args...)
+			assert.Equal(t, tt.wantGrant, strings.Contains(rules, "pods/status"), "pods/status in the ClusterRole:\n%s", rules)
+			guarded := kinds["ValidatingAdmissionPolicy"] > 0 && kinds["ValidatingAdmissionPolicyBinding"] > 0
+			if tt.wantGrant {
+				assert.True(t, guarded, "the pods/status grant comes with the status guard: %v", kinds)
+			}
+		})
+	}
+}
+
+func TestTheReadinessGateWithoutTheAPIFailsToRender(t *testing.T) {
+	cmd := exec.Command(Helm(t), "template", "po", "../../charts/podorder", "--kube-version", "1.37.2", "--set", "api.enabled=false")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "policies.readinessGate=true needs api.enabled=true")
+}
+
+func TestStopWithOffDropsHostPIDAndKill(t *testing.T) {
+	tests := map[string]struct {
+		stopWith          string
+		want, wantMissing []string
+	}{
+		"on (the default)": {"true", []string{"hostPID: true", "- KILL"}, []string{"--stop-with=false"}},
+		"off":              {"false", []string{"--stop-with=false"}, []string{"hostPID", "KILL"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			out := helm(t, "template", "po", "../../charts/podorder", "--kube-version", "1.37.2", "--show-only", "templates/daemonset.yaml",
+				"--set", "stopWith="+tt.stopWith)
+			var ds map[string]any
+			require.NoError(t, yaml.Unmarshal([]byte(out), &ds))
+			rendered, err := yaml.Marshal(ds)
+			require.NoError(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, string(rendered), w)
+			}
+			for _, w := range tt.wantMissing {
+				assert.NotContains(t, string(rendered), w)
+			}
+			assert.Contains(t, string(rendered), "automountServiceAccountToken: false", "the init container gets no API token")
+			assert.Contains(t, string(rendered), "type: RuntimeDefault")
+		})
 	}
 }
