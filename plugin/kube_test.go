@@ -103,6 +103,7 @@ func TestPodorderEvaluatesAReadinessProbeItselfAndKubeletsVerdictIsNotAwaited(t 
 	f.start(t, db)
 	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
 	assert.True(t, f.prober.probes[5432].Readiness)
+	assert.Equal(t, "ns/uid-1", f.prober.owners[5432], "the probe counts towards its pod's share")
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "running is not ready")
 	f.prober.started[5432]()
 	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt, "ready on podorder's evaluation, before kubelet's")
