@@ -111,6 +111,20 @@ func TestPodorderEvaluatesAReadinessProbeItselfAndKubeletsVerdictIsNotAwaited(t 
 	assert.Contains(t, ev.reasons[len(ev.reasons)-1], "PodorderReleased")
 }
 
+func TestKubeletsVerdictReleasesWhilePodordersProbeOfTheSameCheckHasNotDecided(t *testing.T) {
+	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast"}, nil)
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-fast")
+	f.start(t, db)
+	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
+	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "kubelet's verdict on the same check releases")
+	assert.Empty(t, f.prober.started, "the probe ended: nobody needs its verdict any more")
+}
+
 func TestReadinessFromKubeletOptsOutOfPodordersEvaluation(t *testing.T) {
 	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast", "podorder.dev/readiness.db-fast": "kubelet"}, nil)
 	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
