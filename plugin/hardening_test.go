@@ -80,7 +80,7 @@ func TestOnlyContainersWaitedOnForReadinessAreProbed(t *testing.T) {
 // refusingProber is a node whose probe capacity is used up.
 type refusingProber struct{}
 
-func (refusingProber) Start(string, *decl.Probe, func()) (func(), error) {
+func (refusingProber) StartPod(string, string, string, *decl.Probe, func()) (func(), error) {
 	return nil, errors.New("node probe limit of 512 reached")
 }
 

@@ -103,11 +103,26 @@ func TestPodorderEvaluatesAReadinessProbeItselfAndKubeletsVerdictIsNotAwaited(t 
 	f.start(t, db)
 	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
 	assert.True(t, f.prober.probes[5432].Readiness)
+	assert.Equal(t, "ns/uid-1", f.prober.owners[5432], "the probe counts towards its pod's share")
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "running is not ready")
 	f.prober.started[5432]()
 	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt, "ready on podorder's evaluation, before kubelet's")
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
 	assert.Contains(t, ev.reasons[len(ev.reasons)-1], "PodorderReleased")
+}
+
+func TestKubeletsVerdictReleasesWhilePodordersProbeOfTheSameCheckHasNotDecided(t *testing.T) {
+	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db-fast"}, nil)
+	f.p.cfg.Kube.Specs = fakeSpecs{"uid-1": {"app", "db-fast"}}
+	app, _, _ := f.create(t, "app")
+	f.start(t, app)
+	db, _, _ := f.create(t, "db-fast")
+	f.start(t, db)
+	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
+	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "kubelet's verdict on the same check releases")
+	assert.Empty(t, f.prober.started, "the probe ended: nobody needs its verdict any more")
 }
 
 func TestReadinessFromKubeletOptsOutOfPodordersEvaluation(t *testing.T) {

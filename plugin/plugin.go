@@ -25,9 +25,11 @@ import (
 )
 
 // Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it. An
-// error means the probe cannot run (the node's probe capacity is used up).
+// error means the probe cannot run: the node's, the namespace's or the pod's probe capacity is used
+// up. namespace and podUID name the pod the probe is for, which its capacity and its share of the
+// prober's workers count by.
 type Prober interface {
-	Start(netns string, p *decl.Probe, ready func()) (stop func(), err error)
+	StartPod(namespace, podUID, netns string, p *decl.Probe, ready func()) (stop func(), err error)
 }
 
 // Config is what the plugin needs from the daemon's flags.

@@ -18,19 +18,24 @@ import (
 	"github.com/podorder/podorder/tombstone"
 )
 
-// fakeProber records started probes; a test passes one by calling its ready func.
-// fakeProber records the probes started, by port; refuse makes Start fail as a node at its cap does.
+// fakeProber records the probes started, by port, and the pod each is for; a test passes one by
+// calling its ready func. refuse makes StartPod fail as a node at its cap does.
 type fakeProber struct {
 	started map[int]func()
 	probes  map[int]*decl.Probe
+	owners  map[int]string // "namespace/uid"
 	refuse  error
 }
 
-func (f *fakeProber) Start(_ string, p *decl.Probe, ready func()) (func(), error) {
+func (f *fakeProber) StartPod(namespace, podUID, _ string, p *decl.Probe, ready func()) (func(), error) {
 	if f.refuse != nil {
 		return nil, f.refuse
 	}
 	f.started[p.Port] = ready
+	if f.owners == nil {
+		f.owners = map[int]string{}
+	}
+	f.owners[p.Port] = namespace + "/" + podUID
 	if f.probes == nil {
 		f.probes = map[int]*decl.Probe{}
 	}

@@ -371,7 +371,7 @@ func (p *Plugin) startProbe(pd *pod, a *podstate.Attempt) error {
 	if pd.probes[a] != nil || p.prober == nil {
 		return nil
 	}
-	stop, err := p.prober.Start(pd.netns, a.Probe, func() {
+	stop, err := p.prober.StartPod(pd.Namespace, pd.UID, pd.netns, a.Probe, func() {
 		p.callback("probe", pd, func(now time.Time) []podstate.Effect {
 			if pd.Attempts[a.Name()] != a {
 				return nil

@@ -8,8 +8,7 @@
 //
 // Every rule lives here once. A container is released only before its hold's deadline, so that its
 // hook, which reads the tombstones once more at its own later deadline, always obeys; it is ready only
-// once released and every readiness source that applies has passed; it is stopped only while its own
-// process runs.
+// once released and its readiness sources say so; it is stopped only while its own process runs.
 package podstate
 
 import (
@@ -326,7 +325,7 @@ func (p *Pod) syncProbes() []Effect {
 	for _, name := range p.names() {
 		a := p.Attempts[name]
 		ts := a.TS
-		want := ts.ReleasedAt != nil && ts.ExitedAt == nil && ts.ProbeReadyAt == nil && p.Probed(a) && p.heldFor(name)
+		want := ts.ReleasedAt != nil && ts.ExitedAt == nil && ts.ProbeReadyAt == nil && ts.ReadyAt == nil && p.Probed(a) && p.heldFor(name)
 		switch {
 		case want && !a.Probing:
 			a.Probing = true
@@ -364,22 +363,27 @@ func (p *Pod) markReleased(a *Attempt, now time.Time) []Effect {
 	return o
 }
 
-// refreshReady sets ReadyAt once a is released and every readiness source that applies has passed:
-// its podorder probe if it has one, and kubelet's readiness when that is a source (kubelet calls a
-// held container ready, so its word alone is never enough).
+// refreshReady sets ReadyAt once a is released and its readiness sources say so. Kubelet calls a
+// held container ready, so no source counts before the release. Then:
+//   - when podorder evaluates a's own readinessProbe, either verdict on that check is enough,
+//     podorder's or kubelet's: podorder's is usually first, and kubelet's covers a probe that has
+//     not decided yet, so podorder's probe can only make readiness sooner, never later;
+//   - else its podorder.dev/probe must pass, and kubelet's readiness too when that is a source.
 func (p *Pod) refreshReady(a *Attempt, now time.Time) []Effect {
 	ts := a.TS
 	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
 		return nil
 	}
 	p.chooseProbe(a)
-	if p.Probed(a) && ts.ProbeReadyAt == nil {
+	k := p.Sources.KubeletReadiness
+	switch {
+	case p.Probed(a) && a.Probe.Readiness:
+		if ts.ProbeReadyAt == nil && ts.KubeletReadyAt == nil {
+			return nil
+		}
+	case p.Probed(a) && ts.ProbeReadyAt == nil:
 		return nil
-	}
-	// When podorder evaluates the readinessProbe itself, kubelet's verdict on the same check would
-	// only add its period and relist.
-	ownReadiness := p.Probed(a) && a.Probe.Readiness
-	if k := p.Sources.KubeletReadiness; k != nil && !ownReadiness && k(a.Name()) && ts.KubeletReadyAt == nil {
+	case k != nil && k(a.Name()) && ts.KubeletReadyAt == nil:
 		return nil
 	}
 	ts.ReadyAt = &now

@@ -141,6 +141,58 @@ func TestReadyNeedsTheReleaseAndEverySourceThatApplies(t *testing.T) {
 	assert.Equal(t, at(3), *app.TS.ReleasedAt)
 }
 
+func TestAReadinessProbePodorderRunsIsPassedByItsVerdictOrKubelets(t *testing.T) {
+	waitsForDB := map[string]string{"podorder.dev/after.app": "db"}
+	tests := map[string]struct {
+		labels map[string]string
+		event  func(p *Pod, db *Attempt) []Effect
+		ready  bool
+		// effects must be among the event's effects.
+		effects []string
+	}{
+		"kubelet's verdict while podorder's probe has not decided": {
+			labels: waitsForDB,
+			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+			ready:  true, effects: []string{"end probe db", "event PodorderReleased", "write app"},
+		},
+		"podorder's probe passing before kubelet's verdict": {
+			labels: waitsForDB,
+			event:  func(p *Pod, db *Attempt) []Effect { return p.ProbePassed(db, at(1)) },
+			ready:  true, effects: []string{"event PodorderReleased", "write app"},
+		},
+		"kubelet's verdict on a container still held": {
+			labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "cache_started"},
+			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+		},
+		"kubelet's verdict while a podorder.dev/probe has not passed": {
+			labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:8080"},
+			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newPod(t, tt.labels, Sources{
+				Probes:           true,
+				KubeletReadiness: func(string) bool { return true },
+				ReadinessProbe:   func(string) *decl.Probe { return &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true} },
+			})
+			app, _ := f.run("app", 0)
+			db, _ := f.run("db", 0)
+			effects := summary(tt.event(f.pod, db))
+			assert.Equal(t, tt.ready, db.TS.ReadyAt != nil, "db ready")
+			assert.Equal(t, tt.ready, app.TS.ReleasedAt != nil, "app released")
+			assert.Subset(t, effects, tt.effects)
+			if tt.ready {
+				assert.False(t, db.Probing, "a ready container needs no probe")
+				// Sticky: neither source's later word changes a readiness already decided.
+				f.pod.KubeletReady(db, at(2))
+				f.pod.ProbePassed(db, at(2))
+				assert.Equal(t, at(1), *db.TS.ReadyAt)
+			}
+		})
+	}
+}
+
 func TestAProbeRunsOnlyWhileSomeoneIsHeldWaitingForReadiness(t *testing.T) {
 	tests := map[string]struct {
 		labels map[string]string

@@ -13,6 +13,11 @@
 // a fixed number of workers. A worker enters a pod's namespace only for the instant it takes to
 // create and connect a socket (a socket stays in the namespace it was created in), then returns its
 // thread to the daemon's namespace, so threads never have to be thrown away in the normal case.
+//
+// Tenants are hostile, so the workers are shared fairly: attempts that wait for a worker take turns
+// across namespaces and, within a namespace, across pods, and one pod (one namespace) never
+// occupies every worker, so a pod whose server accepts and never answers delays only its own
+// probes. Each pod and each namespace may also run only so many probes.
 package probe
 
 import (
@@ -25,6 +30,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +61,13 @@ const (
 	// DefaultMaxProbes bounds the memory and file descriptors a hostile tenant can make the
 	// daemon spend: with Workers fixed, attempts beyond this would only be delayed anyway.
 	DefaultMaxProbes = 512
+	// DefaultMaxProbesPerPod is decl.MaxProbes: a pod may declare that many podorder.dev/probe
+	// keys, and the readinessProbes podorder runs for it count against the same budget, so that
+	// waiting on many containers with readinessProbes is no way around it.
+	DefaultMaxProbesPerPod = decl.MaxProbes
+	// DefaultMaxProbesPerNamespace keeps one namespace's pods from using up the node's MaxProbes
+	// alone: it is a quarter of it, so at least four namespaces share a full node.
+	DefaultMaxProbesPerNamespace = DefaultMaxProbes / 4
 )
 
 // selfNetns names the calling thread's own network namespace, which is what a worker must return
@@ -78,11 +91,20 @@ type Runner struct {
 	// Timeout bounds one attempt (DefaultTimeout when zero), so a pod that accepts but never
 	// answers delays other probes by at most this much.
 	Timeout time.Duration
-	// Workers is how many attempts run at once, node-wide (DefaultWorkers when zero).
+	// Workers is how many attempts run at once, node-wide (DefaultWorkers when zero). The attempts
+	// of one pod occupy at most half of them and those of one namespace all but one (at least one
+	// each): a pod whose attempts all hang until Timeout leaves workers to the other pods of its
+	// namespace and to other namespaces.
 	Workers int
 	// MaxProbes is how many probes may be active at once, node-wide (DefaultMaxProbes when zero);
 	// Start fails beyond it rather than let tenants grow the daemon without bound.
 	MaxProbes int
+	// MaxProbesPerPod is how many probes one pod may have active at once, whatever caused them
+	// (DefaultMaxProbesPerPod when zero).
+	MaxProbesPerPod int
+	// MaxProbesPerNamespace is how many probes the pods of one namespace may have active at once
+	// (DefaultMaxProbesPerNamespace when zero).
+	MaxProbesPerNamespace int
 	// Log receives failures; slog.Default() when nil.
 	Log *slog.Logger
 	// Attempted, when set, is told of every attempt's outcome (nil error: passed), for metrics. It
@@ -90,14 +112,16 @@ type Runner struct {
 	Attempted func(err error)
 
 	mu         sync.Mutex
-	active     int                // probes started, not yet stopped nor passed
-	due        taskHeap           // probes waiting for their next attempt
-	queue      []*task            // probes due while every worker was busy, oldest first
-	busy       int                // running worker goroutines
-	scheduling bool               // whether the scheduler goroutine runs
-	wake       chan struct{}      // tells the scheduler the earliest due time changed
-	netns      map[string]*nsFile // open namespaces by path, shared by the probes of a pod
-	ownDiag    diagSocket         // lists the daemon's own namespace's listeners, for hostNetwork pods
+	active     int                 // probes started, not yet stopped nor passed
+	due        taskHeap            // probes waiting for their next attempt
+	pods       map[owner]*podShare // the pods with probes or attempts running
+	namespaces map[string]*nsShare // the namespaces of those pods
+	turns      []*nsShare          // namespaces with attempts waiting for a worker, next turn first
+	busy       int                 // running worker goroutines
+	scheduling bool                // whether the scheduler goroutine runs
+	wake       chan struct{}       // tells the scheduler the earliest due time changed
+	netns      map[string]*nsFile  // open namespaces by path, shared by the probes of a pod
+	ownDiag    diagSocket          // lists the daemon's own namespace's listeners, for hostNetwork pods
 
 	// setns is unix.Setns when nil; tests replace it to make entering or leaving a namespace
 	// fail or panic without root.
@@ -128,9 +152,32 @@ type nsFile struct {
 	diag diagSocket
 }
 
-// task is one probe. It is always in exactly one place — the due heap, the queue, or a worker —
-// so it can never be queued twice and the queue is bounded by the number of probes.
+// owner names the pod a probe is for. The zero owner stands for probes no pod caused (Start).
+type owner struct{ namespace, podUID string }
+
+// podShare is one pod's share of the runner: how many probes it has, how many of its attempts
+// run, and its attempts waiting for a worker.
+type podShare struct {
+	owner
+	ns     *nsShare
+	probes int     // started, not yet stopped nor passed
+	busy   int     // attempts running
+	due    []*task // attempts due while no worker could take them, oldest first
+}
+
+// nsShare is one namespace's share of the runner.
+type nsShare struct {
+	name   string
+	probes int
+	busy   int
+	pods   []*podShare // pods with attempts waiting for a worker, next turn first
+}
+
+// task is one probe. It is always in exactly one place — the due heap, its pod's waiting
+// attempts, or a worker — so it can never be queued twice and the queues are bounded by the
+// number of probes.
 type task struct {
+	pod      *podShare
 	probe    *decl.Probe
 	netns    string
 	ns       *nsFile // nil for the daemon's own namespace; guarded by Runner.mu unless a worker owns the task
@@ -147,33 +194,42 @@ type task struct {
 	passes     int           // consecutive passed attempts, towards the probe's SuccessThreshold
 	at         time.Time     // when the next attempt is due
 	index      int           // position in the due heap, -1 when not in it
-	busy       bool          // queued or running: a worker owns it and will release it
+	busy       bool          // waiting for a worker or running: a worker owns it and will release it
+	queued     bool          // waiting for a worker, in its pod's due attempts
 	stopped    bool
 	passed     bool
 	warned     bool // whether entering the namespace failing was already logged
 	diagWarned bool // whether listing the listeners failing was already logged
 }
 
-// Start probes p in the network namespace at netns ("" for the daemon's own) until it passes, then
-// calls ready once, from a worker goroutine. It fails when p is invalid, when netns cannot be
-// opened, or when MaxProbes probes are already active; the probe is then not started.
+// Start is StartPod for a probe no pod caused: it shares the workers fairly with the pods' probes,
+// and counts only against MaxProbes.
+func (r *Runner) Start(netns string, p *decl.Probe, ready func()) (stop func(), err error) {
+	return r.StartPod("", "", netns, p, ready)
+}
+
+// StartPod probes p, for the pod podUID of namespace, in the network namespace at netns ("" for
+// the daemon's own) until it passes, then calls ready once, from a worker goroutine. It fails when
+// p is invalid, when netns cannot be opened, or when MaxProbes probes are already active on the
+// node, MaxProbesPerNamespace in namespace or MaxProbesPerPod for the pod; the probe is then not
+// started.
 //
 // stop ends the probe. It may be called any number of times, from any goroutine, including with a
 // lock that ready takes: it never waits for an attempt or for ready. The pass is decided under the
 // Runner's lock, so once stop has returned no attempt can decide to call ready; only a pass that
 // was decided before stop can still be completing its ready call.
-func (r *Runner) Start(netns string, p *decl.Probe, ready func()) (stop func(), err error) {
+func (r *Runner) StartPod(namespace, podUID, netns string, p *decl.Probe, ready func()) (stop func(), err error) {
 	if err := validate(p); err != nil {
 		return nil, err
 	}
 	if ready == nil {
 		return nil, errors.New("probe: ready callback is nil")
 	}
+	o := owner{namespace: namespace, podUID: podUID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if max := positive(r.MaxProbes, DefaultMaxProbes); r.active >= max {
-		return nil, fmt.Errorf("node probe limit of %d reached: not probing %s in %s; raise MaxProbes or reduce podorder.dev/probe annotations on this node",
-			max, p, nsName(netns))
+	if err := r.admitLocked(o, netns, p); err != nil {
+		return nil, err
 	}
 	timeout := positive(r.Timeout, DefaultTimeout)
 	if p.Timeout > 0 && p.Timeout < timeout {
@@ -202,9 +258,76 @@ func (r *Runner) Start(netns string, p *decl.Probe, ready func()) (stop func(), 
 		}
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.pod = r.shareLocked(o)
 	r.active++
+	t.pod.probes++
+	t.pod.ns.probes++
 	r.pushLocked(t)
 	return func() { r.stop(t) }, nil
+}
+
+// admitLocked refuses a probe beyond the node's, the namespace's or the pod's limit. The pod's
+// limit counts every probe it causes, annotations and readinessProbes alike: the refused probe's
+// readiness then comes from kubelet, so a pod asking for more only loses speed.
+func (r *Runner) admitLocked(o owner, netns string, p *decl.Probe) error {
+	if max := positive(r.MaxProbes, DefaultMaxProbes); r.active >= max {
+		return fmt.Errorf("node probe limit of %d reached: not probing %s in %s; raise MaxProbes or reduce podorder.dev/probe annotations on this node",
+			max, p, nsName(netns))
+	}
+	if o == (owner{}) {
+		return nil
+	}
+	if ns, max := r.namespaces[o.namespace], positive(r.MaxProbesPerNamespace, DefaultMaxProbesPerNamespace); ns != nil && ns.probes >= max {
+		return fmt.Errorf("namespace %s already has %d podorder probes on this node, its limit of %d: not probing %s; "+
+			"spread the namespace's pods over more nodes, or let kubelet judge readiness with %s%s.<container>: kubelet",
+			o.namespace, ns.probes, max, p, decl.Domain, decl.KindReadiness)
+	}
+	if pod, max := r.pods[o], positive(r.MaxProbesPerPod, DefaultMaxProbesPerPod); pod != nil && pod.probes >= max {
+		return fmt.Errorf("pod %s in namespace %s already has %d podorder probes (podorder.dev/probe keys and the readinessProbes of containers others wait for), its limit of %d: not probing %s; "+
+			"wait for fewer containers' readiness, or let kubelet judge it with %s%s.<container>: kubelet",
+			o.podUID, o.namespace, pod.probes, max, p, decl.Domain, decl.KindReadiness)
+	}
+	return nil
+}
+
+// shareLocked returns o's share of the runner, making it for o's first probe.
+func (r *Runner) shareLocked(o owner) *podShare {
+	if pod := r.pods[o]; pod != nil {
+		return pod
+	}
+	ns := r.namespaces[o.namespace]
+	if ns == nil {
+		ns = &nsShare{name: o.namespace}
+		if r.namespaces == nil {
+			r.namespaces = map[string]*nsShare{}
+		}
+		r.namespaces[o.namespace] = ns
+	}
+	pod := &podShare{owner: o, ns: ns}
+	if r.pods == nil {
+		r.pods = map[owner]*podShare{}
+	}
+	r.pods[o] = pod
+	return pod
+}
+
+// endLocked counts t out of the active probes: it was stopped or it passed.
+func (r *Runner) endLocked(t *task) {
+	r.active--
+	t.pod.probes--
+	t.pod.ns.probes--
+	r.dropLocked(t.pod)
+}
+
+// dropLocked forgets pod's share, and its namespace's, once nothing of theirs remains.
+func (r *Runner) dropLocked(pod *podShare) {
+	if pod.probes > 0 || pod.busy > 0 || r.pods[pod.owner] != pod {
+		return
+	}
+	delete(r.pods, pod.owner)
+	if ns := pod.ns; ns.probes == 0 && ns.busy == 0 && r.namespaces[ns.name] == ns {
+		delete(r.namespaces, ns.name)
+	}
 }
 
 func validate(p *decl.Probe) error {
@@ -286,7 +409,10 @@ func (r *Runner) stop(t *task) {
 	}
 	t.stopped = true
 	t.cancel()
-	r.active--
+	if t.queued {
+		r.unqueueLocked(t)
+	}
+	r.endLocked(t)
 	if t.index >= 0 {
 		head := t.index == 0
 		heap.Remove(&r.due, t.index)
@@ -348,30 +474,83 @@ func (r *Runner) schedule() {
 	}
 }
 
-// dispatchLocked gives t to an idle worker slot, or queues it until a worker is free.
+// dispatchLocked queues t's due attempt in its pod's turn and starts workers while an idle worker
+// slot and an attempt that may run both exist.
 func (r *Runner) dispatchLocked(t *task) {
-	t.busy = true
-	if r.busy < positive(r.Workers, DefaultWorkers) {
-		r.busy++
-		go r.work(t)
-		return
+	t.busy, t.queued = true, true
+	pod := t.pod
+	if len(pod.due) == 0 {
+		if len(pod.ns.pods) == 0 {
+			r.turns = append(r.turns, pod.ns)
+		}
+		pod.ns.pods = append(pod.ns.pods, pod)
 	}
-	r.queue = append(r.queue, t)
+	pod.due = append(pod.due, t)
+	for r.busy < positive(r.Workers, DefaultWorkers) {
+		next := r.takeLocked()
+		if next == nil {
+			return
+		}
+		r.busy++
+		go r.work(next)
+	}
 }
 
-// nextLocked takes the oldest queued probe, or gives up the worker slot when none is queued.
-func (r *Runner) nextLocked() *task {
-	for len(r.queue) > 0 {
-		t := r.queue[0]
-		r.queue[0] = nil
-		r.queue = r.queue[1:]
-		if !t.stopped {
+// takeLocked takes the next waiting attempt: that of the first namespace in turn below its worker
+// limit, of its first pod in turn below its limit, oldest first. The namespace and the pod then
+// wait for their next turn behind the others. A namespace or pod at its limit keeps its place:
+// its attempts wait for one of its own to end, which frees a worker that takes them first.
+// It costs O(namespaces + pods waiting), with no allocation once the slices have grown.
+func (r *Runner) takeLocked() *task {
+	workers := positive(r.Workers, DefaultWorkers)
+	podLimit, nsLimit := max(1, workers/2), max(1, workers-1)
+	for i, ns := range r.turns {
+		if ns.busy >= nsLimit {
+			continue
+		}
+		for j, pod := range ns.pods {
+			if pod.busy >= podLimit {
+				continue
+			}
+			t := pod.due[0]
+			pod.due = slices.Delete(pod.due, 0, 1)
+			ns.pods = slices.Delete(ns.pods, j, j+1)
+			if len(pod.due) > 0 {
+				ns.pods = append(ns.pods, pod)
+			}
+			r.turns = slices.Delete(r.turns, i, i+1)
+			if len(ns.pods) > 0 {
+				r.turns = append(r.turns, ns)
+			}
+			t.queued = false
+			pod.busy++
+			ns.busy++
 			return t
 		}
-		t.busy = false
-		r.releaseLocked(t)
 	}
-	r.queue = nil
+	return nil
+}
+
+// unqueueLocked takes a stopped t out of its pod's waiting attempts.
+func (r *Runner) unqueueLocked(t *task) {
+	t.queued, t.busy = false, false
+	pod := t.pod
+	pod.due = slices.DeleteFunc(pod.due, func(d *task) bool { return d == t })
+	if len(pod.due) > 0 {
+		return
+	}
+	ns := pod.ns
+	ns.pods = slices.DeleteFunc(ns.pods, func(p *podShare) bool { return p == pod })
+	if len(ns.pods) == 0 {
+		r.turns = slices.DeleteFunc(r.turns, func(n *nsShare) bool { return n == ns })
+	}
+}
+
+// nextLocked takes the next waiting attempt, or gives up the worker slot when none may run.
+func (r *Runner) nextLocked() *task {
+	if t := r.takeLocked(); t != nil {
+		return t
+	}
 	r.busy--
 	return nil
 }
@@ -416,6 +595,9 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 	}
 	r.mu.Lock()
 	t.busy = false
+	t.pod.busy--
+	t.pod.ns.busy--
+	r.dropLocked(t.pod)
 	switch {
 	case t.stopped:
 		r.releaseLocked(t)
@@ -439,7 +621,7 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 	}
 	t.passed = true
 	t.cancel()
-	r.active--
+	r.endLocked(t)
 	r.releaseLocked(t)
 	r.mu.Unlock()
 	defer func() {

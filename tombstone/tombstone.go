@@ -55,8 +55,8 @@ type Tombstone struct {
 	CreatedAt  *time.Time `json:"created_at,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	ReleasedAt *time.Time `json:"released_at,omitempty"`
-	// ProbeReadyAt and KubeletReadyAt record each readiness source; ReadyAt is set once every source
-	// that applies has passed and the container is released.
+	// ProbeReadyAt and KubeletReadyAt record each readiness source; ReadyAt is set once the
+	// container is released and its sources say it is ready (package podstate has the rule).
 	ProbeReadyAt   *time.Time `json:"probe_ready_at,omitempty"`
 	KubeletReadyAt *time.Time `json:"kubelet_ready_at,omitempty"`
 	ReadyAt        *time.Time `json:"ready_at,omitempty"`

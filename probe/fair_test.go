@@ -1,0 +1,202 @@
+package probe
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/decl"
+)
+
+// hangingServer accepts connections and never answers: every http attempt at it hangs until its
+// timeout. It counts the connections it holds and those the prober gave up on.
+type hangingServer struct {
+	port     int
+	accepted atomic.Int32
+	ended    atomic.Int32
+	changed  chan struct{} // receives after every accept
+}
+
+func newHangingServer(t *testing.T) *hangingServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &hangingServer{port: l.Addr().(*net.TCPAddr).Port, changed: make(chan struct{}, 1)}
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						s.ended.Add(1) // the prober closed it: its attempt ended
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// waitAccepted blocks until n connections were accepted.
+func (s *hangingServer) waitAccepted(t *testing.T, n int32) {
+	t.Helper()
+	deadline := time.After(wait)
+	for s.accepted.Load() < n {
+		select {
+		case <-s.changed:
+		case <-deadline:
+			t.Fatalf("%d attempts reached the hanging server, want %d", s.accepted.Load(), n)
+		}
+	}
+}
+
+func TestAPodsHangingProbesDoNotDelayAnotherPodsProbe(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		namespace string
+	}{
+		{name: "in another namespace", namespace: "calm"},
+		{name: "in the same namespace", namespace: "hostile"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hang := newHangingServer(t)
+			good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			defer good.Close()
+
+			r, _ := newTestRunner()
+			// Longer than the wait below: a hanging attempt ending before the good probe
+			// passes would mean the good probe waited for it.
+			r.Timeout = 2 * wait
+			// The 40 probes the finding's pod ran before readinessProbes counted towards its limit.
+			r.MaxProbesPerPod = 40
+			for range 40 {
+				stop, err := r.StartPod("hostile", "pod-hanging", "", &decl.Probe{Kind: "http", Port: hang.port, Path: "/"},
+					func() { t.Error("a server that never answers passed") })
+				require.NoError(t, err)
+				defer stop()
+			}
+			hang.waitAccepted(t, 2) // as many workers as the pod may occupy
+
+			ready, readyCh := signal()
+			start := time.Now()
+			stop, err := r.StartPod(tt.namespace, "pod-calm", "", &decl.Probe{Kind: "http", Port: portOf(t, good.URL), Path: "/"}, ready)
+			require.NoError(t, err)
+			defer stop()
+			waitReady(t, readyCh)
+			t.Logf("the other pod's probe passed %v after its start, with %d hanging attempts in flight", time.Since(start), hang.accepted.Load())
+			assert.Zero(t, hang.ended.Load(), "the other pod's probe waited for a hanging attempt to time out")
+
+			r.mu.Lock()
+			hostileBusy := r.pods[owner{"hostile", "pod-hanging"}].busy
+			r.mu.Unlock()
+			assert.Less(t, hostileBusy, DefaultWorkers, "one pod occupies every worker")
+		})
+	}
+}
+
+func TestTheProbesAPodCausesAreCappedTogether(t *testing.T) {
+	r, _ := newTestRunner()
+	r.MaxProbesPerPod = 4
+	r.MaxProbesPerNamespace = 6
+	port := closedPort(t)
+	annotation := &decl.Probe{Kind: "tcp", Port: port}
+	readiness := &decl.Probe{Kind: "tcp", Port: port, Readiness: true}
+	start := func(namespace, pod string, p *decl.Probe) (func(), error) {
+		stop, err := r.StartPod(namespace, pod, "", p, func() {})
+		if err == nil {
+			t.Cleanup(stop)
+		}
+		return stop, err
+	}
+
+	for _, p := range []*decl.Probe{annotation, annotation, readiness, readiness} {
+		_, err := start("team", "a", p)
+		require.NoError(t, err)
+	}
+	_, err := start("team", "a", readiness)
+	require.Error(t, err, "a readinessProbe beyond the pod's limit runs")
+	assert.Contains(t, err.Error(), "already has 4 podorder probes")
+	assert.Contains(t, err.Error(), "its limit of 4")
+	assert.Contains(t, err.Error(), "podorder.dev/readiness.<container>: kubelet", "the error names the fix")
+	_, err = start("team", "a", annotation)
+	require.Error(t, err)
+
+	_, err = start("team", "b", readiness)
+	require.NoError(t, err, "another pod has its own limit")
+	stopB, err := start("team", "b", annotation)
+	require.NoError(t, err)
+	_, err = start("team", "c", annotation)
+	require.Error(t, err, "the namespace's limit holds across its pods")
+	assert.True(t, strings.HasPrefix(err.Error(), "namespace team already has 6 podorder probes"), err.Error())
+	_, err = start("elsewhere", "d", annotation)
+	require.NoError(t, err, "other namespaces have their own limit")
+
+	stopB()
+	_, err = start("team", "c", annotation)
+	require.NoError(t, err, "a stopped probe frees its place")
+}
+
+func TestWaitingAttemptsTakeTurnsAcrossNamespacesThenPods(t *testing.T) {
+	r := &Runner{Workers: 4}
+	// Fill the queues by hand, as the scheduler does when no worker is free: namespace a has two
+	// pods with three due attempts each, namespace b one pod with one.
+	var tasks []*task
+	queue := func(o owner) {
+		t := &task{pod: r.shareLocked(o), index: -1}
+		t.pod.probes++
+		t.pod.ns.probes++
+		tasks = append(tasks, t)
+		r.busy = positive(r.Workers, DefaultWorkers) // every worker busy: dispatch only queues
+		r.dispatchLocked(t)
+	}
+	a1, a2, b1 := owner{"a", "1"}, owner{"a", "2"}, owner{"b", "1"}
+	for range 3 {
+		queue(a1)
+	}
+	for range 3 {
+		queue(a2)
+	}
+	queue(b1)
+
+	var order []owner
+	for {
+		t := r.takeLocked()
+		if t == nil {
+			break
+		}
+		order = append(order, t.pod.owner)
+	}
+	// The namespaces take turns (a, b, a, a once b has nothing left) and so do a's pods (1, 2, 1);
+	// then namespace a runs three attempts, its limit with four workers, and the rest waits.
+	assert.Equal(t, []owner{a1, b1, a2, a1}, order)
+	assert.Equal(t, 2, r.pods[a1].busy)
+	assert.Equal(t, 1, r.pods[a2].busy)
+	assert.Equal(t, 3, r.namespaces["a"].busy)
+	assert.Len(t, r.turns, 1, "namespace a still has attempts waiting")
+}
