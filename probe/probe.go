@@ -501,7 +501,7 @@ func (r *Runner) attempt(t *task, tainted *bool) (err error) {
 // attempt on a closed port costs two netlink dumps and no connection; the thread enters the
 // namespace only to create the socket it connects with.
 func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, addr string, err error) {
-	addrs, err := r.listening(t, tainted)
+	addrs, err := r.listening(ctx, t, tainted)
 	if err != nil {
 		return nil, "", err
 	}
@@ -525,12 +525,17 @@ func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Con
 // listening returns the addresses to connect to once the probe's port listens (see
 // listeningAddrs), or errNotListening. When the kernel cannot list listeners, it returns loopback
 // unchecked: the connect then decides, as it did before the check existed.
-func (r *Runner) listening(t *task, tainted *bool) ([]string, error) {
+func (r *Runner) listening(ctx context.Context, t *task, tainted *bool) ([]string, error) {
 	ds := &r.ownDiag
 	if t.ns != nil {
 		ds = &t.ns.diag
 	}
-	ls, err := ds.listeners(func(create func() error) error { return r.inNetns(t, tainted, create) })
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(t.timeout)
+	}
+	inNetns := func(create func() error) error { return r.inNetns(t, tainted, create) }
+	ls, err := ds.listeners(inNetns, uint16(t.probe.Port), deadline)
 	if *tainted || errors.Is(err, errEnter) {
 		return nil, err
 	}
