@@ -167,3 +167,35 @@ func TestDiagRequestFiltersOnThePortInTheKernel(t *testing.T) {
 	bc := attr[unix.SizeofNlAttr:]
 	assert.Equal(t, []uint16{0x1f90, 0x1f90}, []uint16{ne.Uint16(bc[6:]), ne.Uint16(bc[14:])}, "the port, in host order")
 }
+
+// FuzzDiagReply reads arbitrary datagrams as the answer to testDump. The committed corpus holds
+// answers captured from the kernel (a listener, nothing on the port, the kernel's error, an
+// unfiltered dump), rewritten to testDump's sequence number and port id. Whatever the bytes, the
+// parser must not panic, must stop at the caps, and must count only listeners of the dump's family
+// and port that the kernel sent.
+func FuzzDiagReply(f *testing.F) {
+	f.Add(kernel(listenerMsg("0.0.0.0:8080"), doneMsg).b, uint32(0))
+	f.Add(kernel(listenerMsg("0.0.0.0:8080"), doneMsg).b, uint32(1234))
+	f.Add(errorMsg(syscall.EINVAL), uint32(0))
+	f.Fuzz(func(t *testing.T, b []byte, sender uint32) {
+		d := diagDump{id: testDump}
+		// Twice, as an answer over two datagrams.
+		err := d.read(b, sender)
+		if err == nil && !d.done {
+			err = d.read(b, sender)
+		}
+		if sender != 0 {
+			assert.Empty(t, d.listeners, "a listener from another netlink socket than the kernel")
+			assert.False(t, d.done)
+		}
+		for _, l := range d.listeners {
+			assert.Equal(t, testDump.port, l.Port())
+			assert.True(t, l.Addr().Is4(), "a listener of the other family")
+		}
+		assert.LessOrEqual(t, len(d.listeners), d.messages)
+		if err == nil {
+			assert.LessOrEqual(t, d.messages, maxDiagMessages)
+			assert.LessOrEqual(t, d.bytes, maxDiagBytes)
+		}
+	})
+}
