@@ -3,10 +3,11 @@
 // every 10 ms at first and backing off to 100 ms, so readiness is seen within milliseconds instead
 // of kubelet's probe period plus its status relist.
 //
-// An attempt first lists the pod's listening sockets (a sock_diag netlink dump over a socket kept
-// open in the pod's namespace) and connects only once the probe's port listens: polling a closed
-// port costs two dumps and never touches the application. The verdict is still the real check — the connect,
-// the GET or the gRPC health call — so it is kubelet's verdict, only sooner.
+// An attempt first lists the pod's sockets listening on the probe's port (a sock_diag netlink dump,
+// filtered by port in the kernel, over a socket kept open in the pod's namespace) and connects only
+// once the port listens: polling a closed port costs two dumps and never touches the application.
+// The verdict is still the real check — the connect, the GET or the gRPC health call — so it is
+// kubelet's verdict, only sooner.
 //
 // Tenants decide how many probes exist, so a probe costs no goroutine and no OS thread of its own:
 // one scheduler goroutine keeps the probes in a heap ordered by due time and hands due attempts to
