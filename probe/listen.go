@@ -1,23 +1,19 @@
 package probe
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
-	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/podorder/podorder/decl"
 )
-
-// tcpListen is the kernel's TCP_LISTEN state; the diag request asks for sockets in it alone, so the
-// kernel walks only its listening hash, never the table of every connection on the node (which is
-// what makes /proc/net/tcp take milliseconds on a busy node).
-const tcpListen = 10
 
 // errNotListening fails an attempt without connecting: nothing listens on the port yet.
 var errNotListening = errors.New("nothing listens on the port yet")
@@ -41,18 +37,20 @@ func listeningAddrs(p *decl.Probe, ls []netip.AddrPort) ([]string, error) {
 // diagSocket is a sock_diag netlink socket kept open for one network namespace: it was created in
 // it, so it lists that namespace's sockets from any thread, without entering it again.
 type diagSocket struct {
-	mu   sync.Mutex // one dump at a time: answers of two would interleave
-	fd   int        // valid when open
-	open bool
+	mu     sync.Mutex // one dump at a time: answers of two would interleave
+	fd     int        // valid when open
+	open   bool
+	portID uint32 // the socket's netlink port id, to which the kernel addresses its answers
+	seq    uint32 // the last dump's sequence number
 }
 
 // diagBuffers holds the receive buffers of dumps: a node may have hundreds of namespaces with a
 // diag socket open, but only as many dumps at once as probe workers.
 var diagBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// listeners lists the namespace's listening TCP sockets, creating the socket on first use through
-// inNetns, which runs its argument inside the namespace.
-func (d *diagSocket) listeners(inNetns func(func() error) error) ([]netip.AddrPort, error) {
+// listeners lists the namespace's TCP sockets listening on port, creating the socket on first use
+// through inNetns, which runs its argument inside the namespace. It gives up at deadline.
+func (d *diagSocket) listeners(inNetns func(func() error) error, port uint16, deadline time.Time) ([]netip.AddrPort, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.open {
@@ -60,26 +58,98 @@ func (d *diagSocket) listeners(inNetns func(func() error) error) ([]netip.AddrPo
 		if err := inNetns(func() (err error) { fd, err = newDiagSocket(); return err }); err != nil {
 			return nil, err
 		}
-		d.fd, d.open = fd, true
+		portID, err := netlinkPortID(fd)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		d.fd, d.portID, d.open = fd, portID, true
 	}
 	buf := diagBuffers.Get().(*[]byte)
 	defer diagBuffers.Put(buf)
-	ls, err := dumpListeners(d.fd, *buf)
-	if err != nil {
-		// What is left of a failed dump would be read as the answer to the next: start afresh.
-		unix.Close(d.fd)
-		d.open = false
+	var ls []netip.AddrPort
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		dump, err := d.dump(family, port, *buf, deadline)
+		if err != nil {
+			// What is left of a failed dump would count against the caps of the next: start afresh.
+			d.closeLocked()
+			return nil, err
+		}
+		ls = append(ls, dump.listeners...)
 	}
-	return ls, err
+	return ls, nil
 }
 
 func (d *diagSocket) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.closeLocked()
+}
+
+func (d *diagSocket) closeLocked() {
 	if d.open {
 		unix.Close(d.fd)
 		d.open = false
 	}
+}
+
+// dump asks for family's sockets listening on port and reads the answer until the kernel's
+// NLMSG_DONE, the caps of diagDump.read or deadline, whichever comes first. The caller holds d.mu.
+func (d *diagSocket) dump(family uint8, port uint16, buf []byte, deadline time.Time) (*diagDump, error) {
+	d.seq++
+	dump := &diagDump{id: dumpID{seq: d.seq, portID: d.portID, family: family, port: port}}
+	if err := unix.Send(d.fd, diagRequest(dump.id), 0); err != nil {
+		return nil, fmt.Errorf("sock_diag request: %w", err)
+	}
+	for !dump.done {
+		if err := waitReadable(d.fd, deadline); err != nil {
+			return nil, err
+		}
+		// MSG_TRUNC makes n the datagram's real length, so a datagram cut short is seen as such.
+		n, from, err := unix.Recvfrom(d.fd, buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sock_diag answer: %w", err)
+		}
+		if n > len(buf) {
+			return nil, fmt.Errorf("sock_diag answer: a datagram of %d bytes exceeds the %d-byte buffer", n, len(buf))
+		}
+		if err := dump.read(buf[:n], senderPortID(from)); err != nil {
+			return nil, err
+		}
+	}
+	return dump, nil
+}
+
+// waitReadable waits until fd has a datagram to read or deadline passes: a receive timeout would
+// bound each read, not the dump.
+func waitReadable(fd int, deadline time.Time) error {
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("sock_diag answer: %w", os.ErrDeadlineExceeded)
+		}
+		ts := unix.NsecToTimespec(left.Nanoseconds())
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Ppoll(fds, &ts, nil)
+		switch {
+		case errors.Is(err, unix.EINTR): // the Go runtime's preemption signal; ppoll is never restarted
+		case err != nil:
+			return fmt.Errorf("sock_diag answer: %w", err)
+		case n > 0:
+			return nil
+		}
+	}
+}
+
+// senderPortID is the netlink port id a datagram came from, 0 for the kernel.
+func senderPortID(from unix.Sockaddr) uint32 {
+	if sa, ok := from.(*unix.SockaddrNetlink); ok {
+		return sa.Pid
+	}
+	return math.MaxUint32 // not netlink: never the kernel
 }
 
 var (
@@ -120,100 +190,30 @@ func pickListeners(ls []netip.AddrPort, port int, readiness bool) []netip.Addr {
 	return append(v4, v6...)
 }
 
-// newDiagSocket opens a sock_diag netlink socket in the calling thread's network namespace.
+// newDiagSocket opens a sock_diag netlink socket in the calling thread's network namespace,
+// connected to the kernel: the kernel then refuses what any other netlink socket sends it, such as
+// answers forged by a tenant with CAP_NET_ADMIN in the pod.
 func newDiagSocket() (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return -1, fmt.Errorf("sock_diag socket: %w", err)
 	}
-	// A dump of a namespace's listeners is small and quick; the timeout only guards a kernel that
-	// never answers.
-	tv := unix.Timeval{Sec: 1}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+	if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("sock_diag timeout: %w", err)
+		return -1, fmt.Errorf("sock_diag connect to the kernel: %w", err)
 	}
 	return fd, nil
 }
 
-// dumpListeners asks the kernel over fd for the local addresses of the TCP sockets listening in
-// fd's namespace, IPv4 and IPv6.
-func dumpListeners(fd int, buf []byte) ([]netip.AddrPort, error) {
-	var out []netip.AddrPort
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if err := unix.Sendto(fd, diagRequest(family), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return nil, fmt.Errorf("sock_diag request: %w", err)
-		}
-		ls, err := readDiag(fd, buf)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ls...)
+// netlinkPortID is the port id the kernel gave fd when it connected, the address of its answers.
+func netlinkPortID(fd int) (uint32, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag socket name: %w", err)
 	}
-	return out, nil
-}
-
-// diagRequest is a netlink SOCK_DIAG_BY_FAMILY dump request for the TCP sockets of family in state
-// LISTEN: a struct nlmsghdr followed by a struct inet_diag_req_v2 whose socket id is left zero.
-func diagRequest(family uint8) []byte {
-	const size = unix.SizeofNlMsghdr + 56 // sizeof(struct inet_diag_req_v2)
-	req := make([]byte, size)
-	binary.NativeEndian.PutUint32(req[0:], size)
-	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(req[8:], 1) // sequence number
-	req[16], req[17] = family, unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(req[20:], 1<<tcpListen)
-	return req
-}
-
-// readDiag reads a dump's answers until NLMSG_DONE and returns the local address of each socket.
-func readDiag(fd int, buf []byte) ([]netip.AddrPort, error) {
-	var out []netip.AddrPort
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("sock_diag answer: %w", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, fmt.Errorf("sock_diag answer: %w", err)
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, fmt.Errorf("sock_diag: %w", syscall.Errno(errno))
-					}
-				}
-				return out, nil
-			case unix.SOCK_DIAG_BY_FAMILY:
-				if a, ok := diagAddr(m.Data); ok {
-					out = append(out, a)
-				}
-			}
-		}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return 0, fmt.Errorf("sock_diag socket name: %T, not netlink", sa)
 	}
-}
-
-// diagAddr reads the local address of one struct inet_diag_msg: family at 0, then the socket id at
-// 4 with the source port (big-endian) at 4 and the source address at 8.
-func diagAddr(msg []byte) (netip.AddrPort, bool) {
-	if len(msg) < 24 {
-		return netip.AddrPort{}, false
-	}
-	port := binary.BigEndian.Uint16(msg[4:6])
-	var a netip.Addr
-	switch msg[0] {
-	case unix.AF_INET:
-		a = netip.AddrFrom4([4]byte(msg[8:12]))
-	case unix.AF_INET6:
-		a = netip.AddrFrom16([16]byte(msg[8:24]))
-	default:
-		return netip.AddrPort{}, false
-	}
-	return netip.AddrPortFrom(a, port), true
+	return nl.Pid, nil
 }

@@ -3,10 +3,11 @@
 // every 10 ms at first and backing off to 100 ms, so readiness is seen within milliseconds instead
 // of kubelet's probe period plus its status relist.
 //
-// An attempt first lists the pod's listening sockets (a sock_diag netlink dump over a socket kept
-// open in the pod's namespace) and connects only once the probe's port listens: polling a closed
-// port costs two dumps and never touches the application. The verdict is still the real check — the connect,
-// the GET or the gRPC health call — so it is kubelet's verdict, only sooner.
+// An attempt first lists the pod's sockets listening on the probe's port (a sock_diag netlink dump,
+// filtered by port in the kernel, over a socket kept open in the pod's namespace) and connects only
+// once the port listens: polling a closed port costs two dumps and never touches the application.
+// The verdict is still the real check — the connect, the GET or the gRPC health call — so it is
+// kubelet's verdict, only sooner.
 //
 // Tenants decide how many probes exist, so a probe costs no goroutine and no OS thread of its own:
 // one scheduler goroutine keeps the probes in a heap ordered by due time and hands due attempts to
@@ -683,7 +684,7 @@ func (r *Runner) attempt(t *task, tainted *bool) (err error) {
 // attempt on a closed port costs two netlink dumps and no connection; the thread enters the
 // namespace only to create the socket it connects with.
 func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, addr string, err error) {
-	addrs, err := r.listening(t, tainted)
+	addrs, err := r.listening(ctx, t, tainted)
 	if err != nil {
 		return nil, "", err
 	}
@@ -707,12 +708,17 @@ func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Con
 // listening returns the addresses to connect to once the probe's port listens (see
 // listeningAddrs), or errNotListening. When the kernel cannot list listeners, it returns loopback
 // unchecked: the connect then decides, as it did before the check existed.
-func (r *Runner) listening(t *task, tainted *bool) ([]string, error) {
+func (r *Runner) listening(ctx context.Context, t *task, tainted *bool) ([]string, error) {
 	ds := &r.ownDiag
 	if t.ns != nil {
 		ds = &t.ns.diag
 	}
-	ls, err := ds.listeners(func(create func() error) error { return r.inNetns(t, tainted, create) })
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(t.timeout)
+	}
+	inNetns := func(create func() error) error { return r.inNetns(t, tainted, create) }
+	ls, err := ds.listeners(inNetns, uint16(t.probe.Port), deadline)
 	if *tainted || errors.Is(err, errEnter) {
 		return nil, err
 	}

@@ -34,18 +34,25 @@ func TestListenersAreTheSocketsListeningInTheNamespace(t *testing.T) {
 
 	var ds diagSocket
 	defer ds.close()
-	ls, err := ds.listeners(func(create func() error) error { return create() })
-	require.NoError(t, err)
-	assert.Contains(t, ls, netip.MustParseAddrPort(l4.Addr().String()))
+	l4Port := uint16(l4.Addr().(*net.TCPAddr).Port)
+	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort(l4.Addr().String())}, listenersOn(t, &ds, l4Port),
+		"only the sockets on the port asked for")
 	wildcard := netip.IPv6Unspecified()
 	if l6.Addr().(*net.TCPAddr).IP.To4() != nil {
 		wildcard = netip.IPv4Unspecified() // a host without IPv6: Go listens on IPv4 alone
 	}
-	assert.Contains(t, ls, netip.AddrPortFrom(wildcard, uint16(l6.Addr().(*net.TCPAddr).Port)))
-	for _, l := range ls {
-		assert.NotEqual(t, bound.port, int(l.Port()), "a bound socket that does not listen is no listener")
-		assert.NotEqual(t, c.LocalAddr().(*net.TCPAddr).Port, int(l.Port()), "a connection is no listener")
-	}
+	l6Port := uint16(l6.Addr().(*net.TCPAddr).Port)
+	assert.Equal(t, []netip.AddrPort{netip.AddrPortFrom(wildcard, l6Port)}, listenersOn(t, &ds, l6Port))
+	assert.Empty(t, listenersOn(t, &ds, uint16(bound.port)), "a bound socket that does not listen is no listener")
+	assert.Empty(t, listenersOn(t, &ds, uint16(c.LocalAddr().(*net.TCPAddr).Port)), "a connection is no listener")
+}
+
+// listenersOn lists the listeners on port in the test's own namespace.
+func listenersOn(t testing.TB, ds *diagSocket, port uint16) []netip.AddrPort {
+	t.Helper()
+	ls, err := ds.listeners(func(create func() error) error { return create() }, port, time.Now().Add(time.Second))
+	require.NoError(t, err)
+	return ls
 }
 
 // BenchmarkListeners is the cost of an attempt on a port that does not listen yet.
@@ -53,9 +60,7 @@ func BenchmarkListeners(b *testing.B) {
 	var ds diagSocket
 	defer ds.close()
 	for b.Loop() {
-		if _, err := ds.listeners(func(create func() error) error { return create() }); err != nil {
-			b.Fatal(err)
-		}
+		listenersOn(b, &ds, 1)
 	}
 }
 
@@ -218,15 +223,10 @@ func TestAnAttemptOnAClosedPortNeverConnects(t *testing.T) {
 	port := reservePort(t)
 	var ds diagSocket
 	defer ds.close()
-	direct := func(create func() error) error { return create() }
-	ls, err := ds.listeners(direct)
-	require.NoError(t, err)
-	_, err = listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, ls)
+	_, err := listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, listenersOn(t, &ds, uint16(port.port)))
 	require.ErrorIs(t, err, errNotListening)
 	port.listen(t)
-	ls, err = ds.listeners(direct)
-	require.NoError(t, err)
-	addrs, err := listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, ls)
+	addrs, err := listeningAddrs(&decl.Probe{Kind: "tcp", Port: port.port}, listenersOn(t, &ds, uint16(port.port)))
 	require.NoError(t, err)
 	assert.Equal(t, []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port.port))}, addrs)
 }
