@@ -84,3 +84,32 @@ func TestAHugeDeclarationIsRefusedAtOnceAndTheDaemonServesOtherPods(t *testing.T
 		Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}, {Name: "db", Args: args("db")}}})
 	assert.True(t, started(t, ok.Container("app")).After(runtimeStarted(t, env, ok.Container("db"))), "other pods are served")
 }
+
+// A dependency's server that answers its probe with 10 MB of tiny headers used to make each attempt
+// allocate about 115 MiB (net/http's client reads up to 10 MiB of headers by default), so that a
+// few attempts at once took the daemon past its 128 Mi limit: an OOM kill, a resync, the same probe
+// again. Now a probe reads a few KiB of headers at most, whatever the server sends.
+func TestAProbeAnsweredWithHugeHeadersLeavesTheDaemonsMemoryAlone(t *testing.T) {
+	env, po := setup(t)
+	_, before := procMemory(t, po.pid())
+	port := freePort(t)
+	const bombs = 40
+	pod := env.RunPod(t, harness.PodSpec{
+		Name:        "bomb",
+		Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "60s"},
+		Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("http:%d/healthz", port)},
+		Containers: []harness.ContainerSpec{
+			{Name: "app", Args: args("app")},
+			{Name: "db", Args: args("db", "--port", fmt.Sprint(port), "--header-bomb", fmt.Sprint(10<<20))},
+		},
+	})
+	db := pod.Container("db")
+	harness.WaitLogLine(t, db.LogPath, fmt.Sprintf("BOMB db %d", bombs), 30*time.Second)
+	rss, peak := procMemory(t, po.pid())
+	t.Logf("RESULT header bomb: the daemon's VmHWM %d KiB before, %d KiB after %d probe answers of 10 MiB of headers (VmRSS %d KiB)", before, peak, bombs, rss)
+	assert.Less(t, peak, 64<<10, "the daemon's peak resident memory stays under 64 MiB")
+	lines, err := harness.ReadLog(pod.Container("app").LogPath)
+	if err == nil {
+		assert.NotContains(t, strings.Join(lines, "\n"), "START app", "app is still held: the probe never passed")
+	}
+}

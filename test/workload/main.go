@@ -7,6 +7,7 @@
 //	EXIT <name> <unix-nanos> <code>  just before it exits
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
 //	STEAL <name> fifos=<n> bytes=<n>  with --steal-wakes: FIFOs of others found under /.podorder
+//	BOMB <name> <n>                   with --header-bomb: the n-th answer of tiny headers was sent
 //
 // Build it static (CGO_ENABLED=0): the image holds nothing else.
 package main
@@ -94,6 +95,7 @@ func run(started time.Time, args []string) int {
 	termCode := fs.Int("term-code", 0, "exit code after a stop signal (143 is what many programs give for SIGTERM)")
 	drain := fs.Duration("drain", 0, "how long to keep running after a stop signal, like a server draining its requests")
 	ignoreTerm := fs.Bool("ignore-term", false, "mark stop signals but keep running, like a program stuck in shutdown")
+	headerBomb := fs.Int("header-bomb", 0, "answer every HTTP request with 200 and this many bytes of tiny headers, as a hostile server would")
 	marksDir := fs.String("marks", "", "directory to append every line to, as <name>.log, as well")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -134,7 +136,7 @@ func run(started time.Time, args []string) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	if *port > 0 {
 		time.AfterFunc(*listenAfter, func() {
-			if err := listen(*name, *port); err != nil {
+			if err := listen(*name, *port, *headerBomb); err != nil {
 				fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
 				exit <- 1
 			}
@@ -162,9 +164,9 @@ func run(started time.Time, args []string) int {
 	return code
 }
 
-// listen opens the port, marks LISTEN, and serves HTTP 200 in the background. A raw TCP client
-// that connects and hangs up is fine too.
-func listen(name string, port int) error {
+// listen opens the port, marks LISTEN, and serves HTTP 200 in the background (with bomb bytes of
+// headers when bomb > 0). A raw TCP client that connects and hangs up is fine too.
+func listen(name string, port, bomb int) error {
 	// Stamped before listen(2): the port may accept a connection before this goroutine gets to
 	// print, and a checker must never see a connection "before" the port opened.
 	at := time.Now()
@@ -173,12 +175,39 @@ func listen(name string, port int) error {
 		return fmt.Errorf("listen on port %d: %w", port, err)
 	}
 	mark("LISTEN %s %d", name, at.UnixNano())
+	if bomb > 0 {
+		go serveHeaderBomb(name, l, bomb)
+		return nil
+	}
 	go func() {
 		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(w, "%s ok\n", name)
 		}))
 	}()
 	return nil
+}
+
+// serveHeaderBomb answers each connection's first request with a 200 whose header block is bomb
+// bytes of one-byte headers, written raw: net/http's server would refuse to build it.
+func serveHeaderBomb(name string, l net.Listener, bomb int) {
+	block := []byte("HTTP/1.1 200 OK\r\n")
+	for len(block) < bomb {
+		block = append(block, "a: b\r\n"...)
+	}
+	block = append(block, "Content-Length: 0\r\n\r\n"...)
+	for n := 1; ; n++ {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 4096)
+			_, _ = c.Read(buf) // the request; its content does not matter
+			_, _ = c.Write(block)
+			mark("BOMB %s %d", name, n)
+		}()
+	}
 }
 
 func rootfsMode() string {
