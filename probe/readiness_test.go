@@ -257,6 +257,10 @@ func TestGRPCHealthMessages(t *testing.T) {
 		{"a frame shorter than it says", []byte{0, 0, 0, 0, 9, 0x08}, false, "malformed response frame"},
 		{"a truncated varint", grpcFrame([]byte{0x08}), false, "malformed response"},
 		{"a fixed64 field", grpcFrame([]byte{0x09, 1, 2, 3, 4, 5, 6, 7, 8}), false, "unexpected wire type 1"},
+		{"a compressed message", []byte{1, 0, 0, 0, 2, 0x08, 0x01}, false, "malformed response frame"},
+		{"a frame announcing more than 1 KiB", []byte{0, 0, 0, 4, 1, 0x08, 0x01}, false, "exceeds the 1024 bytes"},
+		{"a message over 1 KiB", grpcFrame(append([]byte{0x08, 1, 0x12, 0x80, 0x08}, make([]byte, 1<<10)...)), false, "exceeds the 1024 bytes"},
+		{"a second message is ignored", append(grpcFrame([]byte{0x08, 1}), grpcFrame([]byte{0x08, 2})...), true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
