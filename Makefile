@@ -106,6 +106,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./decl/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./tombstone/
+	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./probe/
 
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=1000000x

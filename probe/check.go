@@ -248,7 +248,8 @@ func grpcFrame(msg []byte) []byte {
 }
 
 // healthServing decodes one framed grpc.health.v1.HealthCheckResponse and reports whether its status
-// (field 1, an enum) is SERVING (1).
+// (field 1, an enum) is SERVING (1). It accepts no answer that gRPC's own decoder would refuse:
+// FuzzHealthServing holds it to that.
 func healthServing(body []byte) (bool, error) {
 	if len(body) < 5 || body[0] != 0 {
 		return false, errors.New("grpc health: malformed response frame")
@@ -260,11 +261,16 @@ func healthServing(body []byte) (bool, error) {
 	if int(size) > len(body)-5 {
 		return false, errors.New("grpc health: malformed response frame")
 	}
-	msg := body[5 : 5+size]
+	if int(size) < len(body)-5 {
+		// As gRPC's own client, which kubelet's probe uses: a unary call has one answer.
+		return false, errors.New("grpc health: the answer holds more than one message")
+	}
+	msg := body[5:]
 	status := uint64(0) // UNKNOWN when absent
 	for len(msg) > 0 {
 		key, n := binary.Uvarint(msg)
-		if n <= 0 {
+		// Protobuf's field numbers run from 1 to 2^29-1; its decoder refuses a message with others.
+		if n <= 0 || key>>3 == 0 || key>>3 > 1<<29-1 {
 			return false, errors.New("grpc health: malformed response")
 		}
 		msg = msg[n:]
@@ -288,7 +294,8 @@ func healthServing(body []byte) (bool, error) {
 			return false, fmt.Errorf("grpc health: unexpected wire type %d", key&7)
 		}
 	}
-	return status == 1, nil
+	// An enum is an int32: protobuf keeps the low 32 bits of a longer varint, and so does this.
+	return int32(status) == 1, nil
 }
 
 // hostPort joins an address and a port for dialling.
