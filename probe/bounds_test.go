@@ -134,6 +134,32 @@ func TestAnHTTPAnswerIsBounded(t *testing.T) {
 	}
 }
 
+// The finding itself: every worker on a header bomb at once put the daemon at twice its memory
+// limit. The daemon's peak RSS must stay under 64 MiB. Under the race detector this process's grew
+// by 74 MiB before the caps and by under 6 MiB after (under 1 MiB without it).
+func TestHeaderBombsOnEveryWorkerKeepTheDaemonSmall(t *testing.T) {
+	port := answering(t, []byte("HTTP/1.1 200 OK\r\n"+repeat("a: b\r\n", bombBytes)+"\r\n"), false)
+	r, rec := newTestRunner()
+	// The server's first answer pages in what the race detector keeps for the answer's 10 MB.
+	c, err := net.Dial("tcp", hostPort("127.0.0.1", port))
+	require.NoError(t, err)
+	_, err = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 1))
+	require.NoError(t, err)
+	c.Close()
+	before := procStatus(t, "VmHWM")
+	for range 2 * r.Workers {
+		stop, err := r.Start("", &decl.Probe{Kind: "http", Port: port, Path: "/"}, func() {})
+		require.NoError(t, err)
+		defer stop()
+	}
+	rec.waitFor(t, msgFailed, 3*r.Workers)
+	grown := procStatus(t, "VmHWM") - before
+	t.Logf("peak RSS grew by %d KiB over %d failed attempts on %d workers", grown, rec.count(msgFailed), r.Workers)
+	assert.Less(t, grown, 16<<10, "peak RSS growth, KiB")
+}
+
 // h2Frame encodes one HTTP/2 frame.
 func h2Frame(typ, flags byte, stream uint32, payload []byte) []byte {
 	b := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags}
