@@ -83,9 +83,9 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// explain adds to err, a failure to get an answer, that the answer was too large, when more was
-// read than the headers of any probe's answer need: HTTP/2 reports its header cap as a bare
-// PROTOCOL_ERROR, which would leave the pod's owner guessing.
+// explain adds to err, a failure to get an answer, that the answer was too large, once the attempt
+// has read maxHeaderBytes, more than any probe's answer needs before its body: HTTP/2 reports its
+// header cap as a bare PROTOCOL_ERROR, which would leave the pod's owner guessing.
 func (c *boundedConn) explain(err error) error {
 	if n := c.read.Load(); n >= maxHeaderBytes {
 		return fmt.Errorf("%w, after %d bytes of answer: podorder reads at most %d bytes of a probe's response headers "+
