@@ -107,6 +107,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./decl/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./tombstone/
 	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./probe/
+	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./probe/
 
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=1000000x

@@ -189,16 +189,22 @@ func waitGoroutines(t *testing.T, max int) {
 
 func osThreads(t *testing.T) int {
 	t.Helper()
+	return procStatus(t, "Threads")
+}
+
+// procStatus reads the number in /proc/self/status's line for key (a count, or kB).
+func procStatus(t *testing.T, key string) int {
+	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	require.NoError(t, err)
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			require.NoError(t, err)
 			return n
 		}
 	}
-	t.Fatal("no Threads line in /proc/self/status")
+	t.Fatalf("no %s line in /proc/self/status", key)
 	return 0
 }
 

@@ -14,8 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 
 	"github.com/podorder/podorder/decl"
 )
@@ -257,6 +260,12 @@ func TestGRPCHealthMessages(t *testing.T) {
 		{"a frame shorter than it says", []byte{0, 0, 0, 0, 9, 0x08}, false, "malformed response frame"},
 		{"a truncated varint", grpcFrame([]byte{0x08}), false, "malformed response"},
 		{"a fixed64 field", grpcFrame([]byte{0x09, 1, 2, 3, 4, 5, 6, 7, 8}), false, "unexpected wire type 1"},
+		{"a compressed message", []byte{1, 0, 0, 0, 2, 0x08, 0x01}, false, "malformed response frame"},
+		{"a frame announcing more than 1 KiB", []byte{0, 0, 0, 4, 1, 0x08, 0x01}, false, "exceeds the 1024 bytes"},
+		{"a message over 1 KiB", grpcFrame(append([]byte{0x08, 1, 0x12, 0x80, 0x08}, make([]byte, 1<<10)...)), false, "exceeds the 1024 bytes"},
+		{"field number 0", grpcFrame([]byte{0x00, 1, 0x08, 1}), false, "malformed response"},
+		{"an enum keeps its low 32 bits, as protobuf's decoder", grpcFrame([]byte{0x08, 0x81, 0x80, 0x80, 0x80, 0x10}), true, ""},
+		{"a second message", append(grpcFrame([]byte{0x08, 1}), grpcFrame([]byte{0x08, 1})...), false, "more than one message"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,6 +278,32 @@ func TestGRPCHealthMessages(t *testing.T) {
 			assert.Equal(t, tt.serving, serving)
 		})
 	}
+}
+
+// FuzzHealthServing holds the hand-written health answer decoder to gRPC's own, the one kubelet's
+// grpc probe decodes with: whatever it accepts, gRPC accepts too, with the same verdict. The body
+// comes from a tenant's server.
+func FuzzHealthServing(f *testing.F) {
+	for _, msg := range [][]byte{
+		{0x08, 1}, {0x08, 2}, nil, {0x12, 1, 'x', 0x08, 1}, {0x08}, {0x09, 1, 2, 3, 4, 5, 6, 7, 8},
+		{0x08, 1, 0x08, 3}, {0x0a, 0}, {0x80, 0x80, 0x80, 0x80, 0x10, 0}, {0xf8, 0xff, 0xff, 0xff, 0x0f, 0},
+	} {
+		f.Add(grpcFrame(msg))
+	}
+	f.Add([]byte{1, 0, 0, 0, 2, 0x08, 1})
+	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff, 0x08, 1})
+	codec := encoding.GetCodecV2(grpcproto.Name)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		serving, err := healthServing(body)
+		if err != nil {
+			require.False(t, serving)
+			return
+		}
+		require.LessOrEqual(t, len(body), 5+maxHealthMessage)
+		var resp healthpb.HealthCheckResponse
+		require.NoError(t, codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(body[5:])}, &resp), "gRPC refuses what healthServing accepted")
+		assert.Equal(t, resp.GetStatus() == healthpb.HealthCheckResponse_SERVING, serving, "status %v", resp.GetStatus())
+	})
 }
 
 func TestGRPCProbeOfAnUnknownServiceNeverPasses(t *testing.T) {
