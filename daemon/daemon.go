@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 	"k8s.io/klog/v2"
 
+	"github.com/podorder/podorder/hostnet"
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/metrics"
 	"github.com/podorder/podorder/plugin"
@@ -109,8 +110,22 @@ func (c *Config) Validate() error {
 	if _, err := plugin.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
+	if !c.ProbeHostNetwork {
+		return nil
+	}
+	// When podorder cannot tell (Run warns), the flag is taken on trust: refusing to start would,
+	// with containerd's fail-closed validator, stop every container start on the node, a worse
+	// failure than probes of hostNetwork pods run from the wrong network.
+	if in, err := inNodeNetwork(); err == nil && !in {
+		return errors.New("--probe-host-network needs hostNetwork: true: podorder runs in a network namespace other than the node's (PID 1's), " +
+			"so it would probe hostNetwork pods from the wrong network. Give its DaemonSet hostNetwork: true (the chart's hostNetwork value), " +
+			"or drop the flag (the chart's probes.hostNetwork: false)")
+	}
 	return nil
 }
+
+// inNodeNetwork is hostnet.InNode; tests replace it.
+var inNodeNetwork = hostnet.InNode
 
 // Run serves the runtime until ctx ends, reconnecting after every disconnect.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -134,6 +149,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Metrics: m}
 	if cfg.StopWith {
 		pcfg.Processes = plugin.OSProcesses
+	}
+	if pcfg.NodeNetwork, err = hostnet.Node(); err != nil {
+		log.Warn("cannot identify the node's network namespace: a pod counts as hostNetwork only when it names no network namespace", "error", err)
+	}
+	if cfg.ProbeHostNetwork {
+		if _, err := inNodeNetwork(); err != nil {
+			log.Warn("--probe-host-network is taken on trust: podorder cannot tell whether it runs in the node's network namespace", "error", err)
+		}
 	}
 	if src != nil {
 		conditions := kube.NewConditions(src.Client(), 10, log)

@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hostnet"
 	"github.com/podorder/podorder/podstate"
 	"github.com/podorder/podorder/tombstone"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	// ProbeHostNetwork says podorder runs in the node's network namespace, so that it can probe
 	// host-network pods (which have no namespace of their own) from where it is.
 	ProbeHostNetwork bool
+	// NodeNetwork is the node's network namespace; a pod whose namespace is this one is a
+	// host-network pod. The zero Identity (unknown) leaves only pods that name no namespace.
+	NodeNetwork hostnet.Identity
 	// Processes stops containers for stop-with; nil when podorder cannot (stop-with is then refused).
 	Processes Processes
 	// Metrics receives what podorder measures; nil records nothing.
@@ -281,13 +285,18 @@ func attemptOf(c *api.Container) uint32 {
 	return uint32(n)
 }
 
-// netnsOf returns the pod's network namespace path, empty for host-network pods.
-func netnsOf(sb *api.PodSandbox) string {
+// netnsOf returns the pod's network namespace path, empty for host-network pods: those that name no
+// namespace of their own, and those whose path names the node's (judged by identity, not by path),
+// so that podorder never probes from the node's network on a pod's behalf unless it was allowed to.
+func netnsOf(sb *api.PodSandbox, node hostnet.Identity) string {
 	if sb.Linux == nil {
 		return ""
 	}
 	for _, ns := range sb.Linux.Namespaces {
 		if ns.Type == "network" {
+			if node.NamedBy(ns.Path) {
+				return ""
+			}
 			return ns.Path
 		}
 	}

@@ -56,7 +56,7 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	}
 	pd := &pod{
 		Pod:        podstate.New(sb.Uid, sb.Namespace, sb.Name, d, podstate.Sources{Probes: p.prober != nil}),
-		netns:      netnsOf(sb),
+		netns:      netnsOf(sb, p.cfg.NodeNetwork),
 		watches:    map[string]func(){},
 		probes:     map[*podstate.Attempt]func(){},
 		procs:      map[*podstate.Attempt]Process{},

@@ -11,7 +11,9 @@ import (
 
 // Processes opens handles on containers' processes, to stop them for stop-with.
 type Processes interface {
-	Open(pid uint32) (Process, error)
+	// Open takes a handle on pid and refuses it when the process is not the container's: a PID
+	// from the runtime may have been reused since the runtime read it.
+	Open(pid uint32, containerID string) (Process, error)
 }
 
 // Process is a handle on one container's init process that stays valid after it exits.
@@ -37,15 +39,16 @@ func podGrace(annotations map[string]string) time.Duration {
 }
 
 // track takes a handle on a started attempt's process when a stop-with may have to stop it. The
-// handle is taken while the runtime reports the process, so it can never reach a later process
-// that reused the PID.
+// PID comes from the runtime and may be stale (a resynchronization's snapshot), so Open checks the
+// process against the attempt's container ID; the handle can then never reach a later process that
+// reused the PID.
 func (p *Plugin) track(pd *pod, a *podstate.Attempt, pid uint32) {
 	if pd.procs[a] != nil || a.Hold == nil || len(a.Hold.StopWith) == 0 || p.cfg.Processes == nil || pid == 0 {
 		return
 	}
-	proc, err := p.cfg.Processes.Open(pid)
+	proc, err := p.cfg.Processes.Open(pid, a.TS.ID)
 	if err != nil {
-		p.logger(pd, a.Name()).Error("cannot take a handle on the container's process: stop-with cannot stop it", "pid", pid, "error", err)
+		p.logger(pd, a.Name()).Error("cannot take a handle on the container's process: stop-with cannot stop it", "pid", pid, "container_id", a.TS.ID, "error", err)
 		p.event(pd, true, ReasonStopping, "podorder cannot stop container %s when its stop-with fires: %v", a.Name(), err)
 		return
 	}
@@ -83,4 +86,6 @@ type osProcesses struct{}
 // OSProcesses opens handles on the node's processes through pidfds.
 var OSProcesses Processes = osProcesses{}
 
-func (osProcesses) Open(pid uint32) (Process, error) { return stopper.Open(pid) }
+func (osProcesses) Open(pid uint32, containerID string) (Process, error) {
+	return stopper.Open(pid, containerID)
+}

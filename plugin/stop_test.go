@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,9 +22,16 @@ type fakeProcesses struct {
 	signals map[uint32][]syscall.Signal
 	exited  map[uint32]bool
 	killed  chan uint32
+	// reused maps a PID to the container that now has it, when not the one the runtime said.
+	reused map[uint32]string
 }
 
-func (f *fakeProcesses) Open(pid uint32) (Process, error) { return &fakeProcess{f: f, pid: pid}, nil }
+func (f *fakeProcesses) Open(pid uint32, containerID string) (Process, error) {
+	if owner, ok := f.reused[pid]; ok && owner != containerID {
+		return nil, fmt.Errorf("open process %d of container %s: %w", pid, containerID, stopper.ErrNotContainer)
+	}
+	return &fakeProcess{f: f, pid: pid}, nil
+}
 
 func (f *fakeProcesses) sent(pid uint32) []syscall.Signal {
 	f.mu.Lock()
@@ -106,6 +114,35 @@ func TestStopWithSignalsTheBoundContainerWhenTheTriggerFires(t *testing.T) {
 				assert.Contains(t, ev.all(), "PodorderStopping: stopping container proxy: main exited with code")
 				assert.Contains(t, ev.all(), "SIGTERM now, SIGKILL after 30s")
 			}
+		})
+	}
+}
+
+func TestAResynchronizedContainerIsStoppedOnlyIfItsPIDIsStillItsOwn(t *testing.T) {
+	tests := map[string]struct {
+		pidNowOf  string
+		want      []syscall.Signal
+		wantEvent string
+	}{
+		"the PID is the container's":      {"proxy-id", []syscall.Signal{syscall.SIGTERM}, "SIGTERM now, SIGKILL after 30s"},
+		"the PID was reused by a process": {"", nil, "PodorderStopping: podorder cannot stop container proxy when its stop-with fires"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f, procs, ev := newStopFixture(t, map[string]string{"podorder.dev/stop-with.proxy": "main"})
+			procs.reused = map[uint32]string{200: tt.pidNowOf}
+			running := func(name string, pid uint32) *api.Container {
+				return &api.Container{Id: name + "-id", PodSandboxId: f.sb.Id, Name: name, Pid: pid, CreatedAt: 1, StartedAt: 1,
+					State: api.ContainerState_CONTAINER_RUNNING, Annotations: map[string]string{podGraceAnnotation: "30"}}
+			}
+			// The runtime's snapshot at a resynchronization: proxy's PID may be stale by now.
+			main := running("main", 100)
+			_, err := f.p.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{main, running("proxy", 200)})
+			require.NoError(t, err)
+
+			f.exit(t, main, 0)
+			assert.Equal(t, tt.want, procs.sent(200))
+			assert.Contains(t, ev.all(), tt.wantEvent)
 		})
 	}
 }
