@@ -310,14 +310,15 @@ func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
 	return c.ReadinessProbe != nil, true
 }
 
-// Event implements plugin.Recorder.
+// Event implements plugin.Recorder. The message is capped to MaxMessageBytes; the recorder's
+// spam filter, keyed by the pod, keeps one pod's Events from using up the others' share.
 func (s *Source) Event(p plugin.PodRef, warning bool, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: types.UID(p.UID)}
 	typ := corev1.EventTypeNormal
 	if warning {
 		typ = corev1.EventTypeWarning
 	}
-	s.recorder.Event(ref, typ, reason, message)
+	s.recorder.Event(ref, typ, reason, capMessage(message))
 }
 
 // PodMeets decides one condition for one pod, for dependencies on other pods: ready is the pod's
