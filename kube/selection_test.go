@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/podorder/podorder/condition"
@@ -510,4 +511,24 @@ func TestWatchRefusesSelectorsBeyondMaxLabelKeys(t *testing.T) {
 	stops[1]()
 	freed, _ := watch(t, s, "ns", "app=db", condition.Ready)
 	assert.True(t, freed.next(t), "a key freed by a stopped watcher makes room")
+}
+
+func TestWatchOnANewKeyForgetsPodsDeletedWhileRelisting(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "tier": "x"}, true))
+	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	require.True(t, first.next(t))
+
+	// Hold the next LIST until the pod is gone: the replaced informer no longer reports its deletion,
+	// and the new one never lists it.
+	release := make(chan struct{})
+	var once sync.Once
+	client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		once.Do(func() { <-release })
+		return false, nil, nil
+	})
+	second, _ := watch(t, s, "ns", "tier=x", condition.Ready)
+	require.NoError(t, client.CoreV1().Pods("ns").Delete(context.Background(), "db", metav1.DeleteOptions{}))
+	close(release)
+	assert.False(t, second.next(t), "the pod was gone before the namespace was listed with tier")
+	assert.False(t, first.next(t), "the older watcher learns it from the new list")
 }
