@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -531,4 +532,39 @@ func TestWatchOnANewKeyForgetsPodsDeletedWhileRelisting(t *testing.T) {
 	close(release)
 	assert.False(t, second.next(t), "the pod was gone before the namespace was listed with tier")
 	assert.False(t, first.next(t), "the older watcher learns it from the new list")
+}
+
+// TestNamespaceCacheHeapOfHostilePods measures what a namespace's cache retains for pods of 10,000
+// labels each, keeping every label (as before label keys were tracked) and keeping the one key the
+// selectors use.
+func TestNamespaceCacheHeapOfHostilePods(t *testing.T) {
+	const pods = 20
+	raw, err := json.Marshal(testPod("db", manyLabels(10_000, map[string]string{"app": "db"}), true))
+	require.NoError(t, err)
+	decode := func(keys func(*corev1.Pod) map[string]struct{}) any {
+		out := make([]any, pods)
+		for i := range out {
+			pod := &corev1.Pod{}
+			require.NoError(t, json.Unmarshal(raw, pod))
+			out[i], err = stripPod(pod, keys(pod))
+			require.NoError(t, err)
+		}
+		return out
+	}
+	all := retained(func() any {
+		return decode(func(pod *corev1.Pod) map[string]struct{} {
+			keys := make(map[string]struct{}, len(pod.Labels))
+			for k := range pod.Labels {
+				keys[k] = struct{}{}
+			}
+			return keys
+		})
+	})
+	used := retained(func() any {
+		return decode(func(*corev1.Pod) map[string]struct{} { return map[string]struct{}{"app": {}} })
+	})
+	// The second is within the noise of HeapAlloc: a stripped testPod is about a kilobyte.
+	t.Logf("namespace cache of %d pods with 10,000 labels each: every label %d KiB (%d B/pod), the used key only %d KiB (%d B/pod)",
+		pods, all/1024, all/pods, used/1024, used/pods)
+	assert.Less(t, used*100, all)
 }
