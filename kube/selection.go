@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,9 +32,9 @@ import (
 //     for each watcher whose indexed term (one k=v of its selector) the pod carries before or after
 //     the event, plus the watchers with no indexable term; at worst O(W), when every selector
 //     shares the pod's term;
-//   - Watch: one pass over the P pods, to start the new watcher's count; and one new LIST when
-//     its selector uses a label key the namespace's cache does not keep (at most MaxLabelKeys
-//     times, since a namespace's watchers may use at most MaxLabelKeys keys at once).
+//   - Watch: one pass over the P pods, to start the new watcher's count; and, when its selector
+//     uses a label key the namespace's cache does not keep, a new LIST shared by the Watch calls
+//     of the next relistDelay (a pod's dependencies come together).
 
 // MaxLabelKeys bounds the distinct label keys the selectors on one namespace's pods may use at once.
 // The cache keeps these labels of each pod and no others, whatever number of labels a tenant gives
@@ -61,6 +62,8 @@ type selection struct {
 	feed *feed
 	// keyRefs counts, for each label key, the active watchers whose selector uses it.
 	keyRefs map[string]int
+	// pending is the generation of the feed about to replace feed, 0 if none.
+	pending int
 	// syncedGen is the generation of the newest feed whose first list has been handled. A watcher
 	// is answered only once the feed it needs has been: before, "no pod meets" is not an answer.
 	syncedGen int
@@ -184,7 +187,7 @@ func (s *Source) newSelection(namespace string) *selection {
 	}
 	go func() {
 		<-ctx.Done()
-		// No feed starts once ctx has ended (restartLocked), so this one is the last.
+		// No feed starts once ctx has ended (startFeedLocked), so this one is the last.
 		sel.mu.Lock()
 		f := sel.feed
 		sel.mu.Unlock()
@@ -196,18 +199,40 @@ func (s *Source) newSelection(namespace string) *selection {
 	return sel
 }
 
-// restartLocked replaces the feed by one that keeps the label keys the watchers use now: pods
-// already in the view were stripped of the new keys. The view is kept, and every pod the new feed
-// lists replaces its older copy, so that each watcher's count stays the sum over the view; watchers
-// that need the new feed wait for its first list. Called with sel.mu held.
+// relistDelay gathers the new label keys of a burst of Watch calls, such as one pod's dependencies,
+// into one new LIST of the namespace.
+var relistDelay = 100 * time.Millisecond
+
+// restartLocked has the feed replaced by one that keeps the label keys the watchers use now: pods
+// already in the view were stripped of the new keys. The first feed starts at once; a replacement
+// after relistDelay, while the current feed goes on serving the watchers that do not need it.
+// Called with sel.mu held.
 func (sel *selection) restartLocked() {
+	switch {
+	case sel.feed == nil:
+		sel.startFeedLocked(1)
+	case sel.pending == 0:
+		sel.pending = sel.feed.gen + 1
+		time.AfterFunc(relistDelay, func() {
+			sel.mu.Lock()
+			defer sel.mu.Unlock()
+			gen := sel.pending
+			sel.pending = 0
+			sel.startFeedLocked(gen)
+		})
+	}
+}
+
+// startFeedLocked replaces the feed by one of generation gen that keeps the label keys the
+// watchers use now. The view is kept, and every pod the new feed lists replaces its older copy, so
+// that each watcher's count stays the sum over the view; watchers that need the new feed wait for
+// its first list. Called with sel.mu held.
+func (sel *selection) startFeedLocked(gen int) {
 	if sel.ctx.Err() != nil {
 		return
 	}
-	gen := 1
 	if old := sel.feed; old != nil {
 		old.cancel()
-		gen = old.gen + 1
 	}
 	keys := make(map[string]struct{}, len(sel.keyRefs))
 	for k := range sel.keyRefs {
@@ -319,7 +344,10 @@ func (sel *selection) add(w *watcher) error {
 	if restart {
 		sel.restartLocked()
 	}
-	if sel.feed != nil {
+	switch {
+	case restart && sel.pending != 0:
+		w.gen = sel.pending
+	case sel.feed != nil:
 		w.gen = sel.feed.gen
 	}
 	if w.term != nil {

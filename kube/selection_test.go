@@ -568,3 +568,18 @@ func TestNamespaceCacheHeapOfHostilePods(t *testing.T) {
 		pods, all/1024, all/pods, used/1024, used/pods)
 	assert.Less(t, used*100, all)
 }
+
+func TestWatchGathersABurstOfNewLabelKeysIntoOneList(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "k7": "v"}, true))
+	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	require.True(t, first.next(t))
+	var burst []answers
+	for i := range 32 {
+		ch, _ := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), condition.Ready)
+		burst = append(burst, ch)
+	}
+	for i, ch := range burst {
+		assert.Equal(t, i == 7, ch.next(t), "k%d", i)
+	}
+	assert.Equal(t, 2, podLists(client)["ns"], "the first LIST and one for the 32 new keys")
+}
