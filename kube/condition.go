@@ -23,6 +23,9 @@ import (
 // the newest wish and queues the pod: it never waits, so an NRI handler can call it under its lock.
 // One goroutine patches, at most qps a second overall; a pod whose patch fails is retried with
 // exponential back-off, so that an unavailable API delays the condition but never a hold.
+// The rate is shared fairly: a pod is in the queue at most once, with only its newest wish, and pods
+// are served in turn, so a pod that changes its condition a thousand times a second still gets one
+// patch per turn and the other pods theirs (TestConditionsServeEveryPodWhileOneChurns).
 type Conditions struct {
 	client  kubernetes.Interface
 	log     *slog.Logger
@@ -55,8 +58,10 @@ func NewConditions(client kubernetes.Interface, qps float64, log *slog.Logger) *
 	}
 }
 
-// Set records the condition pod should carry; the newest wins.
+// Set records the condition pod should carry; the newest wins. Its message is capped to
+// MaxMessageBytes here, so that neither the wishes held nor the patches sent grow with the pod.
 func (w *Conditions) Set(pod plugin.PodRef, c podstate.PodCondition) {
+	c.Message = capMessage(c.Message)
 	w.mu.Lock()
 	w.want[pod.UID] = wish{ref: pod, c: c}
 	w.mu.Unlock()

@@ -75,14 +75,9 @@ func New(cfg *rest.Config, nodeName string, log *slog.Logger) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create Kubernetes client: %w", err)
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-	}))
-	nodePods := factory.Core().V1().Pods().Informer()
-	if err := nodePods.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
-		return []string{string(obj.(*corev1.Pod).UID)}, nil
-	}}); err != nil {
-		return nil, fmt.Errorf("index pods by UID: %w", err)
+	nodePods, err := nodePodInformer(client, nodeName)
+	if err != nil {
+		return nil, err
 	}
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -94,6 +89,112 @@ func New(cfg *rest.Config, nodeName string, log *slog.Logger) (*Source, error) {
 		nodePods: nodePods,
 		selected: map[string]*selection{},
 	}, nil
+}
+
+// nodePodInformer returns the informer of the pods of nodeName, indexed by UID and holding only
+// what stripNodePod keeps.
+func nodePodInformer(client kubernetes.Interface, nodeName string) (cache.SharedIndexInformer, error) {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+	}))
+	nodePods := factory.Core().V1().Pods().Informer()
+	if err := nodePods.SetTransform(stripNodePod); err != nil {
+		return nil, fmt.Errorf("strip the pods of node %s in the cache: %w", nodeName, err)
+	}
+	if err := nodePods.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
+		return []string{string(obj.(*corev1.Pod).UID)}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("index pods by UID: %w", err)
+	}
+	return nodePods, nil
+}
+
+// stripNodePod keeps what this package reads from the node's pods (names, init containers' restart
+// policy and startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
+// container ID), so that the cache costs a few hundred bytes per container whatever a tenant puts
+// in its pod: managedFields, annotations, labels, env and volumes are dropped. Whoever makes
+// ReadyContainers, PodContainers, findContainer or ReadinessProbe read more must keep it here too
+// (TestStripNodePodKeepsWhatKubeReads). Anything else, such as a tombstone, passes through.
+func stripNodePod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod == nil {
+		return obj, nil
+	}
+	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name:              pod.Name,
+		Namespace:         pod.Namespace,
+		UID:               pod.UID,
+		ResourceVersion:   pod.ResourceVersion,
+		DeletionTimestamp: pod.DeletionTimestamp,
+	}}
+	out.Spec.InitContainers = stripContainers(pod.Spec.InitContainers)
+	out.Spec.Containers = stripContainers(pod.Spec.Containers)
+	out.Status.InitContainerStatuses = stripStatuses(pod.Status.InitContainerStatuses)
+	out.Status.ContainerStatuses = stripStatuses(pod.Status.ContainerStatuses)
+	return out, nil
+}
+
+func stripContainers(cs []corev1.Container) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy, ReadinessProbe: stripProbe(c.ReadinessProbe)}
+		if c.StartupProbe != nil {
+			// Only its presence is read.
+			out[i].StartupProbe = &corev1.Probe{}
+		}
+		if c.ReadinessProbe != nil && len(c.Ports) > 0 {
+			// Only a probe's named port is looked up in them.
+			out[i].Ports = make([]corev1.ContainerPort, len(c.Ports))
+			for j, p := range c.Ports {
+				out[i].Ports[j] = corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort}
+			}
+		}
+	}
+	return out
+}
+
+// stripProbe keeps what ReadinessProbe translates. An exec probe is kept as its kind alone, and
+// headers beyond the number ReadinessProbe copies only need to show that there are too many.
+func stripProbe(p *corev1.Probe) *corev1.Probe {
+	if p == nil {
+		return nil
+	}
+	out := &corev1.Probe{
+		InitialDelaySeconds: p.InitialDelaySeconds,
+		TimeoutSeconds:      p.TimeoutSeconds,
+		SuccessThreshold:    p.SuccessThreshold,
+	}
+	switch h := p.ProbeHandler; {
+	case h.TCPSocket != nil:
+		out.TCPSocket = &corev1.TCPSocketAction{Port: h.TCPSocket.Port, Host: h.TCPSocket.Host}
+	case h.HTTPGet != nil:
+		g := *h.HTTPGet
+		g.HTTPHeaders = nil
+		if n := min(len(h.HTTPGet.HTTPHeaders), maxProbeHeaders+1); n > 0 {
+			g.HTTPHeaders = append([]corev1.HTTPHeader(nil), h.HTTPGet.HTTPHeaders[:n]...)
+		}
+		out.HTTPGet = &g
+	case h.GRPC != nil:
+		g := *h.GRPC
+		out.GRPC = &g
+	case h.Exec != nil:
+		out.Exec = &corev1.ExecAction{}
+	}
+	return out
+}
+
+func stripStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(ss))
+	for i, cs := range ss {
+		out[i] = corev1.ContainerStatus{Name: cs.Name, Ready: cs.Ready, ContainerID: cs.ContainerID}
+	}
+	return out
 }
 
 // Start runs the node's pod informer, feeding kubelet's readiness into r, and waits up to timeout for
@@ -209,14 +310,15 @@ func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
 	return c.ReadinessProbe != nil, true
 }
 
-// Event implements plugin.Recorder.
+// Event implements plugin.Recorder. The message is capped to MaxMessageBytes; the recorder's
+// spam filter, keyed by the pod, keeps one pod's Events from using up the others' share.
 func (s *Source) Event(p plugin.PodRef, warning bool, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: types.UID(p.UID)}
 	typ := corev1.EventTypeNormal
 	if warning {
 		typ = corev1.EventTypeWarning
 	}
-	s.recorder.Event(ref, typ, reason, message)
+	s.recorder.Event(ref, typ, reason, capMessage(message))
 }
 
 // PodMeets decides one condition for one pod, for dependencies on other pods: ready is the pod's

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	labelop "k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/podorder/podorder/condition"
@@ -22,30 +25,48 @@ import (
 // WATCH and a cache apiece) would cost the API server and this daemon's heap in proportion to them.
 //
 // Cost, with P pods in a namespace and W watchers on it:
-//   - memory: the informer's cache of P pods stripped by stripPod, one map entry per pod for
-//     the handler's view, and O(1) per watcher (a count, no per-pod state);
+//   - memory: the informer's cache of P pods stripped by stripPod to the label keys the
+//     watchers' selectors use (at most MaxLabelKeys), one map entry per pod for the handler's
+//     view, and O(1) per watcher (a count, no per-pod state);
 //   - an event for a pod with L labels: O(L) index look-ups, then one label match and one PodMeets
 //     for each watcher whose indexed term (one k=v of its selector) the pod carries before or after
 //     the event, plus the watchers with no indexable term; at worst O(W), when every selector
 //     shares the pod's term;
-//   - Watch: one pass over the P pods, to start the new watcher's count.
+//   - Watch: one pass over the P pods, to start the new watcher's count; and, when its selector
+//     uses a label key the namespace's cache does not keep, a new LIST shared by the Watch calls
+//     of the next relistDelay (a pod's dependencies come together).
+
+// MaxLabelKeys bounds the distinct label keys the selectors on one namespace's pods may use at once.
+// The cache keeps these labels of each pod and no others, whatever number of labels a tenant gives
+// its pods; each new key costs a new LIST of the namespace, which this bounds too.
+const MaxLabelKeys = 64
 
 // selection is the pods of one namespace, listed and watched once for every dependency on pods of
 // that namespace, and stopped when the last of them is gone.
 type selection struct {
 	namespace string
 	log       *slog.Logger
-	informer  cache.SharedIndexInformer
+	client    kubernetes.Interface
+	ctx       context.Context
 	cancel    context.CancelFunc
-	// done is closed once the informer has stopped, so that its end can be awaited.
+	// done is closed once the selection has ended and its informer has stopped, so that its end can
+	// be awaited.
 	done chan struct{}
 	// refs counts the watchers that have not stopped; guarded by Source.mu, which decides when the
 	// informer ends.
 	refs int
 
 	mu sync.Mutex
-	// synced is set once the first list has been handled: before, "no pod meets" is not an answer.
-	synced bool
+	// feed is the informer in use, replaced by one that keeps more label keys when a watcher
+	// needs them; events of any other are ignored.
+	feed *feed
+	// keyRefs counts, for each label key, the active watchers whose selector uses it.
+	keyRefs map[string]int
+	// pending is the generation of the feed about to replace feed, 0 if none.
+	pending int
+	// syncedGen is the generation of the newest feed whose first list has been handled. A watcher
+	// is answered only once the feed it needs has been: before, "no pod meets" is not an answer.
+	syncedGen int
 	// pods is the namespace as the event handler has seen it, by store key. Watchers are counted
 	// against this view rather than the informer's store, which runs ahead of the events still to
 	// be handled and would count a change twice or not at all.
@@ -63,12 +84,26 @@ type selection struct {
 // term is one label a selector requires, which indexes its watcher.
 type term struct{ key, value string }
 
+// feed is one informer of the namespace's pods, keeping the labels of keys and no others.
+type feed struct {
+	gen      int
+	keys     map[string]struct{}
+	informer cache.SharedIndexInformer
+	cancel   context.CancelFunc
+	done     chan struct{}
+	// seen holds the pods this feed has reported until its first list has been handled; those of
+	// the view it has not are gone. Guarded by selection.mu.
+	seen map[string]struct{}
+}
+
 // watcher is one Watch call. Its fields below selector are guarded by selection.mu.
 type watcher struct {
 	selector labels.Selector
 	cond     condition.Condition
 	update   func(bool)
 	term     *term // nil when the selector requires no single label value
+	keys     []string
+	gen      int // the feed whose first list must be handled before answering
 
 	meeting   int  // pods of the namespace that match selector and meet cond
 	sent, met bool // whether update was called, and with what
@@ -77,7 +112,8 @@ type watcher struct {
 }
 
 // Watch implements plugin.PodWatcher over a namespace-wide informer shared by every watcher of that
-// namespace.
+// namespace. A selector that cannot be parsed, or that would take the namespace's label keys past
+// MaxLabelKeys, is logged as an error and never met: PodWatcher has no way to refuse it.
 func (s *Source) Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func()) {
 	parsed, err := labels.Parse(selector)
 	if err != nil {
@@ -86,7 +122,7 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 		s.log.Error("pod dependency selector not usable; it will never be met", "namespace", namespace, "selector", selector, "error", err)
 		return func() {}
 	}
-	w := &watcher{selector: parsed, cond: cond, update: update, term: indexTerm(parsed)}
+	w := &watcher{selector: parsed, cond: cond, update: update, term: indexTerm(parsed), keys: selectorKeys(parsed)}
 
 	s.mu.Lock()
 	sel := s.selected[namespace]
@@ -99,7 +135,11 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 
 	// The plugin calls Watch under its own lock and update takes it: add only queues the first
 	// answer, for the delivery goroutine.
-	sel.add(w)
+	if err := sel.add(w); err != nil {
+		s.log.Error("pod dependency selector not usable; it will never be met", "namespace", namespace, "selector", selector, "error", err)
+		s.release(sel)
+		return func() {}
+	}
 
 	var once sync.Once
 	return func() {
@@ -124,8 +164,8 @@ func (s *Source) release(sel *selection) {
 	sel.cancel()
 }
 
-// newSelection starts the informer of a namespace. Called with s.mu held, so that two first
-// watchers of a namespace cannot start two informers.
+// newSelection prepares the pods of a namespace; its first watcher starts the informer. Called
+// with s.mu held, so that two first watchers of a namespace cannot make two selections.
 func (s *Source) newSelection(namespace string) *selection {
 	parent := s.ctx
 	if parent == nil {
@@ -133,45 +173,120 @@ func (s *Source) newSelection(namespace string) *selection {
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithCancel(parent)
-	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0, informers.WithNamespace(namespace))
 	sel := &selection{
 		namespace: namespace,
 		log:       s.log.With("namespace", namespace),
-		informer:  factory.Core().V1().Pods().Informer(),
+		client:    s.client,
+		ctx:       ctx,
 		cancel:    cancel,
 		done:      make(chan struct{}),
+		keyRefs:   map[string]int{},
 		pods:      map[string]*corev1.Pod{},
 		byTerm:    map[term]map[*watcher]struct{}{},
 		unindexed: map[*watcher]struct{}{},
 	}
+	go func() {
+		<-ctx.Done()
+		// No feed starts once ctx has ended (startFeedLocked), so this one is the last.
+		sel.mu.Lock()
+		f := sel.feed
+		sel.mu.Unlock()
+		if f != nil {
+			<-f.done
+		}
+		close(sel.done)
+	}()
+	return sel
+}
+
+// relistDelay gathers the new label keys of a burst of Watch calls, such as one pod's dependencies,
+// into one new LIST of the namespace.
+var relistDelay = 100 * time.Millisecond
+
+// restartLocked has the feed replaced by one that keeps the label keys the watchers use now: pods
+// already in the view were stripped of the new keys. The first feed starts at once; a replacement
+// after relistDelay, while the current feed goes on serving the watchers that do not need it.
+// Called with sel.mu held.
+func (sel *selection) restartLocked() {
+	switch {
+	case sel.feed == nil:
+		sel.startFeedLocked(1)
+	case sel.pending == 0:
+		sel.pending = sel.feed.gen + 1
+		time.AfterFunc(relistDelay, func() {
+			sel.mu.Lock()
+			defer sel.mu.Unlock()
+			gen := sel.pending
+			sel.pending = 0
+			sel.startFeedLocked(gen)
+		})
+	}
+}
+
+// startFeedLocked replaces the feed by one of generation gen that keeps the label keys the
+// watchers use now. The view is kept, and every pod the new feed lists replaces its older copy, so
+// that each watcher's count stays the sum over the view; watchers that need the new feed wait for
+// its first list. Called with sel.mu held.
+func (sel *selection) startFeedLocked(gen int) {
+	if sel.ctx.Err() != nil {
+		return
+	}
+	if old := sel.feed; old != nil {
+		old.cancel()
+	}
+	keys := make(map[string]struct{}, len(sel.keyRefs))
+	for k := range sel.keyRefs {
+		keys[k] = struct{}{}
+	}
+	ctx, cancel := context.WithCancel(sel.ctx)
+	f := &feed{
+		gen:      gen,
+		keys:     keys,
+		informer: informers.NewSharedInformerFactoryWithOptions(sel.client, 0, informers.WithNamespace(sel.namespace)).Core().V1().Pods().Informer(),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		seen:     map[string]struct{}{},
+	}
+	sel.feed = f
 	// Both only fail on an informer that has already run, and this one has not.
-	if err := sel.informer.SetTransform(stripPod); err != nil {
+	if err := f.informer.SetTransform(func(obj any) (any, error) { return stripPod(obj, keys) }); err != nil {
 		sel.log.Error("pod informer keeps whole pods", "error", err)
 	}
-	reg, err := sel.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { sel.observe(obj, false) },
-		UpdateFunc: func(_, obj any) { sel.observe(obj, false) },
-		DeleteFunc: func(obj any) { sel.observe(obj, true) },
+	reg, err := f.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { sel.observe(f, obj, false) },
+		UpdateFunc: func(_, obj any) { sel.observe(f, obj, false) },
+		DeleteFunc: func(obj any) { sel.observe(f, obj, true) },
 	})
 	if err != nil {
 		sel.log.Error("watch pods for pod dependencies", "error", err)
-		close(sel.done)
-		return sel
+		close(f.done)
+		return
 	}
 	go func() {
-		defer close(sel.done)
-		sel.informer.RunWithContext(ctx)
+		defer close(f.done)
+		f.informer.RunWithContext(ctx)
 	}()
 	go func() {
 		// The handler's own sync, not the informer's: it also means every event of the first
 		// list has reached observe.
 		select {
 		case <-reg.HasSyncedChecker().Done():
-			sel.markSynced()
+			sel.feedSynced(f)
 		case <-ctx.Done():
 		}
 	}()
-	return sel
+}
+
+// selectorKeys lists the label keys selector reads.
+func selectorKeys(selector labels.Selector) []string {
+	reqs, _ := selector.Requirements()
+	var keys []string
+	for _, r := range reqs {
+		if !slices.Contains(keys, r.Key()) {
+			keys = append(keys, r.Key())
+		}
+	}
+	return keys
 }
 
 // indexTerm picks a label that every pod matching selector carries, or nil if there is none.
@@ -199,10 +314,42 @@ func (w *watcher) counts(pod *corev1.Pod) int {
 	return 0
 }
 
-// add starts counting for w and, once the namespace is listed, queues its first answer.
-func (sel *selection) add(w *watcher) {
+// add starts counting for w and, once the namespace is listed with the labels w's selector reads,
+// queues its first answer. It refuses a selector that would take the namespace's label keys past
+// MaxLabelKeys.
+func (sel *selection) add(w *watcher) error {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
+	var missing []string
+	for _, k := range w.keys {
+		if sel.keyRefs[k] == 0 {
+			missing = append(missing, k)
+		}
+	}
+	if n := len(sel.keyRefs) + len(missing); n > MaxLabelKeys {
+		return fmt.Errorf("the selectors on pods of namespace %s would use %d label keys, more than the %d podorder keeps per namespace: select on labels that other dependencies on this namespace already use",
+			sel.namespace, n, MaxLabelKeys)
+	}
+	for _, k := range w.keys {
+		sel.keyRefs[k]++
+	}
+	restart := sel.feed == nil
+	if !restart {
+		for _, k := range w.keys {
+			if _, ok := sel.feed.keys[k]; !ok {
+				restart = true
+			}
+		}
+	}
+	if restart {
+		sel.restartLocked()
+	}
+	switch {
+	case restart && sel.pending != 0:
+		w.gen = sel.pending
+	case sel.feed != nil:
+		w.gen = sel.feed.gen
+	}
 	if w.term != nil {
 		set := sel.byTerm[*w.term]
 		if set == nil {
@@ -216,9 +363,8 @@ func (sel *selection) add(w *watcher) {
 	for _, pod := range sel.pods {
 		w.meeting += w.counts(pod)
 	}
-	if sel.synced {
-		sel.enqueue(w)
-	}
+	sel.enqueue(w)
+	return nil
 }
 
 // remove stops w's updates, including any already queued.
@@ -226,6 +372,12 @@ func (sel *selection) remove(w *watcher) {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	w.stopped = true
+	for _, k := range w.keys {
+		// The feed keeps the key until a new key restarts it: dropping it now would cost a LIST.
+		if sel.keyRefs[k]--; sel.keyRefs[k] <= 0 {
+			delete(sel.keyRefs, k)
+		}
+	}
 	if w.term == nil {
 		delete(sel.unindexed, w)
 		return
@@ -238,11 +390,22 @@ func (sel *selection) remove(w *watcher) {
 	}
 }
 
-// markSynced gives every watcher its first answer, now that the whole namespace has been seen.
-func (sel *selection) markSynced() {
+// feedSynced drops from the view the pods f did not list, which are gone, and gives every watcher
+// waiting for f its first answer, now that the whole namespace has been seen with its labels.
+func (sel *selection) feedSynced(f *feed) {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
-	sel.synced = true
+	if sel.feed != f {
+		return
+	}
+	for key, pod := range sel.pods {
+		if _, ok := f.seen[key]; !ok {
+			delete(sel.pods, key)
+			sel.recount(pod, nil)
+		}
+	}
+	f.seen = nil
+	sel.syncedGen = f.gen
 	for w := range sel.unindexed {
 		sel.enqueue(w)
 	}
@@ -253,10 +416,10 @@ func (sel *selection) markSynced() {
 	}
 }
 
-// observe applies one informer event to the namespace view and to the counts of the watchers it
+// observe applies one event of feed f to the namespace view and to the counts of the watchers it
 // concerns. deleted events carry the last state or a tombstone, and only their key is used: the
 // state that was counted is the one in sel.pods.
-func (sel *selection) observe(obj any, deleted bool) {
+func (sel *selection) observe(f *feed, obj any, deleted bool) {
 	defer sel.recoverPanic("pod event")
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {
@@ -274,6 +437,12 @@ func (sel *selection) observe(obj any, deleted bool) {
 	}
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
+	if sel.feed != f {
+		return // a feed replaced, still draining
+	}
+	if f.seen != nil {
+		f.seen[key] = struct{}{}
+	}
 	old := sel.pods[key]
 	if pod == nil {
 		delete(sel.pods, key)
@@ -290,9 +459,7 @@ func (sel *selection) recount(old, pod *corev1.Pod) {
 	visit := func(w *watcher) {
 		if d := w.counts(pod) - w.counts(old); d != 0 {
 			w.meeting += d
-			if sel.synced {
-				sel.enqueue(w)
-			}
+			sel.enqueue(w)
 		}
 	}
 	for w := range sel.unindexed {
@@ -319,10 +486,10 @@ func (sel *selection) recount(old, pod *corev1.Pod) {
 	}
 }
 
-// enqueue schedules w for delivery if its answer differs from the last one it was given. Called
-// with sel.mu held; the delivery itself runs without it.
+// enqueue schedules w for delivery if its answer is known and differs from the last one it was
+// given. Called with sel.mu held; the delivery itself runs without it.
 func (sel *selection) enqueue(w *watcher) {
-	if w.queued || w.stopped || (w.sent && w.met == (w.meeting > 0)) {
+	if w.queued || w.stopped || w.gen > sel.syncedGen || (w.sent && w.met == (w.meeting > 0)) {
 		return
 	}
 	w.queued = true
@@ -376,10 +543,10 @@ func (sel *selection) recoverPanic(what string) {
 }
 
 // stripPod keeps what label matching and PodMeets read, so that a namespace-wide cache costs about
-// a name, labels and a few statuses per pod; managedFields, annotations, specs and messages, often
-// most of a pod's size, are dropped. Whoever makes PodMeets read more must keep it here too.
-// Anything else, such as a tombstone, passes through as it is.
-func stripPod(obj any) (any, error) {
+// a name, the labels of keys and a few statuses per pod; managedFields, annotations, other labels,
+// specs and messages, often most of a pod's size, are dropped. Whoever makes PodMeets read more
+// must keep it here too. Anything else, such as a tombstone, passes through as it is.
+func stripPod(obj any, keys map[string]struct{}) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok || pod == nil {
 		return obj, nil
@@ -389,9 +556,17 @@ func stripPod(obj any) (any, error) {
 		Namespace:         pod.Namespace,
 		UID:               pod.UID,
 		ResourceVersion:   pod.ResourceVersion,
-		Labels:            pod.Labels,
 		DeletionTimestamp: pod.DeletionTimestamp,
 	}}
+	// Over the keys, not the labels: a pod may carry thousands.
+	for k := range keys {
+		if v, ok := pod.Labels[k]; ok {
+			if out.Labels == nil {
+				out.Labels = map[string]string{}
+			}
+			out.Labels[k] = v
+		}
+	}
 	if n := len(pod.Spec.Containers); n > 0 {
 		out.Spec.Containers = make([]corev1.Container, n)
 		for i, c := range pod.Spec.Containers {

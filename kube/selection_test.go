@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/podorder/podorder/condition"
@@ -129,6 +131,13 @@ func (s *Source) selections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.selected)
+}
+
+// currentFeed is the informer the selection listens to now.
+func (sel *selection) currentFeed() *feed {
+	sel.mu.Lock()
+	defer sel.mu.Unlock()
+	return sel.feed
 }
 
 func podLists(client *fake.Clientset) map[string]int {
@@ -296,7 +305,7 @@ func TestStopLastWatcherStopsNamespaceInformer(t *testing.T) {
 	case <-time.After(failAfter):
 		require.FailNow(t, "informer still running after its last watcher stopped")
 	}
-	assert.True(t, sel.informer.IsStopped())
+	assert.True(t, sel.currentFeed().informer.IsStopped())
 
 	again, _ := watch(t, s, "ns", "app=a", condition.Ready)
 	assert.False(t, again.next(t))
@@ -339,7 +348,7 @@ func TestInformerCacheHoldsStrippedPods(t *testing.T) {
 
 	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
 	require.True(t, ch.next(t))
-	obj, exists, err := s.selectionOf("ns").informer.GetStore().GetByKey("ns/db")
+	obj, exists, err := s.selectionOf("ns").currentFeed().informer.GetStore().GetByKey("ns/db")
 	require.NoError(t, err)
 	require.True(t, exists)
 	cached := obj.(*corev1.Pod)
@@ -375,10 +384,10 @@ func TestStripPodKeepsWhatPodMeetsReads(t *testing.T) {
 	}
 	for name, pod := range pods {
 		for _, cond := range []condition.Condition{condition.Ready, condition.Started, condition.Completed} {
-			stripped, err := stripPod(pod)
+			stripped, err := stripPod(pod, nil)
 			require.NoError(t, err)
 			assert.Equal(t, PodMeets(pod, cond), PodMeets(stripped.(*corev1.Pod), cond), "%s %s", name, cond)
-			again, err := stripPod(stripped)
+			again, err := stripPod(stripped, nil)
 			require.NoError(t, err)
 			assert.Equal(t, stripped, again, "idempotent")
 		}
@@ -387,7 +396,7 @@ func TestStripPodKeepsWhatPodMeetsReads(t *testing.T) {
 
 func TestStripPodPassesTombstonesThrough(t *testing.T) {
 	tomb := cache.DeletedFinalStateUnknown{Key: "ns/db", Obj: testPod("db", nil, true)}
-	out, err := stripPod(tomb)
+	out, err := stripPod(tomb, nil)
 	require.NoError(t, err)
 	assert.Equal(t, tomb, out)
 }
@@ -397,14 +406,180 @@ func TestObserveSurvivesMalformedEvents(t *testing.T) {
 	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
 	require.False(t, ch.next(t))
 	sel := s.selectionOf("ns")
+	f := sel.currentFeed()
 	for _, obj := range []any{nil, "not a pod", (*corev1.Pod)(nil), &corev1.Service{}} {
-		assert.NotPanics(t, func() { sel.observe(obj, false) })
-		assert.NotPanics(t, func() { sel.observe(obj, true) })
+		assert.NotPanics(t, func() { sel.observe(f, obj, false) })
+		assert.NotPanics(t, func() { sel.observe(f, obj, true) })
 	}
 	// A tombstone of a pod never seen is a no-op; one of a counted pod takes it away.
 	pod := testPod("db", map[string]string{"app": "db"}, true)
-	sel.observe(pod, false)
+	sel.observe(f, pod, false)
 	require.True(t, ch.next(t))
-	sel.observe(cache.DeletedFinalStateUnknown{Key: "ns/db", Obj: pod}, true)
+	sel.observe(f, cache.DeletedFinalStateUnknown{Key: "ns/db", Obj: pod}, true)
 	assert.False(t, ch.next(t))
+}
+
+// manyLabels is a hostile pod's label map: n labels besides extra.
+func manyLabels(n int, extra map[string]string) map[string]string {
+	lbls := make(map[string]string, n+len(extra))
+	for i := range n {
+		lbls[fmt.Sprintf("n%d", i)] = "v"
+	}
+	for k, v := range extra {
+		lbls[k] = v
+	}
+	return lbls
+}
+
+func cachedLabels(t *testing.T, s *Source, key string) map[string]string {
+	t.Helper()
+	obj, exists, err := s.selectionOf("ns").currentFeed().informer.GetStore().GetByKey(key)
+	require.NoError(t, err)
+	require.True(t, exists)
+	return obj.(*corev1.Pod).Labels
+}
+
+func TestStripPodKeepsOnlyTheLabelsOfKeys(t *testing.T) {
+	pod := testPod("db", manyLabels(10_000, map[string]string{"app": "db"}), true)
+	tests := []struct {
+		name string
+		keys map[string]struct{}
+		want map[string]string
+	}{
+		{"no key", nil, nil},
+		{"a key the pod carries", map[string]struct{}{"app": {}}, map[string]string{"app": "db"}},
+		{"keys it does not carry", map[string]struct{}{"app": {}, "tier": {}, "n9999": {}}, map[string]string{"app": "db", "n9999": "v"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := stripPod(pod, tt.keys)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, out.(*corev1.Pod).Labels)
+		})
+	}
+}
+
+func TestWatchCachesOnlyTheLabelKeysSelectorsUse(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", manyLabels(10_000, map[string]string{"app": "db"}), true))
+	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	require.True(t, ch.next(t))
+	assert.Equal(t, map[string]string{"app": "db"}, cachedLabels(t, s, "ns/db"), "10,000 labels, one key used")
+
+	// A selector on a key the cache dropped: answered only once the namespace is listed again
+	// with it, never from the stripped copies (which lack n42, so "!n42" would match them).
+	absent, _ := watch(t, s, "ns", "app=db,!n42", condition.Ready)
+	present, _ := watch(t, s, "ns", "n5000=v", condition.Ready)
+	assert.False(t, absent.next(t), "the pod carries n42")
+	assert.True(t, present.next(t))
+	assert.Equal(t, map[string]string{"app": "db", "n42": "v", "n5000": "v"}, cachedLabels(t, s, "ns/db"))
+	assert.LessOrEqual(t, podLists(client)["ns"], 3, "one LIST per new key at most")
+
+	// The first watcher follows the pod across the new informers.
+	db := testPod("db", map[string]string{"app": "db"}, true)
+	setPod(t, client, db)
+	assert.True(t, absent.next(t), "n42 is gone")
+	assert.False(t, present.next(t), "n5000 is gone")
+	db.Status.Conditions[0].Status = corev1.ConditionFalse
+	setPod(t, client, db)
+	assert.False(t, ch.next(t), "no longer ready")
+	assert.False(t, absent.next(t), "no longer ready")
+	require.NoError(t, client.CoreV1().Pods("ns").Delete(context.Background(), "db", metav1.DeleteOptions{}))
+	db.Name = "db-2"
+	db.Status.Conditions[0].Status = corev1.ConditionTrue
+	_, err := client.CoreV1().Pods("ns").Create(context.Background(), db, metav1.CreateOptions{})
+	require.NoError(t, err)
+	assert.True(t, ch.next(t), "a new ready pod")
+}
+
+func TestWatchRefusesSelectorsBeyondMaxLabelKeys(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "k0": "v"}, true))
+	var stops []func()
+	for i := range MaxLabelKeys {
+		ch, stop := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), condition.Ready)
+		stops = append(stops, stop)
+		if i == MaxLabelKeys-1 {
+			require.False(t, ch.next(t))
+		}
+	}
+	refused := s.Watch("ns", "app=db", condition.Ready, func(bool) { t.Error("a refused selector is answered") })
+	refused() // a no-op, not a release of another watcher's hold
+	assert.NotNil(t, s.selectionOf("ns"), "the namespace's watchers go on")
+	reused, _ := watch(t, s, "ns", "k0=v", condition.Ready)
+	assert.True(t, reused.next(t), "a key in use is still accepted")
+	lists := podLists(client)["ns"]
+	assert.LessOrEqual(t, lists, MaxLabelKeys, "no LIST for a refused selector")
+
+	stops[1]()
+	freed, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	assert.True(t, freed.next(t), "a key freed by a stopped watcher makes room")
+}
+
+func TestWatchOnANewKeyForgetsPodsDeletedWhileRelisting(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "tier": "x"}, true))
+	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	require.True(t, first.next(t))
+
+	// Hold the next LIST until the pod is gone: the replaced informer no longer reports its deletion,
+	// and the new one never lists it.
+	release := make(chan struct{})
+	var once sync.Once
+	client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		once.Do(func() { <-release })
+		return false, nil, nil
+	})
+	second, _ := watch(t, s, "ns", "tier=x", condition.Ready)
+	require.NoError(t, client.CoreV1().Pods("ns").Delete(context.Background(), "db", metav1.DeleteOptions{}))
+	close(release)
+	assert.False(t, second.next(t), "the pod was gone before the namespace was listed with tier")
+	assert.False(t, first.next(t), "the older watcher learns it from the new list")
+}
+
+// TestNamespaceCacheHeapOfHostilePods measures what a namespace's cache retains for pods of 10,000
+// labels each, keeping every label (as before label keys were tracked) and keeping the one key the
+// selectors use.
+func TestNamespaceCacheHeapOfHostilePods(t *testing.T) {
+	const pods = 20
+	raw, err := json.Marshal(testPod("db", manyLabels(10_000, map[string]string{"app": "db"}), true))
+	require.NoError(t, err)
+	decode := func(keys func(*corev1.Pod) map[string]struct{}) any {
+		out := make([]any, pods)
+		for i := range out {
+			pod := &corev1.Pod{}
+			require.NoError(t, json.Unmarshal(raw, pod))
+			out[i], err = stripPod(pod, keys(pod))
+			require.NoError(t, err)
+		}
+		return out
+	}
+	all := retained(func() any {
+		return decode(func(pod *corev1.Pod) map[string]struct{} {
+			keys := make(map[string]struct{}, len(pod.Labels))
+			for k := range pod.Labels {
+				keys[k] = struct{}{}
+			}
+			return keys
+		})
+	})
+	used := retained(func() any {
+		return decode(func(*corev1.Pod) map[string]struct{} { return map[string]struct{}{"app": {}} })
+	})
+	// The second is within the noise of HeapAlloc: a stripped testPod is about a kilobyte.
+	t.Logf("namespace cache of %d pods with 10,000 labels each: every label %d KiB (%d B/pod), the used key only %d KiB (%d B/pod)",
+		pods, all/1024, all/pods, used/1024, used/pods)
+	assert.Less(t, used*100, all)
+}
+
+func TestWatchGathersABurstOfNewLabelKeysIntoOneList(t *testing.T) {
+	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "k7": "v"}, true))
+	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	require.True(t, first.next(t))
+	var burst []answers
+	for i := range 32 {
+		ch, _ := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), condition.Ready)
+		burst = append(burst, ch)
+	}
+	for i, ch := range burst {
+		assert.Equal(t, i == 7, ch.next(t), "k%d", i)
+	}
+	assert.Equal(t, 2, podLists(client)["ns"], "the first LIST and one for the 32 new keys")
 }
