@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ConditionType is the pod condition podorder owns. Pods that use podorder carry it as a
@@ -32,24 +33,38 @@ type SetCondition struct{ Condition PodCondition }
 
 func (SetCondition) effect() {}
 
+// MaxConditionMessage bounds the condition's message, which echoes what a pod declares: it is
+// rebuilt under the plugin's lock at every event of the pod and patched to the API, so a pod that
+// declares many long dependencies must not make either cost more than this. It is the API server's
+// limit on an events.k8s.io Event's note, which kubectl users are used to.
+const MaxConditionMessage = 1024
+
 // Condition computes the pod's condition from its attempts: false while a container's newest attempt
-// is held (not released, not exited), naming what each one waits for and since when.
+// is held (not released, not exited), naming what each one waits for and since when. Past
+// MaxConditionMessage bytes, the held containers not described are counted instead.
 func (p *Pod) Condition() PodCondition {
-	var held []string
+	var msg strings.Builder
+	held, described := 0, 0
 	for _, name := range p.names() {
 		a := p.Attempts[name]
-		ts := a.TS
 		if !a.Holding() {
 			continue
 		}
-		msg := fmt.Sprintf("%s waits for %s since %s", name, Describe(a.Hold), ts.CreatedAt.UTC().Format(time.TimeOnly))
-		if missing := p.missing(a); missing != "" {
-			msg += " (" + missing + ")"
+		held++
+		if msg.Len() >= MaxConditionMessage {
+			continue
 		}
-		held = append(held, msg)
+		if described > 0 {
+			msg.WriteString("; ")
+		}
+		fmt.Fprintf(&msg, "%s waits for %s since %s", name, Describe(a.Hold), a.TS.CreatedAt.UTC().Format(time.TimeOnly))
+		if missing := p.missing(a); missing != "" {
+			msg.WriteString(" (" + missing + ")")
+		}
+		described++
 	}
-	if len(held) > 0 {
-		return PodCondition{Reason: ConditionHeld, Message: strings.Join(held, "; ")}
+	if held > 0 {
+		return PodCondition{Reason: ConditionHeld, Message: capMessage(msg.String(), held-described)}
 	}
 	return PodCondition{Released: true, Reason: ConditionReleased, Message: "no container is held by podorder"}
 }
@@ -68,4 +83,22 @@ func (p *Pod) ConditionUpdate(now time.Time) []Effect {
 	}
 	p.condition = &c
 	return []Effect{SetCondition{c}}
+}
+
+// capMessage cuts m to MaxConditionMessage bytes on a rune boundary, saying how many more held
+// containers there are when some were not described.
+func capMessage(m string, more int) string {
+	suffix := ""
+	if more > 0 {
+		suffix = fmt.Sprintf("; and %d more held containers", more)
+	}
+	if len(m)+len(suffix) <= MaxConditionMessage {
+		return m + suffix
+	}
+	const ellipsis = "…"
+	cut := MaxConditionMessage - len(suffix) - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + ellipsis + suffix
 }

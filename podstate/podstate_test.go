@@ -2,8 +2,10 @@ package podstate
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -356,4 +358,55 @@ func TestASnapshotSaysWhoIsHeldForWhatAndForHowMuchLonger(t *testing.T) {
 	s = f.pod.Snapshot(at(12))
 	assert.True(t, s.Released)
 	assert.Equal(t, []string{"ready", "ready"}, []string{s.Containers[0].State, s.Containers[1].State})
+}
+
+func TestTheConditionMessageIsBoundedWhateverThePodDeclares(t *testing.T) {
+	var deps []string
+	for i := range 32 {
+		deps = append(deps, fmt.Sprintf("z%02d-%s", i, strings.Repeat("x", 46)))
+	}
+	labels := map[string]string{}
+	for i := range 60 {
+		labels[fmt.Sprintf("podorder.dev/after.c%02d", i)] = strings.Join(deps, ".")
+	}
+	f := newPod(t, labels, Sources{})
+	for i := range 60 {
+		f.run(fmt.Sprintf("c%02d", i), 1)
+	}
+	c := f.pod.Condition()
+	assert.False(t, c.Released)
+	assert.LessOrEqual(t, len(c.Message), MaxConditionMessage)
+	assert.True(t, strings.HasPrefix(c.Message, "c00 waits for z00-xxx"), c.Message)
+	assert.Regexp(t, `; and \d+ more held containers$`, c.Message, "the containers not described are counted")
+}
+
+func TestCapMessage(t *testing.T) {
+	long := strings.Repeat("é", MaxConditionMessage)
+	tests := map[string]struct {
+		in       string
+		more     int
+		want     string
+		wantSize int
+	}{
+		"short, all described": {in: "a waits for b", want: "a waits for b"},
+		"short, some not":      {in: "a waits for b", more: 3, want: "a waits for b; and 3 more held containers"},
+		"long, cut on a rune":  {in: long, wantSize: MaxConditionMessage},
+		"long, some not":       {in: long, more: 2, wantSize: MaxConditionMessage},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := capMessage(tt.in, tt.more)
+			assert.True(t, utf8.ValidString(got), "cut on a rune boundary")
+			assert.LessOrEqual(t, len(got), MaxConditionMessage)
+			if tt.want != "" {
+				assert.Equal(t, tt.want, got)
+			}
+			if tt.more > 0 {
+				assert.True(t, strings.HasSuffix(got, fmt.Sprintf("; and %d more held containers", tt.more)))
+			}
+			if tt.wantSize > 0 {
+				assert.GreaterOrEqual(t, len(got), tt.wantSize-3, "as much as fits")
+			}
+		})
+	}
 }
