@@ -113,14 +113,13 @@ type watcher struct {
 
 // Watch implements plugin.PodWatcher over a namespace-wide informer shared by every watcher of that
 // namespace. A selector that cannot be parsed, or that would take the namespace's label keys past
-// MaxLabelKeys, is logged as an error and never met: PodWatcher has no way to refuse it.
-func (s *Source) Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func()) {
+// MaxLabelKeys, is refused with an error that says why, for the plugin to refuse the container.
+func (s *Source) Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error) {
 	parsed, err := labels.Parse(selector)
 	if err != nil {
 		// The plugin validates selectors first; one that still fails here can never be met, and
 		// answering false would look like a pod that is merely not ready yet.
-		s.log.Error("pod dependency selector not usable; it will never be met", "namespace", namespace, "selector", selector, "error", err)
-		return func() {}
+		return nil, fmt.Errorf("selector %q: %w", selector, err)
 	}
 	w := &watcher{selector: parsed, cond: cond, update: update, term: indexTerm(parsed), keys: selectorKeys(parsed)}
 
@@ -136,9 +135,8 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 	// The plugin calls Watch under its own lock and update takes it: add only queues the first
 	// answer, for the delivery goroutine.
 	if err := sel.add(w); err != nil {
-		s.log.Error("pod dependency selector not usable; it will never be met", "namespace", namespace, "selector", selector, "error", err)
 		s.release(sel)
-		return func() {}
+		return nil, err
 	}
 
 	var once sync.Once
@@ -147,7 +145,7 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 			sel.remove(w)
 			s.release(sel)
 		})
-	}
+	}, nil
 }
 
 // release drops one watcher's hold on sel and stops its informer with the last one.

@@ -74,7 +74,8 @@ type answers chan bool
 func watch(t *testing.T, s *Source, namespace, selector string, cond condition.Condition) (answers, func()) {
 	t.Helper()
 	ch := make(answers, 64)
-	stop := s.Watch(namespace, selector, cond, func(met bool) { ch <- met })
+	stop, err := s.Watch(namespace, selector, cond, func(met bool) { ch <- met })
+	require.NoError(t, err)
 	t.Cleanup(stop)
 	return ch, stop
 }
@@ -314,16 +315,17 @@ func TestStopLastWatcherStopsNamespaceInformer(t *testing.T) {
 
 func TestWatchRejectsUnparsableSelector(t *testing.T) {
 	s, client := newWatchSource(t)
-	stop := s.Watch("ns", "app in (", condition.Ready, func(bool) { t.Error("update called for an unusable selector") })
-	require.NotNil(t, stop)
-	stop()
+	_, err := s.Watch("ns", "app in (", condition.Ready, func(bool) { t.Error("update called for an unusable selector") })
+	require.ErrorContains(t, err, `selector "app in ("`)
 	assert.Zero(t, s.selections())
 	assert.Empty(t, podLists(client))
 }
 
 func TestWatchSurvivesPanickingUpdate(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db"}, false))
-	t.Cleanup(s.Watch("ns", "app=db", condition.Ready, func(bool) { panic("boom") }))
+	stop, err := s.Watch("ns", "app=db", condition.Ready, func(bool) { panic("boom") })
+	require.NoError(t, err)
+	t.Cleanup(stop)
 	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
 	require.False(t, ch.next(t))
 	setPod(t, client, testPod("db", map[string]string{"app": "db"}, true))
@@ -501,8 +503,8 @@ func TestWatchRefusesSelectorsBeyondMaxLabelKeys(t *testing.T) {
 			require.False(t, ch.next(t))
 		}
 	}
-	refused := s.Watch("ns", "app=db", condition.Ready, func(bool) { t.Error("a refused selector is answered") })
-	refused() // a no-op, not a release of another watcher's hold
+	_, err := s.Watch("ns", "app=db", condition.Ready, func(bool) { t.Error("a refused selector is answered") })
+	require.ErrorContains(t, err, "more than the 64 podorder keeps per namespace")
 	assert.NotNil(t, s.selectionOf("ns"), "the namespace's watchers go on")
 	reused, _ := watch(t, s, "ns", "k0=v", condition.Ready)
 	assert.True(t, reused.next(t), "a key in use is still accepted")

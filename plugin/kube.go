@@ -54,8 +54,9 @@ type Recorder interface {
 // PodWatcher tracks whether some pod matching a selector meets a condition.
 type PodWatcher interface {
 	// Watch calls update, from another goroutine, with whether at least one pod in namespace that
-	// matches selector meets cond, once the answer is known and at every change, until stop.
-	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func())
+	// matches selector meets cond, once the answer is known and at every change, until stop. It
+	// refuses, with a message for the pod's owner, a selector it cannot serve within its bounds.
+	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error)
 }
 
 // Event reasons, as `kubectl describe pod` shows them; podstate decides most of them.
@@ -180,9 +181,13 @@ func (p *Plugin) watchPodDependencies(pd *pod, hold *decl.Hold) error {
 			ns = pd.Namespace
 		}
 		name, cond := d.Name, d.Condition
-		pd.watches[name] = p.cfg.Kube.Pods.Watch(ns, d.Selector, cond, func(met bool) {
+		stop, err := p.cfg.Kube.Pods.Watch(ns, d.Selector, cond, func(met bool) {
 			p.callback("pod dependency", pd, func(now time.Time) []podstate.Effect { return pd.PodDependency(name, cond, met, now) })
 		})
+		if err != nil {
+			return fmt.Errorf("dependency %s: %w", d, err)
+		}
+		pd.watches[name] = stop
 	}
 	return nil
 }

@@ -20,11 +20,17 @@ func (f *fakeEvents) Event(_ PodRef, _ bool, reason, message string) {
 	f.reasons = append(f.reasons, reason+": "+message)
 }
 
-type fakeWatcher struct{ updates map[string]func(bool) }
+type fakeWatcher struct {
+	updates map[string]func(bool)
+	refuse  error // when set, every Watch is refused with it
+}
 
-func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update func(bool)) func() {
+func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update func(bool)) (func(), error) {
+	if f.refuse != nil {
+		return nil, f.refuse
+	}
 	f.updates[ns+"/"+sel+":"+string(cond)] = update
-	return func() { delete(f.updates, ns+"/"+sel+":"+string(cond)) }
+	return func() { delete(f.updates, ns+"/"+sel+":"+string(cond)) }, nil
 }
 
 // fakeSpecs maps pod UID to container names; every container has a readinessProbe unless its name
@@ -198,6 +204,15 @@ func TestCrossNamespaceAndAPIlessPodDependenciesAreRefused(t *testing.T) {
 	_, _, err = plain.create(t, "app")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "needs the Kubernetes API")
+}
+
+func TestAPodDependencyTheWatcherCannotServeIsRefusedAtCreation(t *testing.T) {
+	f, _, w := newKubeFixture(t, nil, map[string]string{"podorder.dev/after.app": "pod(k65=v)"})
+	w.refuse = errors.New("the selectors on pods of namespace ns would use 65 label keys, more than the 64 podorder keeps per namespace")
+	_, _, err := f.create(t, "app")
+	require.Error(t, err, "refused, rather than held until its timeout")
+	assert.Contains(t, err.Error(), "podorder: pod ns/web, container app")
+	assert.Contains(t, err.Error(), "dependency pod(k65=v):ready: the selectors on pods of namespace ns would use 65 label keys")
 }
 
 func TestHoldEndingWithoutReleaseIsExplainedByAnEvent(t *testing.T) {
