@@ -86,9 +86,9 @@ func readRequest(c net.Conn, h2 bool) error {
 	}
 }
 
-// attemptAlloc runs one attempt of p against 127.0.0.1 and returns its error and how many bytes
-// it allocated.
-func attemptAlloc(t *testing.T, p *decl.Probe) (error, uint64) {
+// attemptAlloc runs one attempt of p against 127.0.0.1 and returns how many bytes it allocated and
+// its error.
+func attemptAlloc(t *testing.T, p *decl.Probe) (uint64, error) {
 	t.Helper()
 	addr := hostPort("127.0.0.1", p.Port)
 	conn, err := net.Dial("tcp", addr)
@@ -102,7 +102,7 @@ func attemptAlloc(t *testing.T, p *decl.Probe) (error, uint64) {
 	runtime.ReadMemStats(&after)
 	alloc := after.TotalAlloc - before.TotalAlloc
 	t.Logf("%s attempt: %d KiB allocated in %v: %v", p.Kind, alloc>>10, time.Since(start).Round(time.Millisecond), err)
-	return err, alloc
+	return alloc, err
 }
 
 // repeat repeats s until it makes n bytes.
@@ -123,7 +123,7 @@ func TestAnHTTPAnswerIsBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			port := answering(t, []byte(tt.answer), false)
-			err, alloc := attemptAlloc(t, &decl.Probe{Kind: "http", Port: port, Path: "/"})
+			alloc, err := attemptAlloc(t, &decl.Probe{Kind: "http", Port: port, Path: "/"})
 			if tt.err == "" {
 				require.NoError(t, err)
 			} else {
@@ -244,7 +244,7 @@ func TestAGRPCAnswerIsBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			port := answering(t, tt.answer, true)
-			err, alloc := attemptAlloc(t, &decl.Probe{Kind: "grpc", Port: port})
+			alloc, err := attemptAlloc(t, &decl.Probe{Kind: "grpc", Port: port})
 			if tt.err == "" {
 				require.NoError(t, err)
 			} else {
