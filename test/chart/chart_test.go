@@ -49,12 +49,13 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 			guard = doc
 		}
 	}
-	assert.Equal(t, map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "DaemonSet": 1,
+	assert.Equal(t, map[string]int{"ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 1, "DaemonSet": 1,
 		"MutatingAdmissionPolicy": 2, "MutatingAdmissionPolicyBinding": 2, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}, kinds,
 		"the base's objects; validation turned off")
 	rendered, err := yaml.Marshal(ds)
 	require.NoError(t, err)
-	for _, want := range []string{"image: registry.local/podorder/podorder:v9", "--allow-cross-namespace=a=b", "--log-level=debug", "hostPID: true", "KILL"} {
+	for _, want := range []string{"image: registry.local/podorder/podorder:v9", "--allow-cross-namespace=a=b", "--log-level=debug", "hostPID: true", "KILL",
+		"--health-addr=127.0.0.1:8081", "--metrics-addr=:8443", "containerPort: 8443"} {
 		assert.Contains(t, string(rendered), want)
 	}
 	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:ops:podorder"`, "the status guard names the release's service account")
@@ -67,5 +68,40 @@ func TestTheChartCarriesTheBasesPolicies(t *testing.T) {
 		chart, err := os.ReadFile(filepath.Join("../../charts/podorder/files", name))
 		require.NoError(t, err)
 		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, name)
+	}
+}
+
+// The health endpoint has no authentication: on the node's network it listens on loopback, where
+// kubelet's probes are sent; in a pod network namespace kubelet probes the pod IP, so it listens
+// there. Metrics need the API to authorize scrapers.
+func TestTheChartPutsHealthWhereKubeletProbesIt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		set     []string
+		want    []string
+		wantNot []string
+	}{
+		{"on the node's network", nil,
+			[]string{"--health-addr=127.0.0.1:8081", "host: 127.0.0.1", "--metrics-addr=:8443", "name: metrics"}, nil},
+		{"in a pod network namespace", []string{"hostNetwork=false", "probes.hostNetwork=false"},
+			[]string{"--health-addr=:8081", "--metrics-addr=:8443"}, []string{"host: 127.0.0.1"}},
+		{"without the API", []string{"api.enabled=false"},
+			[]string{"--metrics-addr=\n"}, []string{"name: metrics"}},
+		{"with a metrics certificate", []string{"metricsCertSecret=podorder-metrics-tls"},
+			[]string{"--metrics-cert-dir=/etc/podorder/metrics-tls", "secretName: podorder-metrics-tls"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "po", "../../charts/podorder", "--namespace", "ops", "--kube-version", "1.37.2", "--show-only", "templates/daemonset.yaml"}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out := helm(t, args...)
+			for _, w := range tc.want {
+				assert.Contains(t, out, w)
+			}
+			for _, w := range tc.wantNot {
+				assert.NotContains(t, out, w)
+			}
+		})
 	}
 }
