@@ -86,7 +86,7 @@ func (f *Filter) Wrap(next http.Handler) http.Handler {
 		case http.StatusUnauthorized:
 			http.Error(w, "Unauthorized: the API server did not authenticate the token", http.StatusUnauthorized)
 		case http.StatusForbidden:
-			http.Error(w, fmt.Sprintf("Forbidden: %s may not get %s; bind it to the ClusterRole podorder-metrics-reader", d.user, r.URL.Path), http.StatusForbidden)
+			http.Error(w, fmt.Sprintf("Forbidden: %s may not get %s; bind it to a ClusterRole that allows it, such as podorder-metrics-reader", d.user, r.URL.Path), http.StatusForbidden)
 		case http.StatusTooManyRequests:
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "Too many unknown tokens: retry later", http.StatusTooManyRequests)
