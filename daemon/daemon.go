@@ -54,6 +54,9 @@ type Config struct {
 	MetricsAddr string
 	// MetricsCertDir holds tls.crt and tls.key for MetricsAddr; empty: a self-signed certificate.
 	MetricsCertDir string
+	// MetricsSecure false serves MetricsAddr over plain HTTP to anyone (kubebuilder's
+	// --metrics-secure): for a loopback address, where no API is needed to authorize a scraper.
+	MetricsSecure bool
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -70,6 +73,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("metrics-addr", ":8443"),
 		"address of the HTTPS /metrics endpoint, for bearer tokens the API server allows to get /metrics (ClusterRole podorder-metrics-reader); needs the Kubernetes API; empty to disable")
 	fs.StringVar(&c.MetricsCertDir, "metrics-cert-dir", env("metrics-cert-dir", ""), "directory of tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate made at start)")
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", env("metrics-secure", "true") == "true",
+		"serve metrics over HTTPS with authentication and authorization by the API server; false: plain HTTP to anyone, only for a loopback --metrics-addr")
 	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""),
 		"comma-separated <source>=<target> namespace rules: pods of source may declare pod(<target>/...) dependencies; *=<target> allows every source")
 	fs.BoolVar(&c.ProbeHostNetwork, "probe-host-network", env("probe-host-network", "false") == "true",
@@ -165,15 +170,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	var metricsErr error
 	switch {
 	case cfg.MetricsAddr == "":
+	case !cfg.MetricsSecure:
+		metricsErr = serveMetrics(ctx, cfg, nil, m.Handler(), log)
 	case src == nil:
 		log.Warn("metrics are off: the metrics endpoint lets the Kubernetes API server authorize each scraper, "+
-			"and there is no API (set NODE_NAME, or --metrics-addr= to silence this)", "metrics_addr", cfg.MetricsAddr)
+			"and there is no API (set NODE_NAME; or --metrics-addr= to silence this, or --metrics-secure=false on a loopback address)", "metrics_addr", cfg.MetricsAddr)
 	default:
-		if err := serveMetrics(ctx, cfg, src.Client(), m.Handler(), log); err != nil {
-			return err
-		}
+		metricsErr = serveMetrics(ctx, cfg, src.Client(), m.Handler(), log)
+	}
+	if metricsErr != nil {
+		return metricsErr
 	}
 	backoff := 100 * time.Millisecond
 	for {
@@ -251,21 +260,26 @@ func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *
 	return nil
 }
 
-// serveMetrics serves /metrics over HTTPS to the bearer tokens whose users the API server allows
-// to get /metrics.
+// serveMetrics serves /metrics over HTTPS to the bearer tokens whose users the API server, through
+// client, allows to get /metrics; or, with --metrics-secure=false, over plain HTTP to anyone.
 func serveMetrics(ctx context.Context, cfg Config, client kubernetes.Interface, metrics http.Handler, log *slog.Logger) error {
-	tlsConfig, err := serve.TLSConfig(cfg.MetricsCertDir, cfg.NodeName)
-	if err != nil {
-		return fmt.Errorf("--metrics-cert-dir: %w", err)
-	}
 	l, err := serve.Listen(cfg.MetricsAddr, serve.DefaultLimits.MaxConns)
 	if err != nil {
 		return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", kubeauth.New(client, log).Wrap(metrics))
 	srv := serve.Server(mux, serve.DefaultLimits, log)
-	srv.TLSConfig = tlsConfig
+	if !cfg.MetricsSecure {
+		mux.Handle("/metrics", metrics)
+		serve.Run(srv, l, ctx.Done(), "metrics", log)
+		log.Warn("serving metrics over plain HTTP to anyone (--metrics-secure=false)", "metrics_addr", cfg.MetricsAddr)
+		return nil
+	}
+	if srv.TLSConfig, err = serve.TLSConfig(cfg.MetricsCertDir, cfg.NodeName); err != nil {
+		l.Close()
+		return fmt.Errorf("--metrics-cert-dir: %w", err)
+	}
+	mux.Handle("/metrics", kubeauth.New(client, log).Wrap(metrics))
 	serve.Run(srv, l, ctx.Done(), "metrics", log)
 	log.Info("serving metrics over HTTPS to users allowed to get /metrics", "metrics_addr", cfg.MetricsAddr,
 		"certificate", cmp.Or(cfg.MetricsCertDir, "self-signed"))
