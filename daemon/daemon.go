@@ -18,7 +18,6 @@ import (
 
 	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/stub"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/podorder/podorder/kube"
@@ -170,19 +169,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	var metricsErr error
-	switch {
-	case cfg.MetricsAddr == "":
-	case !cfg.MetricsSecure:
-		metricsErr = serveMetrics(ctx, cfg, nil, m.Handler(), log)
-	case src == nil:
-		log.Warn("metrics are off: the metrics endpoint lets the Kubernetes API server authorize each scraper, "+
-			"and there is no API (set NODE_NAME; or --metrics-addr= to silence this, or --metrics-secure=false on a loopback address)", "metrics_addr", cfg.MetricsAddr)
-	default:
-		metricsErr = serveMetrics(ctx, cfg, src.Client(), m.Handler(), log)
-	}
-	if metricsErr != nil {
-		return metricsErr
+	if err := serveMetrics(ctx, cfg, src, m.Handler(), log); err != nil {
+		return err
 	}
 	backoff := 100 * time.Millisecond
 	for {
@@ -260,9 +248,18 @@ func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *
 	return nil
 }
 
-// serveMetrics serves /metrics over HTTPS to the bearer tokens whose users the API server, through
-// client, allows to get /metrics; or, with --metrics-secure=false, over plain HTTP to anyone.
-func serveMetrics(ctx context.Context, cfg Config, client kubernetes.Interface, metrics http.Handler, log *slog.Logger) error {
+// serveMetrics serves /metrics over HTTPS to the bearer tokens whose users the API server allows to
+// get /metrics; or, with --metrics-secure=false, over plain HTTP to anyone. Without the API (src
+// nil) there is no one to ask, and it says so.
+func serveMetrics(ctx context.Context, cfg Config, src *kube.Source, metrics http.Handler, log *slog.Logger) error {
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	if cfg.MetricsSecure && src == nil {
+		log.Warn("metrics are off: the metrics endpoint lets the Kubernetes API server authorize each scraper, "+
+			"and there is no API (set NODE_NAME; or --metrics-addr= to silence this, or --metrics-secure=false on a loopback address)", "metrics_addr", cfg.MetricsAddr)
+		return nil
+	}
 	l, err := serve.Listen(cfg.MetricsAddr, serve.DefaultLimits.MaxConns)
 	if err != nil {
 		return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
@@ -279,7 +276,7 @@ func serveMetrics(ctx context.Context, cfg Config, client kubernetes.Interface, 
 		l.Close()
 		return fmt.Errorf("--metrics-cert-dir: %w", err)
 	}
-	mux.Handle("/metrics", kubeauth.New(client, log).Wrap(metrics))
+	mux.Handle("/metrics", kubeauth.New(src.Client(), log).Wrap(metrics))
 	serve.Run(srv, l, ctx.Done(), "metrics", log)
 	log.Info("serving metrics over HTTPS to users allowed to get /metrics", "metrics_addr", cfg.MetricsAddr,
 		"certificate", cmp.Or(cfg.MetricsCertDir, "self-signed"))

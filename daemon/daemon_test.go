@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,4 +35,27 @@ func TestWithoutTheAPIMetricsAreOffAndTheLogSaysWhy(t *testing.T) {
 	require.NoError(t, Run(ctx, cfg, log))
 	assert.Contains(t, logs.String(), "metrics are off: the metrics endpoint lets the Kubernetes API server authorize each scraper")
 	assert.NotContains(t, logs.String(), "serving metrics")
+}
+
+func TestWithMetricsSecureFalseMetricsAreServedOverPlainHTTPWithoutTheAPI(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := Config{StoreDir: filepath.Join(dir, "store"), NRISocket: filepath.Join(dir, "nri.sock"), MetricsAddr: addr}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	var body []byte
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		res, err := http.Get("http://" + addr + "/metrics")
+		require.NoError(c, err)
+		defer res.Body.Close()
+		body, err = io.ReadAll(res.Body)
+		require.NoError(c, err)
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, string(body), "podorder_holds 0")
 }
