@@ -3,12 +3,12 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -22,9 +22,11 @@ import (
 
 	"github.com/podorder/podorder/hostnet"
 	"github.com/podorder/podorder/kube"
+	"github.com/podorder/podorder/kubeauth"
 	"github.com/podorder/podorder/metrics"
 	"github.com/podorder/podorder/plugin"
 	"github.com/podorder/podorder/probe"
+	"github.com/podorder/podorder/serve"
 	"github.com/podorder/podorder/status"
 	"github.com/podorder/podorder/tombstone"
 )
@@ -48,8 +50,16 @@ type Config struct {
 	// StopWith lets podorder stop containers bound with podorder.dev/stop-with, which needs the
 	// host's PID namespace and CAP_KILL; without it such declarations are refused.
 	StopWith bool
-	// HealthAddr serves /healthz: 200 while connected to the runtime's NRI socket.
+	// HealthAddr serves /healthz (200 while connected to the runtime's NRI socket) and
+	// /debug/runtime, unauthenticated: loopback by default, where only the node reaches it.
 	HealthAddr string
+	// MetricsAddr serves /metrics over HTTPS to users the API server authorizes; empty disables it.
+	MetricsAddr string
+	// MetricsCertDir holds tls.crt and tls.key for MetricsAddr; empty: a self-signed certificate.
+	MetricsCertDir string
+	// MetricsSecure false serves MetricsAddr over plain HTTP to anyone (kubebuilder's
+	// --metrics-secure): for a loopback address, where no API is needed to authorize a scraper.
+	MetricsSecure bool
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -62,7 +72,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "log level: debug, info, warn or error")
 	fs.StringVar(&c.NodeName, "node-name", env("node-name", os.Getenv("NODE_NAME")), "this node's name; enables kubelet readiness, Events and pod(...) dependencies through the Kubernetes API (default $NODE_NAME)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", env("kubeconfig", ""), "kubeconfig for the Kubernetes API (default: in-cluster credentials)")
-	fs.StringVar(&c.HealthAddr, "health-addr", env("health-addr", ":8081"), "address of the /healthz endpoint (200 while connected to NRI); empty to disable")
+	fs.StringVar(&c.HealthAddr, "health-addr", env("health-addr", "127.0.0.1:8081"), "address of the /healthz endpoint (200 while connected to NRI), unauthenticated; empty to disable")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("metrics-addr", ":8443"),
+		"address of the HTTPS /metrics endpoint, for bearer tokens the API server allows to get /metrics (ClusterRole podorder-metrics-reader); needs the Kubernetes API; empty to disable")
+	fs.StringVar(&c.MetricsCertDir, "metrics-cert-dir", env("metrics-cert-dir", ""), "directory of tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate made at start)")
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", env("metrics-secure", "true") == "true",
+		"serve metrics over HTTPS with authentication and authorization by the API server; false: plain HTTP to anyone, only for a loopback --metrics-addr")
 	fs.StringVar(&c.AllowCrossNamespace, "allow-cross-namespace", env("allow-cross-namespace", ""),
 		"comma-separated <source>=<target> namespace rules: pods of source may declare pod(<target>/...) dependencies; *=<target> allows every source")
 	fs.BoolVar(&c.StopWith, "stop-with", env("stop-with", "true") == "true",
@@ -180,14 +195,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var connected atomic.Bool
 	if cfg.HealthAddr != "" {
-		if err := serveHealth(ctx, cfg.HealthAddr, &connected, m.Handler(), log); err != nil {
+		if err := serveHealth(ctx, cfg.HealthAddr, &connected, log); err != nil {
 			return err
 		}
+	}
+	if err := serveMetrics(ctx, cfg, src, m.Handler(), log); err != nil {
+		return err
 	}
 	backoff := 100 * time.Millisecond
 	for {
 		since := time.Now()
-		err := serve(ctx, cfg, p, &connected)
+		err := serveNRI(ctx, cfg, p, &connected)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -205,7 +223,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 }
 
-func serve(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.Bool) error {
+func serveNRI(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.Bool) error {
 	s, err := stub.New(p,
 		stub.WithPluginName("podorder"),
 		stub.WithPluginIdx(cfg.PluginIndex),
@@ -235,14 +253,14 @@ func serve(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.
 }
 
 // serveHealth answers /healthz with 200 while podorder is connected to the runtime, 503 otherwise,
-// for the DaemonSet's readiness probe.
-func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, metrics http.Handler, log *slog.Logger) error {
-	l, err := net.Listen("tcp", addr)
+// for the DaemonSet's probes. It has no authentication: it is meant for loopback, which kubelet
+// reaches for a hostNetwork pod.
+func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, log *slog.Logger) error {
+	l, err := serve.Listen(addr, serve.DefaultLimits.MaxConns)
 	if err != nil {
 		return fmt.Errorf("--health-addr %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !connected.Load() {
 			http.Error(w, "not connected to the runtime's NRI socket", http.StatusServiceUnavailable)
@@ -256,13 +274,42 @@ func serveHealth(ctx context.Context, addr string, connected *atomic.Bool, metri
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"goroutines\":%d}\n", runtime.NumGoroutine())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health endpoint stopped", "error", err)
-		}
-	}()
+	serve.Run(serve.Server(mux, serve.DefaultLimits, log), l, ctx.Done(), "health", log)
+	return nil
+}
+
+// serveMetrics serves /metrics over HTTPS to the bearer tokens whose users the API server allows to
+// get /metrics; or, with --metrics-secure=false, over plain HTTP to anyone. Without the API (src
+// nil) there is no one to ask, and it says so.
+func serveMetrics(ctx context.Context, cfg Config, src *kube.Source, metrics http.Handler, log *slog.Logger) error {
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	if cfg.MetricsSecure && src == nil {
+		log.Warn("metrics are off: the metrics endpoint lets the Kubernetes API server authorize each scraper, "+
+			"and there is no API (set NODE_NAME; or --metrics-addr= to silence this, or --metrics-secure=false on a loopback address)", "metrics_addr", cfg.MetricsAddr)
+		return nil
+	}
+	l, err := serve.Listen(cfg.MetricsAddr, serve.DefaultLimits.MaxConns)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	srv := serve.Server(mux, serve.DefaultLimits, log)
+	if !cfg.MetricsSecure {
+		mux.Handle("/metrics", metrics)
+		serve.Run(srv, l, ctx.Done(), "metrics", log)
+		log.Warn("serving metrics over plain HTTP to anyone (--metrics-secure=false)", "metrics_addr", cfg.MetricsAddr)
+		return nil
+	}
+	if srv.TLSConfig, err = serve.TLSConfig(cfg.MetricsCertDir, cfg.NodeName); err != nil {
+		l.Close()
+		return fmt.Errorf("--metrics-cert-dir: %w", err)
+	}
+	mux.Handle("/metrics", kubeauth.New(src.Client(), log).Wrap(metrics))
+	serve.Run(srv, l, ctx.Done(), "metrics", log)
+	log.Info("serving metrics over HTTPS to users allowed to get /metrics", "metrics_addr", cfg.MetricsAddr,
+		"certificate", cmp.Or(cfg.MetricsCertDir, "self-signed"))
 	return nil
 }
 

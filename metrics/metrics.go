@@ -1,4 +1,4 @@
-// Package metrics is podorder's Prometheus instrumentation, served on the health port at /metrics.
+// Package metrics is podorder's Prometheus instrumentation, served at /metrics on the daemon's HTTPS metrics port.
 // Labels are bounded: NRI event names, hold outcomes and fixed results, never pod or container names.
 package metrics
 

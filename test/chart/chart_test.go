@@ -49,12 +49,13 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 			guard = doc
 		}
 	}
-	assert.Equal(t, map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "DaemonSet": 1,
+	assert.Equal(t, map[string]int{"ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 1, "DaemonSet": 1,
 		"MutatingAdmissionPolicy": 2, "MutatingAdmissionPolicyBinding": 2, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}, kinds,
 		"the base's objects; validation turned off")
 	rendered, err := yaml.Marshal(ds)
 	require.NoError(t, err)
-	for _, want := range []string{"image: registry.local/podorder/podorder:v9", "--allow-cross-namespace=a=b", "--log-level=debug", "hostPID: true", "KILL"} {
+	for _, want := range []string{"image: registry.local/podorder/podorder:v9", "--allow-cross-namespace=a=b", "--log-level=debug", "hostPID: true", "KILL",
+		"--health-addr=127.0.0.1:8081", "--metrics-addr=:8443", "containerPort: 8443"} {
 		assert.Contains(t, string(rendered), want)
 	}
 	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:ops:podorder"`, "the status guard names the release's service account")
@@ -70,7 +71,7 @@ func TestTheChartCarriesTheBasesPolicies(t *testing.T) {
 	}
 }
 
-// render returns the kinds helm template renders with args, and the ClusterRole's rules as YAML.
+// render returns the kinds helm template renders with args, and the ClusterRoles' rules as YAML.
 func render(t *testing.T, args ...string) (kinds map[string]int, rules string) {
 	t.Helper()
 	out := helm(t, append([]string{"template", "po", "../../charts/podorder", "--namespace", "ops", "--kube-version", "1.37.2"}, args...)...)
@@ -86,7 +87,7 @@ func render(t *testing.T, args ...string) (kinds map[string]int, rules string) {
 		if kind == "ClusterRole" {
 			r, err := yaml.Marshal(obj["rules"])
 			require.NoError(t, err)
-			rules = string(r)
+			rules += string(r)
 		}
 	}
 	return kinds, rules
@@ -146,6 +147,41 @@ func TestStopWithOffDropsHostPIDAndKill(t *testing.T) {
 			}
 			assert.Contains(t, string(rendered), "automountServiceAccountToken: false", "the init container gets no API token")
 			assert.Contains(t, string(rendered), "type: RuntimeDefault")
+		})
+	}
+}
+
+// The health endpoint has no authentication: on the node's network it listens on loopback, where
+// kubelet's probes are sent; in a pod network namespace kubelet probes the pod IP, so it listens
+// there. Metrics need the API to authorize scrapers.
+func TestTheChartPutsHealthWhereKubeletProbesIt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		set     []string
+		want    []string
+		wantNot []string
+	}{
+		{"on the node's network", nil,
+			[]string{"--health-addr=127.0.0.1:8081", "host: 127.0.0.1", "--metrics-addr=:8443", "name: metrics"}, nil},
+		{"in a pod network namespace", []string{"hostNetwork=false", "probes.hostNetwork=false"},
+			[]string{"--health-addr=:8081", "--metrics-addr=:8443"}, []string{"host: 127.0.0.1"}},
+		{"without the API", []string{"api.enabled=false", "policies.readinessGate=false"},
+			[]string{"--metrics-addr=\n"}, []string{"name: metrics"}},
+		{"with a metrics certificate", []string{"metricsCertSecret=podorder-metrics-tls"},
+			[]string{"--metrics-cert-dir=/etc/podorder/metrics-tls", "secretName: podorder-metrics-tls"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "po", "../../charts/podorder", "--namespace", "ops", "--kube-version", "1.37.2", "--show-only", "templates/daemonset.yaml"}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out := helm(t, args...)
+			for _, w := range tc.want {
+				assert.Contains(t, out, w)
+			}
+			for _, w := range tc.wantNot {
+				assert.NotContains(t, out, w)
+			}
 		})
 	}
 }

@@ -38,7 +38,8 @@ func TestScale(t *testing.T) {
 	env := harness.Start(t, harness.Options{})
 	env.ImportWorkloadImages(t)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	po := startPodorder(t, env, "--health-addr="+metricsAddr, "--log-level=info")
+	// The harness has no API server to authorize a scraper: plain HTTP, on loopback.
+	po := startPodorder(t, env, "--metrics-addr="+metricsAddr, "--metrics-secure=false", "--log-level=info")
 	s := &scaleRun{env: env, ports: ports{next: 21000}}
 	// Registered after containerd and podorder, so it runs before they stop: removing 200 pods one
 	// by one at containerd's cleanup would take minutes.

@@ -97,6 +97,7 @@ func startPodorder(t *testing.T, env *harness.Env, extra ...string) *Podorder {
 		"--log-format=json",
 		"--log-level=debug",
 		"--health-addr=",
+		"--metrics-addr=",
 		// The harness's pods are host-network and the daemon is a host process.
 		"--probe-host-network",
 	}

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -202,19 +203,64 @@ spec:
 		assert.Regexp(t, `(?m)^default/stuck\s+app\s+held\s+db \(ready\): db .+\s+\d+s ago\s+9m\d+s$`, out)
 		t.Logf("RESULT kubectl -n podorder-system exec ds/podorder -- /podorder status:\n%s", out)
 
-		// Scraped as Prometheus would: the daemon pod's IP and health port.
+		// Scraped as Prometheus would: the daemon pod's IP and metrics port, over HTTPS (the
+		// certificate is self-signed), with the token of a ServiceAccount bound to
+		// podorder-metrics-reader.
 		ip := b.c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-l", "app.kubernetes.io/name=podorder", "-o", "jsonpath={.items[0].status.podIP}")
-		res, err := http.Get("http://" + net.JoinHostPort(ip, "8081") + "/metrics")
-		require.NoError(t, err)
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		require.NoError(t, err)
-		metrics := string(body)
-		assert.Regexp(t, `(?m)^podorder_holds [1-9]`, metrics, "stuck/app is held")
-		assert.Regexp(t, `(?m)^podorder_hold_duration_seconds_count\{outcome="released"\} \d+$`, metrics)
-		assert.Regexp(t, `(?m)^podorder_nri_handler_duration_seconds_count\{event="CreateContainer"\} [1-9]`, metrics)
-		assert.Contains(t, metrics, "podorder_api_synced 1")
+		b.c.ApplyYAML(t, `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: prometheus, namespace: default}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: stranger, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: prometheus-podorder-metrics}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: podorder-metrics-reader}
+subjects: [{kind: ServiceAccount, name: prometheus, namespace: default}]
+`)
+		// The daemon remembers a refusal for a minute: scrape once the binding is in effect.
+		require.Eventually(t, func() bool {
+			out, _ := b.c.KubectlErr("auth", "can-i", "get", "/metrics", "--as=system:serviceaccount:default:prometheus")
+			return strings.TrimSpace(out) == "yes"
+		}, 30*time.Second, 200*time.Millisecond)
+		scrape := func(token string) (int, string) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+net.JoinHostPort(ip, "8443")+"/metrics", nil)
+			require.NoError(t, err)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			res, err := client.Do(req)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			body, err := io.ReadAll(res.Body)
+			require.NoError(t, err)
+			return res.StatusCode, string(body)
+		}
+		token := func(sa string) string {
+			return strings.TrimSpace(b.c.Kubectl(t, "create", "token", sa, "-n", "default"))
+		}
+		code, _ := scrape("")
+		assert.Equal(t, http.StatusUnauthorized, code, "no token")
+		code, _ = scrape("forged")
+		assert.Equal(t, http.StatusUnauthorized, code, "a token the API server does not know")
+		code, body := scrape(token("stranger"))
+		assert.Equal(t, http.StatusForbidden, code, "a ServiceAccount without the binding: %s", body)
+		code, body = scrape(token("prometheus"))
+		require.Equal(t, http.StatusOK, code, body)
+		// /healthz has no authentication: it listens on the node's loopback, not on its address.
+		_, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "8081"), 5*time.Second)
+		assert.Error(t, err, "the health port is closed on the node's address")
+		assert.Regexp(t, `(?m)^podorder_holds [1-9]`, body, "stuck/app is held")
+		assert.Regexp(t, `(?m)^podorder_hold_duration_seconds_count\{outcome="released"\} \d+$`, body)
+		assert.Regexp(t, `(?m)^podorder_nri_handler_duration_seconds_count\{event="CreateContainer"\} [1-9]`, body)
+		assert.Contains(t, body, "podorder_api_synced 1")
 		b.c.Kubectl(t, "delete", "pod", "stuck", "--wait=false")
+		b.c.Kubectl(t, "delete", "clusterrolebinding", "prometheus-podorder-metrics")
+		b.c.Kubectl(t, "delete", "serviceaccount", "-n", "default", "prometheus", "stranger")
 	})
 
 	t.Run("podorder's service account may write only its own condition of pods on its own node", func(t *testing.T) {
