@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -125,6 +126,10 @@ func (c *Config) Validate() error {
 	if _, err := plugin.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
+	if !c.MetricsSecure && c.MetricsAddr != "" && !loopback(c.MetricsAddr) {
+		return fmt.Errorf("--metrics-secure=false serves metrics without authentication, so only on loopback: --metrics-addr %s is not; "+
+			"use 127.0.0.1:<port>, or keep --metrics-secure (HTTPS, authorized by the API server)", c.MetricsAddr)
+	}
 	if !c.ProbeHostNetwork {
 		return nil
 	}
@@ -137,6 +142,17 @@ func (c *Config) Validate() error {
 			"or drop the flag (the chart's probes.hostNetwork: false)")
 	}
 	return nil
+}
+
+// loopback reports whether addr (host:port) names a loopback address: an empty host or a name
+// listens on every address, so neither is.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // inNodeNetwork is hostnet.InNode; tests replace it.
