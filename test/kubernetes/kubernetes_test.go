@@ -380,6 +380,7 @@ func TestMeasureOnARealKubelet(t *testing.T) {
 		runs = n
 	}
 	b := setup(t)
+	t.Run("daemon memory at node scale", func(t *testing.T) { measureMemoryAtNodeScale(t, b, 100) })
 	t.Run("release latency", func(t *testing.T) { measureReleaseLatency(t, b, 60) })
 	t.Run("3-level chain against native ordering", func(t *testing.T) { measureAgainstNativeOrdering(t, b, runs) })
 }

@@ -1,0 +1,98 @@
+package kubernetes
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// measureMemoryAtNodeScale reports the daemon's memory with the API on while a node's worth of
+// ordered pods runs: pods of five containers (a chain c4 after c3 … after c0, each with a tcpSocket
+// readinessProbe that podorder evaluates, and c0 after pod(app=scale-anchor):started, so that the
+// namespace's pods are cached too), created ten at a time until all are Ready. The one-node cluster
+// runs podorder's own pod as well, so pods stays under kubelet's 110.
+func measureMemoryAtNodeScale(t *testing.T, b *bed, pods int) {
+	const links, parallel = 5, 10
+	pid := daemonPID(t)
+	baseRSS, baseHWM := procMemory(t, pid)
+	b.apply(t, pod{Name: "scale-anchor", Labels: map[string]string{"app": "scale-anchor"}, Containers: []container{{Name: "a"}}})
+	var names []string
+	for first := 0; first < pods; first += parallel {
+		var batch []string
+		for i := first; i < min(first+parallel, pods); i++ {
+			name := fmt.Sprintf("scale-%d", i)
+			labels := map[string]string{"app": "scale"}
+			annotations := map[string]string{"podorder.dev/after.c0": "pod(app=scale-anchor):started"}
+			var cs []container
+			for k := links - 1; k >= 0; k-- {
+				c := fmt.Sprintf("c%d", k)
+				if k > 0 {
+					labels["podorder.dev/after."+c] = fmt.Sprintf("c%d", k-1)
+				}
+				cs = append(cs, container{Name: c, Args: []string{"--port", fmt.Sprint(8000 + k)}, Extra: tcpReady(8000 + k)})
+			}
+			b.apply(t, pod{Name: name, Labels: labels, Annotations: annotations, Containers: cs})
+			batch = append(batch, name)
+		}
+		for _, name := range batch {
+			b.c.WaitPodReady(t, "default", name, 3*time.Minute)
+		}
+		names = append(names, batch...)
+	}
+	rss, hwm := procMemory(t, pid)
+	t.Logf("RESULT kubelet, daemon memory with the API on: %d pods × %d containers all Ready: VmRSS %.1f MiB, VmHWM %.1f MiB (before the pods: VmRSS %.1f MiB, VmHWM %.1f MiB)",
+		pods, links, float64(rss)/1024, float64(hwm)/1024, float64(baseRSS)/1024, float64(baseHWM)/1024)
+	b.c.Kubectl(t, append([]string{"delete", "pod", "--wait=true", "--timeout=300s", "scale-anchor"}, names...)...)
+}
+
+// daemonPID finds the podorder daemon of the DaemonSet among the node's processes: its image runs
+// /podorder with flags, and only one runs on the node.
+func daemonPID(t *testing.T) int {
+	t.Helper()
+	matches, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	require.NoError(t, err)
+	var found []int
+	for _, m := range matches {
+		cmd, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(cmd, "\x00"), []byte{0})
+		if string(args[0]) != "/podorder" || len(args) < 2 || !bytes.HasPrefix(args[1], []byte("--")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(m)))
+		require.NoError(t, err)
+		found = append(found, pid)
+	}
+	require.Len(t, found, 1, "one podorder daemon on the node")
+	return found[0]
+}
+
+// procMemory returns a process's VmRSS and VmHWM in KiB.
+func procMemory(t *testing.T, pid int) (rss, hwm int) {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kib int
+		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %d kB", &kib); err == nil {
+			rss = kib
+		}
+		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kib); err == nil {
+			hwm = kib
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.NotZero(t, rss, "no VmRSS in /proc/%d/status", pid)
+	return rss, hwm
+}
