@@ -91,7 +91,7 @@ demo: deps _output
 # entrypoint; TestScale: a node's worth of pods) as RESULT tables. Speed is reported, never asserted.
 bench: deps deps-k8s _output
 	$(GO) test -count=1 -run XXX -bench . -benchtime 2000x ./plugin/
-	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./waiter/
+	$(GO) test -count=1 -run XXX -bench Release -benchtime 100x ./hooks/
 	PODORDER_BENCH=1 $(GO) test -p 1 -count=1 -timeout 80m -v -run 'TestMeasure|TestScale' ./test/e2e/ ./test/kubernetes/ 2>&1 | tee _output/bench.log | grep -E 'RESULT|^(--- |ok|FAIL)|$(FAILURE_LINES)' | sed -E 's/^\s+RESULT/RESULT/' ; exit $${PIPESTATUS[0]}
 
 # A node's worth of ordered pods on the private containerd: 110 pods × 5 containers with
@@ -105,7 +105,7 @@ scale: deps _output
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./decl/
-	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./tombstone/
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./hooks/tombstone/
 	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./probe/
 	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./probe/
 

@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 	"k8s.io/klog/v2"
 
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/hostnet"
 	"github.com/podorder/podorder/kube"
 	"github.com/podorder/podorder/kubeauth"
@@ -29,7 +30,6 @@ import (
 	"github.com/podorder/podorder/probe"
 	"github.com/podorder/podorder/serve"
 	"github.com/podorder/podorder/status"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // Config is the daemon's configuration; every field is a flag and an env var PODORDER_<FLAG>.

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 // ExitCondition is which exits of a container stop the containers bound to it with stop-with.

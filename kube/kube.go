@@ -24,8 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/plugin"
 )
 

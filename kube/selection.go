@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 // Dependencies on other pods are answered in memory over one pod informer per namespace, never one

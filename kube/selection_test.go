@@ -19,7 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 // failAfter bounds every wait: it is a failure timeout, never a way to let something happen.

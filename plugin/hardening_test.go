@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // panickingEvents fails the first Event with a panic, as a bug in any effect would.

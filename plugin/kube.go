@@ -5,10 +5,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // Kubernetes is what podorder uses from the Kubernetes API when it has access to it.

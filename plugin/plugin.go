@@ -20,9 +20,9 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/hostnet"
 	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it. An

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/decl"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // fakeProber records the probes started, by port, and the pod each is for; a test passes one by

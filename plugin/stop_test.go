@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/stopper"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // fakeProcesses records the signals sent to each PID.

@@ -6,8 +6,8 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // synchronize rebuilds the plugin's view after a restart of the daemon or of the runtime: tombstones

@@ -19,9 +19,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/condition"
 	"github.com/podorder/podorder/decl"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // Event reasons, as `kubectl describe pod` shows them.

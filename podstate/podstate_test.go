@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/decl"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)

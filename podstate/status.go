@@ -3,7 +3,7 @@ package podstate
 import (
 	"time"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 // PodStatus is what `podorder status` shows of one pod.

@@ -18,12 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/waiter"
+	"github.com/podorder/podorder/hooks"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 func main() {
-	var r waiter.Request
+	var r hooks.Request
 	flag.StringVar(&r.Dir, "dir", "/.podorder/store", "the pod's tombstone directory inside the container")
 	flag.DurationVar(&r.Timeout, "timeout", 0, "longest hold")
 	flag.StringVar(&r.Pod, "pod", "", "namespace/name of the pod, for messages")
@@ -49,13 +49,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := waiter.Wait(ctx, r); err != nil {
+	if err := hooks.Wait(ctx, r); err != nil {
 		fail(err)
 	}
 }
 
 // drain is the preStop mode. kubelet ends it at the grace period's end at the latest.
-func drain(r waiter.Request, settle time.Duration) {
+func drain(r hooks.Request, settle time.Duration) {
 	if r.Container == "" {
 		fail(fmt.Errorf("podorder-hook: --prestop needs --container"))
 	}
@@ -65,7 +65,7 @@ func drain(r waiter.Request, settle time.Duration) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	start := time.Now()
-	waited, err := waiter.WaitDependents(ctx, waiter.Drain{Dir: r.Dir, Container: r.Container, Wake: r.Wake, Settle: settle})
+	waited, err := hooks.WaitDependents(ctx, hooks.Drain{Dir: r.Dir, Container: r.Container, Wake: r.Wake, Settle: settle})
 	if err != nil {
 		fail(err)
 	}

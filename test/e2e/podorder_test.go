@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/test/harness"
-	"github.com/podorder/podorder/tombstone"
 )
 
 var (

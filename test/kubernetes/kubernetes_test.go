@@ -24,9 +24,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	podorderimage "github.com/podorder/podorder/build/image"
+	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/test/cluster"
 	"github.com/podorder/podorder/test/harness"
-	"github.com/podorder/podorder/tombstone"
 )
 
 // PodorderImage is the image the tests build from build/image and deploy.

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 // FormatVersion is written into every tombstone so that a newer daemon can read an older store.

@@ -1,4 +1,4 @@
-package waiter
+package hooks
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // BenchmarkRelease measures the time from a tombstone write that meets the hold to the waiter's

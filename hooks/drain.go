@@ -1,4 +1,4 @@
-package waiter
+package hooks
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // Drain is what one preStop invocation waits for: that every container of the pod that depends on

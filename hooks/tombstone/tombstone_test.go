@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/condition"
+	"github.com/podorder/podorder/hooks/condition"
 )
 
 func TestWriteIsAtomicWorldReadableAndRoundTrips(t *testing.T) {

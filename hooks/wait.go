@@ -1,14 +1,18 @@
-// Package waiter is the waiter that runs inside a held container as its OCI startContainer hook: it
-// blocks until the daemon has recorded this container attempt as released in the pod's tombstone
-// directory (mounted read-only). The daemon alone decides: a container is never counted released
-// unless its hook saw the release, because the daemon releases only before its own deadline, which
-// falls before the hook's, and the hook reads the tombstones once more when its deadline passes.
-// The daemon wakes it through a FIFO only this container can see; it also re-reads the tombstones
-// every RecheckEvery on its own, so a lost wake-up only delays a release.
+// Package hooks is everything podorder runs inside containers: the OCI startContainer hook that
+// holds a container until the daemon has recorded this container attempt as released in the pod's
+// tombstone directory (mounted read-only), and the preStop drain that waits for the containers that
+// depend on this one to stop. Its subpackages, tombstone and condition, are the wire format the
+// daemon writes and the hook reads.
 //
-// This package uses the standard library only: the hook is a tiny static binary run under the
-// container's uid, capabilities and seccomp filter.
-package waiter
+// The daemon alone decides: a container is never counted released unless its hook saw the release,
+// because the daemon releases only before its own deadline, which falls before the hook's, and the
+// hook reads the tombstones once more when its deadline passes. The daemon wakes it through a FIFO
+// only this container can see; it also re-reads the tombstones every RecheckEvery on its own, so a
+// lost wake-up only delays a release.
+//
+// This package uses the standard library only, kept so by a test: the hook
+// is a tiny static binary run under the container's uid, capabilities and seccomp filter.
+package hooks
 
 import (
 	"context"
@@ -20,8 +24,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // Request is what one hook invocation waits for.

@@ -1,4 +1,4 @@
-package waiter
+package hooks
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/condition"
-	"github.com/podorder/podorder/tombstone"
+	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 func at() *time.Time { t := time.Now(); return &t }
