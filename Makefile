@@ -104,10 +104,10 @@ scale: deps _output
 # the README (1,000,000 executions each). New crashers land in testdata/fuzz: commit them.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./decl/
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./plugin/decl/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./hooks/tombstone/
-	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./probe/
-	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./probe/
+	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./plugin/probe/
+	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./plugin/probe/
 
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=1000000x

@@ -7,9 +7,9 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Paths inside a held container. A dot directory at the root keeps them out of the image's way.

@@ -15,9 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // panickingEvents fails the first Event with a panic, as a bug in any effect would.

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hostnet"
+	"github.com/podorder/podorder/plugin/hostnet"
 )
 
 func TestAPodWhoseNetworkNamespaceIsTheNodesIsAHostNetworkPod(t *testing.T) {

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Kubernetes is what podorder uses from the Kubernetes API when it has access to it.

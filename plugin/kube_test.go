@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 type fakeEvents struct{ reasons []string }

@@ -19,10 +19,10 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/hostnet"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/hostnet"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Prober runs a node-local readiness check until it passes, then calls ready once. stop ends it. An

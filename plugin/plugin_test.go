@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // fakeProber records the probes started, by port, and the pod each is for; a test passes one by

@@ -12,10 +12,10 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/stopper"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/stopper"
 )
 
 // pod is one pod that uses podorder: its state machine, and what the shell holds for it (watches,

@@ -5,8 +5,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/podstate"
-	"github.com/podorder/podorder/stopper"
+	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/stopper"
 )
 
 // Processes opens handles on containers' processes, to stop them for stop-with.

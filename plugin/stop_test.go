@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/stopper"
+	"github.com/podorder/podorder/plugin/stopper"
 )
 
 // fakeProcesses records the signals sent to each PID.

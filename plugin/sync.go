@@ -5,9 +5,9 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // synchronize rebuilds the plugin's view after a restart of the daemon or of the runtime: tombstones

@@ -17,9 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/daemon"
-	"github.com/podorder/podorder/explain"
-	"github.com/podorder/podorder/status"
+	"github.com/podorder/podorder/plugin/daemon"
+	"github.com/podorder/podorder/plugin/explain"
+	"github.com/podorder/podorder/plugin/status"
 )
 
 func main() {

@@ -12,7 +12,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/test/harness"
 )
 

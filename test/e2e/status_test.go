@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/test/harness"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Metrics holds podorder's collectors in a registry of its own.

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 func TestReadinessProbeTranslatesWhatPodorderCanRunItself(t *testing.T) {

@@ -18,9 +18,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podorder/podorder/decl"
-	"github.com/podorder/podorder/kube"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kube"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Workload is one pod template found in the manifests.

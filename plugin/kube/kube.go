@@ -24,9 +24,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // Readiness receives kubelet's readiness of containers, and pods being deleted and gone;

@@ -22,14 +22,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podorder/podorder/hooks/tombstone"
-	"github.com/podorder/podorder/hostnet"
-	"github.com/podorder/podorder/kube"
-	"github.com/podorder/podorder/kubeauth"
-	"github.com/podorder/podorder/metrics"
 	"github.com/podorder/podorder/plugin"
-	"github.com/podorder/podorder/probe"
-	"github.com/podorder/podorder/serve"
-	"github.com/podorder/podorder/status"
+	"github.com/podorder/podorder/plugin/hostnet"
+	"github.com/podorder/podorder/plugin/kube"
+	"github.com/podorder/podorder/plugin/kubeauth"
+	"github.com/podorder/podorder/plugin/metrics"
+	"github.com/podorder/podorder/plugin/probe"
+	"github.com/podorder/podorder/plugin/serve"
+	"github.com/podorder/podorder/plugin/status"
 )
 
 // Config is the daemon's configuration; every field is a flag and an env var PODORDER_<FLAG>.

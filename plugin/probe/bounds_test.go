@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // bombBytes is the size of every hostile answer below: what made one attempt allocate about

@@ -19,9 +19,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/decl"
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/hooks/tombstone"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // Event reasons, as `kubectl describe pod` shows them.

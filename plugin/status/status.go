@@ -18,7 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // SocketName is the socket's name in the store directory.

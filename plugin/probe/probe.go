@@ -37,7 +37,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // Defaults applied when the corresponding Runner field is zero.

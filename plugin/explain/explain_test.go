@@ -108,7 +108,7 @@ func TestAPodWithoutKeysHasNothingToExplain(t *testing.T) {
 }
 
 func TestTheExamplesAreAccepted(t *testing.T) {
-	files, err := filepath.Glob("../examples/*.yaml")
+	files, err := filepath.Glob("../../examples/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, f := range files {

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/podorder/podorder/plugin"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Conditions writes podorder's pod condition through the pods/status subresource. Set only records

@@ -20,7 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 func TestListenersAreTheSocketsListeningInTheNamespace(t *testing.T) {

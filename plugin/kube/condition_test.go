@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podorder/podorder/plugin"
-	"github.com/podorder/podorder/podstate"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 func TestConditionsPatchOnlyTheStatusWithTheNewestWishAndRetryFailures(t *testing.T) {

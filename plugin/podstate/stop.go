@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/decl"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // stopBound stops the containers bound with stop-with to exited's container, whose current attempt
