@@ -17,13 +17,14 @@ import (
 
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // panickingEvents fails the first Event with a panic, as a bug in any effect would.
 type panickingEvents struct{ calls int }
 
-func (p *panickingEvents) Event(PodRef, bool, string, string) {
+func (p *panickingEvents) Event(kubeapi.PodRef, bool, string, string) {
 	p.calls++
 	if p.calls == 1 {
 		panic("boom")

@@ -5,58 +5,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
 // Kubernetes is what podorder uses from the Kubernetes API when it has access to it.
 type Kubernetes struct {
 	// Specs gives the pod's container names, to reject unknown names at CreateContainer.
-	Specs PodSpecs
+	Specs kubeapi.PodSpecs
 	// Events records Kubernetes Events on pods.
-	Events Recorder
+	Events kubeapi.Recorder
 	// Pods evaluates dependencies on other pods.
-	Pods PodWatcher
+	Pods kubeapi.PodWatcher
 	// Conditions writes the pod condition podorder owns; nil leaves it unwritten.
-	Conditions ConditionWriter
-}
-
-// ConditionWriter writes podorder's pod condition through the API, asynchronously.
-type ConditionWriter interface {
-	// Set records the condition a pod should carry and returns at once; the newest wins.
-	Set(pod PodRef, c podstate.PodCondition)
-	// Forget drops a pod that is gone.
-	Forget(podUID string)
-}
-
-// PodSpecs looks up a pod on this node by UID.
-type PodSpecs interface {
-	// Containers returns the pod's init and regular containers in spec order, false if unknown.
-	Containers(podUID string) ([]decl.Container, bool)
-	// HasReadinessProbe reports whether the container declares a readinessProbe; known is false
-	// when the pod or container is not known.
-	HasReadinessProbe(podUID, container string) (has, known bool)
-	// ReadinessProbe returns the container's readinessProbe as a check podorder can run itself
-	// from inside the pod; nil when the pod is not known or the probe must stay with kubelet.
-	ReadinessProbe(podUID, container string) *decl.Probe
-}
-
-// PodRef names a pod for an Event.
-type PodRef struct{ Namespace, Name, UID string }
-
-// Recorder records Events on pods (rate-limited and aggregated like kubelet's).
-type Recorder interface {
-	Event(pod PodRef, warning bool, reason, message string)
-}
-
-// PodWatcher tracks whether some pod matching a selector meets a condition.
-type PodWatcher interface {
-	// Watch calls update, from another goroutine, with whether at least one pod in namespace that
-	// matches selector meets cond, once the answer is known and at every change, until stop. It
-	// refuses, with a message for the pod's owner, a selector it cannot serve within its bounds.
-	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error)
+	Conditions kubeapi.ConditionWriter
 }
 
 // Event reasons, as `kubectl describe pod` shows them; podstate decides most of them.
@@ -111,7 +75,7 @@ func (p *Plugin) event(pd *pod, warning bool, reason, format string, args ...any
 	if p.cfg.Kube == nil || p.cfg.Kube.Events == nil {
 		return
 	}
-	p.cfg.Kube.Events.Event(PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, warning, reason, fmt.Sprintf(format, args...))
+	p.cfg.Kube.Events.Event(kubeapi.PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, warning, reason, fmt.Sprintf(format, args...))
 }
 
 // KubeletReady records that kubelet reports a container ready. containerID is the runtime's ID

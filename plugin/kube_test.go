@@ -12,11 +12,12 @@ import (
 
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kubeapi"
 )
 
 type fakeEvents struct{ reasons []string }
 
-func (f *fakeEvents) Event(_ PodRef, _ bool, reason, message string) {
+func (f *fakeEvents) Event(_ kubeapi.PodRef, _ bool, reason, message string) {
 	f.reasons = append(f.reasons, reason+": "+message)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/stopper"
 )
@@ -346,7 +347,7 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 			})
 		case podstate.SetCondition:
 			if k := p.cfg.Kube; k != nil && k.Conditions != nil {
-				k.Conditions.Set(PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, e.Condition)
+				k.Conditions.Set(kubeapi.PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, e.Condition)
 			}
 		case podstate.HoldEnded:
 			if m := p.cfg.Metrics; m != nil {

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
@@ -40,7 +40,7 @@ type Conditions struct {
 }
 
 type wish struct {
-	ref plugin.PodRef
+	ref kubeapi.PodRef
 	c   podstate.PodCondition
 }
 
@@ -60,7 +60,7 @@ func NewConditions(client kubernetes.Interface, qps float64, log *slog.Logger) *
 
 // Set records the condition pod should carry; the newest wins. Its message is capped to
 // MaxMessageBytes here, so that neither the wishes held nor the patches sent grow with the pod.
-func (w *Conditions) Set(pod plugin.PodRef, c podstate.PodCondition) {
+func (w *Conditions) Set(pod kubeapi.PodRef, c podstate.PodCondition) {
 	c.Message = capMessage(c.Message)
 	w.mu.Lock()
 	w.want[pod.UID] = wish{ref: pod, c: c}

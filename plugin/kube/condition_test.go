@@ -21,7 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
@@ -50,7 +50,7 @@ func TestConditionsPatchOnlyTheStatusWithTheNewestWishAndRetryFailures(t *testin
 	w := NewConditions(client, 100, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ref := plugin.PodRef{Namespace: "ns", Name: "web", UID: "uid-1"}
+	ref := kubeapi.PodRef{Namespace: "ns", Name: "web", UID: "uid-1"}
 	since := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	w.Set(ref, podstate.PodCondition{Reason: podstate.ConditionHeld, Message: "web waits for api (ready)", Since: since})
 	w.Set(ref, podstate.PodCondition{Released: true, Reason: podstate.ConditionReleased, Message: "no container is held by podorder", Since: since})
@@ -103,9 +103,9 @@ func TestConditionsServeEveryPodWhileOneChurns(t *testing.T) {
 	defer cancel()
 	go w.Run(ctx)
 
-	churn := plugin.PodRef{Namespace: "ns", Name: "churn", UID: "uid-churn"}
-	quiet := plugin.PodRef{Namespace: "ns", Name: "quiet", UID: "uid-quiet"}
-	set := func(ref plugin.PodRef, i int) {
+	churn := kubeapi.PodRef{Namespace: "ns", Name: "churn", UID: "uid-churn"}
+	quiet := kubeapi.PodRef{Namespace: "ns", Name: "quiet", UID: "uid-quiet"}
+	set := func(ref kubeapi.PodRef, i int) {
 		w.Set(ref, podstate.PodCondition{Reason: podstate.ConditionHeld, Message: fmt.Sprintf("write %d", i)})
 	}
 	for i := range 10 {
@@ -138,7 +138,7 @@ func TestConditionsCapTheMessageOfAHostilePod(t *testing.T) {
 	defer cancel()
 	go w.Run(ctx)
 
-	ref := plugin.PodRef{Namespace: "ns", Name: "hostile", UID: "uid-1"}
+	ref := kubeapi.PodRef{Namespace: "ns", Name: "hostile", UID: "uid-1"}
 	w.Set(ref, podstate.PodCondition{Reason: podstate.ConditionHeld, Message: strings.Repeat("app waits for pod(x=y) ", 147_000/23)})
 	select {
 	case <-patches.patched:
@@ -161,7 +161,7 @@ func TestEventCapsTheMessageOfAHostilePod(t *testing.T) {
 	s, _ := newWatchSource(t)
 	events := record.NewFakeRecorder(1)
 	s.recorder = events
-	s.Event(plugin.PodRef{Namespace: "ns", Name: "hostile", UID: "uid-1"}, true, podstate.ReasonWaiting, strings.Repeat("w", 147_000))
+	s.Event(kubeapi.PodRef{Namespace: "ns", Name: "hostile", UID: "uid-1"}, true, podstate.ReasonWaiting, strings.Repeat("w", 147_000))
 	got := <-events.Events
 	msg := strings.TrimPrefix(got, corev1.EventTypeWarning+" "+podstate.ReasonWaiting+" ")
 	assert.LessOrEqual(t, len(msg), MaxMessageBytes)

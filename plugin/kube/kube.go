@@ -25,12 +25,12 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podorder/podorder/hooks/condition"
-	"github.com/podorder/podorder/plugin"
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/plugin/kubeapi"
 )
 
 // Readiness receives kubelet's readiness of containers, and pods being deleted and gone;
-// *plugin.Plugin implements it.
+// *plugin.Plugin (the NRI shell) implements it.
 type Readiness interface {
 	KubeletReady(podUID, container, containerID string)
 	PodTerminating(podUID string)
@@ -49,6 +49,14 @@ type Source struct {
 	selected map[string]*selection // by namespace
 	ctx      context.Context
 }
+
+// What the shell consumes; checked here, since kube does not import the shell.
+var (
+	_ kubeapi.PodSpecs        = (*Source)(nil)
+	_ kubeapi.Recorder        = (*Source)(nil)
+	_ kubeapi.PodWatcher      = (*Source)(nil)
+	_ kubeapi.ConditionWriter = (*Conditions)(nil)
+)
 
 const byUID = "uid"
 
@@ -271,7 +279,7 @@ func (s *Source) nodePod(uid string) *corev1.Pod {
 	return objs[0].(*corev1.Pod)
 }
 
-// Containers implements plugin.PodSpecs from the node's pod informer.
+// Containers implements kubeapi.PodSpecs from the node's pod informer.
 func (s *Source) Containers(podUID string) ([]decl.Container, bool) {
 	pod := s.nodePod(podUID)
 	if pod == nil {
@@ -297,7 +305,7 @@ func PodContainers(pod *corev1.Pod) []decl.Container {
 	return out
 }
 
-// HasReadinessProbe implements plugin.PodSpecs.
+// HasReadinessProbe implements kubeapi.PodSpecs.
 func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
 	pod := s.nodePod(podUID)
 	if pod == nil {
@@ -310,9 +318,9 @@ func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
 	return c.ReadinessProbe != nil, true
 }
 
-// Event implements plugin.Recorder. The message is capped to MaxMessageBytes; the recorder's
+// Event implements kubeapi.Recorder. The message is capped to MaxMessageBytes; the recorder's
 // spam filter, keyed by the pod, keeps one pod's Events from using up the others' share.
-func (s *Source) Event(p plugin.PodRef, warning bool, reason, message string) {
+func (s *Source) Event(p kubeapi.PodRef, warning bool, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: types.UID(p.UID)}
 	typ := corev1.EventTypeNormal
 	if warning {

@@ -109,7 +109,7 @@ func resolvePort(port intstr.IntOrString, c *corev1.Container) (int, error) {
 	return 0, fmt.Errorf("its readinessProbe names port %q, which the container does not declare", port.StrVal)
 }
 
-// ReadinessProbe implements plugin.PodSpecs: the check podorder may run in kubelet's stead, nil
+// ReadinessProbe implements kubeapi.PodSpecs: the check podorder may run in kubelet's stead, nil
 // when the pod is not known yet or the probe must stay with kubelet.
 func (s *Source) ReadinessProbe(podUID, container string) *decl.Probe {
 	pod := s.nodePod(podUID)

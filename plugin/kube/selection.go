@@ -111,7 +111,7 @@ type watcher struct {
 	stopped   bool
 }
 
-// Watch implements plugin.PodWatcher over a namespace-wide informer shared by every watcher of that
+// Watch implements kubeapi.PodWatcher over a namespace-wide informer shared by every watcher of that
 // namespace. A selector that cannot be parsed, or that would take the namespace's label keys past
 // MaxLabelKeys, is refused with an error that says why, for the plugin to refuse the container.
 func (s *Source) Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error) {
