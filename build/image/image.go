@@ -10,7 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/podorder/podorder/test/image"
+	"github.com/podorder/podorder/build/image/oci"
 )
 
 // Ref is the image reference the shipped manifests use (daemonset/kustomization.yaml and the chart's
@@ -32,7 +32,7 @@ func Build(moduleDir, dir, ref string) (string, error) {
 			return "", fmt.Errorf("build image: go build %s: %w\n%s", name, err, out)
 		}
 	}
-	return image.BuildFiles(dir, ref, map[string]string{
+	return oci.BuildFiles(dir, ref, map[string]string{
 		"/podorder":      filepath.Join(bin, "podorder"),
 		"/podorder-hook": filepath.Join(bin, "podorder-hook"),
 	}, []string{"/podorder"})

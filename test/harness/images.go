@@ -14,7 +14,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/podorder/podorder/test/image"
+	"github.com/podorder/podorder/build/image/oci"
 )
 
 // The two local images every test imports; both hold test/workload.
@@ -24,6 +24,9 @@ const (
 	// WorkloadImage is every container's image: `/workload run <args>`.
 	WorkloadImage = "registry.local/podorder/workload:test"
 )
+
+// workloadPath is where both images hold test/workload.
+const workloadPath = "/workload"
 
 // imageTars caches the image archives for the test binary: built once, imported per Env.
 var imageTars = struct {
@@ -93,10 +96,10 @@ func buildImages() (map[string][]byte, error) {
 	}
 	tars := map[string][]byte{}
 	for ref, entrypoint := range map[string][]string{
-		PauseImage:    {image.BinaryPath, "pause"},
-		WorkloadImage: {image.BinaryPath, "run"},
+		PauseImage:    {workloadPath, "pause"},
+		WorkloadImage: {workloadPath, "run"},
 	} {
-		path, err := image.Build(tmp, ref, bin, entrypoint)
+		path, err := oci.BuildFiles(tmp, ref, map[string]string{workloadPath: bin}, entrypoint)
 		if err != nil {
 			return nil, err
 		}

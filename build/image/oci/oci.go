@@ -1,6 +1,7 @@
-// Package image writes the OCI image-layout tarballs that podorder's real-runtime tests import into
-// containerd with `ctr images import`: no registry, one layer holding one static binary.
-package image
+// Package oci writes OCI image-layout tarballs that containerd imports with `ctr images import`:
+// no registry, one layer holding static executables. It writes podorder's own image (build/image)
+// and the workload images of the real-runtime tests (test/harness).
+package oci
 
 import (
 	"archive/tar"
@@ -32,9 +33,6 @@ const (
 	AnnotationRefName   = "org.opencontainers.image.ref.name"
 )
 
-// BinaryPath is where Build puts the binary inside the image.
-const BinaryPath = "/workload"
-
 // Descriptor is an OCI content descriptor.
 type Descriptor struct {
 	MediaType   string            `json:"mediaType"`
@@ -65,7 +63,7 @@ type Manifest struct {
 	Layers        []Descriptor `json:"layers"`
 }
 
-// Config is the part of an OCI image config that Build fills in.
+// Config is the part of an OCI image config that BuildFiles fills in.
 type Config struct {
 	Architecture string `json:"architecture"`
 	OS           string `json:"os"`
@@ -92,15 +90,10 @@ func RefName(ref string) string {
 	return "latest"
 }
 
-// Build writes dir/<name>.tar, an OCI image layout whose only layer holds binary at /workload
-// (mode 0755) and an empty /tmp, whose entrypoint is entrypoint, and which `ctr images import`
-// names ref. The same inputs always give the same digests.
-func Build(dir, ref string, binary string, entrypoint []string) (tarPath string, err error) {
-	return BuildFiles(dir, ref, map[string]string{BinaryPath: binary}, entrypoint)
-}
-
-// BuildFiles is Build for an image of several executables: files maps each path in the image to
-// the host file copied there (mode 0755). The image has an empty /tmp too.
+// BuildFiles writes dir/<name>.tar, an OCI image layout whose only layer holds files and an empty
+// /tmp, whose entrypoint is entrypoint, and which `ctr images import` names ref: files maps each
+// path in the image to the host file copied there (mode 0755). The same inputs always give the
+// same digests.
 func BuildFiles(dir, ref string, files map[string]string, entrypoint []string) (tarPath string, err error) {
 	entries := []tarFile{{name: "tmp/", dir: true, mode: 0o1777}}
 	paths := make([]string, 0, len(files))

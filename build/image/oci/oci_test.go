@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"archive/tar"
@@ -35,10 +35,10 @@ func TestBuildWritesALayoutThatNamesTheImageAndHoldsTheBinary(t *testing.T) {
 	bin := filepath.Join(dir, "bin")
 	require.NoError(t, os.WriteFile(bin, []byte("#!binary"), 0o600))
 
-	path, err := Build(dir, "registry.local/podorder/workload:test", bin, []string{"/workload", "run"})
+	path, err := BuildFiles(dir, "registry.local/podorder/workload:test", map[string]string{"/workload": bin}, []string{"/workload", "run"})
 	require.NoError(t, err)
 	assert.Equal(t, filepath.Join(dir, "workload_test.tar"), path)
-	again, err := Build(t.TempDir(), "registry.local/podorder/workload:test", bin, []string{"/workload", "run"})
+	again, err := BuildFiles(t.TempDir(), "registry.local/podorder/workload:test", map[string]string{"/workload": bin}, []string{"/workload", "run"})
 	require.NoError(t, err)
 	assert.Equal(t, readFile(t, path), readFile(t, again), "same inputs give the same archive")
 
