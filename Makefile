@@ -8,10 +8,11 @@ GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
-# podorder's image (build/image: the daemon and the hook, static, on an empty base), as an OCI archive
+# podorder's image: the Dockerfile (the daemon and the hook, static, on an empty base) built with
+# BuildKit by build/image, as an OCI archive
 # in _output; the cluster tests build and run the same image.
 IMAGE_TAG ?= v0.3.0
-image: _output
+image: deps _output
 	$(GO) run ./build/image/cmd -o _output -tag $(IMAGE_TAG)
 
 # Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
@@ -59,7 +60,7 @@ FAILURE_LINES = ^\s+(Error Trace|Error|Test|Messages):|_test\.go:[0-9]+:
 
 # The real-runtime scenarios: containerd v2.4.2 with NRI + runc v1.3.6, driven through CRI.
 test-e2e: deps
-	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
 
 # The churn and fault campaign at full size: 200 pods with random dependency graphs per round, three
 # rounds, podorder killed -9, containerd restarted, the store removed and dependencies killed while

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what podorder's real-runtime tests and demo need, into a cache that survives runs:
-# Debian packages (libseccomp for runc, CNI plugins), and containerd, its shim, ctr and runc built from
-# the Go module proxy. Each binary is built once per version; a warm run takes seconds.
+# Debian packages (libseccomp for runc, CNI plugins), and containerd, its shim, ctr, runc and BuildKit
+# built from the Go module proxy. Each binary is built once per version; a warm run takes seconds.
 set -euo pipefail
 
 CACHE="${PODORDER_CACHE:-/var/cache/podorder}"
@@ -9,6 +9,7 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 RUNC_VERSION="${RUNC_VERSION:-v1.3.6}"
 # A second runc line for test/e2e/runtimes_test.go, linked as $BIN/runc-1.4 (runc stays $RUNC_VERSION).
 RUNC_1_4_VERSION="${RUNC_1_4_VERSION:-v1.4.3}"
+BUILDKIT_VERSION="${BUILDKIT_VERSION:-v0.34.2}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
 
@@ -48,5 +49,17 @@ build_once ctr "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/ctr
 build_once runc "$RUNC_VERSION" github.com/opencontainers/runc env CGO_ENABLED=1 go install -tags seccomp
 build_into runc "$RUNC_1_4_VERSION" github.com/opencontainers/runc env CGO_ENABLED=1 go install -tags seccomp
 ln -sf "$CACHE/build/runc-$RUNC_1_4_VERSION/runc" "$BIN/runc-1.4"
+
+# BuildKit builds podorder's image from the Dockerfile (build/image). Its go.mod has exclude
+# directives, which `go install pkg@version` refuses: build inside its module instead.
+if [ ! -x "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildkitd" ] || [ ! -x "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildctl" ]; then
+  echo "install-deps: building buildkitd and buildctl $BUILDKIT_VERSION (cold: a few minutes)"
+  GOFLAGS=-mod=mod go mod download github.com/moby/buildkit@"$BUILDKIT_VERSION"
+  src="$(go env GOMODCACHE)/github.com/moby/buildkit@$BUILDKIT_VERSION"
+  mkdir -p "$CACHE/build/buildkit-$BUILDKIT_VERSION"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$CACHE/build/buildkit-$BUILDKIT_VERSION/" ./cmd/buildkitd ./cmd/buildctl)
+fi
+ln -sf "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildkitd" "$BIN/buildkitd"
+ln -sf "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildctl" "$BIN/buildctl"
 
 echo "install-deps: ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

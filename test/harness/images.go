@@ -14,7 +14,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/podorder/podorder/build/image/oci"
+	"github.com/podorder/podorder/test/image"
 )
 
 // The two local images every test imports; both hold test/workload.
@@ -99,7 +99,7 @@ func buildImages() (map[string][]byte, error) {
 		PauseImage:    {workloadPath, "pause"},
 		WorkloadImage: {workloadPath, "run"},
 	} {
-		path, err := oci.BuildFiles(tmp, ref, map[string]string{workloadPath: bin}, entrypoint)
+		path, err := image.BuildFiles(tmp, ref, map[string]string{workloadPath: bin}, entrypoint)
 		if err != nil {
 			return nil, err
 		}

@@ -29,7 +29,7 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
-// PodorderImage is the image the tests build from build/image and deploy.
+// PodorderImage is the image the tests build from the Dockerfile (build/image) and deploy.
 const PodorderImage = "registry.local/podorder/podorder:test"
 
 // storeDir is the tombstone store of the shipped DaemonSet, on the host.
@@ -60,14 +60,14 @@ func setup(t *testing.T) *bed {
 	return b
 }
 
-// deployPodorder builds podorder's image from its build definition (build/image, what `make image`
-// runs), imports it, and applies daemonset/ as shipped, through an overlay that changes only the
+// deployPodorder builds podorder's image from the Dockerfile with BuildKit (build/image, what `make
+// image` runs), imports it, and applies daemonset/ as shipped, through an overlay that changes only the
 // image's tag and the API server's address.
 func (b *bed) deployPodorder(t *testing.T) {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
 	require.NoError(t, err)
-	tar, err := podorderimage.Build(repo, t.TempDir(), PodorderImage)
+	tar, err := podorderimage.Build(t.Context(), repo, t.TempDir(), PodorderImage, podorderimage.CachedTools())
 	require.NoError(t, err)
 	out, err := b.env.Ctr("-n", harness.Namespace, "images", "import", tar)
 	require.NoError(t, err, out)

@@ -1,4 +1,4 @@
-package oci
+package image
 
 import (
 	"archive/tar"

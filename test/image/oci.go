@@ -1,7 +1,7 @@
-// Package oci writes OCI image-layout tarballs that containerd imports with `ctr images import`:
-// no registry, one layer holding static executables. It writes podorder's own image (build/image)
-// and the workload images of the real-runtime tests (test/harness).
-package oci
+// Package image writes the real-runtime tests' workload images as OCI image-layout tarballs that
+// containerd imports with `ctr images import`: no registry, one layer holding static executables.
+// podorder's own image is the Dockerfile's, built with BuildKit (build/image).
+package image
 
 import (
 	"archive/tar"
