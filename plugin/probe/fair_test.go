@@ -1,12 +1,17 @@
 package probe
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +204,66 @@ func TestWaitingAttemptsTakeTurnsAcrossNamespacesThenPods(t *testing.T) {
 	assert.Equal(t, 1, r.pods[a2].busy)
 	assert.Equal(t, 3, r.namespaces["a"].busy)
 	assert.Len(t, r.turns, 1, "namespace a still has attempts waiting")
+}
+
+// Hanging servers in many namespaces used to be able to take every worker between them, each
+// namespace below its own limit: another pod then waited up to an attempt's timeout for its turn.
+// Now the probes whose last attempt ran out its time share half the workers, whatever namespaces
+// they are in, and the rest stay free for everyone else.
+func TestSlowProbesOfManyNamespacesShareHalfTheWorkers(t *testing.T) {
+	// scheduling: the scheduler counts as running, so that a finished attempt is only queued.
+	r := &Runner{Workers: 4, scheduling: true}
+	queue := func(o owner, slow bool) *task {
+		t := &task{pod: r.shareLocked(o), index: -1, slow: slow, probe: &decl.Probe{Kind: "tcp", Port: 1}}
+		t.pod.probes++
+		t.pod.ns.probes++
+		r.busy = positive(r.Workers, DefaultWorkers) // every worker busy: dispatch only queues
+		r.dispatchLocked(t)
+		return t
+	}
+	for ns := range 4 {
+		for range 3 {
+			queue(owner{fmt.Sprintf("hostile-%d", ns), "pod"}, true)
+		}
+	}
+	calm := queue(owner{"calm", "pod"}, false)
+
+	var taken []*task
+	for {
+		t := r.takeLocked()
+		if t == nil {
+			break
+		}
+		taken = append(taken, t)
+	}
+	require.Len(t, taken, 3, "two slow attempts and the calm one")
+	assert.True(t, taken[0].slow && taken[1].slow, "slow attempts take their turns while there is room")
+	assert.Same(t, calm, taken[2], "the calm pod's attempt is not kept waiting behind slow ones")
+	assert.Equal(t, 2, r.slowBusy)
+
+	// A slow attempt that ends frees its room for the next slow one.
+	r.busy = 3
+	r.finish(taken[0], time.Now(), context.DeadlineExceeded)
+	next := r.takeLocked()
+	require.NotNil(t, next)
+	assert.True(t, next.slow)
+	assert.Equal(t, 2, r.slowBusy)
+}
+
+func TestTimedOut(t *testing.T) {
+	tests := map[string]struct {
+		err  error
+		want bool
+	}{
+		"context deadline":      {context.DeadlineExceeded, true},
+		"connection deadline":   {fmt.Errorf("read: %w", os.ErrDeadlineExceeded), true},
+		"net timeout":           {&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true},
+		"an answer":             {errors.New("http status 503"), false},
+		"refused":               {syscall.ECONNREFUSED, false},
+		"cancelled by its stop": {context.Canceled, false},
+		"passed":                {nil, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) { assert.Equal(t, tt.want, timedOut(tt.err)) })
+	}
 }

@@ -119,6 +119,7 @@ type Runner struct {
 	namespaces map[string]*nsShare // the namespaces of those pods
 	turns      []*nsShare          // namespaces with attempts waiting for a worker, next turn first
 	busy       int                 // running worker goroutines
+	slowBusy   int                 // running attempts of probes whose last attempt ran out its time
 	scheduling bool                // whether the scheduler goroutine runs
 	wake       chan struct{}       // tells the scheduler the earliest due time changed
 	netns      map[string]*nsFile  // open namespaces by path, shared by the probes of a pod
@@ -201,6 +202,12 @@ type task struct {
 	passed     bool
 	warned     bool // whether entering the namespace failing was already logged
 	diagWarned bool // whether listing the listeners failing was already logged
+	// slow says the probe's last attempt ran out its time: a server that accepts and never
+	// answers. Its next attempts share a few workers with every other slow probe of the node, so
+	// that hanging servers in any number of namespaces leave workers to everyone else.
+	slow bool
+	// runningSlow is set while a worker runs a slow attempt: it counts in Runner.slowBusy.
+	runningSlow bool
 }
 
 // Start is StartPod for a probe no pod caused: it shares the workers fairly with the pods' probes,
@@ -504,13 +511,13 @@ func (r *Runner) dispatchLocked(t *task) {
 // It costs O(namespaces + pods waiting), with no allocation once the slices have grown.
 func (r *Runner) takeLocked() *task {
 	workers := positive(r.Workers, DefaultWorkers)
-	podLimit, nsLimit := max(1, workers/2), max(1, workers-1)
+	podLimit, nsLimit, slowLimit := max(1, workers/2), max(1, workers-1), max(1, workers/2)
 	for i, ns := range r.turns {
 		if ns.busy >= nsLimit {
 			continue
 		}
 		for j, pod := range ns.pods {
-			if pod.busy >= podLimit {
+			if pod.busy >= podLimit || (pod.due[0].slow && r.slowBusy >= slowLimit) {
 				continue
 			}
 			t := pod.due[0]
@@ -526,6 +533,9 @@ func (r *Runner) takeLocked() *task {
 			t.queued = false
 			pod.busy++
 			ns.busy++
+			if t.runningSlow = t.slow; t.slow {
+				r.slowBusy++
+			}
 			return t
 		}
 	}
@@ -598,6 +608,11 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 	t.busy = false
 	t.pod.busy--
 	t.pod.ns.busy--
+	if t.runningSlow {
+		r.slowBusy--
+		t.runningSlow = false
+	}
+	t.slow = timedOut(err)
 	r.dropLocked(t.pod)
 	switch {
 	case t.stopped:
@@ -631,6 +646,13 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 		}
 	}()
 	t.ready()
+}
+
+// timedOut reports whether an attempt ended because its time ran out, rather than with an answer:
+// the mark of a server that accepts and never answers.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // scheduleLocked queues t's next attempt one period after start: the fast period at first, doubled
