@@ -13,9 +13,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The dependency rules of the daemon's tree; the hook's own rule is in hooks/deps_test.go.
+// The dependency rules of the module's tree: the hook's, and the daemon's.
 
 const module = "github.com/podorder/podorder"
+
+// TestTheHookLinksOnlyTheStandardLibraryXSysAndHooks keeps the hook a tiny static binary that runs
+// under the container's uid, capabilities and seccomp filter: whatever it links runs in every held
+// container.
+func TestTheHookLinksOnlyTheStandardLibraryXSysAndHooks(t *testing.T) {
+	pkgs := goList(t, "-deps", module+"/cmd/podorder-hook", module+"/hooks/...")
+	require.NotEmpty(t, pkgs)
+	for _, p := range pkgs {
+		if p.Standard || p.ImportPath == module+"/cmd/podorder-hook" || within(p.ImportPath, module+"/hooks") ||
+			within(p.ImportPath, "golang.org/x/sys") {
+			continue
+		}
+		assert.Failf(t, "rule broken: the hook and hooks/ link only the standard library, golang.org/x/sys and hooks/",
+			"%s imports %s", strings.Join(importers(pkgs, p.ImportPath), ", "), p.ImportPath)
+	}
+}
 
 // TestKubeDoesNotImportTheNRIShell keeps the shared types in plugin/kubeapi: kube implements what
 // the shell consumes without importing the shell.

@@ -91,7 +91,7 @@ func TestAHugeDeclarationIsRefusedAtOnceAndTheDaemonServesOtherPods(t *testing.T
 // again. Now a probe reads a few KiB of headers at most, whatever the server sends.
 func TestAProbeAnsweredWithHugeHeadersLeavesTheDaemonsMemoryAlone(t *testing.T) {
 	env, po := setup(t)
-	_, before := procMemory(t, po.pid())
+	_, before := harness.ProcMemory(t, po.pid())
 	port := freePort(t)
 	const bombs = 40
 	pod := env.RunPod(t, harness.PodSpec{
@@ -105,7 +105,7 @@ func TestAProbeAnsweredWithHugeHeadersLeavesTheDaemonsMemoryAlone(t *testing.T) 
 	})
 	db := pod.Container("db")
 	harness.WaitLogLine(t, db.LogPath, fmt.Sprintf("BOMB db %d", bombs), 30*time.Second)
-	rss, peak := procMemory(t, po.pid())
+	rss, peak := harness.ProcMemory(t, po.pid())
 	t.Logf("RESULT header bomb: the daemon's VmHWM %d KiB before, %d KiB after %d probe answers of 10 MiB of headers (VmRSS %d KiB)", before, peak, bombs, rss)
 	assert.Less(t, peak, 64<<10, "the daemon's peak resident memory stays under 64 MiB")
 	lines, err := harness.ReadLog(pod.Container("app").LogPath)

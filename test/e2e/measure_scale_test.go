@@ -48,7 +48,7 @@ func TestScale(t *testing.T) {
 	began := time.Now()
 	s.run(t, nodePods)
 	t.Logf("%d pods of %d containers created and released in order in %s", nodePods, len(scalePodContainers), time.Since(began).Round(time.Millisecond))
-	rss, hwm := procMemory(t, po.pid())
+	rss, hwm := harness.ProcMemory(t, po.pid())
 	// The window is the measurement, not a wait for an event: nothing is held, so nothing should run.
 	idleTicks, idleCPU, idleOnCPU := procCPU(t, po.pid(), 5*time.Second)
 	creates := scrapeHandlerHistogram(t, metricsAddr, "CreateContainer")
@@ -63,7 +63,7 @@ func TestScale(t *testing.T) {
 	require.EqualValues(t, 1, syncs.count, "one Synchronize since the restart")
 	logged := po.Logs(t, "synchronized with the runtime")
 	require.EqualValues(t, syncPods, logged[len(logged)-1]["pods"], "the restarted daemon adopts every pod")
-	rssAfterSync, _ := procMemory(t, po.pid())
+	rssAfterSync, _ := harness.ProcMemory(t, po.pid())
 
 	mib := func(kib int) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 	t.Log("\n" + strings.Join([]string{
@@ -192,27 +192,6 @@ func (s *scaleRun) removeAll(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-}
-
-// procMemory returns a process's VmRSS and VmHWM in KiB.
-func procMemory(t *testing.T, pid int) (rss, hwm int) {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kib int
-		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %d kB", &kib); err == nil {
-			rss = kib
-		}
-		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kib); err == nil {
-			hwm = kib
-		}
-	}
-	require.NoError(t, sc.Err())
-	require.NotZero(t, rss, "no VmRSS in /proc/%d/status", pid)
-	return rss, hwm
 }
 
 // procCPU returns the clock ticks (utime+stime) a process used over window, that as a percentage

@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/test/harness"
 )
 
 // measureMemoryAtNodeScale reports the daemon's memory with the API on while a node's worth of
@@ -21,7 +22,7 @@ import (
 func measureMemoryAtNodeScale(t *testing.T, b *bed, pods int) {
 	const links, parallel = 5, 10
 	pid := daemonPID(t)
-	baseRSS, baseHWM := procMemory(t, pid)
+	baseRSS, baseHWM := harness.ProcMemory(t, pid)
 	b.apply(t, pod{Name: "scale-anchor", Labels: map[string]string{"app": "scale-anchor"}, Containers: []container{{Name: "a"}}})
 	var names []string
 	for first := 0; first < pods; first += parallel {
@@ -46,7 +47,7 @@ func measureMemoryAtNodeScale(t *testing.T, b *bed, pods int) {
 		}
 		names = append(names, batch...)
 	}
-	rss, hwm := procMemory(t, pid)
+	rss, hwm := harness.ProcMemory(t, pid)
 	t.Logf("RESULT kubelet, daemon memory with the API on: %d pods × %d containers all Ready: VmRSS %.1f MiB, VmHWM %.1f MiB (before the pods: VmRSS %.1f MiB, VmHWM %.1f MiB)",
 		pods, links, float64(rss)/1024, float64(hwm)/1024, float64(baseRSS)/1024, float64(baseHWM)/1024)
 	b.c.Kubectl(t, append([]string{"delete", "pod", "--wait=true", "--timeout=300s", "scale-anchor"}, names...)...)
@@ -76,23 +77,3 @@ func daemonPID(t *testing.T) int {
 	return found[0]
 }
 
-// procMemory returns a process's VmRSS and VmHWM in KiB.
-func procMemory(t *testing.T, pid int) (rss, hwm int) {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kib int
-		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %d kB", &kib); err == nil {
-			rss = kib
-		}
-		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kib); err == nil {
-			hwm = kib
-		}
-	}
-	require.NoError(t, sc.Err())
-	require.NotZero(t, rss, "no VmRSS in /proc/%d/status", pid)
-	return rss, hwm
-}
