@@ -117,6 +117,18 @@ func nodePodInformer(client kubernetes.Interface, nodeName string) (cache.Shared
 	return nodePods, nil
 }
 
+// strippedMeta is the metadata every cached pod keeps: who it is, which version, and whether it is
+// being deleted.
+func strippedMeta(pod *corev1.Pod) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              pod.Name,
+		Namespace:         pod.Namespace,
+		UID:               pod.UID,
+		ResourceVersion:   pod.ResourceVersion,
+		DeletionTimestamp: pod.DeletionTimestamp,
+	}
+}
+
 // stripNodePod keeps what this package reads from the node's pods (names, init containers' restart
 // policy and startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
 // container ID), so that the cache costs a few hundred bytes per container whatever a tenant puts
@@ -128,13 +140,7 @@ func stripNodePod(obj any) (any, error) {
 	if !ok || pod == nil {
 		return obj, nil
 	}
-	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name:              pod.Name,
-		Namespace:         pod.Namespace,
-		UID:               pod.UID,
-		ResourceVersion:   pod.ResourceVersion,
-		DeletionTimestamp: pod.DeletionTimestamp,
-	}}
+	out := &corev1.Pod{ObjectMeta: strippedMeta(pod)}
 	out.Spec.InitContainers = stripContainers(pod.Spec.InitContainers)
 	out.Spec.Containers = stripContainers(pod.Spec.Containers)
 	out.Status.InitContainerStatuses = stripStatuses(pod.Status.InitContainerStatuses)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	labelop "k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/informers"
@@ -549,13 +548,7 @@ func stripPod(obj any, keys map[string]struct{}) (any, error) {
 	if !ok || pod == nil {
 		return obj, nil
 	}
-	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name:              pod.Name,
-		Namespace:         pod.Namespace,
-		UID:               pod.UID,
-		ResourceVersion:   pod.ResourceVersion,
-		DeletionTimestamp: pod.DeletionTimestamp,
-	}}
+	out := &corev1.Pod{ObjectMeta: strippedMeta(pod)}
 	// Over the keys, not the labels: a pod may carry thousands.
 	for k := range keys {
 		if v, ok := pod.Labels[k]; ok {
