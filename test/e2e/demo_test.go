@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,13 +38,25 @@ spec:
     - {name: api, image: registry.local/podorder/workload:test, args: [--name, api, --listen-after, 300ms, --port, "%d"]}
     - {name: db,  image: registry.local/podorder/workload:test, args: [--name, db, --listen-after, 800ms, --port, "%d"]}`
 
-// follower prints, as they happen, the daemon's decisions and the containers' first lines.
+// follower prints, as they happen and in time order, the daemon's decisions and the containers'
+// first lines.
 type follower struct {
-	t0    time.Time
-	mu    sync.Mutex
-	seen  map[string]bool
-	files map[string]string // label → CRI log path
+	t0      time.Time
+	mu      sync.Mutex
+	seen    map[string]bool
+	files   map[string]string // label → CRI log path
+	pending []moment          // seen, not printed yet
 }
+
+// moment is one line of the timeline.
+type moment struct {
+	at        time.Time
+	who, what string
+}
+
+// settle is how long a moment waits before it is printed: the daemon's log and a container's log
+// reach the disk at their own pace, and a moment read late must still print in its place.
+const settle = 300 * time.Millisecond
 
 func (f *follower) line(at time.Time, who, what string) {
 	key := who + what
@@ -51,7 +64,21 @@ func (f *follower) line(at time.Time, who, what string) {
 		return
 	}
 	f.seen[key] = true
-	say("  +%6.3fs  %-4s %s", at.Sub(f.t0).Seconds(), who, what)
+	f.pending = append(f.pending, moment{at, who, what})
+}
+
+// flush prints the pending moments older than before, oldest first.
+func (f *follower) flush(before time.Time) {
+	slices.SortFunc(f.pending, func(a, b moment) int { return a.at.Compare(b.at) })
+	n := 0
+	for _, m := range f.pending {
+		if !m.at.Before(before) {
+			break
+		}
+		say("  +%6.3fs  %-4s %s", m.at.Sub(f.t0).Seconds(), m.who, m.what)
+		n++
+	}
+	f.pending = f.pending[n:]
 }
 
 // poll prints what is new in the daemon's log and in the containers' logs.
@@ -94,6 +121,7 @@ func (f *follower) poll(daemonLog string) {
 			}
 		}
 	}
+	f.flush(time.Now().Add(-settle))
 }
 
 // TestDemo is `make demo`: a three-container pod declared in reverse order (web, api, db) where web
@@ -148,11 +176,14 @@ func TestDemo(t *testing.T) {
 	web := started(t, pod.Container("web"))
 	close(stop)
 	<-done
-	f.poll(po.LogPath)
 
 	api := started(t, pod.Container("api"))
 	dbListen := harness.WaitWorkloadEvent(t, pod.Container("db"), "LISTEN", 10*time.Second).At
 	apiListen := harness.WaitWorkloadEvent(t, pod.Container("api"), "LISTEN", 10*time.Second).At
+	f.poll(po.LogPath)
+	f.mu.Lock()
+	f.flush(time.Now().Add(time.Hour)) // everything that is left
+	f.mu.Unlock()
 	assert.True(t, api.After(dbListen), "api starts after db is ready")
 	assert.True(t, web.After(apiListen), "web starts after api is ready")
 	say("")
