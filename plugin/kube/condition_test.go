@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,7 +127,9 @@ func TestConditionsServeEveryPodWhileOneChurns(t *testing.T) {
 	}
 	patches.mu.Lock()
 	defer patches.mu.Unlock()
-	assert.LessOrEqual(t, len(patches.pods), 3, "the quiet pod waits for at most the churning pod's write in flight and one more: %v", patches.pods)
+	// Patches of the churning pod may follow the quiet pod's before this reads them: what counts is
+	// the quiet pod's place.
+	assert.LessOrEqual(t, slices.Index(patches.pods, "quiet"), 2, "the quiet pod waits for at most the churning pod's write in flight and one more: %v", patches.pods)
 	assert.Less(t, len(patches.pods), 1000/10, "the churning pod's wishes coalesce")
 }
 

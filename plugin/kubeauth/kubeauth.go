@@ -26,7 +26,11 @@ import (
 // 15 s then costs two reviews a minute, and a flood of made-up tokens neither grows memory nor
 // reaches the API server faster than that rate.
 const (
-	TTL              = time.Minute
+	TTL = time.Minute
+	// Grace is how long past its TTL an allowed decision is still served while the rate limit
+	// refuses new reviews: a flood of made-up tokens, which any pod can send, must not turn
+	// Prometheus away when its decision expires. A revoked scraper keeps access that much longer.
+	Grace            = time.Minute
 	MaxEntries       = 1024
 	ReviewsPerSecond = 5
 	ReviewBurst      = 10
@@ -51,6 +55,14 @@ type decision struct {
 	status  int
 	user    string
 	expires time.Time
+}
+
+// servedUntil is when d stops being served at all: at its expiry, or past its grace if it allows.
+func (d decision) servedUntil() time.Time {
+	if d.status == http.StatusOK {
+		return d.expires.Add(Grace)
+	}
+	return d.expires
 }
 
 // New returns a Filter asking the API server through client.
@@ -107,7 +119,10 @@ func (f *Filter) decide(ctx context.Context, token, path string) (decision, erro
 	if ok && now.Before(d.expires) {
 		return d, nil
 	}
-	if !f.limiter.Allow() {
+	if !f.limiter.AllowN(now, 1) {
+		if ok && d.status == http.StatusOK && now.Before(d.servedUntil()) {
+			return d, nil
+		}
 		return decision{status: http.StatusTooManyRequests}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
@@ -156,7 +171,7 @@ func (f *Filter) remember(key [sha256.Size]byte, d decision, now time.Time) {
 	defer f.mu.Unlock()
 	if len(f.decisions) >= MaxEntries {
 		for k, old := range f.decisions {
-			if !now.Before(old.expires) {
+			if !now.Before(old.servedUntil()) {
 				delete(f.decisions, k)
 			}
 		}

@@ -98,6 +98,29 @@ func TestTheSubjectAccessReviewAsksForGetOnTheNonResourceURL(t *testing.T) {
 	assert.Equal(t, map[string]authzv1.ExtraValue{"authentication.kubernetes.io/node-name": {"node-1"}}, sar.Extra)
 }
 
+// A flood of made-up tokens used to turn Prometheus away once its decision expired: the flood
+// takes every review the rate limit allows.
+func TestAnAllowedScraperIsServedThroughAFloodPastItsTTL(t *testing.T) {
+	api := newAPIServer()
+	f := New(api, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	f.now = func() time.Time { return now }
+	require.Equal(t, http.StatusOK, scrape(f, "prometheus").Code)
+	flood := func(round int) {
+		for i := range 2 * ReviewBurst {
+			scrape(f, fmt.Sprintf("forged-%d-%d", round, i))
+		}
+		require.Equal(t, http.StatusTooManyRequests, scrape(f, fmt.Sprintf("forged-%d-more", round)).Code, "the flood took every review")
+	}
+	now = now.Add(TTL + time.Second)
+	flood(1)
+	assert.Equal(t, http.StatusOK, scrape(f, "prometheus").Code, "the expired decision is served within its grace")
+	assert.Equal(t, http.StatusTooManyRequests, scrape(f, "nobody").Code, "only allowed decisions get a grace")
+	now = now.Add(Grace)
+	flood(2)
+	assert.Equal(t, http.StatusTooManyRequests, scrape(f, "prometheus").Code, "not past its grace")
+}
+
 func TestADecisionIsRememberedForItsTTL(t *testing.T) {
 	api := newAPIServer()
 	f := New(api, slog.New(slog.DiscardHandler))
@@ -118,6 +141,8 @@ func TestADecisionIsRememberedForItsTTL(t *testing.T) {
 func TestAFloodOfUnknownTokensIsRateLimitedAndBounded(t *testing.T) {
 	api := newAPIServer()
 	f := New(api, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	f.now = func() time.Time { return now } // the limiter refills by this clock: frozen, it does not
 	codes := map[int]int{}
 	for i := range 1000 {
 		codes[scrape(f, fmt.Sprintf("forged-%d", i)).Code]++
