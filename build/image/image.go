@@ -107,8 +107,9 @@ func startBuildkitd(ctx context.Context, tools Tools, root, addr string) (stop f
 		// A FROM scratch image needs neither overlay mounts nor a network.
 		"--oci-worker-snapshotter", "native",
 		"--oci-worker-net", "host")
+	// No Pdeathsig: it follows the OS thread that started the process, not this one, and Go may
+	// end that thread mid-build; stop ends buildkitd instead.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("build image: start buildkitd: %w", err)

@@ -116,11 +116,25 @@ func TestThePodStatusGrantShipsOnlyWithItsGuard(t *testing.T) {
 	}
 }
 
-func TestTheReadinessGateWithoutTheAPIFailsToRender(t *testing.T) {
-	cmd := exec.Command(Helm(t), "template", "po", "../../charts/podorder", "--kube-version", "1.37.2", "--set", "api.enabled=false")
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "%s", out)
-	assert.Contains(t, string(out), "policies.readinessGate=true needs api.enabled=true")
+func TestImpossibleCombinationsFailToRender(t *testing.T) {
+	tests := map[string]struct {
+		set  []string
+		want string
+	}{
+		"the readinessGate without the API":      {[]string{"api.enabled=false"}, "policies.readinessGate=true needs api.enabled=true"},
+		"host-network probes from a pod network": {[]string{"hostNetwork=false"}, "probes.hostNetwork=true needs hostNetwork=true"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"template", "po", "../../charts/podorder", "--kube-version", "1.37.2"}
+			for _, s := range tt.set {
+				args = append(args, "--set", s)
+			}
+			out, err := exec.Command(Helm(t), args...).CombinedOutput()
+			require.Error(t, err, "%s", out)
+			assert.Contains(t, string(out), tt.want)
+		})
+	}
 }
 
 func TestStopWithOffDropsHostPIDAndKill(t *testing.T) {
