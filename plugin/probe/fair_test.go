@@ -170,23 +170,23 @@ func TestTheProbesAPodCausesAreCappedTogether(t *testing.T) {
 func TestWaitingAttemptsTakeTurnsAcrossNamespacesThenPods(t *testing.T) {
 	r := &Runner{Workers: 4}
 	// Fill the queues by hand, as the scheduler does when no worker is free: namespace a has two
-	// pods with three due attempts each, namespace b one pod with one.
-	var tasks []*task
+	// pods with three due attempts each and two with one, namespace b one pod with one.
 	queue := func(o owner) {
 		t := &task{pod: r.shareLocked(o), index: -1}
 		t.pod.probes++
 		t.pod.ns.probes++
-		tasks = append(tasks, t)
 		r.busy = positive(r.Workers, DefaultWorkers) // every worker busy: dispatch only queues
 		r.dispatchLocked(t)
 	}
-	a1, a2, b1 := owner{"a", "1"}, owner{"a", "2"}, owner{"b", "1"}
+	a1, a2, a3, a4, b1 := owner{"a", "1"}, owner{"a", "2"}, owner{"a", "3"}, owner{"a", "4"}, owner{"b", "1"}
 	for range 3 {
 		queue(a1)
 	}
 	for range 3 {
 		queue(a2)
 	}
+	queue(a3)
+	queue(a4)
 	queue(b1)
 
 	var order []owner
@@ -197,11 +197,13 @@ func TestWaitingAttemptsTakeTurnsAcrossNamespacesThenPods(t *testing.T) {
 		}
 		order = append(order, t.pod.owner)
 	}
-	// The namespaces take turns (a, b, a, a once b has nothing left) and so do a's pods (1, 2, 1);
-	// then namespace a runs three attempts, its limit with four workers, and the rest waits.
-	assert.Equal(t, []owner{a1, b1, a2, a1}, order)
-	assert.Equal(t, 2, r.pods[a1].busy)
-	assert.Equal(t, 1, r.pods[a2].busy)
+	// The namespaces take turns (a, b, then a once b has nothing left) and so do a's pods (1, 2,
+	// 3). The fourth worker is the last free one: it goes to a pod with nothing running, a4, but
+	// namespace a already runs three attempts, its limit with four workers, so the rest waits.
+	assert.Equal(t, []owner{a1, b1, a2, a3}, order)
+	for _, o := range []owner{a1, a2, a3} {
+		assert.Equal(t, 1, r.pods[o].busy, "%v", o)
+	}
 	assert.Equal(t, 3, r.namespaces["a"].busy)
 	assert.Len(t, r.turns, 1, "namespace a still has attempts waiting")
 }
@@ -266,4 +268,88 @@ func TestTimedOut(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) { assert.Equal(t, tt.want, timedOut(tt.err)) })
 	}
+}
+
+// Two pods in two namespaces, each below its own limits, used to be able to take every worker
+// between them with attempts that answer just before their timeout (never "slow" by timing out):
+// a newcomer then waited for one of them to end. Now the last free worker is kept for a pod with
+// nothing running.
+func TestTheLastFreeWorkerIsForAPodWithNothingRunning(t *testing.T) {
+	r := &Runner{Workers: 4}
+	queue := func(o owner) *task {
+		t := &task{pod: r.shareLocked(o), index: -1, probe: &decl.Probe{Kind: "tcp", Port: 1}}
+		t.pod.probes++
+		t.pod.ns.probes++
+		r.busy = positive(r.Workers, DefaultWorkers) // every worker busy: dispatch only queues
+		r.dispatchLocked(t)
+		return t
+	}
+	a, b := owner{"evil-a", "pod"}, owner{"evil-b", "pod"}
+	for range 3 {
+		queue(a)
+		queue(b)
+	}
+	var taken []owner
+	for t := r.takeLocked(); t != nil; t = r.takeLocked() {
+		taken = append(taken, t.pod.owner)
+	}
+	assert.Equal(t, []owner{a, b, a}, taken, "the fourth worker is not taken by a pod already running")
+	calm := queue(owner{"calm", "pod"})
+	assert.Same(t, calm, r.takeLocked(), "a newcomer gets the last free worker at once")
+}
+
+func TestAnAttemptIsSlowWhenItTakesLongWhateverItsOutcome(t *testing.T) {
+	tests := map[string]struct {
+		took time.Duration
+		err  error
+		want bool
+	}{
+		"quick pass":                {time.Millisecond, nil, false},
+		"quick failure":             {time.Millisecond, errors.New("http status 503"), false},
+		"late answer":               {slowAttempt, errors.New("http status 503"), true},
+		"late pass":                 {slowAttempt, nil, true},
+		"ran out its time, quickly": {time.Millisecond, context.DeadlineExceeded, true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := &Runner{Workers: 4, scheduling: true}
+			tk := &task{pod: r.shareLocked(owner{"ns", "pod"}), index: -1, probe: &decl.Probe{Kind: "tcp", Port: 1, SuccessThreshold: 2},
+				timeout: time.Second, ready: func() {}}
+			tk.pod.probes++
+			tk.pod.ns.probes++
+			r.busy = positive(r.Workers, DefaultWorkers)
+			r.dispatchLocked(tk)
+			require.Same(t, tk, r.takeLocked())
+			r.finish(tk, time.Now().Add(-tt.took), tt.err)
+			assert.Equal(t, tt.want, tk.slow)
+		})
+	}
+}
+
+// The finding's attack from two namespaces at once: each pod below its own limits, together they
+// used to hold every worker, and a newcomer waited for one of their attempts to end.
+func TestHangingProbesInTwoNamespacesDoNotDelayAnotherPodsProbe(t *testing.T) {
+	hang := newHangingServer(t)
+	good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer good.Close()
+	r, _ := newTestRunner()
+	r.Timeout = 2 * wait // longer than the wait below: no hanging attempt ends during the test
+	for _, ns := range []string{"evil-a", "evil-b"} {
+		for range 16 {
+			stop, err := r.StartPod(ns, "pod", "", &decl.Probe{Kind: "http", Port: hang.port, Path: "/"},
+				func() { t.Error("a server that never answers passed") })
+			require.NoError(t, err)
+			defer stop()
+		}
+	}
+	hang.waitAccepted(t, 3) // every worker but the last free one
+
+	ready, readyCh := signal()
+	start := time.Now()
+	stop, err := r.StartPod("calm", "pod", "", &decl.Probe{Kind: "http", Port: portOf(t, good.URL), Path: "/"}, ready)
+	require.NoError(t, err)
+	defer stop()
+	waitReady(t, readyCh)
+	t.Logf("the other pod's probe passed %v after its start, with %d hanging attempts in flight", time.Since(start), hang.accepted.Load())
+	assert.Zero(t, hang.ended.Load(), "the other pod's probe waited for a hanging attempt to end")
 }

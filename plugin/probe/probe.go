@@ -16,9 +16,11 @@
 // thread to the daemon's namespace, so threads never have to be thrown away in the normal case.
 //
 // Tenants are hostile, so the workers are shared fairly: attempts that wait for a worker take turns
-// across namespaces and, within a namespace, across pods, and one pod (one namespace) never
-// occupies every worker, so a pod whose server accepts and never answers delays only its own
-// probes. Each pod and each namespace may also run only so many probes.
+// across namespaces and, within a namespace, across pods; one pod (one namespace) never occupies
+// every worker; the last free worker is kept for a pod with no attempt running; and the probes
+// whose last attempt was slow (a server that answers late or never) share half the workers, in
+// whatever namespaces they are. A pod whose server accepts and never answers then delays others by
+// at most its first attempts. Each pod and each namespace may also run only so many probes.
 package probe
 
 import (
@@ -93,9 +95,10 @@ type Runner struct {
 	// answers delays other probes by at most this much.
 	Timeout time.Duration
 	// Workers is how many attempts run at once, node-wide (DefaultWorkers when zero). The attempts
-	// of one pod occupy at most half of them and those of one namespace all but one (at least one
-	// each): a pod whose attempts all hang until Timeout leaves workers to the other pods of its
-	// namespace and to other namespaces.
+	// of one pod occupy at most half of them, those of one namespace all but one, those of slow
+	// probes half of them, and the last free one goes to a pod with nothing running: pods whose
+	// attempts all hang until Timeout leave workers to the other pods of their namespace and to
+	// other namespaces.
 	Workers int
 	// MaxProbes is how many probes may be active at once, node-wide (DefaultMaxProbes when zero);
 	// Start fails beyond it rather than let tenants grow the daemon without bound.
@@ -119,7 +122,8 @@ type Runner struct {
 	namespaces map[string]*nsShare // the namespaces of those pods
 	turns      []*nsShare          // namespaces with attempts waiting for a worker, next turn first
 	busy       int                 // running worker goroutines
-	slowBusy   int                 // running attempts of probes whose last attempt ran out its time
+	running    int                 // attempts running
+	slowBusy   int                 // running attempts of probes whose last attempt was slow
 	scheduling bool                // whether the scheduler goroutine runs
 	wake       chan struct{}       // tells the scheduler the earliest due time changed
 	netns      map[string]*nsFile  // open namespaces by path, shared by the probes of a pod
@@ -202,9 +206,9 @@ type task struct {
 	passed     bool
 	warned     bool // whether entering the namespace failing was already logged
 	diagWarned bool // whether listing the listeners failing was already logged
-	// slow says the probe's last attempt ran out its time: a server that accepts and never
-	// answers. Its next attempts share a few workers with every other slow probe of the node, so
-	// that hanging servers in any number of namespaces leave workers to everyone else.
+	// slow says the probe's last attempt took slowAttempt or more: a server that answers late or
+	// never. Its next attempts share a few workers with every other slow probe of the node, so that
+	// slow servers in any number of namespaces leave workers to everyone else.
 	slow bool
 	// runningSlow is set while a worker runs a slow attempt: it counts in Runner.slowBusy.
 	runningSlow bool
@@ -517,7 +521,10 @@ func (r *Runner) takeLocked() *task {
 			continue
 		}
 		for j, pod := range ns.pods {
-			if pod.busy >= podLimit || (pod.due[0].slow && r.slowBusy >= slowLimit) {
+			if pod.busy >= podLimit || (pod.due[0].slow && r.slowBusy >= slowLimit) ||
+				// The last free worker is for a pod with nothing running: no set of pods
+				// can keep a newcomer waiting for one of their attempts to end.
+				(pod.busy > 0 && r.running >= workers-1) {
 				continue
 			}
 			t := pod.due[0]
@@ -533,6 +540,7 @@ func (r *Runner) takeLocked() *task {
 			t.queued = false
 			pod.busy++
 			ns.busy++
+			r.running++
 			if t.runningSlow = t.slow; t.slow {
 				r.slowBusy++
 			}
@@ -608,11 +616,16 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 	t.busy = false
 	t.pod.busy--
 	t.pod.ns.busy--
+	r.running--
 	if t.runningSlow {
 		r.slowBusy--
 		t.runningSlow = false
 	}
-	t.slow = timedOut(err)
+	slowAfter := slowAttempt
+	if t.timeout > 0 {
+		slowAfter = min(slowAfter, t.timeout/2)
+	}
+	t.slow = timedOut(err) || time.Since(start) >= slowAfter
 	r.dropLocked(t.pod)
 	switch {
 	case t.stopped:
@@ -647,6 +660,10 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 	}()
 	t.ready()
 }
+
+// slowAttempt is how long an attempt may take before its probe counts as slow: a probe of the pod's
+// own network answers in a few milliseconds, even on a loaded node.
+const slowAttempt = 250 * time.Millisecond
 
 // timedOut reports whether an attempt ended because its time ran out, rather than with an answer:
 // the mark of a server that accepts and never answers.
