@@ -72,6 +72,10 @@ const (
 	MaxDependencies = 32
 	// MaxPodDependencies is the most distinct pod(...) dependencies of one pod.
 	MaxPodDependencies = 8
+	// MaxPodSelectorKeys is the most distinct label keys one pod's pod(...) selectors use. The
+	// daemon keeps in memory only the labels some selector on a namespace uses, at most 64 keys
+	// per namespace for all pods together: one pod must not take most of them.
+	MaxPodSelectorKeys = 8
 	// MaxProbes is the most podorder.dev/probe keys of one pod.
 	MaxProbes = 16
 	// MaxTimeout is the longest hold a container may declare.
@@ -301,6 +305,7 @@ func Parse(labels, annotations map[string]string) *Pod {
 // exceed what one pod may cost the node; every container that declares one is named.
 func (p *Pod) checkPodLimits() {
 	selectors := map[string]PodDependency{}
+	keys := map[string]bool{}
 	var withPods, withProbes []string
 	for _, c := range sortedKeys(p.Holds) {
 		h := p.Holds[c]
@@ -313,6 +318,10 @@ func (p *Pod) checkPodLimits() {
 				p.fail(c, fmt.Errorf("%s and %s have the same internal name %s: change one of them", prev, d, d.Name))
 			}
 			selectors[d.Name] = d
+			for _, term := range strings.Split(d.Selector, ",") {
+				k, _, _ := strings.Cut(term, "=")
+				keys[k] = true
+			}
 		}
 		if h.Probe != nil {
 			withProbes = append(withProbes, c)
@@ -323,6 +332,12 @@ func (p *Pod) checkPodLimits() {
 			p.fail(c, fmt.Errorf("the pod declares %d distinct pod(...) dependencies, more than the %d podorder allows per pod: "+
 				"select the pods with fewer, broader selectors (containers with pod dependencies: %s)",
 				len(selectors), MaxPodDependencies, strings.Join(withPods, ", ")))
+		}
+	}
+	if len(keys) > MaxPodSelectorKeys {
+		for _, c := range withPods {
+			p.fail(c, fmt.Errorf("the pod's pod(...) selectors use %d distinct label keys, more than the %d podorder allows per pod: "+
+				"select on fewer labels (containers with pod dependencies: %s)", len(keys), MaxPodSelectorKeys, strings.Join(withPods, ", ")))
 		}
 	}
 	if len(withProbes) > MaxProbes {

@@ -189,6 +189,11 @@ func TestParseEnforcesTheDeclarationLimits(t *testing.T) {
 				"podorder.dev/after.app": many(MaxPodDependencies, func(i int) string { return fmt.Sprintf("pod(app=v%d)", i) }),
 				"podorder.dev/after.web": "pod(app=other)",
 			}, "web", fmt.Sprintf("the pod declares %d distinct pod(...) dependencies, more than the %d podorder allows per pod", MaxPodDependencies+1, MaxPodDependencies)},
+		{"more selector label keys than the pod limit, summed over its selectors",
+			map[string]string{
+				"podorder.dev/after.app": "pod(k0=v,k1=v,k2=v,k3=v),pod(k4=v,k5=v)",
+				"podorder.dev/after.web": "pod(k6=v,k7=v,k0=w),pod(k8=v)",
+			}, "web", fmt.Sprintf("the pod's pod(...) selectors use %d distinct label keys, more than the %d podorder allows per pod", MaxPodSelectorKeys+1, MaxPodSelectorKeys)},
 		{"more probes than the pod limit", manyProbes, "c1", fmt.Sprintf("the pod declares %d podorder.dev/probe keys, more than the %d", MaxProbes+1, MaxProbes)},
 		{"a timeout over the cap", map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "2562047h47m16s"}, "app",
 			"timeout must be a positive Go duration of at most 24h0m0s"},
