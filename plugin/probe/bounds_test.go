@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -148,7 +149,10 @@ func TestHeaderBombsOnEveryWorkerKeepTheDaemonSmall(t *testing.T) {
 	_, err = c.Read(make([]byte, 1))
 	require.NoError(t, err)
 	c.Close()
-	before := procStatus(t, "VmHWM")
+	// Reset the process's peak to what it holds now, so that an earlier test's peak cannot hide
+	// this one's (Linux ≥ 4.0: writing 5 to clear_refs resets VmHWM).
+	require.NoError(t, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0))
+	before := procStatus(t, "VmRSS")
 	for range 2 * r.Workers {
 		stop, err := r.Start("", &decl.Probe{Kind: "http", Port: port, Path: "/"}, func() {})
 		require.NoError(t, err)
@@ -157,7 +161,9 @@ func TestHeaderBombsOnEveryWorkerKeepTheDaemonSmall(t *testing.T) {
 	rec.waitFor(t, msgFailed, 3*r.Workers)
 	grown := procStatus(t, "VmHWM") - before
 	t.Logf("peak RSS grew by %d KiB over %d failed attempts on %d workers", grown, rec.count(msgFailed), r.Workers)
-	assert.Less(t, grown, 16<<10, "peak RSS growth, KiB")
+	// Unbounded, the attempts grew it by about 74 MiB; bounded, by up to 12 MiB under the race
+	// detector (its shadow memory), and under 1 MiB without it.
+	assert.Less(t, grown, 32<<10, "peak RSS growth, KiB")
 }
 
 // h2Frame encodes one HTTP/2 frame.
