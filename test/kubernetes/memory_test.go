@@ -76,4 +76,3 @@ func daemonPID(t *testing.T) int {
 	require.Len(t, found, 1, "one podorder daemon on the node")
 	return found[0]
 }
-
