@@ -8,12 +8,10 @@ GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
-# podorder's image: the Dockerfile (the daemon and the hook, static, on an empty base) built with
-# BuildKit by build/image, as an OCI archive
-# in _output; the cluster tests build and run the same image.
-IMAGE_TAG ?= v0.3.0
-image: deps _output
-	$(GO) run ./build/image/cmd -o _output -tag $(IMAGE_TAG)
+# The release's version, written once: the chart, the manifests' image tag and `make image` follow it
+# (build/image/version_test.go keeps them so).
+VERSION := $(shell cat VERSION)
+IMAGE_TAG ?= v$(VERSION)
 
 # Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
 HELM_VERSION ?= v3.22.0
@@ -27,6 +25,11 @@ all: build
 build:
 	$(GOFLAGS_STATIC) -o bin/podorder ./cmd/podorder
 	$(GOFLAGS_STATIC) -o bin/podorder-hook ./cmd/podorder-hook
+
+# podorder's image: the Dockerfile (the daemon and the hook, static, on an empty base) built with
+# BuildKit by build/image, as an OCI archive in _output; the cluster tests build and run the same image.
+image: deps _output
+	$(GO) run ./build/image/cmd -o _output -tag $(IMAGE_TAG)
 
 deps:
 	hack/install-deps.sh

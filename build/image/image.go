@@ -21,6 +21,15 @@ import (
 // values), with the release's tag.
 const Ref = "registry.local/podorder/podorder"
 
+// Version returns the release's version, written once in the VERSION file at moduleDir.
+func Version(moduleDir string) (string, error) {
+	v, err := os.ReadFile(filepath.Join(moduleDir, "VERSION"))
+	if err != nil {
+		return "", fmt.Errorf("read the release's version: %w", err)
+	}
+	return strings.TrimSpace(string(v)), nil
+}
+
 // Tools are the programs a build runs.
 type Tools struct {
 	// Buildkitd and Buildctl are BuildKit's daemon and client.

@@ -8,6 +8,7 @@
 //	annotation  podorder.dev/after.<c>: "db, cache:started, migrate:completed"
 //	either      podorder.dev/timeout.<c>: "5m"
 //	annotation  podorder.dev/probe.<c>: "tcp:5432" | "http:8080/healthz"
+//	either      podorder.dev/readiness.<c>: podorder | kubelet
 //	label       podorder.dev/stop-with.<c>: main.worker_failed
 //	annotation  podorder.dev/stop-with.<c>: "main, worker:failed"
 //	either      podorder.dev/stop-grace.<c>: "20s"

@@ -677,8 +677,6 @@ func (p *Pod) missing(a *Attempt) string {
 	return strings.Join(out, "; ")
 }
 
-// Missing describes what a still waits for, for messages.
-func (p *Pod) Missing(a *Attempt) string { return p.missing(a) }
 
 func (p *Pod) state(container string) condition.State {
 	if a := p.Attempts[container]; a != nil {

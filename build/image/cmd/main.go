@@ -16,8 +16,16 @@ import (
 
 func main() {
 	out := flag.String("o", "_output", "directory to write the image archive into")
-	tag := flag.String("tag", "v0.3.0", "the image's tag")
+	tag := flag.String("tag", "", "the image's tag (default: v and the VERSION file)")
 	flag.Parse()
+	if *tag == "" {
+		v, err := image.Version(".")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "image:", err)
+			os.Exit(1)
+		}
+		*tag = "v" + v
+	}
 	dir, err := filepath.Abs(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
