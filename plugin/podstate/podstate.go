@@ -677,7 +677,6 @@ func (p *Pod) missing(a *Attempt) string {
 	return strings.Join(out, "; ")
 }
 
-
 func (p *Pod) state(container string) condition.State {
 	if a := p.Attempts[container]; a != nil {
 		return a.TS.State()
