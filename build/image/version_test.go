@@ -22,7 +22,9 @@ func TestTheVersionIsWrittenOnce(t *testing.T) {
 	}
 	var chart struct{ Version, AppVersion string }
 	read("charts/podorder/Chart.yaml", &chart)
-	var values struct{ Image struct{ Repository, Tag string } }
+	var values struct {
+		Image struct{ Repository, Tag string }
+	}
 	read("charts/podorder/values.yaml", &values)
 	var kustomization struct {
 		Images []struct{ Name, NewName, NewTag string } `json:"images"`
