@@ -310,6 +310,7 @@ func serveMetrics(ctx context.Context, cfg Config, src *kube.Source, metrics htt
 	if err != nil {
 		return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
 	}
+	l.PerPeer = serve.MetricsPerPeer
 	mux := http.NewServeMux()
 	srv := serve.Server(mux, serve.DefaultLimits, log)
 	if !cfg.MetricsSecure {

@@ -33,6 +33,10 @@ type Limits struct {
 // for a few people running curl.
 var DefaultLimits = Limits{Timeout: 5 * time.Second, IdleTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10, MaxConns: 32}
 
+// MetricsPerPeer is how many connections one address may hold open on the metrics endpoint, which
+// every pod of the cluster can reach: a scraper needs one, and no single pod can take the 32 slots.
+const MetricsPerPeer = 4
+
 // Server returns an http.Server for h with lim's timeouts and header cap. HTTP/2 is off: its
 // streams multiply what one connection may cost (and were the vector of the rapid-reset attack),
 // and a scrape or a probe gains nothing from it.
@@ -57,9 +61,16 @@ func Server(h http.Handler, lim Limits, log *slog.Logger) *http.Server {
 // not wait out the timeouts of the ones being served.
 type Listener struct {
 	net.Listener
+	// PerPeer, when above zero, is how many of the slots one peer address may hold: on an endpoint
+	// every pod can reach, one pod must not take them all. Set it before the first Accept.
+	PerPeer int
+
 	slots    chan struct{}
 	refused  atomic.Int64
 	accepted atomic.Int64
+
+	mu    sync.Mutex
+	peers map[string]int // open connections by peer address, with PerPeer
 }
 
 // Listen listens on addr (host:port) with room for maxConns open connections.
@@ -82,14 +93,54 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		peer, ok := l.takePeer(c)
+		if !ok {
+			l.refused.Add(1)
+			c.Close()
+			continue
+		}
 		select {
 		case l.slots <- struct{}{}:
 			l.accepted.Add(1)
-			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
+			return &slotConn{Conn: c, release: func() { <-l.slots; l.releasePeer(peer) }}, nil
 		default:
+			l.releasePeer(peer)
 			l.refused.Add(1)
 			c.Close()
 		}
+	}
+}
+
+// takePeer counts c against its peer's share, or reports that the peer holds its share already.
+func (l *Listener) takePeer(c net.Conn) (peer string, ok bool) {
+	if l.PerPeer <= 0 {
+		return "", true
+	}
+	peer = c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(peer); err == nil {
+		peer = host
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.peers[peer] >= l.PerPeer {
+		return "", false
+	}
+	if l.peers == nil {
+		l.peers = map[string]int{}
+	}
+	l.peers[peer]++
+	return peer, true
+}
+
+// releasePeer gives back a connection of peer's share.
+func (l *Listener) releasePeer(peer string) {
+	if l.PerPeer <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.peers[peer]--; l.peers[peer] <= 0 {
+		delete(l.peers, peer)
 	}
 }
 

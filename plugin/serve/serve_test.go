@@ -20,10 +20,14 @@ import (
 )
 
 // start serves an "ok" handler with lim on a loopback port until the test ends.
-func start(t *testing.T, lim Limits) *Listener {
+func start(t *testing.T, lim Limits) *Listener { return startPerPeer(t, lim, 0) }
+
+// startPerPeer is start with a listener that lets one peer hold perPeer connections.
+func startPerPeer(t *testing.T, lim Limits, perPeer int) *Listener {
 	t.Helper()
 	l, err := Listen("127.0.0.1:0", lim.MaxConns)
 	require.NoError(t, err)
+	l.PerPeer = perPeer
 	srv := Server(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }), lim, slog.New(slog.DiscardHandler))
 	stop := make(chan struct{})
 	Run(srv, l, stop, "test", slog.New(slog.DiscardHandler))
@@ -31,9 +35,13 @@ func start(t *testing.T, lim Limits) *Listener {
 	return l
 }
 
-func dial(t *testing.T, l *Listener) net.Conn {
+func dial(t *testing.T, l *Listener) net.Conn { return dialFrom(t, l, "127.0.0.1") }
+
+// dialFrom connects to l from the loopback address from, a peer of its own.
+func dialFrom(t *testing.T, l *Listener, from string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", l.Addr().String())
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -113,6 +121,21 @@ func TestTheConnectionBeyondTheCapIsClosedUntilOneIsGivenBack(t *testing.T) {
 	first.Close()
 	require.Eventually(t, func() bool { return l.Open() == 1 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, http.StatusOK, get(t, dial(t, l), ""), "served once a slot is free")
+}
+
+// The metrics endpoint is reachable from every pod: one pod used to be able to hold all of its
+// connection slots, and Prometheus' scrapes then found none.
+func TestOnePeerHoldsAtMostItsShareOfTheSlots(t *testing.T) {
+	l := startPerPeer(t, Limits{Timeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10, MaxConns: 8}, 2)
+	first, second := dialFrom(t, l, "127.0.0.2"), dialFrom(t, l, "127.0.0.2")
+	require.Equal(t, http.StatusOK, get(t, first, ""))
+	require.Equal(t, http.StatusOK, get(t, second, ""))
+	closedByServer(t, dialFrom(t, l, "127.0.0.2"), 10*time.Second)
+	assert.Equal(t, http.StatusOK, get(t, dialFrom(t, l, "127.0.0.3"), ""), "another peer is served")
+
+	first.Close()
+	require.Eventually(t, func() bool { return l.Open() == 2 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, http.StatusOK, get(t, dialFrom(t, l, "127.0.0.2"), ""), "served again once it gave one back")
 }
 
 // This guards issue 14's finding 2: the health endpoint of before (an http.Server with only a
