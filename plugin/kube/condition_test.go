@@ -96,13 +96,18 @@ func recordPatches(client *fake.Clientset) *patchRecorder {
 	return r
 }
 
-func TestConditionsServeEveryPodWhileOneChurns(t *testing.T) {
+// runRecorded runs a condition writer at 50 patches a second, until the test ends, against a fake
+// API server whose patches are recorded.
+func runRecorded(t *testing.T) (*Conditions, *patchRecorder) {
 	client := fake.NewClientset()
 	patches := recordPatches(client)
 	w := NewConditions(client, 50, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	go w.Run(t.Context())
+	return w, patches
+}
+
+func TestConditionsServeEveryPodWhileOneChurns(t *testing.T) {
+	w, patches := runRecorded(t)
 
 	churn := kubeapi.PodRef{Namespace: "ns", Name: "churn", UID: "uid-churn"}
 	quiet := kubeapi.PodRef{Namespace: "ns", Name: "quiet", UID: "uid-quiet"}
@@ -134,12 +139,7 @@ func TestConditionsServeEveryPodWhileOneChurns(t *testing.T) {
 }
 
 func TestConditionsCapTheMessageOfAHostilePod(t *testing.T) {
-	client := fake.NewClientset()
-	patches := recordPatches(client)
-	w := NewConditions(client, 50, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	w, patches := runRecorded(t)
 
 	ref := kubeapi.PodRef{Namespace: "ns", Name: "hostile", UID: "uid-1"}
 	w.Set(ref, podstate.PodCondition{Reason: podstate.ConditionHeld, Message: strings.Repeat("app waits for pod(x=y) ", 147_000/23)})
