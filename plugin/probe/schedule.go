@@ -1,0 +1,72 @@
+package probe
+
+import (
+	"container/heap"
+	"time"
+)
+
+// pushLocked schedules t's next attempt, starting the scheduler if it exited for lack of work:
+// it exits so that a node without probes runs no probe goroutine at all.
+func (r *Runner) pushLocked(t *task) {
+	heap.Push(&r.due, t)
+	if !r.scheduling {
+		r.scheduling = true
+		if r.wake == nil {
+			r.wake = make(chan struct{}, 1)
+		}
+		go r.schedule()
+		return
+	}
+	if t.index == 0 {
+		r.wakeLocked()
+	}
+}
+
+func (r *Runner) wakeLocked() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule hands due probes to workers until no probe is waiting.
+func (r *Runner) schedule() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		r.mu.Lock()
+		now := time.Now()
+		for len(r.due) > 0 && !r.due[0].at.After(now) {
+			r.dispatchLocked(heap.Pop(&r.due).(*task))
+		}
+		if len(r.due) == 0 {
+			r.scheduling = false
+			r.mu.Unlock()
+			return
+		}
+		timer.Reset(r.due[0].at.Sub(now))
+		r.mu.Unlock()
+		select {
+		case <-timer.C:
+		case <-r.wake:
+			timer.Stop()
+		}
+	}
+}
+
+// scheduleLocked queues t's next attempt one period after start: the fast period at first, doubled
+// after each failure once FastFor has passed, and never shorter than the node-wide budget allows.
+func (r *Runner) scheduleLocked(t *task, start time.Time, failed bool) {
+	if failed && start.Sub(t.begun) >= positive(r.FastFor, DefaultFastFor) {
+		t.period = min(2*t.period, max(positive(r.MaxInterval, DefaultMaxInterval), t.interval))
+	}
+	period := t.period
+	if budget := time.Duration(r.active) * time.Second / time.Duration(positive(r.AttemptsPerSecond, DefaultAttemptsPerSecond)); period < budget {
+		period = budget
+	}
+	t.at = start.Add(period)
+	if now := time.Now(); t.at.Before(now) {
+		t.at = now
+	}
+	r.pushLocked(t)
+}
