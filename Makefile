@@ -105,7 +105,7 @@ scale: deps _output
 	PODORDER_SCALE=1 $(GO) test -count=1 -timeout 15m -v -run 'TestScale$$' ./test/e2e/ 2>&1 | tee _output/scale.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT' | sed -E 's/^\s+RESULT/RESULT/' ; exit $${PIPESTATUS[0]}
 
 # A short coverage-guided run of each fuzz target; fuzz-long is the campaign behind the numbers in
-# the README (1,000,000 executions each). New crashers land in testdata/fuzz: commit them.
+# docs/development.md (1,000,000 executions each). New crashers land in testdata/fuzz: commit them.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./plugin/decl/

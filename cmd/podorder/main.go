@@ -1,5 +1,5 @@
 // Command podorder is the node daemon: an NRI plugin that holds containers until the containers they
-// depend on are started, ready or completed. See README.md for the label API.
+// depend on are started, ready or completed. See docs/labels.md for the label API.
 //
 //	podorder [flags]                 the daemon
 //	podorder explain -f pod.yaml     offline: the start plan and the problems of each pod template

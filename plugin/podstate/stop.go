@@ -113,7 +113,7 @@ func (p *Pod) stopped(a *Attempt, code int32, now time.Time) []Effect {
 	o.log(slog.LevelInfo, name, "stopped", "reason", st.Why, "took_ms", took.Milliseconds(), "exit_code", code, "killed", st.Killed)
 	if code != 0 && st.Signal != 0 {
 		o.record(true, ReasonStopped, "container %s stopped: %s with code %d; cause: %s. A non-zero exit fails a pod with restartPolicy Never "+
-			"and restarts it under OnFailure: make %s exit 0 on %s (see podorder's README, Jobs)", name, how, code, st.Why, name, decl.SignalName(st.Signal))
+			"and restarts it under OnFailure: make %s exit 0 on %s (see podorder's docs/lifecycle.md, Jobs)", name, how, code, st.Why, name, decl.SignalName(st.Signal))
 		return o
 	}
 	o.record(false, ReasonStopped, "container %s stopped: %s with code %d; cause: %s", name, how, code, st.Why)

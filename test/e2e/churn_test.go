@@ -410,7 +410,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 			env.StopPod(t, p.pod)
 		}
 		// Pods created after containerd's restart are removed by RemovePodSandbox at once; for the
-		// ones from before, containerd 2.4.2 sends none (see README), so podorder's next
+		// ones from before, containerd 2.4.2 sends none (see docs/operating.md), so podorder's next
 		// resynchronization sweeps them.
 		for _, p := range pods[half:] {
 			_, err := os.Stat(po.Store.PodDir(p.pod.Spec.UID))
