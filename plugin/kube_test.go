@@ -13,6 +13,7 @@ import (
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 type fakeEvents struct{ reasons []string }
@@ -38,37 +39,28 @@ func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update fun
 // ends in "-noprobe", and podorder can run it itself (tcp:5432) when the name ends in "-fast".
 type fakeSpecs map[string][]string
 
-func (f fakeSpecs) ReadinessProbe(uid, container string) *decl.Probe {
-	for _, c := range f[uid] {
-		if c == container && strings.HasSuffix(c, "-fast") {
-			return &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true}
-		}
-	}
-	return nil
-}
-
 func (f fakeSpecs) Containers(uid string) ([]decl.Container, bool) {
 	names, ok := f[uid]
 	var out []decl.Container
 	for _, n := range names {
-		out = append(out, decl.Container{Name: n})
+		c := decl.Container{Name: n, ReadinessProbe: !strings.HasSuffix(n, "-noprobe")}
+		if strings.HasSuffix(n, "-fast") {
+			c.ReadinessCheck = &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true}
+		}
+		out = append(out, c)
 	}
 	return out, ok
 }
 
-func (f fakeSpecs) HasReadinessProbe(uid, container string) (bool, bool) {
-	for _, c := range f[uid] {
-		if c == container {
-			return !strings.HasSuffix(c, "-noprobe"), true
-		}
-	}
-	return false, false
+// kubeletReady is the API reporting that kubelet calls the container attempt id ready.
+func kubeletReady(p *Plugin, podUID, container, id string) {
+	p.PodObserved(podUID, podstate.Observation{Ready: []podstate.ReadyContainer{{Name: container, ID: id}}})
 }
 
 func newKubeFixture(t *testing.T, labels, annotations map[string]string) (*fixture, *fakeEvents, *fakeWatcher) {
 	f := newFixture(t, labels, annotations)
 	ev, w := &fakeEvents{}, &fakeWatcher{updates: map[string]func(bool){}}
-	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour, CrossNamespace: CrossNamespaceRules{"ns": {"shared": true}},
+	f.p = New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour, CrossNamespace: podstate.CrossNamespaceRules{"ns": {"shared": true}},
 		Kube: &Kubernetes{Events: ev, Pods: w, Specs: fakeSpecs{"uid-1": {"app", "db"}}}},
 		f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
 	return f, ev, w
@@ -91,9 +83,9 @@ func TestWithTheAPIReadyNeedsKubeletReadinessAndTheRelease(t *testing.T) {
 	db, _, _ := f2.create(t, "db")
 	f2.start(t, db)
 	assert.Nil(t, f2.tomb(t, "db").ReadyAt, "running is not ready when kubelet's readiness is known")
-	f2.p.KubeletReady("uid-1", "db", "stale-id")
+	kubeletReady(f2.p, "uid-1", "db", "stale-id")
 	assert.Nil(t, f2.tomb(t, "db").ReadyAt, "a status of another attempt is ignored")
-	f2.p.KubeletReady("uid-1", "db", db.Id)
+	kubeletReady(f2.p, "uid-1", "db", db.Id)
 	assert.NotNil(t, f2.tomb(t, "db").ReadyAt)
 	assert.NotNil(t, f2.tomb(t, "app").ReleasedAt)
 	require.Len(t, ev.reasons, 2)
@@ -126,7 +118,7 @@ func TestKubeletsVerdictReleasesWhilePodordersProbeOfTheSameCheckHasNotDecided(t
 	db, _, _ := f.create(t, "db-fast")
 	f.start(t, db)
 	require.NotNil(t, f.prober.started[5432], "db's readinessProbe runs on the node")
-	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	kubeletReady(f.p, "uid-1", "db-fast", db.Id)
 	assert.NotNil(t, f.tomb(t, "db-fast").ReadyAt)
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "kubelet's verdict on the same check releases")
 	assert.Empty(t, f.prober.started, "the probe ended: nobody needs its verdict any more")
@@ -141,7 +133,7 @@ func TestReadinessFromKubeletOptsOutOfPodordersEvaluation(t *testing.T) {
 	f.start(t, db)
 	assert.Empty(t, f.prober.started, "no node-local probe")
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
-	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	kubeletReady(f.p, "uid-1", "db-fast", db.Id)
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "kubelet's verdict releases")
 }
 
@@ -155,7 +147,7 @@ func TestARefusedReadinessProbeFallsBackToKubelet(t *testing.T) {
 	f.start(t, db)
 	assert.Contains(t, strings.Join(ev.reasons, "\n"), "PodorderProbeRefused: the probe readinessProbe tcp:5432 of container db-fast cannot run: node probe limit of 512 reached; its readiness comes from kubelet instead")
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
-	f.p.KubeletReady("uid-1", "db-fast", db.Id)
+	kubeletReady(f.p, "uid-1", "db-fast", db.Id)
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt)
 }
 
@@ -163,7 +155,7 @@ func TestKubeletReadinessOfAHeldContainerCountsOnlyOnceReleased(t *testing.T) {
 	f, _, _ := newKubeFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
 	app, _, _ := f.create(t, "app")
 	f.start(t, app)
-	f.p.KubeletReady("uid-1", "app", app.Id) // kubelet calls a held container without a probe ready
+	kubeletReady(f.p, "uid-1", "app", app.Id) // kubelet calls a held container without a probe ready
 	assert.Nil(t, f.tomb(t, "app").ReadyAt)
 	db, _, _ := f.create(t, "db")
 	f.start(t, db)

@@ -43,7 +43,7 @@ type Config struct {
 	// Kube is the Kubernetes API access; nil when podorder runs without it.
 	Kube *Kubernetes
 	// CrossNamespace says which namespaces' pods may depend on pods of which other namespaces.
-	CrossNamespace CrossNamespaceRules
+	CrossNamespace podstate.CrossNamespaceRules
 	// ProbeHostNetwork says podorder runs in the node's network namespace, so that it can probe
 	// host-network pods (which have no namespace of their own) from where it is.
 	ProbeHostNetwork bool
@@ -76,6 +76,7 @@ type Plugin struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	// mu guards everything that follows; request, async and read take it.
 	mu   sync.Mutex
 	pods map[string]*pod // by pod UID
 	// runtimeReported makes the runtime-behaviour finding a single log line.
@@ -115,95 +116,166 @@ func (p *Plugin) Shutdown(context.Context) {
 
 // Synchronize rebuilds podorder's state from the runtime's pods and containers and the store, after
 // a daemon or runtime restart, and removes the tombstones of pods that are gone.
-func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) (_ []*api.ContainerUpdate, err error) {
-	defer p.handled("Synchronize", time.Now())
-	defer p.recoverRequest("Synchronize", nil, nil, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.synchronize(pods, containers)
-	return nil, nil
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, containers []*api.Container) ([]*api.ContainerUpdate, error) {
+	return nil, p.request("Synchronize", nil, nil, func() error {
+		p.synchronize(pods, containers)
+		return nil
+	})
 }
 
 // CreateContainer validates a container's declarations and, when it is held, returns the mounts and
 // hook that hold it. A plain error fails the container's creation with podorder's message.
-func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
-	defer p.handled("CreateContainer", time.Now())
-	if !usesPodorder(sb) {
-		return nil, nil, nil
-	}
-	defer p.recoverRequest("CreateContainer", sb, c, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	adj, err := p.createContainer(sb, c)
+func (p *Plugin) CreateContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (adj *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
+	err = p.request("CreateContainer", sb, c, func() (err error) {
+		adj, err = p.createContainer(sb, c)
+		return err
+	})
 	return adj, nil, err
 }
 
 // StartContainer notes when the runtime starts a held container: the daemon's release deadline
 // counts from here, before the hook's own clock starts.
-func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
-	defer p.handled("StartContainer", time.Now())
-	if !usesPodorder(sb) {
+func (p *Plugin) StartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+	return p.request("StartContainer", sb, c, func() error {
+		p.containerEvent(sb, c, func(pd *pod, a *podstate.Attempt, now time.Time) []podstate.Effect { return pd.Starting(a, c.Pid, now) })
 		return nil
-	}
-	defer p.recoverRequest("StartContainer", sb, c, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.startContainer(sb, c)
-	return nil
+	})
 }
 
 // PostStartContainer records that the runtime's start returned.
-func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
-	defer p.handled("PostStartContainer", time.Now())
-	if !usesPodorder(sb) {
+func (p *Plugin) PostStartContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+	return p.request("PostStartContainer", sb, c, func() error {
+		p.containerEvent(sb, c, func(pd *pod, a *podstate.Attempt, now time.Time) []podstate.Effect { return pd.Started(a, now) })
 		return nil
-	}
-	defer p.recoverRequest("PostStartContainer", sb, c, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.postStartContainer(sb, c)
-	return nil
+	})
 }
 
 // StopContainer records a container's death, whether it exited by itself or was stopped.
-func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (_ []*api.ContainerUpdate, err error) {
-	defer p.handled("StopContainer", time.Now())
-	if !usesPodorder(sb) {
-		return nil, nil
-	}
-	defer p.recoverRequest("StopContainer", sb, c, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopContainer(sb, c)
-	return nil, nil
+func (p *Plugin) StopContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	return nil, p.request("StopContainer", sb, c, func() error {
+		p.containerEvent(sb, c, func(pd *pod, a *podstate.Attempt, now time.Time) []podstate.Effect {
+			return pd.Exited(a, c.ExitCode, c.StartedAt == 0, now)
+		})
+		return nil
+	})
 }
 
 // RemoveContainer forgets a removed container; see removeContainer for why it matters.
-func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) (err error) {
-	defer p.handled("RemoveContainer", time.Now())
-	if !usesPodorder(sb) {
+func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.Container) error {
+	return p.request("RemoveContainer", sb, c, func() error {
+		p.removeContainer(sb, c)
 		return nil
-	}
-	defer p.recoverRequest("RemoveContainer", sb, c, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.removeContainer(sb, c)
-	return nil
+	})
+}
+
+// RemovePodSandbox deletes the pod's tombstones and stops its probes.
+func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) error {
+	return p.request("RemovePodSandbox", sb, nil, func() error {
+		p.removePod(sb.Uid)
+		return nil
+	})
+}
+
+// PodObserved feeds an update of a pod from the Kubernetes API into its state: its spec, kubelet's
+// readiness of its containers, its deletion.
+func (p *Plugin) PodObserved(podUID string, obs podstate.Observation) {
+	p.podEvent("pod update", podUID, nil, func(pd *pod, now time.Time) []podstate.Effect { return pd.Observed(obs, now) })
+}
+
+// PodDeleted removes the tombstones of a pod the Kubernetes API says is gone from the node, in case
+// the runtime never reports its removal (containerd 2.4 does not, for pods from before its restart).
+func (p *Plugin) PodDeleted(podUID string) {
+	p.async("pod deletion", func() {
+		if pd := p.pods[podUID]; pd != nil {
+			p.log.Info("the Kubernetes API says the pod is gone; removing its tombstones", "pod", pd.Ref)
+			p.removePod(podUID)
+		}
+	})
 }
 
 // Held counts the containers held right now, for the holds gauge.
-func (p *Plugin) Held() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, pd := range p.pods {
-		for _, a := range pd.Attempts {
-			if a.Holding() {
-				n++
+func (p *Plugin) Held() (n int) {
+	p.read(func() {
+		for _, pd := range p.pods {
+			for _, a := range pd.Attempts {
+				if a.Holding() {
+					n++
+				}
 			}
 		}
-	}
+	})
 	return n
+}
+
+// Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
+func (p *Plugin) Status() (out []podstate.PodStatus) {
+	p.read(func() {
+		now := p.now()
+		out = make([]podstate.PodStatus, 0, len(p.pods))
+		for _, pd := range p.pods {
+			out = append(out, pd.Snapshot(now))
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out
+}
+
+// The plugin's three entry points, the only places that take its lock: request for the runtime's
+// calls, async for every other source (probes, the API, timers), read for snapshots. Each pod event
+// then goes through step.
+
+// request runs one NRI call of the runtime under the lock: only for pods that use podorder (sb nil
+// is a call about the whole node), with its time reported and a panic turned into this request's
+// error alone.
+func (p *Plugin) request(handler string, sb *api.PodSandbox, c *api.Container, do func() error) (err error) {
+	defer p.handled(handler, time.Now())
+	if sb != nil && !usesPodorder(sb) {
+		return nil
+	}
+	defer p.recoverRequest(handler, sb, c, &err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return do()
+}
+
+// async runs what an asynchronous source (a probe, the API, a timer) reports, under the lock, and
+// keeps a panic in it from killing the daemon.
+func (p *Plugin) async(what string, do func()) {
+	defer p.recoverCallback(what)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	do()
+}
+
+// read runs do under the lock, for a snapshot.
+func (p *Plugin) read(do func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	do()
+}
+
+// containerEvent steps the pod of a runtime call with event for this exact container attempt; an
+// event of an older attempt, or of a pod podorder does not know, changes nothing.
+func (p *Plugin) containerEvent(sb *api.PodSandbox, c *api.Container, event func(pd *pod, a *podstate.Attempt, now time.Time) []podstate.Effect) {
+	pd := p.pods[sb.Uid]
+	if pd == nil {
+		return
+	}
+	if a := pd.Current(c.Name, c.Id); a != nil {
+		p.step(pd, func(now time.Time) []podstate.Effect { return event(pd, a, now) })
+	}
+}
+
+// podEvent steps a pod with an event from an asynchronous source, unless the pod is gone by then:
+// want, when set, is the pod the source was started for, which a new pod of the same UID is not.
+func (p *Plugin) podEvent(what, podUID string, want *pod, event func(pd *pod, now time.Time) []podstate.Effect) {
+	p.async(what, func() {
+		pd := p.pods[podUID]
+		if pd == nil || want != nil && pd != want {
+			return
+		}
+		p.step(pd, func(now time.Time) []podstate.Effect { return event(pd, now) })
+	})
 }
 
 // handled reports a handler's duration, from its start.
@@ -211,44 +283,6 @@ func (p *Plugin) handled(event string, start time.Time) {
 	if p.cfg.Metrics != nil {
 		p.cfg.Metrics.Handled(event, time.Since(start))
 	}
-}
-
-// Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
-func (p *Plugin) Status() []podstate.PodStatus {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.now()
-	out := make([]podstate.PodStatus, 0, len(p.pods))
-	for _, pd := range p.pods {
-		out = append(out, pd.Snapshot(now))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
-	return out
-}
-
-// PodDeleted removes the tombstones of a pod the Kubernetes API says is gone from the node, in case
-// the runtime never reports its removal (containerd 2.4 does not, for pods from before its restart).
-func (p *Plugin) PodDeleted(podUID string) {
-	defer p.recoverCallback("pod deletion")
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pods[podUID] != nil {
-		p.log.Info("the Kubernetes API says the pod is gone; removing its tombstones", "pod", p.pods[podUID].Ref)
-		p.removePod(podUID)
-	}
-}
-
-// RemovePodSandbox deletes the pod's tombstones and stops its probes.
-func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) (err error) {
-	defer p.handled("RemovePodSandbox", time.Now())
-	if !usesPodorder(sb) {
-		return nil
-	}
-	defer p.recoverRequest("RemovePodSandbox", sb, nil, &err)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.removePod(sb.Uid)
-	return nil
 }
 
 // recoverRequest turns a panic in a handler into an error for that request alone: neither NRI's stub

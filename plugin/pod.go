@@ -12,7 +12,6 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
-	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
@@ -51,39 +50,35 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	if _, err := p.store.EnsurePod(sb.Uid); err != nil {
 		return nil, err
 	}
-	d := decl.Parse(sb.Labels, sb.Annotations)
-	if cs, ok := p.containersOf(sb); ok {
-		d.CheckContainers(cs)
+	netns := netnsOf(sb, p.cfg.NodeNetwork)
+	k := p.cfg.Kube
+	node := podstate.Node{
+		Probes:           p.prober != nil,
+		HostNetwork:      netns == "",
+		ProbeHostNetwork: p.cfg.ProbeHostNetwork,
+		API:              k != nil,
+		PodWatches:       k != nil && k.Pods != nil,
+		CrossNamespace:   p.cfg.CrossNamespace,
+		StopWith:         p.cfg.Processes != nil,
+	}
+	var spec, lastApplied []decl.Container
+	if k != nil && k.Specs != nil {
+		spec, _ = k.Specs.Containers(sb.Uid)
+	}
+	if spec == nil {
+		lastApplied, _ = decl.ContainersFromLastApplied(sb.Annotations)
 	}
 	pd := &pod{
-		Pod:        podstate.New(sb.Uid, sb.Namespace, sb.Name, d, podstate.Sources{Probes: p.prober != nil}),
-		netns:      netnsOf(sb, p.cfg.NodeNetwork),
+		Pod:        podstate.New(sb.Uid, sb.Namespace, sb.Name, decl.Parse(sb.Labels, sb.Annotations), node, spec, lastApplied),
+		netns:      netns,
 		watches:    map[string]func(){},
 		probes:     map[*podstate.Attempt]func(){},
 		procs:      map[*podstate.Attempt]Process{},
 		kills:      map[*podstate.Attempt]*time.Timer{},
 		containers: map[string]bool{},
 	}
-	if p.cfg.Kube != nil {
-		uid := sb.Uid
-		pd.Sources.KubeletReadiness = func(container string) bool { return p.needsKubeletReadiness(uid, container) }
-		if k := p.cfg.Kube.Specs; k != nil && p.prober != nil && (pd.netns != "" || p.cfg.ProbeHostNetwork) {
-			pd.Sources.ReadinessProbe = func(container string) *decl.Probe { return k.ReadinessProbe(uid, container) }
-		}
-	}
 	p.pods[sb.Uid] = pd
 	return pd, nil
-}
-
-// containersOf returns the pod's containers: from the API when podorder has it, else from the
-// kubectl last-applied annotation; NRI itself never lists them.
-func (p *Plugin) containersOf(sb *api.PodSandbox) ([]decl.Container, bool) {
-	if k := p.cfg.Kube; k != nil && k.Specs != nil {
-		if cs, ok := k.Specs.Containers(sb.Uid); ok {
-			return cs, true
-		}
-	}
-	return decl.ContainersFromLastApplied(sb.Annotations)
 }
 
 func (p *Plugin) logger(pd *pod, container string) *slog.Logger {
@@ -93,6 +88,8 @@ func (p *Plugin) logger(pd *pod, container string) *slog.Logger {
 	return p.log.With("pod", pd.Ref, "container", container)
 }
 
+// createContainer asks the pod's state whether and how the container is held, prepares what it
+// needs (its wake FIFO, watches of other pods, its tombstone) and returns its adjustment.
 func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, error) {
 	ref := sb.Namespace + "/" + sb.Name
 	pd, err := p.podFor(sb)
@@ -101,71 +98,43 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		return nil, rejection(ref, c.Name, err)
 	}
 	log := p.logger(pd, c.Name)
-	hold, err := pd.Decl.For(c.Name)
-	if err == nil && hold != nil {
-		err = p.checkPodDependencies(sb.Namespace, hold)
-	}
-	if err == nil && hold != nil && hold.Probe != nil && pd.netns == "" && !p.cfg.ProbeHostNetwork {
-		err = fmt.Errorf("%s%s.%s cannot be run for a hostNetwork pod: podorder runs in a network namespace of its own, not the node's. "+
-			"Drop the probe key and give %s a readinessProbe (podorder follows kubelet's readiness), or run podorder with --probe-host-network "+
-			"if it runs in the node's network namespace", decl.Domain, decl.KindProbe, c.Name, c.Name)
-	}
-	if err == nil && hold != nil && len(hold.StopWith) > 0 && p.cfg.Processes == nil {
-		err = fmt.Errorf("%s%s.%s needs podorder to stop containers, and this podorder cannot: it runs with --stop-with=false "+
-			"(the chart's stopWith=false, which drops hostPID and CAP_KILL); ask the node's operator to enable it, or drop the key", decl.Domain, decl.KindStopWith, c.Name)
-	}
+	adm, err := pd.Admit(created(c, p.now()))
 	if err != nil {
 		err = rejection(ref, c.Name, err)
-		log.Warn("rejected", "reason", err.Error())
-		p.event(pd, true, ReasonRejected, "%s", err)
+		p.apply(pd, podstate.Refused(c.Name, err))
 		return nil, err
 	}
-	held := hold != nil && len(hold.After) > 0
-	dependedOn := pd.Decl.DependedOn(c.Name)
-	ts := newTombstone(c, hold, held, p.now())
+	a := adm.A
 	var wakeDir string
-	if held || dependedOn {
+	if adm.Mounts {
 		if wakeDir, err = p.store.EnsureWake(pd.UID, c.Name); err != nil {
 			log.Error("cannot create the wake FIFO; rejecting container", "error", err)
 			return nil, rejection(ref, c.Name, err)
 		}
 	}
-	if held {
-		if err := p.watchPodDependencies(pd, hold); err != nil {
-			log.Error("cannot record pod dependencies; rejecting container", "error", err)
-			return nil, rejection(ref, c.Name, err)
-		}
+	if err := p.watchPodDependencies(pd, adm.Watch); err != nil {
+		log.Error("cannot record pod dependencies; rejecting container", "error", err)
+		return nil, rejection(ref, c.Name, err)
 	}
-	a := &podstate.Attempt{TS: ts, Hold: hold, Wakes: held || dependedOn, Grace: podGrace(c.Annotations)}
 	if err := p.add(pd, a); err != nil {
 		log.Error("cannot record container; rejecting it", "error", err)
 		return nil, rejection(ref, c.Name, err)
 	}
 	pd.containers[c.Id] = true
 	target := HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.UID), WakeDir: wakeDir}
-	if !held {
-		if dependedOn {
-			// Only for its preStop hook, which waits for its dependents when the pod is deleted.
-			return Mounts(p.cfg.HookBinary, target), nil
-		}
-		return nil, nil
+	switch {
+	case a.TS.Held():
+		return Adjustment(p.cfg.HookBinary, target, a.Hold), nil
+	case adm.Mounts:
+		// Only for its preStop hook, which waits for its dependents when the pod is deleted.
+		return Mounts(p.cfg.HookBinary, target), nil
 	}
-	log.Info("holding", "waits_for", podstate.WaitsFor(hold.After), "timeout", hold.Timeout.String(), "attempt", ts.Attempt)
-	p.event(pd, false, ReasonWaiting, "container %s waits for %s (timeout %s)", c.Name, podstate.Describe(hold), hold.Timeout)
-	return Adjustment(p.cfg.HookBinary, target, hold), nil
+	return nil, nil
 }
 
-// newTombstone is the record of a new container attempt; held says whether podorder's hook holds it.
-func newTombstone(c *api.Container, hold *decl.Hold, held bool, created time.Time) *tombstone.Tombstone {
-	ts := &tombstone.Tombstone{Container: c.Name, ID: c.Id, Attempt: attemptOf(c), CreatedAt: &created}
-	if hold != nil && hold.Probe != nil {
-		ts.Probe = hold.Probe.String()
-	}
-	if held {
-		ts.WaitsFor = hold.After
-		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
-	}
-	return ts
+// created is the runtime's container attempt as podstate takes it.
+func created(c *api.Container, at time.Time) podstate.Created {
+	return podstate.Created{Name: c.Name, ID: c.Id, Attempt: attemptOf(c), At: at, Grace: podGrace(c.Annotations)}
 }
 
 // add writes a's tombstone and then makes it the newest attempt of its container; on an error
@@ -174,67 +143,9 @@ func (p *Plugin) add(pd *pod, a *podstate.Attempt) error {
 	if err := p.persist(pd, a); err != nil {
 		return err
 	}
-	p.apply(pd, pd.Add(a))
+	p.apply(pd, pd.Added(a))
 	p.apply(pd, pd.ConditionUpdate(p.now()))
 	return nil
-}
-
-// current returns the pod and the attempt for this exact container, or a nil attempt for an older
-// one.
-func (p *Plugin) current(sb *api.PodSandbox, c *api.Container) (*pod, *podstate.Attempt) {
-	pd := p.pods[sb.Uid]
-	if pd == nil {
-		return nil, nil
-	}
-	return pd, pd.Current(c.Name, c.Id)
-}
-
-func (p *Plugin) startContainer(sb *api.PodSandbox, c *api.Container) {
-	pd, a := p.current(sb, c)
-	if a == nil {
-		return
-	}
-	p.track(pd, a, c.Pid)
-	p.step(pd, func(now time.Time) []podstate.Effect { return pd.Started(a, now) })
-	if !a.TS.Held() || a.TS.ReleasedAt != nil {
-		return
-	}
-	// With runc < 1.2.8 / 1.3.3 the runtime's start does not return until the hook exits, so
-	// PostStartContainer would not arrive while the container is still held.
-	time.AfterFunc(p.cfg.BlockingStartAfter, func() {
-		defer p.recoverCallback("blocking-start check")
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if pd.Attempts[c.Name] != a || a.TS.StartedAt != nil || a.TS.ExitedAt != nil || p.runtimeReported {
-			return
-		}
-		p.runtimeReported = true
-		p.logger(pd, c.Name).Error("the container runtime blocks StartContainer while a container is held: "+
-			"kubelet stalls the whole pod (and the probes of its other containers) until the hold ends. "+
-			"This runc runs startContainer hooks before `runc start` returns; upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+, or use crun",
-			"blocked_ms", p.cfg.BlockingStartAfter.Milliseconds())
-	})
-}
-
-func (p *Plugin) postStartContainer(sb *api.PodSandbox, c *api.Container) {
-	pd, a := p.current(sb, c)
-	if a == nil {
-		return
-	}
-	if a.TS.Held() && a.TS.ReleasedAt == nil && !p.runtimeReported {
-		p.runtimeReported = true
-		p.log.Info("the container runtime returns from start while a container is held: holds do not stall kubelet",
-			"pod", pd.Ref, "container", c.Name)
-	}
-	p.step(pd, func(now time.Time) []podstate.Effect { return pd.RuntimeStarted(a, now) })
-}
-
-func (p *Plugin) stopContainer(sb *api.PodSandbox, c *api.Container) {
-	pd, a := p.current(sb, c)
-	if a == nil {
-		return
-	}
-	p.step(pd, func(now time.Time) []podstate.Effect { return pd.Exited(a, c.ExitCode, c.StartedAt == 0, now) })
 }
 
 // removeContainer forgets a container the runtime removed, and the whole pod with its last one when
@@ -289,18 +200,6 @@ func (p *Plugin) step(pd *pod, event func(now time.Time) []podstate.Effect) {
 	p.apply(pd, pd.ConditionUpdate(p.now()))
 }
 
-// callback runs an event from an asynchronous source (a probe, the API, a timer) under the lock,
-// unless its pod is gone by then.
-func (p *Plugin) callback(what string, pd *pod, event func(now time.Time) []podstate.Effect) {
-	defer p.recoverCallback(what)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pods[pd.UID] != pd {
-		return
-	}
-	p.step(pd, event)
-}
-
 // apply carries out effects in order; effects that fail may add events, whose effects follow.
 func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 	for i := 0; i < len(effects); i++ {
@@ -338,13 +237,22 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 		case podstate.ArmKill:
 			a, st := e.A, e.Stop
 			pd.kills[a] = time.AfterFunc(e.After, func() {
-				p.callback("stop grace", pd, func(time.Time) []podstate.Effect { return pd.GraceEnded(a, st) })
+				p.podEvent("stop grace", pd.UID, pd, func(pd *pod, _ time.Time) []podstate.Effect { return pd.GraceEnded(a, st) })
 			})
 		case podstate.ArmBlindEnd:
 			a := e.A
 			time.AfterFunc(time.Until(e.At), func() {
-				p.callback("blind hold end", pd, func(now time.Time) []podstate.Effect { return pd.HoldOutlived(a, now) })
+				p.podEvent("blind hold end", pd.UID, pd, func(pd *pod, now time.Time) []podstate.Effect { return pd.HoldOutlived(a, now) })
 			})
+		case podstate.ArmRuntimeCheck:
+			a := e.A
+			time.AfterFunc(p.cfg.BlockingStartAfter, func() {
+				p.podEvent("blocking-start check", pd.UID, pd, func(pd *pod, _ time.Time) []podstate.Effect { return pd.RuntimeCheckDue(a) })
+			})
+		case podstate.RuntimeFinding:
+			p.reportRuntime(pd, e)
+		case podstate.Track:
+			p.track(pd, e.A, e.PID)
 		case podstate.SetCondition:
 			if k := p.cfg.Kube; k != nil && k.Conditions != nil {
 				k.Conditions.Set(kubeapi.PodRef{Namespace: pd.Namespace, Name: pd.Name, UID: pd.UID}, e.Condition)
@@ -373,10 +281,7 @@ func (p *Plugin) startProbe(pd *pod, a *podstate.Attempt) error {
 		return nil
 	}
 	stop, err := p.prober.StartPod(pd.Namespace, pd.UID, pd.netns, a.Probe, func() {
-		p.callback("probe", pd, func(now time.Time) []podstate.Effect {
-			if pd.Attempts[a.Name()] != a {
-				return nil
-			}
+		p.podEvent("probe", pd.UID, pd, func(pd *pod, now time.Time) []podstate.Effect {
 			delete(pd.probes, a)
 			return pd.ProbePassed(a, now)
 		})
@@ -417,22 +322,18 @@ func (p *Plugin) ensureDir(pd *pod) error {
 
 // restore rewrites a pod's directory and every tombstone of it from memory, after someone removed
 // the store under the daemon. Containers created from now on see it again; a container held since
-// before the removal has the old, deleted directory mounted and is never released (MarkBlind).
+// before the removal has the old, deleted directory mounted and is never released (podstate.StoreRecreated).
 func (p *Plugin) restore(pd *pod) error {
 	if _, err := p.store.EnsurePod(pd.UID); err != nil {
 		return err
 	}
-	var blind []podstate.Effect
 	for _, a := range pd.Attempts {
 		if err := p.store.Write(pd.UID, a.TS); err != nil {
 			return err
 		}
-		if a.Holding() {
-			blind = append(blind, pd.MarkBlind(a)...)
-		}
 	}
 	p.log.Warn("the tombstone store was removed under podorder; rewrote the pod's tombstones", "pod", pd.Ref)
-	p.apply(pd, blind)
+	p.apply(pd, pd.StoreRecreated())
 	return nil
 }
 
@@ -443,4 +344,20 @@ func (p *Plugin) signal(pd *pod, a *podstate.Attempt, sig syscall.Signal) error 
 		return errors.New("no handle on its process; see podorder's log")
 	}
 	return proc.Signal(sig)
+}
+
+// reportRuntime logs, once for the node, how the container runtime treats a held container's start.
+func (p *Plugin) reportRuntime(pd *pod, f podstate.RuntimeFinding) {
+	if p.runtimeReported {
+		return
+	}
+	p.runtimeReported = true
+	if !f.Blocking {
+		p.logger(pd, f.Container).Info("the container runtime returns from start while a container is held: holds do not stall kubelet")
+		return
+	}
+	p.logger(pd, f.Container).Error("the container runtime blocks StartContainer while a container is held: "+
+		"kubelet stalls the whole pod (and the probes of its other containers) until the hold ends. "+
+		"This runc runs startContainer hooks before `runc start` returns; upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+, or use crun",
+		"blocked_ms", p.cfg.BlockingStartAfter.Milliseconds())
 }

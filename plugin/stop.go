@@ -38,12 +38,12 @@ func podGrace(annotations map[string]string) time.Duration {
 	return defaultGrace
 }
 
-// track takes a handle on a started attempt's process when a stop-with may have to stop it. The
-// PID comes from the runtime and may be stale (a resynchronization's snapshot), so Open checks the
+// track takes a handle on a started attempt's process, which a stop-with may have to stop. The PID
+// comes from the runtime and may be stale (a resynchronization's snapshot), so Open checks the
 // process against the attempt's container ID; the handle can then never reach a later process that
 // reused the PID.
 func (p *Plugin) track(pd *pod, a *podstate.Attempt, pid uint32) {
-	if pd.procs[a] != nil || a.Hold == nil || len(a.Hold.StopWith) == 0 || p.cfg.Processes == nil || pid == 0 {
+	if pd.procs[a] != nil || p.cfg.Processes == nil {
 		return
 	}
 	proc, err := p.cfg.Processes.Open(pid, a.TS.ID)
@@ -65,19 +65,6 @@ func (p *Plugin) untrack(pd *pod, a *podstate.Attempt) {
 		t.Stop()
 		delete(pd.kills, a)
 	}
-}
-
-// PodTerminating records that the Kubernetes API says the pod is being deleted: kubelet now stops
-// its containers, each after its preStop hook, and podorder's preStop hooks wait for dependents.
-func (p *Plugin) PodTerminating(podUID string) {
-	defer p.recoverCallback("pod termination")
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pd := p.pods[podUID]
-	if pd == nil || pd.Terminating {
-		return
-	}
-	p.step(pd, func(time.Time) []podstate.Effect { return pd.Terminate() })
 }
 
 // osProcesses opens real process handles.

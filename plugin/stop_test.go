@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/hooks/tombstone"
+	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/stopper"
 )
 
@@ -185,7 +186,7 @@ func TestNoStopWhileThePodIsDeleted(t *testing.T) {
 	f, procs, _ := newStopFixture(t, map[string]string{"podorder.dev/stop-with.proxy": "main"})
 	main := f.run(t, "main", 100, "30")
 	f.run(t, "proxy", 200, "30")
-	f.p.PodTerminating(f.sb.Uid)
+	f.p.PodObserved(f.sb.Uid, podstate.Observation{Terminating: true})
 	f.exit(t, main, 0)
 	assert.Empty(t, procs.sent(200), "kubelet stops every container of a deleted pod itself")
 }
@@ -220,7 +221,7 @@ func TestADependedOnContainerGetsTheHookForItsPreStopAndIsWokenWhileThePodIsDele
 	}
 	assert.ElementsMatch(t, []string{HookPath, StorePath, WakePath}, dests)
 
-	f.p.PodTerminating(f.sb.Uid)
+	f.p.PodObserved(f.sb.Uid, podstate.Observation{Terminating: true})
 	assert.True(t, tombstone.Terminating(f.store.PodDir(f.sb.Uid)), "the preStop hooks see the deletion")
 }
 

@@ -70,18 +70,15 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		for _, c := range newest[uid] {
 			p.syncContainer(pd, c)
 		}
-		p.apply(pd, pd.Resumed())
 		for _, a := range pd.Attempts {
 			if a.Holding() {
 				held++
-				if a.Hold != nil && len(a.Hold.Pods) > 0 && p.checkPodDependencies(pd.Namespace, a.Hold) == nil {
-					if err := p.watchPodDependencies(pd, a.Hold); err != nil {
-						p.logger(pd, a.Name()).Error("cannot watch pod dependencies", "error", err)
-					}
-				}
 			}
 		}
-		p.step(pd, pd.Release)
+		if err := p.watchPodDependencies(pd, pd.PodWatches()); err != nil {
+			p.logger(pd, "").Error("cannot watch pod dependencies", "error", err)
+		}
+		p.step(pd, pd.Resumed)
 	}
 	p.log.Info("synchronized with the runtime", "pods", len(live), "containers", len(containers), "held_containers", held,
 		"elapsed_ms", time.Since(began).Milliseconds())
@@ -94,11 +91,8 @@ func (p *Plugin) loadTombstones(pd *pod) {
 		p.log.Error("cannot read tombstones", "pod", pd.Ref, "error", err)
 		return
 	}
-	for name, ts := range all {
-		if pd.Attempts[name] == nil {
-			hold, _ := pd.Decl.For(name)
-			pd.Attempts[name] = &podstate.Attempt{TS: ts, Hold: hold}
-		}
+	for _, ts := range all {
+		pd.Loaded(ts)
 	}
 }
 
@@ -107,39 +101,23 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 	a := pd.Current(c.Name, c.Id)
 	if a == nil {
 		// Created while podorder was away: it carries podorder's hook only if an earlier podorder
-		// injected it, so judge the hold from the container itself.
-		hold, _ := pd.Decl.For(c.Name)
-		hooked := hasPodorderHook(c)
-		if hold != nil && len(hold.After) > 0 && !hooked {
-			// NRI creates a container without a plugin that was not registered, or that died
-			// during its CreateContainer (even with the fail-closed validator, which already
-			// counted it present): this one runs without waiting for its dependencies.
-			p.logger(pd, c.Name).Warn("created without podorder's hold while podorder was down or restarting: it started without waiting",
-				"container_id", c.Id, "waits_for", podstate.WaitsFor(hold.After))
-			p.event(pd, true, ReasonUnheld, "container %s was created while podorder was not running and started without waiting for %s", c.Name, podstate.Describe(hold))
-		}
-		a = &podstate.Attempt{TS: newTombstone(c, hold, hooked && hold != nil, time.Unix(0, c.CreatedAt)), Hold: hold}
+		// injected it.
+		var effects []podstate.Effect
+		a, effects = pd.Adopt(created(c, time.Unix(0, c.CreatedAt)), hasPodorderHook(c), c.State != api.ContainerState_CONTAINER_CREATED)
 		if err := p.add(pd, a); err != nil {
 			p.logger(pd, c.Name).Error("cannot record container", "error", err)
 			return
 		}
-		if a.TS.Held() && c.State != api.ContainerState_CONTAINER_CREATED {
-			// podorder wrote this attempt's tombstone before the runtime created it, so the store
-			// was removed since: the hook, started already, has the old directory mounted.
-			p.apply(pd, pd.MarkBlind(a))
-		}
-	}
-	a.Grace = podGrace(c.Annotations)
-	a.Wakes = a.TS.Held() || pd.Decl.DependedOn(c.Name)
-	running := c.State == api.ContainerState_CONTAINER_RUNNING
-	if running {
-		p.track(pd, a, c.Pid)
+		p.apply(pd, effects)
 	}
 	f := podstate.Found{
-		Started:   running || c.State == api.ContainerState_CONTAINER_STOPPED,
+		Started:   c.State == api.ContainerState_CONTAINER_RUNNING || c.State == api.ContainerState_CONTAINER_STOPPED,
+		Running:   c.State == api.ContainerState_CONTAINER_RUNNING,
+		PID:       c.Pid,
 		Stopped:   c.State == api.ContainerState_CONTAINER_STOPPED,
 		CreatedAt: time.Unix(0, c.CreatedAt),
 		ExitCode:  c.ExitCode,
+		Grace:     podGrace(c.Annotations),
 	}
 	if c.StartedAt != 0 {
 		f.StartedAt = time.Unix(0, c.StartedAt)
@@ -147,7 +125,7 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 	if c.FinishedAt != 0 {
 		f.FinishedAt = time.Unix(0, c.FinishedAt)
 	}
-	p.apply(pd, pd.Resync(a, f, p.now()))
+	p.apply(pd, pd.Resynced(a, f, p.now()))
 }
 
 func hasPodorderHook(c *api.Container) bool {

@@ -27,6 +27,7 @@ import (
 	"github.com/podorder/podorder/plugin/kube"
 	"github.com/podorder/podorder/plugin/kubeauth"
 	"github.com/podorder/podorder/plugin/metrics"
+	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/probe"
 	"github.com/podorder/podorder/plugin/serve"
 	"github.com/podorder/podorder/plugin/status"
@@ -123,7 +124,7 @@ func (c *Config) Validate() error {
 	if st.Mode()&0o111 == 0 {
 		return fmt.Errorf("--hook-binary %s is not executable", c.HookBinary)
 	}
-	if _, err := plugin.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
+	if _, err := podstate.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}
 	if !c.MetricsSecure && c.MetricsAddr != "" && !loopback(c.MetricsAddr) {
@@ -165,7 +166,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("create store directory: %w", err)
 	}
 	nrilog.Set(nriLogger{log.With("component", "nri")})
-	rules, err := plugin.ParseCrossNamespaceRules(cfg.AllowCrossNamespace)
+	rules, err := podstate.ParseCrossNamespaceRules(cfg.AllowCrossNamespace)
 	if err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
 	}

@@ -21,6 +21,12 @@ type Container struct {
 	Role Role
 	// StartupProbe is set when the container has a startupProbe.
 	StartupProbe bool
+	// ReadinessProbe is set when the container has a readinessProbe.
+	ReadinessProbe bool
+	// ReadinessCheck is that readinessProbe as a check podorder can run itself from inside the pod;
+	// nil when there is none or it must stay with kubelet, and KubeletOnly then says why, for people.
+	ReadinessCheck *Probe
+	KubeletOnly    string
 }
 
 // blocksKubelet reports whether kubelet waits for this container before it starts the next one

@@ -116,7 +116,11 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 		return w
 	}
 	d := decl.Parse(pod.Labels, pod.Annotations)
-	d.CheckContainers(kube.PodContainers(pod))
+	spec := kube.PodContainers(pod)
+	// The daemon's own decisions, on a node where podorder runs as the DaemonSet ships it: with
+	// probes, the API and stop-with, in a network namespace of its own, no cross-namespace rules.
+	node := podstate.Node{Probes: true, HostNetwork: pod.Spec.HostNetwork, API: true, PodWatches: true, StopWith: true}
+	ps := podstate.New("", pod.Namespace, name, d, node, spec, nil)
 	for c, err := range d.Errors() {
 		where := "container " + c
 		if c == "" {
@@ -144,44 +148,44 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 		}
 	}
 	w.Layers = layers(pod.Spec.Containers, d)
-	for _, c := range kube.PodContainers(pod) {
+	for _, c := range spec {
 		if d.WaitedReady(c.Name) {
-			w.Readiness[c.Name] = readinessOf(pod, d.Holds[c.Name], c.Name)
+			w.Readiness[c.Name] = readinessOf(ps, c)
+		}
+		if _, err := d.For(c.Name); err != nil {
+			continue // an error above already
+		}
+		if _, err := ps.Admit(podstate.Created{Name: c.Name}); err != nil {
+			w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: refused on a node where podorder runs as shipped: %v", c.Name, err))
 		}
 	}
 	w.Warnings = append(w.Warnings, livenessWarnings(pod, d)...)
-	if pod.Spec.HostNetwork {
-		for c, h := range d.Holds {
-			if h.Probe != nil {
-				w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: %s%s.%s in a hostNetwork pod is refused unless podorder runs with --probe-host-network", c, decl.Domain, decl.KindProbe, c))
-			}
-		}
-	}
 	sort.Strings(w.Errors)
 	sort.Strings(w.Warnings)
 	return w
 }
 
 // readinessOf says what decides the readiness of container c for the containers that wait for it,
-// as the daemon would decide with the Kubernetes API and its probes available.
-func readinessOf(pod *corev1.Pod, h *decl.Hold, c string) string {
-	if h != nil && h.Probe != nil {
-		return fmt.Sprintf("podorder's probe %s every 10 ms (and kubelet's verdict too, if it has a readinessProbe)", h.Probe)
-	}
-	p, why := kube.ReadinessProbe(pod, c)
+// as the daemon decides it (podstate.ReadinessOf) with the Kubernetes API and its probes available.
+func readinessOf(ps *podstate.Pod, c decl.Container) string {
+	r := ps.ReadinessOf(c.Name)
+	h, _ := ps.Decl.For(c.Name)
 	switch {
-	case p != nil && h != nil && h.KubeletReadiness:
-		return fmt.Sprintf("kubelet's verdict on its readinessProbe (%s%s.%s: %s)", decl.Domain, decl.KindReadiness, c, decl.ReadinessKubelet)
-	case p != nil && pod.Spec.HostNetwork:
-		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms if it runs with --probe-host-network, else kubelet's verdict", strings.TrimPrefix(p.String(), "readinessProbe "))
-	case p != nil:
-		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms", strings.TrimPrefix(p.String(), "readinessProbe "))
-	case why == "no readinessProbe":
-		return "its start: it has no readinessProbe"
-	case why == "not in the pod's spec":
-		return why
+	case r.Probe != nil && !r.Probe.Readiness && r.Kubelet:
+		return fmt.Sprintf("podorder's probe %s every 10 ms, and kubelet's verdict on its readinessProbe", r.Probe)
+	case r.Probe != nil && !r.Probe.Readiness:
+		return fmt.Sprintf("podorder's probe %s every 10 ms", r.Probe)
+	case r.Probe != nil:
+		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms", strings.TrimPrefix(r.Probe.String(), "readinessProbe "))
+	case c.ReadinessCheck != nil && h != nil && h.KubeletReadiness:
+		return fmt.Sprintf("kubelet's verdict on its readinessProbe (%s%s.%s: %s)", decl.Domain, decl.KindReadiness, c.Name, decl.ReadinessKubelet)
+	case c.ReadinessCheck != nil && ps.Node.HostNetwork:
+		return fmt.Sprintf("its readinessProbe %s, evaluated by podorder every 10 ms if it runs with --probe-host-network, else kubelet's verdict",
+			strings.TrimPrefix(c.ReadinessCheck.String(), "readinessProbe "))
+	case c.ReadinessProbe:
+		return "kubelet's verdict: " + strings.TrimPrefix(c.KubeletOnly, "its ")
 	}
-	return "kubelet's verdict: " + strings.TrimPrefix(why, "its ")
+	return "its start: it has no readinessProbe"
 }
 
 // layers orders the regular containers: layer 0 waits for no regular container, layer n for some of

@@ -27,13 +27,13 @@ import (
 	"github.com/podorder/podorder/hooks/condition"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
-// Readiness receives kubelet's readiness of containers, and pods being deleted and gone;
-// *plugin.Plugin (the NRI shell) implements it.
-type Readiness interface {
-	KubeletReady(podUID, container, containerID string)
-	PodTerminating(podUID string)
+// Observer receives what the API shows of the node's pods: each update (spec, kubelet's readiness,
+// deletion), and pods gone; *plugin.Plugin (the NRI shell) implements it.
+type Observer interface {
+	PodObserved(podUID string, obs podstate.Observation)
 	PodDeleted(podUID string)
 }
 
@@ -213,16 +213,11 @@ func stripStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
 
 // Start runs the node's pod informer, feeding kubelet's readiness into r, and waits up to timeout for
 // its first list so that CreateContainer can check names against the pod spec.
-func (s *Source) Start(ctx context.Context, r Readiness, timeout time.Duration) error {
+func (s *Source) Start(ctx context.Context, r Observer, timeout time.Duration) error {
 	s.ctx = ctx
 	report := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok {
-			for _, rc := range ReadyContainers(pod) {
-				r.KubeletReady(string(pod.UID), rc.Name, rc.ID)
-			}
-			if pod.DeletionTimestamp != nil {
-				r.PodTerminating(string(pod.UID))
-			}
+			r.PodObserved(string(pod.UID), Observe(pod))
 		}
 	}
 	if _, err := s.nodePods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -248,13 +243,15 @@ func (s *Source) Start(ctx context.Context, r Readiness, timeout time.Duration) 
 	return nil
 }
 
-// ReadyContainer is a container kubelet reports ready, with its runtime ID.
-type ReadyContainer struct{ Name, ID string }
+// Observe captures what podorder's pod state takes from one update of a pod.
+func Observe(pod *corev1.Pod) podstate.Observation {
+	return podstate.Observation{Containers: PodContainers(pod), Ready: ReadyContainers(pod), Terminating: pod.DeletionTimestamp != nil}
+}
 
 // ReadyContainers lists the containers of pod that kubelet reports ready, with the container ID
 // without its runtime prefix, so that readiness is matched to one attempt, never by name alone.
-func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
-	var out []ReadyContainer
+func ReadyContainers(pod *corev1.Pod) []podstate.ReadyContainer {
+	var out []podstate.ReadyContainer
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
 		for _, cs := range list {
 			if !cs.Ready || cs.ContainerID == "" {
@@ -264,7 +261,7 @@ func ReadyContainers(pod *corev1.Pod) []ReadyContainer {
 			if !ok {
 				id = cs.ContainerID
 			}
-			out = append(out, ReadyContainer{Name: cs.Name, ID: id})
+			out = append(out, podstate.ReadyContainer{Name: cs.Name, ID: id})
 		}
 	}
 	return out
@@ -295,7 +292,7 @@ func (s *Source) Containers(podUID string) ([]decl.Container, bool) {
 }
 
 // PodContainers lists a pod's containers in spec order, init containers first, with how kubelet
-// runs each.
+// runs each and what decides its readiness.
 func PodContainers(pod *corev1.Pod) []decl.Container {
 	var out []decl.Container
 	for _, c := range pod.Spec.InitContainers {
@@ -303,25 +300,20 @@ func PodContainers(pod *corev1.Pod) []decl.Container {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			role = decl.Sidecar
 		}
-		out = append(out, decl.Container{Name: c.Name, Role: role, StartupProbe: c.StartupProbe != nil})
+		out = append(out, container(pod, c.Name, role, c.StartupProbe != nil, c.ReadinessProbe != nil))
 	}
 	for _, c := range pod.Spec.Containers {
-		out = append(out, decl.Container{Name: c.Name})
+		out = append(out, container(pod, c.Name, decl.Regular, false, c.ReadinessProbe != nil))
 	}
 	return out
 }
 
-// HasReadinessProbe implements kubeapi.PodSpecs.
-func (s *Source) HasReadinessProbe(podUID, container string) (has, known bool) {
-	pod := s.nodePod(podUID)
-	if pod == nil {
-		return false, false
+func container(pod *corev1.Pod, name string, role decl.Role, startup, readiness bool) decl.Container {
+	c := decl.Container{Name: name, Role: role, StartupProbe: startup, ReadinessProbe: readiness}
+	if readiness {
+		c.ReadinessCheck, c.KubeletOnly = ReadinessProbe(pod, name)
 	}
-	c := findContainer(pod, container)
-	if c == nil {
-		return false, false
-	}
-	return c.ReadinessProbe != nil, true
+	return c
 }
 
 // Event implements kubeapi.Recorder. The message is capped to MaxMessageBytes; the recorder's

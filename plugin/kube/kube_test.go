@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/plugin/podstate"
 )
 
 func TestReadyContainersMatchesByContainerID(t *testing.T) {
@@ -16,7 +17,7 @@ func TestReadyContainersMatchesByContainerID(t *testing.T) {
 		{Name: "app", Ready: false, ContainerID: "containerd://def"},
 		{Name: "waiting", Ready: true},
 	}}}
-	assert.Equal(t, []ReadyContainer{{Name: "db", ID: "abc"}}, ReadyContainers(pod))
+	assert.Equal(t, []podstate.ReadyContainer{{Name: "db", ID: "abc"}}, ReadyContainers(pod))
 }
 
 func TestPodMeetsEachCondition(t *testing.T) {

@@ -59,7 +59,7 @@ func ReadinessProbe(pod *corev1.Pod, container string) (*decl.Probe, string) {
 			p.Path = "/" + p.Path
 		}
 		if len(g.HTTPHeaders) > maxProbeHeaders {
-			return nil, fmt.Sprintf("its httpGet probe sends %d headers, more than the %d podorder copies", len(g.HTTPHeaders), maxProbeHeaders)
+			return nil, fmt.Sprintf("its httpGet probe sends more than the %d headers podorder copies", maxProbeHeaders)
 		}
 		for _, hd := range g.HTTPHeaders {
 			p.Headers = append(p.Headers, decl.Header{Name: hd.Name, Value: hd.Value})
@@ -107,15 +107,4 @@ func resolvePort(port intstr.IntOrString, c *corev1.Container) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("its readinessProbe names port %q, which the container does not declare", port.StrVal)
-}
-
-// ReadinessProbe implements kubeapi.PodSpecs: the check podorder may run in kubelet's stead, nil
-// when the pod is not known yet or the probe must stay with kubelet.
-func (s *Source) ReadinessProbe(podUID, container string) *decl.Probe {
-	pod := s.nodePod(podUID)
-	if pod == nil {
-		return nil
-	}
-	p, _ := ReadinessProbe(pod, container)
-	return p
 }

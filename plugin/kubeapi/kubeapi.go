@@ -24,14 +24,9 @@ type ConditionWriter interface {
 
 // PodSpecs looks up a pod on this node by UID.
 type PodSpecs interface {
-	// Containers returns the pod's init and regular containers in spec order, false if unknown.
+	// Containers returns the pod's init and regular containers in spec order, with what decides
+	// their readiness; false if unknown.
 	Containers(podUID string) ([]decl.Container, bool)
-	// HasReadinessProbe reports whether the container declares a readinessProbe; known is false
-	// when the pod or container is not known.
-	HasReadinessProbe(podUID, container string) (has, known bool)
-	// ReadinessProbe returns the container's readinessProbe as a check podorder can run itself
-	// from inside the pod; nil when the pod is not known or the probe must stay with kubelet.
-	ReadinessProbe(podUID, container string) *decl.Probe
 }
 
 // Recorder records Events on pods (rate-limited and aggregated like kubelet's).

@@ -60,8 +60,10 @@ type fixture struct {
 	pod *Pod
 }
 
-func newPod(t *testing.T, labels map[string]string, src Sources) *fixture {
-	return &fixture{t: t, pod: New("uid", "ns", "web", decl.Parse(labels, nil), src)}
+// newPod builds a pod from labels on a node that can do what node says; spec, when given, is what
+// the API shows of its containers.
+func newPod(t *testing.T, labels map[string]string, node Node, spec ...decl.Container) *fixture {
+	return &fixture{t: t, pod: New("uid", "ns", "web", decl.Parse(labels, nil), node, spec, nil)}
 }
 
 // create adds a new attempt of container at s seconds, held when it declares dependencies.
@@ -74,7 +76,7 @@ func (f *fixture) create(name string, s float64) *Attempt {
 		ts.WaitsFor, ts.HoldTimeout = hold.After, tombstone.Duration(hold.Timeout)
 	}
 	a := &Attempt{TS: ts, Hold: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
-	f.pod.Add(a)
+	f.pod.Added(a)
 	return a
 }
 
@@ -91,12 +93,12 @@ func (f *fixture) newAttempt(name string, s float64) *Attempt {
 // run creates and starts container at s seconds and returns the effects of its start.
 func (f *fixture) run(name string, s float64) (*Attempt, []string) {
 	a := f.create(name, s)
-	e := f.pod.Started(a, at(s))
-	return a, summary(append(e, f.pod.RuntimeStarted(a, at(s))...))
+	e := f.pod.Starting(a, 0, at(s))
+	return a, summary(append(e, f.pod.Started(a, at(s))...))
 }
 
 func TestAChainIsReleasedInOrderInOneStep(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c_started"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c_started"}, Node{})
 	a, _ := f.run("a", 0)
 	b, _ := f.run("b", 1)
 	assert.Nil(t, a.TS.ReleasedAt)
@@ -108,24 +110,24 @@ func TestAChainIsReleasedInOrderInOneStep(t *testing.T) {
 }
 
 func TestNothingIsReleasedAtOrAfterTheHoldDeadline(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/timeout.app": "10s"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/timeout.app": "10s"}, Node{})
 	app, _ := f.run("app", 0)
 	require.Equal(t, at(10).Add(-DeadlineMargin), *app.TS.HoldDeadline, "the deadline is taken at the runtime's start")
 	db := f.create("db", 20)
-	f.pod.Started(db, at(20))
-	effects := summary(f.pod.RuntimeStarted(db, at(20)))
+	f.pod.Starting(db, 0, at(20))
+	effects := summary(f.pod.Started(db, at(20)))
 	assert.NotContains(t, effects, "event PodorderReleased")
 	assert.Contains(t, summary(f.pod.Exited(app, HookFailedExitCode, false, at(21))), "ended app timeout")
 	assert.Nil(t, app.TS.ReleasedAt, "the hook gave up at its own deadline: a release now would be counted for a process that never runs")
 }
 
 func TestReadyNeedsTheReleaseAndEverySourceThatApplies(t *testing.T) {
-	kubelet := map[string]bool{"db": true}
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "cache_started"},
-		Sources{KubeletReadiness: func(c string) bool { return kubelet[c] }})
+	// kubelet judges db, which has a readinessProbe; the others' readiness is their release.
+	spec := []decl.Container{{Name: "app"}, {Name: "db", ReadinessProbe: true}, {Name: "cache"}}
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "cache_started"}, Node{API: true}, spec...)
 	app, _ := f.run("app", 0)
 	db, _ := f.run("db", 0)
-	f.pod.KubeletReady(db, at(1))
+	f.pod.kubeletReady(db, at(1))
 	assert.Nil(t, db.TS.ReadyAt, "kubelet calls a held container ready: never enough while it is held")
 	assert.Nil(t, app.TS.ReleasedAt)
 	f.run("cache", 2)
@@ -135,11 +137,11 @@ func TestReadyNeedsTheReleaseAndEverySourceThatApplies(t *testing.T) {
 	assert.Equal(t, at(2), *app.TS.ReleasedAt)
 
 	// Without kubelet's word, a released container with a readinessProbe is not ready.
-	g := newPod(t, map[string]string{"podorder.dev/after.app": "db"}, Sources{KubeletReadiness: func(c string) bool { return kubelet[c] }})
+	g := newPod(t, map[string]string{"podorder.dev/after.app": "db"}, Node{API: true}, spec...)
 	app, _ = g.run("app", 0)
 	db, _ = g.run("db", 0)
 	assert.Nil(t, db.TS.ReadyAt)
-	g.pod.KubeletReady(db, at(3))
+	g.pod.kubeletReady(db, at(3))
 	assert.Equal(t, at(3), *app.TS.ReleasedAt)
 }
 
@@ -154,7 +156,7 @@ func TestAReadinessProbePodorderRunsIsPassedByItsVerdictOrKubelets(t *testing.T)
 	}{
 		"kubelet's verdict while podorder's probe has not decided": {
 			labels: waitsForDB,
-			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+			event:  func(p *Pod, db *Attempt) []Effect { return p.kubeletReady(db, at(1)) },
 			ready:  true, effects: []string{"end probe db", "event PodorderReleased", "write app"},
 		},
 		"podorder's probe passing before kubelet's verdict": {
@@ -164,20 +166,20 @@ func TestAReadinessProbePodorderRunsIsPassedByItsVerdictOrKubelets(t *testing.T)
 		},
 		"kubelet's verdict on a container still held": {
 			labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.db": "cache_started"},
-			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+			event:  func(p *Pod, db *Attempt) []Effect { return p.kubeletReady(db, at(1)) },
 		},
 		"kubelet's verdict while a podorder.dev/probe has not passed": {
 			labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:8080"},
-			event:  func(p *Pod, db *Attempt) []Effect { return p.KubeletReady(db, at(1)) },
+			event:  func(p *Pod, db *Attempt) []Effect { return p.kubeletReady(db, at(1)) },
 		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			f := newPod(t, tt.labels, Sources{
-				Probes:           true,
-				KubeletReadiness: func(string) bool { return true },
-				ReadinessProbe:   func(string) *decl.Probe { return &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true} },
-			})
+			check := &decl.Probe{Kind: "tcp", Port: 5432, Readiness: true}
+			f := newPod(t, tt.labels, Node{Probes: true, API: true},
+				decl.Container{Name: "app", ReadinessProbe: true, ReadinessCheck: check},
+				decl.Container{Name: "db", ReadinessProbe: true, ReadinessCheck: check},
+				decl.Container{Name: "cache", ReadinessProbe: true, ReadinessCheck: check})
 			app, _ := f.run("app", 0)
 			db, _ := f.run("db", 0)
 			effects := summary(tt.event(f.pod, db))
@@ -187,7 +189,7 @@ func TestAReadinessProbePodorderRunsIsPassedByItsVerdictOrKubelets(t *testing.T)
 			if tt.ready {
 				assert.False(t, db.Probing, "a ready container needs no probe")
 				// Sticky: neither source's later word changes a readiness already decided.
-				f.pod.KubeletReady(db, at(2))
+				f.pod.kubeletReady(db, at(2))
 				f.pod.ProbePassed(db, at(2))
 				assert.Equal(t, at(1), *db.TS.ReadyAt)
 			}
@@ -205,7 +207,7 @@ func TestAProbeRunsOnlyWhileSomeoneIsHeldWaitingForReadiness(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			f := newPod(t, tt.labels, Sources{Probes: true})
+			f := newPod(t, tt.labels, Node{Probes: true})
 			app, _ := f.run("app", 0)
 			_, effects := f.run("db", 1)
 			if !tt.probed {
@@ -216,31 +218,31 @@ func TestAProbeRunsOnlyWhileSomeoneIsHeldWaitingForReadiness(t *testing.T) {
 			// app gives up (its hook timed out): nobody waits any more, so the probe ends.
 			assert.Contains(t, summary(f.pod.Exited(app, HookFailedExitCode, false, at(2))), "end probe db")
 			// Its next attempt waits again: the probe resumes.
-			assert.Contains(t, summary(f.pod.Add(f.newAttempt("app", 3))), "probe db")
+			assert.Contains(t, summary(f.pod.Added(f.newAttempt("app", 3))), "probe db")
 		})
 	}
 }
 
 func TestADependencyStartedBeforeAnyoneWaitsIsProbedOnceSomeoneDoes(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:5432"}, Sources{Probes: true})
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/probe.db": "tcp:5432"}, Node{Probes: true})
 	db, effects := f.run("db", 0)
 	assert.NotContains(t, effects, "probe db", "nobody waits for db yet")
 	app := f.create("app", 1)
 	assert.True(t, db.Probing, "app's creation started db's probe")
-	f.pod.Started(app, at(1))
+	f.pod.Starting(app, 0, at(1))
 	assert.Contains(t, summary(f.pod.ProbePassed(db, at(2))), "write app", "the pass releases app")
 	assert.False(t, db.Probing)
 }
 
 func TestAWriteWakesTheWrittenHoldItselfAndWaitingHolds(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/after.web": "db_started"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/after.web": "db_started"}, Node{})
 	f.run("web", 0)
 	app := f.create("app", 0)
-	assert.Subset(t, summary(f.pod.Started(app, at(1))), []string{"write app", "wake app", "wake web"})
+	assert.Subset(t, summary(f.pod.Starting(app, 0, at(1))), []string{"write app", "wake app", "wake web"})
 }
 
 func TestAnUndoneCreationRestoresThePreviousAttempt(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_completed"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_completed"}, Node{})
 	db1, _ := f.run("db", 0)
 	f.pod.Exited(db1, 0, false, at(1))
 	db2 := f.create("db", 2)
@@ -252,7 +254,7 @@ func TestAnUndoneCreationRestoresThePreviousAttempt(t *testing.T) {
 }
 
 func TestStopWithSignalsThenKillsAfterTheGracePeriodAndReportsTheStop(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/stop-grace.proxy": "5s"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/stop-grace.proxy": "5s"}, Node{})
 	main, _ := f.run("main", 0)
 	proxy, _ := f.run("proxy", 0)
 	effects := f.pod.Exited(main, 0, false, at(10))
@@ -273,46 +275,46 @@ func TestStopWithSignalsThenKillsAfterTheGracePeriodAndReportsTheStop(t *testing
 }
 
 func TestStopWithEndsAHoldInsteadOfSignallingAndDoesNothingWhileThePodIsDeleted(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/after.proxy": "db"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/after.proxy": "db"}, Node{})
 	main, _ := f.run("main", 0)
 	proxy, _ := f.run("proxy", 0)
 	effects := summary(f.pod.Exited(main, 1, false, at(1)))
 	assert.NotContains(t, effects, "signal proxy SIGTERM", "a held container's own process never ran")
 	assert.Contains(t, proxy.TS.HoldFailed, "stopped by podorder: main exited with code 1")
 
-	g := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main"}, Sources{})
+	g := newPod(t, map[string]string{"podorder.dev/stop-with.proxy": "main"}, Node{})
 	main, _ = g.run("main", 0)
 	g.run("proxy", 0)
-	assert.Equal(t, []string{"terminating"}, summary(g.pod.Terminate()), "nothing to wake: no one waits for anyone")
+	assert.Equal(t, []string{"terminating"}, summary(g.pod.terminating()), "nothing to wake: no one waits for anyone")
 	assert.NotContains(t, summary(g.pod.Exited(main, 0, false, at(1))), "signal proxy SIGTERM", "kubelet stops a deleted pod's containers")
 }
 
 func TestWhileThePodIsDeletedAnExitWakesTheRunningDependenciesPreStop(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.api": "db"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.api": "db"}, Node{})
 	f.run("db", 0)
 	api, _ := f.run("api", 1)
 	require.NotNil(t, api.TS.ReleasedAt)
-	assert.Equal(t, []string{"terminating", "wake api", "wake db"}, summary(f.pod.Terminate()))
+	assert.Equal(t, []string{"terminating", "wake api", "wake db"}, summary(f.pod.terminating()))
 	assert.Contains(t, summary(f.pod.Exited(api, 0, false, at(2))), "wake db", "db's preStop waits for api's exit")
 }
 
 func TestPodDependencyStandInFollowsItsAnswer(t *testing.T) {
 	labels := map[string]string{}
-	p := New("uid", "ns", "web", decl.Parse(labels, map[string]string{"podorder.dev/after.app": "pod(app=db):ready"}), Sources{})
+	p := New("uid", "ns", "web", decl.Parse(labels, map[string]string{"podorder.dev/after.app": "pod(app=db):ready"}), Node{}, nil, nil)
 	f := &fixture{t: t, pod: p}
 	hold, err := p.Decl.For("app")
 	require.NoError(t, err)
 	name := hold.Pods[0].Name
 	created := at(0)
-	p.Add(&Attempt{TS: &tombstone.Tombstone{Container: name, ID: name, PodSelector: hold.Pods[0].String(), CreatedAt: &created}})
+	p.Added(&Attempt{TS: &tombstone.Tombstone{Container: name, ID: name, PodSelector: hold.Pods[0].String(), CreatedAt: &created}})
 	app, _ := f.run("app", 0)
 	assert.Nil(t, app.TS.ReleasedAt)
-	assert.Contains(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(1))), "event PodorderReleased")
-	assert.Empty(t, summary(p.PodDependency(name, hold.Pods[0].Condition, true, at(2))), "no change, no effect")
+	assert.Contains(t, summary(p.PodDependencyChanged(name, hold.Pods[0].Condition, true, at(1))), "event PodorderReleased")
+	assert.Empty(t, summary(p.PodDependencyChanged(name, hold.Pods[0].Condition, true, at(2))), "no change, no effect")
 }
 
 func TestTheConditionNamesWhatEachHeldContainerWaitsForAndTurnsTrueAtRelease(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.web": "api", "podorder.dev/stop-with.web": "api"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.web": "api", "podorder.dev/stop-with.web": "api"}, Node{})
 	first := f.pod.ConditionUpdate(at(0))
 	require.Len(t, first, 1)
 	assert.True(t, first[0].(SetCondition).Condition.Released, "no container yet: nothing held")
@@ -344,7 +346,7 @@ func TestTheConditionNamesWhatEachHeldContainerWaitsForAndTurnsTrueAtRelease(t *
 }
 
 func TestASnapshotSaysWhoIsHeldForWhatAndForHowMuchLonger(t *testing.T) {
-	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "1m"}, Sources{})
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "1m"}, Node{})
 	f.run("app", 0)
 	s := f.pod.Snapshot(at(10))
 	require.Len(t, s.Containers, 1)
@@ -369,7 +371,7 @@ func TestTheConditionMessageIsBoundedWhateverThePodDeclares(t *testing.T) {
 	for i := range 60 {
 		labels[fmt.Sprintf("podorder.dev/after.c%02d", i)] = strings.Join(deps, ".")
 	}
-	f := newPod(t, labels, Sources{})
+	f := newPod(t, labels, Node{})
 	for i := range 60 {
 		f.run(fmt.Sprintf("c%02d", i), 1)
 	}
@@ -408,5 +410,18 @@ func TestCapMessage(t *testing.T) {
 				assert.GreaterOrEqual(t, len(got), tt.wantSize-3, "as much as fits")
 			}
 		})
+	}
+}
+
+func TestCrossNamespaceRulesNameTheSourceAndTheTarget(t *testing.T) {
+	rules, err := ParseCrossNamespaceRules("team-a=shared, *=public")
+	require.NoError(t, err)
+	assert.True(t, rules.Allows("team-a", "shared"))
+	assert.False(t, rules.Allows("team-b", "shared"), "a rule for team-a does not let every namespace watch shared")
+	assert.True(t, rules.Allows("team-b", "public"))
+	assert.True(t, rules.Allows("x", "x"))
+	for _, bad := range []string{"shared", "a=", "=b", "a=*"} {
+		_, err := ParseCrossNamespaceRules(bad)
+		assert.ErrorContains(t, err, "write <source namespace>=<target namespace>", bad)
 	}
 }

@@ -6,17 +6,27 @@ import "time"
 type Found struct {
 	// Started is set when the runtime started it (running or stopped).
 	Started bool
+	// Running is set while its process runs, whose PID is then PID.
+	Running bool
+	PID     uint32
 	// Stopped is set when it has exited.
 	Stopped                          bool
 	CreatedAt, StartedAt, FinishedAt time.Time
 	ExitCode                         int32
+	// Grace is the pod's terminationGracePeriodSeconds, as kubelet passed it to the container.
+	Grace time.Duration
 }
 
-// Resync brings a's tombstone up to date with what happened while podorder was away: a start (a
-// held attempt's deadline counts from its creation, surely before its hook's start), the start of
-// an attempt that is not held, an exit.
-func (p *Pod) Resync(a *Attempt, f Found, now time.Time) []Effect {
+// Resynced brings a up to date with what happened while podorder was away: a start (a held
+// attempt's deadline counts from its creation, surely before its hook's start), the start of an
+// attempt that is not held, an exit.
+func (p *Pod) Resynced(a *Attempt, f Found, now time.Time) []Effect {
 	var o out
+	a.Grace = f.Grace
+	a.Wakes = a.TS.Held() || p.Decl.DependedOn(a.Name())
+	if f.Running {
+		o.add(p.track(a, f.PID)...)
+	}
 	ts := a.TS
 	changed := false
 	if ts.Held() && ts.HoldDeadline == nil && ts.ReleasedAt == nil && f.Started {
@@ -49,13 +59,14 @@ func (p *Pod) Resync(a *Attempt, f Found, now time.Time) []Effect {
 	return o
 }
 
-// Resumed restarts, after a resynchronization, the probes of released attempts that still need
-// them.
-func (p *Pod) Resumed() []Effect {
+// Resumed ends a resynchronization: the probes of released attempts that still need them start
+// again, and holds are re-evaluated, so a held container is released when — and not before — its
+// dependencies are met.
+func (p *Pod) Resumed(now time.Time) []Effect {
 	for _, a := range p.Attempts {
 		if a.TS.ReleasedAt != nil && a.TS.ProbeReadyAt == nil && a.TS.ExitedAt == nil {
 			p.chooseProbe(a)
 		}
 	}
-	return p.syncProbes()
+	return append(p.syncProbes(), p.release(now)...)
 }

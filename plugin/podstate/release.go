@@ -1,0 +1,172 @@
+package podstate
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/podorder/podorder/hooks/condition"
+)
+
+// release records, for every held attempt whose dependencies are all met, that it may start,
+// repeating until nothing changes so that a chain a → b → c resolves in one call. The daemon alone
+// decides; the hook only obeys what is recorded for its own attempt, so the two cannot disagree. A
+// hold whose dependency can no longer be met is recorded as failed, which ends it at once.
+func (p *Pod) release(now time.Time) []Effect {
+	var o out
+	for changed := true; changed; {
+		changed = false
+		for _, name := range p.names() {
+			a := p.Attempts[name]
+			ts := a.TS
+			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" || a.Blind {
+				continue
+			}
+			if !now.Before(*ts.HoldDeadline) {
+				continue // the hook gives up at its own deadline; its exit is recorded by Exited
+			}
+			if p.anyFailed(a) {
+				ts.HoldFailed = p.missing(a)
+				o.log(slog.LevelWarn, name, "hold failed: a dependency can no longer be met", "missing", ts.HoldFailed)
+				o.write(p, a)
+				continue
+			}
+			if !p.allMet(ts.WaitsFor) {
+				continue
+			}
+			o.add(p.markReleased(a, now)...)
+			elapsed := now.Sub(*ts.CreatedAt).Milliseconds()
+			o.log(slog.LevelInfo, name, "released", "container_id", ts.ID, "waits_for", WaitsFor(ts.WaitsFor), "elapsed_ms", elapsed)
+			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Hold))
+			o.write(p, a)
+			o.add(HoldEnded{A: a, Outcome: OutcomeReleased, Held: now.Sub(*ts.CreatedAt)})
+			changed = true
+		}
+	}
+	// A release, an exit or a new held attempt may change who waits for whom.
+	o.add(p.syncProbes()...)
+	return o
+}
+
+// StoreRecreated is the shell having made the pod's store directory again, after someone removed it
+// under the daemon: every attempt held since before can no longer see a release.
+func (p *Pod) StoreRecreated() []Effect {
+	var o out
+	for _, name := range p.names() {
+		if a := p.Attempts[name]; a.Holding() {
+			o.add(p.markBlind(a)...)
+		}
+	}
+	return o
+}
+
+// markBlind stops releasing a, whose hook reads a store directory that no longer exists. The hook
+// then ends the hold at its timeout, the container exits and kubelet starts a new attempt, which
+// sees the new directory. A container still running well past its hold's end must have been let go
+// by its hook (else the runtime would have ended it): HoldOutlived then counts it released.
+func (p *Pod) markBlind(a *Attempt) []Effect {
+	if a.Blind {
+		return nil
+	}
+	a.Blind = true
+	end := a.TS.CreatedAt.Add(time.Duration(a.TS.HoldTimeout) + HookGrace + time.Second)
+	return []Effect{
+		Log{Level: slog.LevelWarn, Container: a.Name(), Msg: "held since before the store was removed: its hook cannot see a release; it ends at its timeout",
+			Args: []any{"container_id", a.TS.ID, "counted_running_after", end.Format(time.RFC3339)}},
+		ArmBlindEnd{A: a, At: end},
+	}
+}
+
+// HoldOutlived is a blind attempt still running past its hold's end: its hook let it go.
+func (p *Pod) HoldOutlived(a *Attempt, now time.Time) []Effect {
+	if p.Attempts[a.Name()] != a || a.TS.ExitedAt != nil || a.TS.ReleasedAt != nil {
+		return nil
+	}
+	var o out
+	o.add(p.markReleased(a, now)...)
+	o.log(slog.LevelInfo, a.Name(), "released", "container_id", a.TS.ID, "reason", "still running past its hold's end, so its hook let it go")
+	o.write(p, a)
+	o.add(p.release(now)...)
+	return o
+}
+
+// endProbe ends a's probe, if one runs.
+func (o *out) endProbe(a *Attempt) {
+	if a.Probing {
+		a.Probing = false
+		o.add(EndProbe{a})
+	}
+}
+
+// write adds the write of a's tombstone and the wake-ups it calls for.
+func (o *out) write(p *Pod, a *Attempt) {
+	o.add(Write{a})
+	o.wakeFor(p, a)
+}
+
+// wakeFor adds the wake-ups that a write of changed's tombstone calls for: every held hook still
+// waiting, changed's own (its release is written into its own tombstone), and, while the pod is
+// deleted, the preStop hooks of running containers, which wait for their dependents' exits.
+func (o *out) wakeFor(p *Pod, changed *Attempt) {
+	for _, name := range p.names() {
+		a := p.Attempts[name]
+		if !a.Wakes || a.TS.ExitedAt != nil || (a != changed && a.TS.ReleasedAt != nil && !p.Terminating) {
+			continue
+		}
+		o.add(Wake{name})
+	}
+}
+
+func (p *Pod) allMet(deps []condition.Dependency) bool {
+	for _, d := range deps {
+		if condition.Evaluate(d.Condition, p.state(d.Container)) != condition.Met {
+			return false
+		}
+	}
+	return true
+}
+
+// anyFailed reports whether a dependency of a can no longer be met by its current attempt.
+func (p *Pod) anyFailed(a *Attempt) bool {
+	for _, d := range a.TS.WaitsFor {
+		if condition.Evaluate(d.Condition, p.state(d.Container)) == condition.Failed {
+			return true
+		}
+	}
+	return false
+}
+
+// missing describes the unmet dependencies of a, for logs and Events.
+func (p *Pod) missing(a *Attempt) string {
+	var out []string
+	for _, d := range a.TS.WaitsFor {
+		s := p.state(d.Container)
+		if condition.Evaluate(d.Condition, s) == condition.Met {
+			continue
+		}
+		if da := p.Attempts[d.Container]; da != nil && da.TS.PodSelector != "" {
+			out = append(out, fmt.Sprintf("no pod matching %s is %s", da.TS.PodSelector, d.Condition))
+			continue
+		}
+		out = append(out, condition.Describe(d, s))
+	}
+	return strings.Join(out, "; ")
+}
+
+func (p *Pod) state(container string) condition.State {
+	if a := p.Attempts[container]; a != nil {
+		return a.TS.State()
+	}
+	return condition.State{}
+}
+
+func (p *Pod) names() []string {
+	names := make([]string, 0, len(p.Attempts))
+	for n := range p.Attempts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
