@@ -2,7 +2,8 @@
 # definition: `make image` and the cluster tests build it with BuildKit (buildkitd + buildctl, no
 # Docker engine, no registry) from the binaries build/image compiles into the build context's bin/:
 #
-#   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/ ./cmd/podorder ./cmd/podorder-hook
+#   CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/podorder ./cmd/podorder-hook \
+#     -ldflags "-s -w -X github.com/podorder/podorder/plugin/version.stamped=$(cat VERSION)"
 #   buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \
 #     --output type=oci,dest=podorder.tar,name=registry.local/podorder/podorder:<tag>
 FROM scratch

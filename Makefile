@@ -4,7 +4,6 @@ SHELL := /bin/bash
 # $(PODORDER_CACHE) (default /var/cache/podorder) on first use.
 export PODORDER_CACHE ?= /var/cache/podorder
 GO ?= go
-GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
@@ -12,6 +11,9 @@ STATICCHECK = $(PODORDER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 # (build/image/version_test.go keeps them so).
 VERSION := $(shell cat VERSION)
 IMAGE_TAG ?= v$(VERSION)
+# `podorder version` and the daemon's first log line say the release the binary was built from
+# (plugin/version; build/image injects it the same way).
+GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/podorder/podorder/plugin/version.stamped=$(VERSION)"
 
 # Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
 HELM_VERSION ?= v3.22.0

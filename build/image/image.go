@@ -30,6 +30,13 @@ func Version(moduleDir string) (string, error) {
 	return strings.TrimSpace(string(v)), nil
 }
 
+// LDFlags are the linker flags of a release build: no symbol table or debug information, and the
+// release stamped into plugin/version, which `podorder version` and the daemon's first log line say.
+// The Makefile's build target passes the same.
+func LDFlags(release string) string {
+	return "-s -w -X github.com/podorder/podorder/plugin/version.stamped=" + release
+}
+
 // Tools are the programs a build runs.
 type Tools struct {
 	// Buildkitd and Buildctl are BuildKit's daemon and client.
@@ -64,8 +71,12 @@ func Build(ctx context.Context, moduleDir, dir, ref string, tools Tools) (string
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", fmt.Errorf("build image: %w", err)
 	}
+	release, err := Version(moduleDir)
+	if err != nil {
+		return "", fmt.Errorf("build image: %w", err)
+	}
 	for _, name := range []string{"podorder", "podorder-hook"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(bin, name), "./cmd/"+name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", LDFlags(release), "-o", filepath.Join(bin, name), "./cmd/"+name)
 		cmd.Dir = moduleDir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

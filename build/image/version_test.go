@@ -38,4 +38,8 @@ func TestTheVersionIsWrittenOnce(t *testing.T) {
 	require.Len(t, kustomization.Images, 1)
 	assert.Equal(t, "v"+v, kustomization.Images[0].NewTag, "daemonset/kustomization.yaml images[0].newTag")
 	assert.Equal(t, Ref, kustomization.Images[0].NewName, "daemonset/kustomization.yaml images[0].newName")
+
+	makefile, err := os.ReadFile("../../Makefile")
+	require.NoError(t, err)
+	assert.Contains(t, string(makefile), `-ldflags "`+LDFlags("$(VERSION)")+`"`, "the Makefile's build stamps the release as the image's does")
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -96,8 +97,8 @@ func env(flagName, def string) string {
 	return def
 }
 
-// Logger returns the daemon's structured logger as configured.
-func (c *Config) Logger() (*slog.Logger, error) {
+// Logger returns the daemon's structured logger as configured, writing to w (standard error).
+func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
@@ -105,9 +106,9 @@ func (c *Config) Logger() (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.LogFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", c.LogFormat)
 }

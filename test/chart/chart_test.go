@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -45,6 +46,22 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 		assert.Contains(t, ds, want)
 	}
 	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:ops:podorder"`, "the status guard names the release's service account")
+}
+
+// The image runs one binary whose every mode is a command: a container that names none would print
+// usage and exit, so each names its own.
+func TestTheChartNamesTheCommandOfEachContainer(t *testing.T) {
+	docs := render(t)
+	require.Len(t, docs["DaemonSet"], 1)
+	var ds appsv1.DaemonSet
+	require.NoError(t, yaml.Unmarshal([]byte(docs["DaemonSet"][0]), &ds))
+	spec := ds.Spec.Template.Spec
+	require.Len(t, spec.InitContainers, 1)
+	require.Len(t, spec.Containers, 1)
+	require.NotEmpty(t, spec.InitContainers[0].Args)
+	require.NotEmpty(t, spec.Containers[0].Args)
+	assert.Equal(t, "install-hook", spec.InitContainers[0].Args[0])
+	assert.Equal(t, "daemon", spec.Containers[0].Args[0])
 }
 
 func TestTheChartCarriesTheBasesPolicies(t *testing.T) {

@@ -90,7 +90,7 @@ func startPodorder(t *testing.T, env *harness.Env, extra ...string) *Podorder {
 		Store:   tombstone.Store{Root: filepath.Join(storeTmpfs(t, env), "podorder")},
 		LogPath: filepath.Join(env.Dir, "podorder.log"),
 	}
-	p.args = []string{filepath.Join(bin, "podorder"),
+	p.args = []string{filepath.Join(bin, "podorder"), "daemon",
 		"--nri-socket=" + env.NRISocket,
 		"--store-dir=" + p.Store.Root,
 		"--hook-binary=" + filepath.Join(bin, "podorder-hook"),

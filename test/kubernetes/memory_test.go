@@ -54,7 +54,7 @@ func measureMemoryAtNodeScale(t *testing.T, b *bed, pods int) {
 }
 
 // daemonPID finds the podorder daemon of the DaemonSet among the node's processes: its image runs
-// /podorder with flags, and only one runs on the node.
+// /podorder daemon with flags, and only one runs on the node.
 func daemonPID(t *testing.T) int {
 	t.Helper()
 	matches, err := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -66,7 +66,7 @@ func daemonPID(t *testing.T) int {
 			continue
 		}
 		args := bytes.Split(bytes.TrimRight(cmd, "\x00"), []byte{0})
-		if string(args[0]) != "/podorder" || len(args) < 2 || !bytes.HasPrefix(args[1], []byte("--")) {
+		if string(args[0]) != "/podorder" || len(args) < 2 || string(args[1]) != "daemon" {
 			continue
 		}
 		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(m)))

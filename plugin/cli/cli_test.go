@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/plugin/daemon"
+	"github.com/podorder/podorder/plugin/version"
+)
+
+// run is one invocation of Main with a daemon that only records that it was started.
+type run struct {
+	code           int
+	stdout, stderr string
+	daemonStarted  bool
+	cfg            daemon.Config
+}
+
+func invoke(t *testing.T, args ...string) run {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	var r run
+	r.code = Main(args, Process{
+		Stdin:  strings.NewReader(""),
+		Stdout: &out,
+		Stderr: &errOut,
+		Getenv: func(string) string { return "" },
+		RunDaemon: func(cfg daemon.Config, _ *slog.Logger) error {
+			r.daemonStarted, r.cfg = true, cfg
+			return nil
+		},
+	})
+	r.stdout, r.stderr = out.String(), errOut.String()
+	return r
+}
+
+// hookBinary is an executable file for --hook-binary, which the daemon checks before it starts.
+func hookBinary(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "podorder-hook")
+	require.NoError(t, os.WriteFile(path, []byte("#!/bin/true\n"), 0o755))
+	return path
+}
+
+func TestWhatIsNotACommandStartsNothingAndExits2(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		says string
+	}{
+		"no command at all":          {nil, "no command given; the node daemon is `podorder daemon`"},
+		"a mistyped command":         {[]string{"deamon"}, `unknown command "deamon"; the commands are: daemon, status, explain, install-hook, version, help`},
+		"an unknown command":         {[]string{"nosuch", "--log-format=json"}, `unknown command "nosuch"`},
+		"a command in upper case":    {[]string{"DAEMON"}, `unknown command "DAEMON"`},
+		"the old daemon's flags":     {[]string{"--log-format=json", "--probe-host-network"}, "as in `podorder daemon --log-format=json --probe-host-network`"},
+		"help about an unknown name": {[]string{"help", "nosuch"}, `podorder help: unknown command "nosuch"`},
+		"a stray daemon argument":    {[]string{"daemon", "help"}, `podorder daemon: unexpected argument "help"`},
+		"an unknown daemon flag":     {[]string{"daemon", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		"install-hook short of DEST": {[]string{"install-hook", "/podorder-hook"}, "podorder install-hook: want SRC and DEST, got 1 arguments"},
+		"version with an argument":   {[]string{"version", "now"}, `podorder version: unexpected argument "now"`},
+		"explain without a file":     {[]string{"explain"}, "podorder explain: give at least one -f FILE"},
+		"status in an unknown form":  {[]string{"status", "-o", "yaml"}, "podorder status: -o yaml: want table or json"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := invoke(t, tt.args...)
+			assert.Equal(t, ExitUsage, r.code)
+			assert.False(t, r.daemonStarted, "the daemon must not start")
+			assert.Contains(t, r.stderr, tt.says)
+			assert.Empty(t, r.stdout, "errors go to standard error")
+		})
+	}
+}
+
+func TestHelpNamesEveryCommandOnOneLineAndExits0(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-help"}, {"-h"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := invoke(t, args...)
+			assert.Equal(t, ExitOK, r.code)
+			assert.False(t, r.daemonStarted)
+			assert.Empty(t, r.stderr)
+			for _, c := range commands() {
+				assert.Regexp(t, `(?m)^  `+c.name+` +`+regexp.QuoteMeta(c.summary)+`$`, r.stdout, "help lists %s", c.name)
+			}
+		})
+	}
+}
+
+func TestBareUsageListsTheCommandsToo(t *testing.T) {
+	r := invoke(t)
+	for _, c := range commands() {
+		assert.Contains(t, r.stderr, "  "+c.name+" ")
+	}
+}
+
+func TestEveryCommandsHelpExits0AndStartsNothing(t *testing.T) {
+	for _, c := range commands() {
+		for _, args := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {"help", c.name}} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				r := invoke(t, args...)
+				assert.Equal(t, ExitOK, r.code)
+				assert.False(t, r.daemonStarted)
+				assert.Empty(t, r.stderr)
+				assert.True(t, strings.HasPrefix(r.stdout, "Usage: podorder "+c.name), "usage first:\n%s", r.stdout)
+			})
+		}
+	}
+}
+
+func TestTheDaemonsHelpListsItsFlags(t *testing.T) {
+	r := invoke(t, "daemon", "--help")
+	for _, flag := range []string{"-nri-socket", "-store-dir", "-hook-binary", "-health-addr", "-metrics-addr", "-log-format"} {
+		assert.Contains(t, r.stdout, "  "+flag+" ")
+	}
+}
+
+func TestVersionPrintsTheRelease(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := invoke(t, args...)
+			assert.Equal(t, ExitOK, r.code)
+			assert.Equal(t, version.Get().String()+"\n", r.stdout)
+			assert.True(t, strings.HasPrefix(r.stdout, "podorder "+version.Get().Release), r.stdout)
+			assert.False(t, r.daemonStarted)
+		})
+	}
+}
+
+func TestTheDaemonCommandStartsTheDaemonWithItsFlags(t *testing.T) {
+	hook := hookBinary(t)
+	r := invoke(t, "daemon", "--hook-binary="+hook, "--store-dir=/tmp/po-store", "--nri-socket=/tmp/nri.sock", "--health-addr=", "--log-format=json")
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	require.True(t, r.daemonStarted)
+	assert.Equal(t, hook, r.cfg.HookBinary)
+	assert.Equal(t, "/tmp/po-store", r.cfg.StoreDir)
+	assert.Equal(t, "/tmp/nri.sock", r.cfg.NRISocket)
+	assert.Empty(t, r.cfg.HealthAddr)
+	first, _, _ := strings.Cut(r.stderr, "\n")
+	assert.Contains(t, first, `"msg":"podorder starting"`)
+	assert.Contains(t, first, `"version":"`+version.Get().Release+`"`, "the daemon's first log line says its version")
+}
+
+func TestADaemonThatCannotWorkIsNotStarted(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		says string
+	}{
+		"no hook binary":      {[]string{"--hook-binary=/nonexistent/podorder-hook"}, "podorder daemon: --hook-binary"},
+		"a bad log format":    {[]string{"--log-format=xml"}, `podorder daemon: --log-format "xml"`},
+		"a bad plugin index":  {[]string{"--plugin-index=1"}, `podorder daemon: --plugin-index "1"`},
+		"cross-namespace bad": {[]string{"--allow-cross-namespace=nope"}, "podorder daemon: --allow-cross-namespace"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := invoke(t, append([]string{"daemon", "--hook-binary=" + hookBinary(t)}, tt.args...)...)
+			assert.Equal(t, ExitUsage, r.code)
+			assert.False(t, r.daemonStarted)
+			assert.Contains(t, r.stderr, tt.says)
+		})
+	}
+}
+
+func TestTheDaemonStoppingWithAnErrorExits1(t *testing.T) {
+	var errOut bytes.Buffer
+	code := Main([]string{"daemon", "--hook-binary=" + hookBinary(t)}, Process{
+		Stdout: &bytes.Buffer{}, Stderr: &errOut, Getenv: func(string) string { return "" },
+		RunDaemon: func(daemon.Config, *slog.Logger) error { return assert.AnError },
+	})
+	assert.Equal(t, ExitFailed, code)
+	assert.Contains(t, errOut.String(), "podorder stopped")
+}
+
+func TestInstallHookCopiesTheHook(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "bin", "podorder-hook")
+	r := invoke(t, "install-hook", hookBinary(t), dest)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	data, err := os.ReadFile(dest)
+	require.NoError(t, err)
+	assert.Equal(t, "#!/bin/true\n", string(data))
+}
+
+func TestExplainReadsStandardInput(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := Main([]string{"explain", "-f", "-"}, Process{
+		Stdin: strings.NewReader(`apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {podorder.dev/after.app: db}
+spec:
+  containers:
+  - {name: app, image: app}
+  - {name: db, image: db}
+`),
+		Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" },
+	})
+	assert.Equal(t, ExitOK, code, errOut.String())
+	assert.Contains(t, out.String(), "web")
+}
+
+func TestExplainNamesAFileItCannotOpen(t *testing.T) {
+	r := invoke(t, "explain", "-f", "/nonexistent.yaml")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Equal(t, "podorder explain: open /nonexistent.yaml: no such file or directory\n", r.stderr)
+}
