@@ -11,6 +11,61 @@ import (
 	"github.com/podorder/podorder/hooks/condition"
 )
 
+// readAfter reads podorder.dev/after.<c>, in its label or its annotation form. A container may
+// declare both: they are merged, and a dependency they give different conditions fails it.
+func (r *reader) readAfter(k key) error {
+	var list []condition.Dependency
+	var pods []PodDependency
+	var err error
+	if k.source == "label" {
+		list, err = parseLabelAfter(k.value)
+	} else {
+		list, pods, err = parseAnnotationAfter(k.value)
+	}
+	if err != nil {
+		return err
+	}
+	c := k.container
+	if r.deps[c] == nil {
+		r.deps[c] = map[string]declared{}
+	}
+	for _, d := range list {
+		if prev, dup := r.deps[c][d.Container]; dup && prev.cond != d.Condition {
+			r.pod.fail(c, fmt.Errorf("container %s waits for %s twice with different conditions (%s in the %s, %s in the %s): keep one",
+				c, d.Container, prev.cond, prev.source, d.Condition, k.source))
+			continue
+		}
+		r.deps[c][d.Container] = declared{d.Condition, k.source}
+	}
+	for _, pd := range pods {
+		if r.podDeps[c] == nil {
+			r.podDeps[c] = map[string]PodDependency{}
+		}
+		r.podDeps[c][pd.Name] = pd
+		r.deps[c][pd.Name] = declared{pd.Condition, k.source}
+	}
+	r.pod.hold(c)
+	return nil
+}
+
+// settleAfter writes each container's merged dependencies into its Hold, sorted.
+func (r *reader) settleAfter() {
+	for c, m := range r.deps {
+		h := r.pod.hold(c)
+		for name, s := range m {
+			h.After = append(h.After, condition.Dependency{Container: name, Condition: s.cond})
+		}
+		sort.Slice(h.After, func(i, j int) bool { return h.After[i].Container < h.After[j].Container })
+		for _, name := range sortedKeys(r.podDeps[c]) {
+			h.Pods = append(h.Pods, r.podDeps[c][name])
+		}
+		if len(h.After) > MaxDependencies {
+			r.pod.fail(c, fmt.Errorf("container %s waits for %d dependencies, more than the %d podorder allows: "+
+				"wait for the few that gate it (a chain a → b → c needs only the nearest)", c, len(h.After), MaxDependencies))
+		}
+	}
+}
+
 // parseLabelAfter reads the label form "db.cache_started.migrate_completed".
 func parseLabelAfter(v string) ([]condition.Dependency, error) {
 	if strings.TrimSpace(v) == "" {

@@ -31,31 +31,6 @@ import (
 // Domain prefixes every key podorder reads.
 const Domain = "podorder.dev/"
 
-// Key kinds after the domain: "<kind>.<container>".
-const (
-	KindAfter   = "after"
-	KindTimeout = "timeout"
-	KindProbe   = "probe"
-	// KindStopWith binds a container's life to others': it is stopped when one of them exits.
-	KindStopWith = "stop-with"
-	// KindStopGrace overrides the pod's terminationGracePeriodSeconds for podorder's stops.
-	KindStopGrace = "stop-grace"
-	// KindStopSignal overrides SIGTERM as the first signal of podorder's stops.
-	KindStopSignal = "stop-signal"
-	// KindReadiness says who judges a container's readiness for the containers that wait for it:
-	// ReadinessKubelet opts out of podorder evaluating the container's readinessProbe itself.
-	KindReadiness = "readiness"
-)
-
-// Values of podorder.dev/readiness.<c>.
-const (
-	// ReadinessPodorder, the default, lets podorder evaluate a tcp, http or grpc readinessProbe
-	// itself, from inside the pod, at a fast period while a container waits for it.
-	ReadinessPodorder = "podorder"
-	// ReadinessKubelet waits for kubelet's own verdict, as reported through the API.
-	ReadinessKubelet = "kubelet"
-)
-
 // DefaultTimeout is the longest hold when a container declares no timeout.
 const DefaultTimeout = 10 * time.Minute
 

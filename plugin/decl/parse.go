@@ -1,10 +1,10 @@
 package decl
 
 import (
+	"errors"
 	"fmt"
-	"sort"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/podorder/podorder/hooks/condition"
 )
@@ -14,167 +14,93 @@ import (
 func Parse(labels, annotations map[string]string) *Pod {
 	p := &Pod{Holds: map[string]*Hold{}, errs: map[string]error{}}
 	if n := countKeys(labels) + countKeys(annotations); n > MaxKeys {
-		p.errAll = fmt.Errorf("the pod has %d %s labels and annotations, more than the %d podorder reads: "+
-			"declare at most %d (one after, timeout and probe key per container)", n, Domain, MaxKeys, MaxKeys)
+		p.errAll = errors.New(tooManyKeys(strconv.Itoa(n)))
 		return p
 	}
-	type seen struct {
-		cond   condition.Condition
-		source string
+	r := &reader{
+		pod:      p,
+		deps:     map[string]map[string]declared{},
+		podDeps:  map[string]map[string]PodDependency{},
+		timeouts: map[string]string{},
+		stops:    map[string]map[string]ExitCondition{},
 	}
-	deps := map[string]map[string]seen{}
-	podDeps := map[string]map[string]PodDependency{}
-	timeouts := map[string]string{}
-	stops := map[string]map[string]ExitCondition{}
-
-	read := func(source string, kv map[string]string) {
-		for _, k := range sortedKeys(kv) {
-			if !strings.HasPrefix(k, Domain) {
-				continue
-			}
-			v := kv[k]
-			where := fmt.Sprintf("%s %s=%s", source, quoteKey(k), Quote(v))
-			kind, c, ok := strings.Cut(strings.TrimPrefix(k, Domain), ".")
-			if !ok || !validContainerName(c) {
-				p.failKey(fmt.Errorf("%s: key must be %s<after|timeout|probe|stop-with|stop-grace|stop-signal>.<container name>", where, Domain))
-				continue
-			}
-			if len(v) > MaxValueBytes {
-				p.fail(c, fmt.Errorf("%s: the value has %d bytes, more than the %d podorder reads: shorten it", where, len(v), MaxValueBytes))
-				continue
-			}
-			switch kind {
-			case KindAfter:
-				var list []condition.Dependency
-				var pods []PodDependency
-				var err error
-				if source == "label" {
-					list, err = parseLabelAfter(v)
-				} else {
-					list, pods, err = parseAnnotationAfter(v)
-				}
-				if err != nil {
-					p.fail(c, fmt.Errorf("%s: %w", where, err))
-					continue
-				}
-				if deps[c] == nil {
-					deps[c] = map[string]seen{}
-				}
-				for _, d := range list {
-					if prev, dup := deps[c][d.Container]; dup && prev.cond != d.Condition {
-						p.fail(c, fmt.Errorf("container %s waits for %s twice with different conditions (%s in the %s, %s in the %s): keep one",
-							c, d.Container, prev.cond, prev.source, d.Condition, source))
-						continue
-					}
-					deps[c][d.Container] = seen{d.Condition, source}
-				}
-				for _, pd := range pods {
-					if podDeps[c] == nil {
-						podDeps[c] = map[string]PodDependency{}
-					}
-					podDeps[c][pd.Name] = pd
-					deps[c][pd.Name] = seen{pd.Condition, source}
-				}
-				p.hold(c)
-			case KindTimeout:
-				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil || d <= 0 || d > MaxTimeout {
-					p.fail(c, fmt.Errorf("%s: timeout must be a positive Go duration of at most %s, such as 90s or 5m", where, MaxTimeout))
-					continue
-				}
-				if prev, dup := timeouts[c]; dup && prev != v {
-					p.fail(c, fmt.Errorf("%s: conflicts with the other timeout %s for %s: keep one", where, Quote(prev), c))
-					continue
-				}
-				timeouts[c] = v
-				p.hold(c).Timeout = d
-			case KindProbe:
-				pr, err := ParseProbe(v)
-				if err != nil {
-					p.fail(c, fmt.Errorf("%s: %w", where, err))
-					continue
-				}
-				p.hold(c).Probe = pr
-			case KindStopWith:
-				list, err := parseStopWith(v, source == "label")
-				if err != nil {
-					p.fail(c, fmt.Errorf("%s: %w", where, err))
-					continue
-				}
-				if stops[c] == nil {
-					stops[c] = map[string]ExitCondition{}
-				}
-				for _, t := range list {
-					if prev, dup := stops[c][t.Container]; dup && prev != t.On {
-						p.fail(c, fmt.Errorf("%s: container %s stops with %s twice with different conditions (%s and %s): keep one", where, c, t.Container, prev, t.On))
-						continue
-					}
-					stops[c][t.Container] = t.On
-				}
-				p.hold(c)
-			case KindStopGrace:
-				d, err := parseStopGrace(v)
-				if err != nil {
-					p.fail(c, fmt.Errorf("%s: %w", where, err))
-					continue
-				}
-				p.hold(c).StopGrace = d
-			case KindStopSignal:
-				sig, err := parseStopSignal(v)
-				if err != nil {
-					p.fail(c, fmt.Errorf("%s: %w", where, err))
-					continue
-				}
-				p.hold(c).StopSignal = sig
-			case KindReadiness:
-				switch strings.TrimSpace(v) {
-				case ReadinessKubelet:
-					p.hold(c).KubeletReadiness = true
-				case ReadinessPodorder:
-					p.hold(c)
-				default:
-					p.fail(c, fmt.Errorf("%s: want %s (podorder evaluates the readinessProbe itself, the default) or %s (wait for kubelet's verdict)",
-						where, ReadinessPodorder, ReadinessKubelet))
-				}
-			default:
-				p.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s%s.%s, %s.%s, %s.%s, %s.%s, %s.%s, %s.%s or %s.%s",
-					where, Quote(kind), Domain, KindAfter, c, KindTimeout, c, KindProbe, c, KindStopWith, c, KindStopGrace, c, KindStopSignal, c, KindReadiness, c))
-			}
-		}
-	}
-	read("label", labels)
-	read("annotation", annotations)
-
-	for c, m := range deps {
-		h := p.hold(c)
-		for name, s := range m {
-			h.After = append(h.After, condition.Dependency{Container: name, Condition: s.cond})
-		}
-		sort.Slice(h.After, func(i, j int) bool { return h.After[i].Container < h.After[j].Container })
-		for _, name := range sortedKeys(podDeps[c]) {
-			h.Pods = append(h.Pods, podDeps[c][name])
-		}
-		if len(h.After) > MaxDependencies {
-			p.fail(c, fmt.Errorf("container %s waits for %d dependencies, more than the %d podorder allows: "+
-				"wait for the few that gate it (a chain a → b → c needs only the nearest)", c, len(h.After), MaxDependencies))
-		}
-	}
-	for c, m := range stops {
-		h := p.hold(c)
-		for _, name := range sortedKeys(m) {
-			if name == c {
-				p.fail(c, fmt.Errorf("container %s stops with itself: remove %s from %s%s.%s", c, c, Domain, KindStopWith, c))
-				continue
-			}
-			h.StopWith = append(h.StopWith, Trigger{Container: name, On: m[name]})
-		}
-		if len(h.StopWith) > MaxDependencies {
-			p.fail(c, fmt.Errorf("container %s stops with %d containers, more than the %d podorder allows", c, len(h.StopWith), MaxDependencies))
-		}
-	}
+	r.readAll("label", labels)
+	r.readAll("annotation", annotations)
+	r.settleAfter()
+	r.settleStopWith()
 	p.checkPodLimits()
 	p.checkGraph()
 	return p
+}
+
+// tooManyKeys says that a pod carries more than MaxKeys keys; n is their number as the message
+// writes it, a number for the daemon, a CEL expression for the admission policy.
+func tooManyKeys(n string) string {
+	return fmt.Sprintf("the pod has %s %s labels and annotations, more than the %d podorder reads: "+
+		"declare at most %d (one after, timeout and probe key per container)", n, Domain, MaxKeys, MaxKeys)
+}
+
+// reader reads a pod's keys one at a time into its Pod. A container's after and stop-with keys may
+// come both as a label and as an annotation: they are merged here, and settled into its Hold once
+// every key is read.
+type reader struct {
+	pod *Pod
+	// deps maps a container to its dependencies, each with the first declaration of its condition.
+	deps map[string]map[string]declared
+	// podDeps maps a container to its pod(...) dependencies by PodDependency.Name.
+	podDeps map[string]map[string]PodDependency
+	// timeouts maps a container to the value of its first timeout key.
+	timeouts map[string]string
+	// stops maps a container to the containers it stops with and on which exits.
+	stops map[string]map[string]ExitCondition
+}
+
+// declared is a dependency's condition and whether the label or the annotation declared it.
+type declared struct {
+	cond   condition.Condition
+	source string
+}
+
+// key is one podorder.dev/ key of a pod, as its kind's read sees it.
+type key struct {
+	// source is "label" or "annotation".
+	source    string
+	container string
+	value     string
+	// where names the key and its value for messages, as the manifest writes them.
+	where string
+}
+
+// readAll reads the podorder keys of the pod's labels or annotations, in key order.
+func (r *reader) readAll(source string, kv map[string]string) {
+	for _, k := range sortedKeys(kv) {
+		if strings.HasPrefix(k, Domain) {
+			r.read(source, k, kv[k])
+		}
+	}
+}
+
+// read reads one key into the pod: a malformed key fails the whole pod, a malformed value only the
+// container the key names.
+func (r *reader) read(source, k, v string) {
+	where := fmt.Sprintf("%s %s=%s", source, quoteKey(k), Quote(v))
+	name, c, ok := strings.Cut(strings.TrimPrefix(k, Domain), ".")
+	if !ok || !validContainerName(c) {
+		r.pod.failKey(fmt.Errorf("%s: key must be %s", where, keyForm()))
+		return
+	}
+	if len(v) > MaxValueBytes {
+		r.pod.fail(c, fmt.Errorf("%s: the value has %d bytes, more than the %d podorder reads: shorten it", where, len(v), MaxValueBytes))
+		return
+	}
+	kd, ok := kindNamed(name)
+	if !ok {
+		r.pod.fail(c, fmt.Errorf("%s: unknown key kind %s: use %s", where, Quote(name), keysFor(c)))
+		return
+	}
+	if err := kd.read(r, key{source: source, container: c, value: v, where: where}); err != nil {
+		r.pod.fail(c, fmt.Errorf("%s: %w", where, err))
+	}
 }
 
 // checkPodLimits rejects pods whose pod(...) dependencies or probes, summed over their containers,

@@ -72,5 +72,15 @@ func ParseProbe(v string) (*Probe, error) {
 		}
 		return &Probe{Kind: kind, Port: n, Path: path}, nil
 	}
-	return nil, fmt.Errorf("probe %s: want tcp:<port> or http:<port>/<path>, port 1-65535, the path printable ASCII", Quote(v))
+	return nil, fmt.Errorf("probe %s: %s", Quote(v), probeGrammar)
+}
+
+// readProbe reads podorder.dev/probe.<c>.
+func (r *reader) readProbe(k key) error {
+	pr, err := ParseProbe(k.value)
+	if err != nil {
+		return err
+	}
+	r.pod.hold(k.container).Probe = pr
+	return nil
 }

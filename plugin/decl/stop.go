@@ -114,6 +114,64 @@ func parseStopWith(v string, label bool) ([]Trigger, error) {
 	return out, nil
 }
 
+// readStopWith reads podorder.dev/stop-with.<c>, in its label or its annotation form; both merge.
+func (r *reader) readStopWith(k key) error {
+	list, err := parseStopWith(k.value, k.source == "label")
+	if err != nil {
+		return err
+	}
+	c := k.container
+	if r.stops[c] == nil {
+		r.stops[c] = map[string]ExitCondition{}
+	}
+	for _, t := range list {
+		if prev, dup := r.stops[c][t.Container]; dup && prev != t.On {
+			r.pod.fail(c, fmt.Errorf("%s: container %s stops with %s twice with different conditions (%s and %s): keep one", k.where, c, t.Container, prev, t.On))
+			continue
+		}
+		r.stops[c][t.Container] = t.On
+	}
+	r.pod.hold(c)
+	return nil
+}
+
+// settleStopWith writes each container's merged triggers into its Hold, sorted.
+func (r *reader) settleStopWith() {
+	for c, m := range r.stops {
+		h := r.pod.hold(c)
+		for _, name := range sortedKeys(m) {
+			if name == c {
+				r.pod.fail(c, fmt.Errorf("container %s stops with itself: remove %s from %s%s.%s", c, c, Domain, KindStopWith, c))
+				continue
+			}
+			h.StopWith = append(h.StopWith, Trigger{Container: name, On: m[name]})
+		}
+		if len(h.StopWith) > MaxDependencies {
+			r.pod.fail(c, fmt.Errorf("container %s stops with %d containers, more than the %d podorder allows", c, len(h.StopWith), MaxDependencies))
+		}
+	}
+}
+
+// readStopGrace reads podorder.dev/stop-grace.<c>.
+func (r *reader) readStopGrace(k key) error {
+	d, err := parseStopGrace(k.value)
+	if err != nil {
+		return err
+	}
+	r.pod.hold(k.container).StopGrace = d
+	return nil
+}
+
+// readStopSignal reads podorder.dev/stop-signal.<c>.
+func (r *reader) readStopSignal(k key) error {
+	sig, err := parseStopSignal(k.value)
+	if err != nil {
+		return err
+	}
+	r.pod.hold(k.container).StopSignal = sig
+	return nil
+}
+
 // StoppedBy returns the trigger of h that an exit of container with code fires, if any.
 func (h *Hold) StoppedBy(container string, code int32) (Trigger, bool) {
 	for _, t := range h.StopWith {
