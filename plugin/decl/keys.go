@@ -63,22 +63,24 @@ type check struct {
 
 // kinds is the key table: every key podorder reads, in the order messages list them.
 var kinds = []kind{
-	{name: KindAfter, read: (*reader).readAfter, labelSyntax: afterLabelSyntax, check: &labelLists},
-	{name: KindTimeout, read: (*reader).readTimeout, labelSyntax: durationSyntax, annotationSyntax: durationSyntax, check: &durations},
-	{name: KindProbe, read: (*reader).readProbe, annotationSyntax: probeSyntax, check: &probes},
-	{name: KindStopWith, read: (*reader).readStopWith, labelSyntax: stopWithLabelSyntax, check: &labelLists},
-	{name: KindStopGrace, read: (*reader).readStopGrace, labelSyntax: durationSyntax, annotationSyntax: durationSyntax, check: &durations},
-	{name: KindStopSignal, read: (*reader).readStopSignal},
-	{name: KindReadiness, read: (*reader).readReadiness, labelSyntax: readinessSyntax, annotationSyntax: readinessSyntax, check: &readiness},
+	{name: KindAfter, read: (*reader).readAfter, labelSyntax: afterLabelSyntax, check: &labelListCheck},
+	{name: KindTimeout, read: (*reader).readTimeout, labelSyntax: durationSyntax, annotationSyntax: durationSyntax, check: &timeoutCheck},
+	{name: KindProbe, read: (*reader).readProbe, annotationSyntax: probeSyntax, check: &probeCheck},
+	{name: KindStopWith, read: (*reader).readStopWith, labelSyntax: stopWithLabelSyntax, check: &labelListCheck},
+	{name: KindStopGrace, read: (*reader).readStopGrace, labelSyntax: durationSyntax, annotationSyntax: durationSyntax, check: &stopGraceCheck},
+	{name: KindStopSignal, read: (*reader).readStopSignal, labelSyntax: stopSignalSyntax, annotationSyntax: stopSignalSyntax, check: &stopSignalCheck},
+	{name: KindReadiness, read: (*reader).readReadiness, labelSyntax: readinessSyntax, annotationSyntax: readinessSyntax, check: &readinessCheck},
 }
 
 // The admission policy's rules over values.
 var (
-	labelLists = check{"badLabelValues", "want container names joined by '.', each with an optional _started, _ready or _completed suffix " +
+	labelListCheck = check{"badLabelValues", "want container names joined by '.', each with an optional _started, _ready or _completed suffix " +
 		"(stop-with: _exited, _succeeded or _failed); the annotation takes the long form"}
-	durations = check{"badDurations", timeoutGrammar}
-	probes    = check{"badProbes", probeGrammar}
-	readiness = check{"badReadiness", readinessGrammar}
+	timeoutCheck    = check{"badTimeouts", timeoutGrammar}
+	probeCheck      = check{"badProbes", probeGrammar}
+	stopGraceCheck  = check{"badStopGraces", stopGraceGrammar}
+	stopSignalCheck = check{"badStopSignals", stopSignalGrammar}
+	readinessCheck  = check{"badReadiness", readinessGrammar}
 )
 
 // The syntax of values, as RE2 patterns; a label value cannot hold ':', ',' or spaces, so the label
@@ -93,6 +95,7 @@ const (
 var (
 	afterLabelSyntax    = labelListSyntax(string(condition.Started), string(condition.Ready), string(condition.Completed))
 	stopWithLabelSyntax = labelListSyntax(string(Exited), string(Succeeded), string(Failed))
+	stopSignalSyntax    = stopSignalNameSyntax()
 )
 
 // labelListSyntax matches container names joined by '.', each with an optional _<suffix>.
@@ -101,8 +104,21 @@ func labelListSyntax(suffixes ...string) string {
 	return "^" + item + "([.]" + item + ")*$"
 }
 
+// stopSignalNameSyntax matches a stop signal's name, with or without SIG, in any case.
+func stopSignalNameSyntax() string {
+	var names []string
+	for _, n := range stopSignalNames() {
+		names = append(names, strings.TrimPrefix(n, "SIG"))
+	}
+	return "(?i)^ *(SIG)?(" + strings.Join(names, "|") + ") *$"
+}
+
 // What a value must be, said the same way by the daemon and by the admission policy.
-var timeoutGrammar = fmt.Sprintf("timeout must be a positive Go duration of at most %s, such as 90s or 5m", MaxTimeout)
+var (
+	timeoutGrammar    = fmt.Sprintf("timeout must be a positive Go duration of at most %s, such as 90s or 5m", MaxTimeout)
+	stopGraceGrammar  = fmt.Sprintf("stop grace must be a Go duration from 1s to %s, such as 30s", MaxTimeout)
+	stopSignalGrammar = "stop signal must be one of " + strings.Join(stopSignalNames(), ", ")
+)
 
 const (
 	probeGrammar     = "want tcp:<port> or http:<port>/<path>, port 1-65535, the path printable ASCII"

@@ -7,10 +7,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestEveryKindHasAReader(t *testing.T) {
+func TestEveryKindHasAReaderAndAnAdmissionRule(t *testing.T) {
 	seen := map[string]bool{}
 	for _, k := range kinds {
 		assert.NotNil(t, k.read, k.name)
+		assert.NotNil(t, k.check, "%s has no admission rule", k.name)
+		assert.True(t, k.labelSyntax != "" || k.annotationSyntax != "", "%s has no syntax for the admission policy", k.name)
 		assert.False(t, seen[k.name], "%s is in the table twice", k.name)
 		seen[k.name] = true
 	}

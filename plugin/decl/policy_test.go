@@ -57,6 +57,19 @@ var valueSamples = map[string]struct{ valid, invalid, daemonOnly []string }{
 		invalid:    []string{"", "abc", "-1s"},
 		daemonOnly: []string{"500ms", "0s", "25h"},
 	},
+	KindStopGrace + " label": {
+		valid:      []string{"30s", "1m30s"},
+		invalid:    []string{"", "30", "30_s"},
+		daemonOnly: []string{"999ms", "25h"},
+	},
+	KindStopSignal + " label": {
+		valid:   []string{"SIGINT", "term", "SigHup", "USR2"},
+		invalid: []string{"", "SIGKILL", "9", "SIGSTOP", "SIG", "INTX"},
+	},
+	KindStopSignal + " annotation": {
+		valid:   []string{" SIGQUIT ", "sigusr1"},
+		invalid: []string{"", "SIGTERM SIGINT", "KILL"},
+	},
 	KindProbe + " annotation": {
 		valid:      []string{"tcp:5432", "http:8080/healthz", " http:80 ", "http:80/a?b=c"},
 		invalid:    []string{"", "udp:53", "tcp:80/x", "http:80/a b", "tcp:", "tcp:123456", "grpc:80"},

@@ -43,10 +43,23 @@ func (t Trigger) Matches(code int32) bool {
 	return true
 }
 
-// stopSignals are the signals a stop may start with: the ones programs handle as "shut down".
-var stopSignals = map[string]syscall.Signal{
-	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
-	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+// stopSignals are the signals a stop may start with, in the order messages list them: the ones
+// programs handle as "shut down".
+var stopSignals = []struct {
+	name string
+	sig  syscall.Signal
+}{
+	{"SIGTERM", syscall.SIGTERM}, {"SIGINT", syscall.SIGINT}, {"SIGQUIT", syscall.SIGQUIT},
+	{"SIGHUP", syscall.SIGHUP}, {"SIGUSR1", syscall.SIGUSR1}, {"SIGUSR2", syscall.SIGUSR2},
+}
+
+// stopSignalNames lists the stop signals' names: SIGTERM, SIGINT, ...
+func stopSignalNames() []string {
+	names := make([]string, len(stopSignals))
+	for i, s := range stopSignals {
+		names[i] = s.name
+	}
+	return names
 }
 
 // SignalName names a stop signal, or SIGKILL, as people write it.
@@ -54,9 +67,9 @@ func SignalName(sig syscall.Signal) string {
 	if sig == syscall.SIGKILL {
 		return "SIGKILL"
 	}
-	for name, s := range stopSignals {
-		if s == sig {
-			return name
+	for _, s := range stopSignals {
+		if s.sig == sig {
+			return s.name
 		}
 	}
 	return sig.String()
@@ -68,17 +81,19 @@ func parseStopSignal(v string) (syscall.Signal, error) {
 	if !strings.HasPrefix(name, "SIG") {
 		name = "SIG" + name
 	}
-	if s, ok := stopSignals[name]; ok {
-		return s, nil
+	for _, s := range stopSignals {
+		if s.name == name {
+			return s.sig, nil
+		}
 	}
-	return 0, errors.New("stop signal must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2")
+	return 0, errors.New(stopSignalGrammar)
 }
 
 // parseStopGrace reads the time between a stop's signal and its SIGKILL.
 func parseStopGrace(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(v))
 	if err != nil || d < time.Second || d > MaxTimeout {
-		return 0, fmt.Errorf("stop grace must be a Go duration from 1s to %s, such as 30s", MaxTimeout)
+		return 0, errors.New(stopGraceGrammar)
 	}
 	return d, nil
 }
