@@ -13,6 +13,10 @@
 //	annotation  podorder.dev/stop-with.<c>: "main, worker:failed"
 //	either      podorder.dev/stop-grace.<c>: "20s"
 //	either      podorder.dev/stop-signal.<c>: "SIGINT"
+//
+// The keys are one table, kinds (keys.go): each kind's reader, and the syntax the admission policy
+// checks at `kubectl apply`, which ValidationPolicy renders (policy.go) and go generate writes to
+// daemonset/validation.yaml.
 package decl
 
 import (
