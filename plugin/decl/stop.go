@@ -43,10 +43,23 @@ func (t Trigger) Matches(code int32) bool {
 	return true
 }
 
-// stopSignals are the signals a stop may start with: the ones programs handle as "shut down".
-var stopSignals = map[string]syscall.Signal{
-	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
-	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+// stopSignals are the signals a stop may start with, in the order messages list them: the ones
+// programs handle as "shut down".
+var stopSignals = []struct {
+	name string
+	sig  syscall.Signal
+}{
+	{"SIGTERM", syscall.SIGTERM}, {"SIGINT", syscall.SIGINT}, {"SIGQUIT", syscall.SIGQUIT},
+	{"SIGHUP", syscall.SIGHUP}, {"SIGUSR1", syscall.SIGUSR1}, {"SIGUSR2", syscall.SIGUSR2},
+}
+
+// stopSignalNames lists the stop signals' names: SIGTERM, SIGINT, ...
+func stopSignalNames() []string {
+	names := make([]string, len(stopSignals))
+	for i, s := range stopSignals {
+		names[i] = s.name
+	}
+	return names
 }
 
 // SignalName names a stop signal, or SIGKILL, as people write it.
@@ -54,9 +67,9 @@ func SignalName(sig syscall.Signal) string {
 	if sig == syscall.SIGKILL {
 		return "SIGKILL"
 	}
-	for name, s := range stopSignals {
-		if s == sig {
-			return name
+	for _, s := range stopSignals {
+		if s.sig == sig {
+			return s.name
 		}
 	}
 	return sig.String()
@@ -68,17 +81,19 @@ func parseStopSignal(v string) (syscall.Signal, error) {
 	if !strings.HasPrefix(name, "SIG") {
 		name = "SIG" + name
 	}
-	if s, ok := stopSignals[name]; ok {
-		return s, nil
+	for _, s := range stopSignals {
+		if s.name == name {
+			return s.sig, nil
+		}
 	}
-	return 0, errors.New("stop signal must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2")
+	return 0, errors.New(stopSignalGrammar)
 }
 
 // parseStopGrace reads the time between a stop's signal and its SIGKILL.
 func parseStopGrace(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(v))
 	if err != nil || d < time.Second || d > MaxTimeout {
-		return 0, fmt.Errorf("stop grace must be a Go duration from 1s to %s, such as 30s", MaxTimeout)
+		return 0, errors.New(stopGraceGrammar)
 	}
 	return d, nil
 }
@@ -112,6 +127,64 @@ func parseStopWith(v string, label bool) ([]Trigger, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// readStopWith reads podorder.dev/stop-with.<c>, in its label or its annotation form; both merge.
+func (r *reader) readStopWith(k key) error {
+	list, err := parseStopWith(k.value, k.source == "label")
+	if err != nil {
+		return err
+	}
+	c := k.container
+	if r.stops[c] == nil {
+		r.stops[c] = map[string]ExitCondition{}
+	}
+	for _, t := range list {
+		if prev, dup := r.stops[c][t.Container]; dup && prev != t.On {
+			r.pod.fail(c, fmt.Errorf("%s: container %s stops with %s twice with different conditions (%s and %s): keep one", k.where, c, t.Container, prev, t.On))
+			continue
+		}
+		r.stops[c][t.Container] = t.On
+	}
+	r.pod.hold(c)
+	return nil
+}
+
+// settleStopWith writes each container's merged triggers into its Hold, sorted.
+func (r *reader) settleStopWith() {
+	for c, m := range r.stops {
+		h := r.pod.hold(c)
+		for _, name := range sortedKeys(m) {
+			if name == c {
+				r.pod.fail(c, fmt.Errorf("container %s stops with itself: remove %s from %s%s.%s", c, c, Domain, KindStopWith, c))
+				continue
+			}
+			h.StopWith = append(h.StopWith, Trigger{Container: name, On: m[name]})
+		}
+		if len(h.StopWith) > MaxDependencies {
+			r.pod.fail(c, fmt.Errorf("container %s stops with %d containers, more than the %d podorder allows", c, len(h.StopWith), MaxDependencies))
+		}
+	}
+}
+
+// readStopGrace reads podorder.dev/stop-grace.<c>.
+func (r *reader) readStopGrace(k key) error {
+	d, err := parseStopGrace(k.value)
+	if err != nil {
+		return err
+	}
+	r.pod.hold(k.container).StopGrace = d
+	return nil
+}
+
+// readStopSignal reads podorder.dev/stop-signal.<c>.
+func (r *reader) readStopSignal(k key) error {
+	sig, err := parseStopSignal(k.value)
+	if err != nil {
+		return err
+	}
+	r.pod.hold(k.container).StopSignal = sig
+	return nil
 }
 
 // StoppedBy returns the trigger of h that an exit of container with code fires, if any.
