@@ -49,6 +49,12 @@ func summary(effects []Effect) []string {
 			out = append(out, "forget "+e.A.Name())
 		case HoldEnded:
 			out = append(out, "ended "+e.A.Name()+" "+e.Outcome)
+		case Track:
+			out = append(out, fmt.Sprintf("track %s %d", e.A.Name(), e.PID))
+		case ArmRuntimeCheck:
+			out = append(out, "runtime check "+e.A.Name())
+		case RuntimeFinding:
+			out = append(out, fmt.Sprintf("runtime blocking=%v", e.Blocking))
 		}
 	}
 	return out
