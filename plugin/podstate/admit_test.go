@@ -65,8 +65,8 @@ func TestAdmitDecidesHoldMountsAndWatchesOrRefusesWithTheFix(t *testing.T) {
 		},
 		"a pod dependency on another namespace with a rule": {
 			annotations: map[string]string{"podorder.dev/after.app": "pod(shared/app=db):ready"}, container: "app",
-			node:        Node{PodWatches: true, CrossNamespace: CrossNamespaceRules{"ns": {"shared": true}}},
-			held:        true, mounts: true, watch: []string{"pod(shared/app=db):ready"},
+			node: Node{PodWatches: true, CrossNamespace: CrossNamespaceRules{"ns": {"shared": true}}},
+			held: true, mounts: true, watch: []string{"pod(shared/app=db):ready"},
 		},
 	}
 	for name, tt := range tests {
