@@ -46,7 +46,7 @@ type Source struct {
 	nodePods cache.SharedIndexInformer
 
 	mu       sync.Mutex
-	selected map[string]*selection // by namespace
+	selected map[string]*namespacePods // by namespace
 	ctx      context.Context
 }
 
@@ -95,7 +95,7 @@ func New(cfg *rest.Config, nodeName string, log *slog.Logger) (*Source, error) {
 		log:      log,
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "podorder", Host: nodeName}),
 		nodePods: nodePods,
-		selected: map[string]*selection{},
+		selected: map[string]*namespacePods{},
 	}, nil
 }
 

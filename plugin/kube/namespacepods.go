@@ -34,15 +34,15 @@ import (
 // its pods; each new key costs a new LIST of the namespace, which this bounds too.
 const MaxLabelKeys = 64
 
-// selection is the pods of one namespace, listed and watched once for every dependency on pods of
+// namespacePods is the pods of one namespace, listed and watched once for every dependency on pods of
 // that namespace, and stopped when the last of them is gone.
-type selection struct {
+type namespacePods struct {
 	namespace string
 	log       *slog.Logger
 	client    kubernetes.Interface
 	ctx       context.Context
 	cancel    context.CancelFunc
-	// done is closed once the selection has ended and its informer has stopped, so that its end can
+	// done is closed once the namespace's watch has ended and its informer has stopped, so that its end can
 	// be awaited.
 	done chan struct{}
 	// refs counts the watchers that have not stopped; guarded by Source.mu, which decides when the
@@ -74,7 +74,7 @@ type selection struct {
 	delivering bool
 }
 
-// watcher is one Watch call. Its fields below selector are guarded by selection.mu.
+// watcher is one Watch call. Its fields below selector are guarded by namespacePods.mu.
 type watcher struct {
 	selector labels.Selector
 	cond     condition.Condition
@@ -104,7 +104,7 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 	s.mu.Lock()
 	sel := s.selected[namespace]
 	if sel == nil {
-		sel = s.newSelection(namespace)
+		sel = s.newNamespacePods(namespace)
 		s.selected[namespace] = sel
 	}
 	sel.refs++
@@ -127,7 +127,7 @@ func (s *Source) Watch(namespace, selector string, cond condition.Condition, upd
 }
 
 // release drops one watcher's hold on sel and stops its informer with the last one.
-func (s *Source) release(sel *selection) {
+func (s *Source) release(sel *namespacePods) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sel.refs--
@@ -140,16 +140,16 @@ func (s *Source) release(sel *selection) {
 	sel.cancel()
 }
 
-// newSelection prepares the pods of a namespace; its first watcher starts the informer. Called
+// newNamespacePods prepares the pods of a namespace; its first watcher starts the informer. Called
 // with s.mu held, so that two first watchers of a namespace cannot make two selections.
-func (s *Source) newSelection(namespace string) *selection {
+func (s *Source) newNamespacePods(namespace string) *namespacePods {
 	parent := s.ctx
 	if parent == nil {
 		// Watch before Start: still answer, and stop with stop.
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithCancel(parent)
-	sel := &selection{
+	sel := &namespacePods{
 		namespace: namespace,
 		log:       s.log.With("namespace", namespace),
 		client:    s.client,
@@ -178,7 +178,7 @@ func (s *Source) newSelection(namespace string) *selection {
 // add starts counting for w and, once the namespace is listed with the labels w's selector reads,
 // queues its first answer. It refuses a selector that would take the namespace's label keys past
 // MaxLabelKeys.
-func (sel *selection) add(w *watcher) error {
+func (sel *namespacePods) add(w *watcher) error {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	var missing []string
@@ -229,7 +229,7 @@ func (sel *selection) add(w *watcher) error {
 }
 
 // remove stops w's updates, including any already queued.
-func (sel *selection) remove(w *watcher) {
+func (sel *namespacePods) remove(w *watcher) {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	w.stopped = true

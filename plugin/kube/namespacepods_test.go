@@ -46,7 +46,7 @@ func sourceOf(t *testing.T, client *fake.Clientset) (*Source, *fake.Clientset) {
 		client:   client,
 		log:      slog.New(slog.NewTextHandler(logs, nil)),
 		ctx:      ctx,
-		selected: map[string]*selection{},
+		selected: map[string]*namespacePods{},
 	}, client
 }
 
@@ -122,7 +122,7 @@ func setPod(t *testing.T, client *fake.Clientset, pod *corev1.Pod) {
 	require.NoError(t, err)
 }
 
-func (s *Source) selectionOf(namespace string) *selection {
+func (s *Source) selectionOf(namespace string) *namespacePods {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.selected[namespace]
@@ -134,8 +134,8 @@ func (s *Source) selections() int {
 	return len(s.selected)
 }
 
-// currentFeed is the informer the selection listens to now.
-func (sel *selection) currentFeed() *feed {
+// currentFeed is the informer the namespace's pods come from to now.
+func (sel *namespacePods) currentFeed() *feed {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	return sel.feed
