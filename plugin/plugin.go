@@ -208,10 +208,10 @@ func (p *Plugin) Held() (n int) {
 }
 
 // Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
-func (p *Plugin) Status() (out []podstate.PodStatus) {
+func (p *Plugin) Status() (out []podstate.PodReport) {
 	p.read(func() {
 		now := p.now()
-		out = make([]podstate.PodStatus, 0, len(p.pods))
+		out = make([]podstate.PodReport, 0, len(p.pods))
 		for _, pd := range p.pods {
 			out = append(out, pd.Snapshot(now))
 		}

@@ -359,7 +359,7 @@ func TestASnapshotSaysWhoIsHeldForWhatAndForHowMuchLonger(t *testing.T) {
 	app := s.Containers[0]
 	assert.Equal(t, "held", app.State)
 	assert.Equal(t, 50*time.Second, app.TimeoutLeft, "the daemon's deadline: 1m from the start, less its margin, rounded")
-	assert.Equal(t, []DependencyStatus{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
+	assert.Equal(t, []DependencyReport{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
 	assert.False(t, s.Released)
 
 	f.run("db", 11)

@@ -28,7 +28,7 @@ const SocketName = "status.sock"
 func Socket(storeDir string) string { return filepath.Join(storeDir, SocketName) }
 
 // Serve answers GET /status with the snapshot until ctx ends.
-func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatus, log *slog.Logger) error {
+func Serve(ctx context.Context, path string, snapshot func() []podstate.PodReport, log *slog.Logger) error {
 	_ = os.Remove(path) // a socket left by a previous daemon
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -54,7 +54,7 @@ func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatu
 }
 
 // Fetch reads the daemon's snapshot.
-func Fetch(path string) ([]podstate.PodStatus, error) {
+func Fetch(path string) ([]podstate.PodReport, error) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)
@@ -68,7 +68,7 @@ func Fetch(path string) ([]podstate.PodStatus, error) {
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("ask the daemon at %s: %s", path, res.Status)
 	}
-	var pods []podstate.PodStatus
+	var pods []podstate.PodReport
 	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&pods); err != nil {
 		return nil, fmt.Errorf("decode the daemon's answer: %w", err)
 	}
@@ -77,7 +77,7 @@ func Fetch(path string) ([]podstate.PodStatus, error) {
 
 // WriteTable prints one line per container that is held (or every container with all), with what it
 // waits for, since when and the timeout left.
-func WriteTable(out io.Writer, pods []podstate.PodStatus, all bool, now time.Time) error {
+func WriteTable(out io.Writer, pods []podstate.PodReport, all bool, now time.Time) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tCONTAINER\tSTATE\tWAITS FOR\tSINCE\tTIMEOUT LEFT")
 	held := 0

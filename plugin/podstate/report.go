@@ -6,17 +6,17 @@ import (
 	"github.com/podorder/podorder/hooks/condition"
 )
 
-// PodStatus is what `podorder status` shows of one pod.
-type PodStatus struct {
+// PodReport is what `podorder status` shows of one pod (named apart from the API's PodStatus, which it is not).
+type PodReport struct {
 	Pod         string            `json:"pod"`
 	UID         string            `json:"uid"`
 	Terminating bool              `json:"terminating,omitempty"`
 	Released    bool              `json:"released"`
-	Containers  []ContainerStatus `json:"containers"`
+	Containers  []ContainerReport `json:"containers"`
 }
 
-// ContainerStatus is one container's newest attempt.
-type ContainerStatus struct {
+// ContainerReport is one container's newest attempt.
+type ContainerReport struct {
 	Name string `json:"name"`
 	ID   string `json:"id"`
 	// State is held, failing (held, but a dependency can no longer be met), released, ready or exited.
@@ -26,13 +26,13 @@ type ContainerStatus struct {
 	// TimeoutLeft is how long the daemon may still release a held attempt.
 	TimeoutLeft time.Duration `json:"timeout_left,omitempty"`
 	// WaitsFor lists a held attempt's dependencies and how each stands.
-	WaitsFor []DependencyStatus `json:"waits_for,omitempty"`
+	WaitsFor []DependencyReport `json:"waits_for,omitempty"`
 	// ExitCode is set once exited.
 	ExitCode *int32 `json:"exit_code,omitempty"`
 }
 
-// DependencyStatus is one dependency of a held attempt.
-type DependencyStatus struct {
+// DependencyReport is one dependency of a held attempt.
+type DependencyReport struct {
 	Dependency string `json:"dependency"`
 	Met        bool   `json:"met"`
 	// State says why it is not met yet, as the hook would.
@@ -41,15 +41,15 @@ type DependencyStatus struct {
 
 // Snapshot reports the pod's containers at now; synthetic stand-ins of pod dependencies appear only
 // inside WaitsFor.
-func (p *Pod) Snapshot(now time.Time) PodStatus {
-	s := PodStatus{Pod: p.Ref, UID: p.UID, Terminating: p.Terminating, Released: p.Condition().Released}
+func (p *Pod) Snapshot(now time.Time) PodReport {
+	s := PodReport{Pod: p.Ref, UID: p.UID, Terminating: p.Terminating, Released: p.Condition().Released}
 	for _, name := range p.names() {
 		a := p.Attempts[name]
 		ts := a.TS
 		if ts.PodSelector != "" {
 			continue
 		}
-		c := ContainerStatus{Name: name, ID: ts.ID}
+		c := ContainerReport{Name: name, ID: ts.ID}
 		if ts.CreatedAt != nil {
 			c.Since = *ts.CreatedAt
 		}
@@ -75,7 +75,7 @@ func (p *Pod) Snapshot(now time.Time) PodStatus {
 			}
 			for _, d := range ts.WaitsFor {
 				st := p.state(d.Container)
-				ds := DependencyStatus{Dependency: d.Container + " (" + string(d.Condition) + ")"}
+				ds := DependencyReport{Dependency: d.Container + " (" + string(d.Condition) + ")"}
 				if da := p.Attempts[d.Container]; da != nil && da.TS.PodSelector != "" {
 					ds.Dependency = da.TS.PodSelector
 				}
