@@ -94,6 +94,8 @@ type Pod struct {
 	// errAll fails every container of the pod: the declarations as a whole are over a limit, or a
 	// key names no valid container.
 	errAll error
+	// warnings maps container name to what will likely bite at runtime, though podorder obeys it.
+	warnings map[string][]string
 }
 
 // Uses reports whether a pod has any podorder key at all. Pods without keys are left untouched.
@@ -147,6 +149,18 @@ func (p *Pod) hold(c string) *Hold {
 	}
 	return h
 }
+
+// warn records a warning about container c's declarations.
+func (p *Pod) warn(c, msg string) {
+	if p.warnings == nil {
+		p.warnings = map[string][]string{}
+	}
+	p.warnings[c] = append(p.warnings[c], msg)
+}
+
+// Warnings returns what will likely bite at runtime in container c's declarations, though podorder
+// obeys them.
+func (p *Pod) Warnings(c string) []string { return p.warnings[c] }
 
 func (p *Pod) fail(c string, err error) {
 	if prev := p.errs[c]; prev != nil {

@@ -251,7 +251,8 @@ func TestContainersFromLastApplied(t *testing.T) {
 	cs, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: `{"apiVersion":"v1","kind":"Pod","spec":{"initContainers":[{"name":"init"},` +
 		`{"name":"proxy","restartPolicy":"Always","startupProbe":{"tcpSocket":{"port":1}}},{"name":"log","restartPolicy":"Always"}],"containers":[{"name":"app"},{"name":"db"}]}}`})
 	require.True(t, ok)
-	assert.Equal(t, []Container{{Name: "init", Role: Init}, {Name: "proxy", Role: Sidecar, StartupProbe: true}, {Name: "log", Role: Sidecar}, {Name: "app"}, {Name: "db"}}, cs)
+	assert.Equal(t, []Container{{Name: "init", Role: Init}, {Name: "proxy", Role: Sidecar, StartupProbe: true, Restarts: true}, {Name: "log", Role: Sidecar, Restarts: true},
+		{Name: "app", Restarts: true}, {Name: "db", Restarts: true}}, cs)
 	for _, raw := range []string{`{"kind":"Deployment","spec":{}}`, `not json`} {
 		_, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: raw})
 		assert.False(t, ok, raw)

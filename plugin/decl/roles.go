@@ -1,6 +1,10 @@
 package decl
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/podorder/podorder/hooks/condition"
+)
 
 // Role is how kubelet runs a container of a pod, which decides what it can wait for.
 type Role int
@@ -21,6 +25,9 @@ type Container struct {
 	Role Role
 	// StartupProbe is set when the container has a startupProbe.
 	StartupProbe bool
+	// Restarts is set when kubelet starts the container again after it exits 0: a regular container
+	// of a pod whose restartPolicy is Always (the default, and a Deployment's), or a native sidecar.
+	Restarts bool
 	// ReadinessProbe is set when the container has a readinessProbe.
 	ReadinessProbe bool
 	// ReadinessCheck is that readinessProbe as a check podorder can run itself from inside the pod;
@@ -50,8 +57,8 @@ func (c Container) describe() string {
 }
 
 // CheckContainers checks the declarations against the pod's containers, in spec order (init
-// containers first): names that are not in the pod, and holds that kubelet's own order can never
-// satisfy. An init container, or a native sidecar with a startupProbe, that waits for a container
+// containers first): names that are not in the pod, holds that kubelet's own order can never
+// satisfy, and, as warnings, waits for the completion of a container kubelet restarts. An init container, or a native sidecar with a startupProbe, that waits for a container
 // kubelet starts only after it (a regular container, or a later init container) deadlocks: kubelet
 // waits for it, and it waits for what kubelet will not start.
 func (p *Pod) CheckContainers(cs []Container) {
@@ -62,6 +69,7 @@ func (p *Pod) CheckContainers(cs []Container) {
 		index[c.Name] = i
 	}
 	p.CheckNames(names)
+	p.checkRestarts(cs, index)
 	for _, name := range sortedKeys(p.Holds) {
 		i, ok := index[name]
 		if !ok || !cs[i].blocksKubelet() {
@@ -82,4 +90,29 @@ func (p *Pod) CheckContainers(cs []Container) {
 				cs[i].Name, dep.Name, cs[i].Name, cs[i].describe(), dep.describe(), why, dep.Name))
 		}
 	}
+}
+
+// checkRestarts warns of a wait for the completion of a container that kubelet starts again after it
+// exits 0: the dependent is released at its first exit 0, and the container itself runs again and
+// again (a migration re-run, a pod that never settles), which is rarely what was meant.
+func (p *Pod) checkRestarts(cs []Container, index map[string]int) {
+	for _, name := range sortedKeys(p.Holds) {
+		for _, d := range p.Holds[name].After {
+			i, ok := index[d.Container]
+			if !ok || d.Condition != condition.Completed || !cs[i].Restarts {
+				continue
+			}
+			p.warn(name, fmt.Sprintf("%s waits for %s to complete, but kubelet starts %s again after it exits 0 (%s): "+
+				"it runs again and again and the pod never settles. Make %s an init container (kubelet then runs it to completion "+
+				"before every regular container, and it may wait for a native sidecar such as a database), or run it as a Job",
+				name, d.Container, d.Container, restartsWhy(cs[i]), d.Container))
+		}
+	}
+}
+
+func restartsWhy(c Container) string {
+	if c.Role == Sidecar {
+		return "it is a native sidecar, restartPolicy Always"
+	}
+	return "the pod's restartPolicy is Always"
 }

@@ -158,3 +158,41 @@ func TestCheckContainersRejectsHoldsKubeletsOrderCannotSatisfy(t *testing.T) {
 		})
 	}
 }
+
+func TestWaitingForTheCompletionOfAContainerKubeletRestartsIsWarnedOf(t *testing.T) {
+	tests := map[string]struct {
+		dep  Container
+		warn string
+	}{
+		"a regular container of a pod that restarts it": {Container{Name: "migrate", Restarts: true}, "the pod's restartPolicy is Always"},
+		"a native sidecar":                    {Container{Name: "migrate", Role: Sidecar, Restarts: true}, "it is a native sidecar"},
+		"a regular container under OnFailure": {Container{Name: "migrate"}, ""},
+		"an init container":                   {Container{Name: "migrate", Role: Init}, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := Parse(map[string]string{"podorder.dev/after.api": "migrate_completed"}, nil)
+			p.CheckContainers([]Container{tt.dep, {Name: "api", Restarts: true}})
+			require.Empty(t, p.Errors(), "a warning, not an error: podorder obeys it")
+			if tt.warn == "" {
+				assert.Empty(t, p.Warnings("api"))
+				return
+			}
+			require.Len(t, p.Warnings("api"), 1)
+			assert.Contains(t, p.Warnings("api")[0], tt.warn)
+			assert.Contains(t, p.Warnings("api")[0], "Make migrate an init container")
+		})
+	}
+	p := Parse(map[string]string{"podorder.dev/after.api": "migrate"}, nil)
+	p.CheckContainers([]Container{{Name: "migrate", Restarts: true}, {Name: "api", Restarts: true}})
+	assert.Empty(t, p.Warnings("api"), "waiting for it to be ready is what a restarting container is for")
+}
+
+func TestTheLastAppliedPodSaysWhichContainersKubeletRestarts(t *testing.T) {
+	for policy, restarts := range map[string]bool{"": true, "Always": true, "OnFailure": false, "Never": false} {
+		cs, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: `{"kind":"Pod","spec":{"restartPolicy":"` + policy +
+			`","initContainers":[{"name":"db","restartPolicy":"Always"},{"name":"migrate"}],"containers":[{"name":"api"}]}}`})
+		require.True(t, ok)
+		assert.Equal(t, []bool{true, false, restarts}, []bool{cs[0].Restarts, cs[1].Restarts, cs[2].Restarts}, "restartPolicy %q", policy)
+	}
+}

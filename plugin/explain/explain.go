@@ -152,6 +152,9 @@ func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
 		if d.WaitedReady(c.Name) {
 			w.Readiness[c.Name] = readinessOf(ps, c)
 		}
+		for _, warning := range d.Warnings(c.Name) {
+			w.Warnings = append(w.Warnings, "container "+c.Name+": "+warning)
+		}
 		if _, err := d.For(c.Name); err != nil {
 			continue // an error above already
 		}

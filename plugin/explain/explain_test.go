@@ -162,3 +162,42 @@ spec:
 	require.NoError(t, Write(&out, ws))
 	assert.Contains(t, out.String(), "  api is ready on its readinessProbe http:8080/healthz, evaluated by podorder every 10 ms\n")
 }
+
+func TestExplainWarnsOfWaitingForTheCompletionOfARestartedContainer(t *testing.T) {
+	ws, err := Read(strings.NewReader(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  template:
+    metadata:
+      labels: {podorder.dev/after.api: migrate_completed}
+    spec:
+      containers:
+        - {name: api, image: api}
+        - {name: migrate, image: api}
+`))
+	require.NoError(t, err)
+	require.Len(t, ws, 1)
+	require.Empty(t, ws[0].Errors)
+	require.Len(t, ws[0].Warnings, 1)
+	assert.Contains(t, ws[0].Warnings[0], "container api: api waits for migrate to complete, but kubelet starts migrate again after it exits 0")
+}
+
+// TestTheREADMEsHeadlinePodExplainsWithoutAProblem keeps the first example a newcomer reads one that
+// works in a real pod: it once waited for the completion of a regular container, which kubelet
+// restarts.
+func TestTheREADMEsHeadlinePodExplainsWithoutAProblem(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "```yaml\n")
+	require.True(t, ok, "the README opens with a YAML example")
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	ws, err := Read(strings.NewReader(example))
+	require.NoError(t, err)
+	require.Len(t, ws, 1)
+	assert.Empty(t, ws[0].Errors)
+	assert.Empty(t, ws[0].Warnings)
+	assert.Equal(t, []string{"db", "migrate"}, ws[0].Init)
+}

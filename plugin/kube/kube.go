@@ -129,8 +129,8 @@ func strippedMeta(pod *corev1.Pod) metav1.ObjectMeta {
 	}
 }
 
-// stripNodePod keeps what this package reads from the node's pods (names, init containers' restart
-// policy and startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
+// stripNodePod keeps what this package reads from the node's pods (names, the restart policies,
+// init containers' startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
 // container ID), so that the cache costs a few hundred bytes per container whatever a tenant puts
 // in its pod: managedFields, annotations, labels, env and volumes are dropped. Whoever makes
 // ReadyContainers, PodContainers, findContainer or ReadinessProbe read more must keep it here too
@@ -141,6 +141,7 @@ func stripNodePod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &corev1.Pod{ObjectMeta: strippedMeta(pod)}
+	out.Spec.RestartPolicy = pod.Spec.RestartPolicy
 	out.Spec.InitContainers = stripContainers(pod.Spec.InitContainers)
 	out.Spec.Containers = stripContainers(pod.Spec.Containers)
 	out.Status.InitContainerStatuses = stripStatuses(pod.Status.InitContainerStatuses)
@@ -300,10 +301,15 @@ func PodContainers(pod *corev1.Pod) []decl.Container {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			role = decl.Sidecar
 		}
-		out = append(out, container(pod, c.Name, role, c.StartupProbe != nil, c.ReadinessProbe != nil))
+		c := container(pod, c.Name, role, c.StartupProbe != nil, c.ReadinessProbe != nil)
+		c.Restarts = role == decl.Sidecar
+		out = append(out, c)
 	}
+	restarts := pod.Spec.RestartPolicy == "" || pod.Spec.RestartPolicy == corev1.RestartPolicyAlways
 	for _, c := range pod.Spec.Containers {
-		out = append(out, container(pod, c.Name, decl.Regular, false, c.ReadinessProbe != nil))
+		c := container(pod, c.Name, decl.Regular, false, c.ReadinessProbe != nil)
+		c.Restarts = restarts
+		out = append(out, c)
 	}
 	return out
 }

@@ -151,3 +151,14 @@ func TestStopWithTracksTheProcessOnlyWherePodorderCanStopIt(t *testing.T) {
 		assert.Empty(t, f.pod.Starting(main, 43, at(0)), "main is bound to nothing")
 	}
 }
+
+func TestADeclarationWarningIsSaidAtTheContainersFirstAttemptOnly(t *testing.T) {
+	spec := []decl.Container{{Name: "migrate", Restarts: true}, {Name: "api", Restarts: true}}
+	p := New("uid", "ns", "web", decl.Parse(map[string]string{"podorder.dev/after.api": "migrate_completed"}, nil), shipped, spec, nil)
+	first, err := p.Admit(Created{Name: "api", ID: "api-1", At: t0})
+	require.NoError(t, err, "podorder obeys it")
+	assert.Contains(t, summary(p.Added(first.A)), "event PodorderDeclarationWarning")
+	again, err := p.Admit(Created{Name: "api", ID: "api-2", At: t0})
+	require.NoError(t, err)
+	assert.NotContains(t, summary(p.Added(again.A)), "event PodorderDeclarationWarning", "once per container, not per restart")
+}

@@ -21,6 +21,13 @@ func (p *Pod) Added(a *Attempt) []Effect {
 	a.Prev = old
 	o.wakeFor(p, a)
 	o.add(p.syncProbes()...) // a held attempt waits for its dependencies from now on
+	if a.admitted && old == nil {
+		// Said once per container, at its first attempt: the declarations never change.
+		for _, w := range p.Decl.Warnings(a.Name()) {
+			o.log(slog.LevelWarn, a.Name(), "declaration warning", "warning", w)
+			o.record(true, ReasonDeclarationWarning, "%s", w)
+		}
+	}
 	if a.admitted && a.TS.Held() {
 		h := a.Hold
 		o.log(slog.LevelInfo, a.Name(), "holding", "waits_for", WaitsFor(h.After), "timeout", h.Timeout.String(), "attempt", a.TS.Attempt)

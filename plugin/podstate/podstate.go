@@ -37,6 +37,8 @@ const (
 	ReasonUnheld           = "PodorderUnheld"
 	ReasonStopping         = "PodorderStopping"
 	ReasonStopped          = "PodorderStopped"
+	// ReasonDeclarationWarning is a declaration podorder obeys that will likely bite at runtime.
+	ReasonDeclarationWarning = "PodorderDeclarationWarning"
 )
 
 // DeadlineMargin is how much earlier than the hook's deadline the daemon stops releasing: room for
