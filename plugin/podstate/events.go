@@ -70,6 +70,10 @@ func (p *Pod) Started(a *Attempt, now time.Time) []Effect {
 		o.add(p.markReleased(a, now)...)
 	}
 	o.write(p, a)
+	if a.Stop != nil && a.Stop.pending {
+		a.Stop.pending = false
+		o.add(p.signalStop(a)...)
+	}
 	o.add(p.release(now)...)
 	return o
 }

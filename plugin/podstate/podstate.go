@@ -108,6 +108,8 @@ type Stop struct {
 	At     time.Time
 	Grace  time.Duration
 	Killed bool
+	// pending is set while the signal waits for the runtime's start to return.
+	pending bool
 }
 
 // Pod is the state of one pod that uses podorder.
