@@ -111,6 +111,7 @@ scale: deps _output
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./plugin/decl/
+	$(GO) test -run XXX -fuzz FuzzPodState -fuzztime $(FUZZTIME) ./plugin/podstate/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./hooks/tombstone/
 	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./plugin/probe/
 	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./plugin/probe/
