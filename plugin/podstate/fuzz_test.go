@@ -89,12 +89,12 @@ type truth struct {
 }
 
 type harness struct {
-	t       *testing.T
-	s       scenario
-	p       *Pod
-	now     time.Time
-	seq     int
-	truths  map[*Attempt]*truth
+	t      *testing.T
+	s      scenario
+	p      *Pod
+	now    time.Time
+	seq    int
+	truths map[*Attempt]*truth
 	// armed holds the stops whose SIGKILL timer an ArmKill armed.
 	armed map[*Stop]bool
 }
