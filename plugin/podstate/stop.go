@@ -47,14 +47,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		o.write(p, a)
 		return o
 	}
-	sig := a.Hold.StopSignal
-	if sig == 0 {
-		sig = syscall.SIGTERM
-	}
-	grace := a.Hold.StopGrace
-	if grace == 0 {
-		grace = a.Grace
-	}
+	sig, grace := a.Hold.StopSignalAndGrace(a.Grace)
 	st := &Stop{Why: why, Signal: sig, At: now, Grace: grace}
 	a.Stop = st
 	o.log(slog.LevelInfo, name, "stopping", "reason", why, "signal", decl.SignalName(sig), "grace", grace.String())
