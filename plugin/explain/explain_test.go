@@ -42,7 +42,7 @@ metadata:
 `
 
 func TestAPlanIsTheLayersOfTheDependencyGraph(t *testing.T) {
-	ws, err := Read(strings.NewReader(shop))
+	ws, err := Read(strings.NewReader(shop), Options{})
 	require.NoError(t, err)
 	require.Len(t, ws, 1, "the Service is not a workload")
 	w := ws[0]
@@ -52,7 +52,7 @@ func TestAPlanIsTheLayersOfTheDependencyGraph(t *testing.T) {
 	assert.Empty(t, w.Errors)
 	var out bytes.Buffer
 	require.NoError(t, Write(&out, ws))
-	assert.Contains(t, out.String(), "  2. api after db (ready), migrate (completed)\n")
+	assert.Contains(t, out.String(), "    2. api after db (ready), migrate (completed)\n")
 }
 
 func TestProblemsArePrintedAndFailTheRun(t *testing.T) {
@@ -63,7 +63,7 @@ func TestProblemsArePrintedAndFailTheRun(t *testing.T) {
 	}{
 		"cycle": {
 			manifest: "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.a: b\n    podorder.dev/after.b: a\nspec:\n  containers:\n  - {name: a}\n  - {name: b}\n",
-			want:     "error: container a: dependency cycle a → b → a",
+			want:     "error: containers a, b: dependency cycle a → b → a",
 		},
 		"unknown name": {
 			manifest: "kind: Job\nmetadata:\n  name: j\nspec:\n  template:\n    metadata:\n      labels:\n        podorder.dev/after.main: dbx\n    spec:\n      containers:\n      - {name: main}\n      - {name: db}\n",
@@ -85,7 +85,7 @@ func TestProblemsArePrintedAndFailTheRun(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			ws, err := Read(strings.NewReader(tt.manifest))
+			ws, err := Read(strings.NewReader(tt.manifest), Options{})
 			require.NoError(t, err)
 			var out bytes.Buffer
 			err = Write(&out, ws)
@@ -100,7 +100,7 @@ func TestProblemsArePrintedAndFailTheRun(t *testing.T) {
 }
 
 func TestAPodWithoutKeysHasNothingToExplain(t *testing.T) {
-	ws, err := Read(strings.NewReader("kind: Pod\nmetadata:\n  name: plain\nspec:\n  containers:\n  - {name: app}\n"))
+	ws, err := Read(strings.NewReader("kind: Pod\nmetadata:\n  name: plain\nspec:\n  containers:\n  - {name: app}\n"), Options{})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, Write(&out, ws))
@@ -114,7 +114,7 @@ func TestTheExamplesAreAccepted(t *testing.T) {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		require.NoError(t, err)
-		ws, err := Read(bytes.NewReader(data))
+		ws, err := Read(bytes.NewReader(data), Options{})
 		require.NoError(t, err, f)
 		var out bytes.Buffer
 		assert.NoError(t, Write(&out, ws), "%s:\n%s", f, out.String())
@@ -149,7 +149,7 @@ spec:
     readinessProbe: {grpc: {port: 9090}}
   - name: log
     image: x
-`))
+`), Options{})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{
 		"api":   "its readinessProbe http:8080/healthz, evaluated by podorder every 10 ms",
