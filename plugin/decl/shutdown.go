@@ -15,6 +15,10 @@ type Shutdown struct {
 	// AfterExitOf maps each container that gets podorder's preStop to the containers whose exit it
 	// waits for.
 	AfterExitOf map[string][]string
+	// Stalled maps a container that gets podorder's preStop to the native sidecars among those:
+	// kubelet stops native sidecars only after every regular container exited, so that preStop
+	// returns only when kubelet kills it at the end of the grace period.
+	Stalled map[string][]string
 	// OwnPreStop lists, in spec order, the containers others wait for that keep a preStop of their
 	// own: kubelet signals them once it returned, whatever waits for them.
 	OwnPreStop []string
@@ -26,30 +30,40 @@ func (s Shutdown) Ordered() bool { return len(s.AfterExitOf) > 0 }
 // ShutdownOrder computes how the pod's regular containers stop when it is deleted. cs are the pod's
 // containers in spec order; ownPreStop names those whose spec has a preStop hook of their own. Only
 // regular containers are ordered: init containers have completed by then, and kubelet stops native
-// sidecars itself, after the regular containers.
+// sidecars itself, after the regular containers (see Stalled).
 func (p *Pod) ShutdownOrder(cs []Container, ownPreStop map[string]bool) Shutdown {
-	s := Shutdown{AfterExitOf: map[string][]string{}}
-	var regular []string
-	runs := map[string]bool{}
+	s := Shutdown{AfterExitOf: map[string][]string{}, Stalled: map[string][]string{}}
+	var regular, running []Container
+	isRegular := map[string]bool{}
 	for _, c := range cs {
-		if _, err := p.For(c.Name); c.Role == Regular && err == nil {
-			regular = append(regular, c.Name)
-			runs[c.Name] = true
+		if _, err := p.For(c.Name); err != nil || c.Role == Init {
+			continue // never runs, or completed before the regular containers started
+		}
+		running = append(running, c)
+		if c.Role == Regular {
+			regular = append(regular, c)
+			isRegular[c.Name] = true
 		}
 	}
 	for _, c := range regular {
-		var dependents []string
-		for _, d := range regular {
-			if h := p.Holds[d]; h != nil && waitsFor(h, c) {
-				dependents = append(dependents, d)
+		var dependents, sidecars []string
+		for _, d := range running {
+			if h := p.Holds[d.Name]; h != nil && waitsFor(h, c.Name) {
+				dependents = append(dependents, d.Name)
+				if d.Role == Sidecar {
+					sidecars = append(sidecars, d.Name)
+				}
 			}
 		}
 		switch {
 		case len(dependents) == 0:
-		case ownPreStop[c]:
-			s.OwnPreStop = append(s.OwnPreStop, c)
+		case ownPreStop[c.Name]:
+			s.OwnPreStop = append(s.OwnPreStop, c.Name)
 		default:
-			s.AfterExitOf[c] = dependents
+			s.AfterExitOf[c.Name] = dependents
+			if len(sidecars) > 0 {
+				s.Stalled[c.Name] = sidecars
+			}
 		}
 	}
 	// A container's stage is one past the latest stage of what it waits to exit. The containers that
@@ -64,17 +78,19 @@ func (p *Pod) ShutdownOrder(cs []Container, ownPreStop map[string]bool) Shutdown
 		seen[c] = true
 		n := 0
 		for _, d := range s.AfterExitOf[c] {
-			n = max(n, stageOf(d)+1)
+			if isRegular[d] {
+				n = max(n, stageOf(d)+1)
+			}
 		}
 		stage[c] = n
 		return n
 	}
 	for _, c := range regular {
-		n := stageOf(c)
+		n := stageOf(c.Name)
 		for len(s.Stages) <= n {
 			s.Stages = append(s.Stages, nil)
 		}
-		s.Stages[n] = append(s.Stages[n], c)
+		s.Stages[n] = append(s.Stages[n], c.Name)
 	}
 	return s
 }

@@ -59,6 +59,12 @@ func TestShutdownStopsDependentsBeforeTheirDependencies(t *testing.T) {
 			cs:     []Container{{Name: "setup", Role: Init}, {Name: "proxy", Role: Sidecar}, {Name: "app"}},
 			want:   Shutdown{Stages: [][]string{{"app"}}, AfterExitOf: map[string][]string{}},
 		},
+		"a preStop that waits for a native sidecar stalls until the grace period ends": {
+			labels: map[string]string{"podorder.dev/after.logs": "app_started", "podorder.dev/after.web": "app"},
+			cs:     []Container{{Name: "logs", Role: Sidecar}, {Name: "app"}, {Name: "web"}},
+			want: Shutdown{Stages: [][]string{{"web"}, {"app"}}, AfterExitOf: map[string][]string{"app": {"logs", "web"}},
+				Stalled: map[string][]string{"app": {"logs"}}},
+		},
 		"dependencies on other pods order nothing": {
 			annots: map[string]string{"podorder.dev/after.app": "pod(app=db)"},
 			cs:     regular("app"),
@@ -70,6 +76,9 @@ func TestShutdownStopsDependentsBeforeTheirDependencies(t *testing.T) {
 			d := Parse(tt.labels, tt.annots)
 			d.CheckContainers(tt.cs)
 			got := d.ShutdownOrder(tt.cs, tt.ownPreStop)
+			if tt.want.Stalled == nil {
+				tt.want.Stalled = map[string][]string{}
+			}
 			assert.Equal(t, tt.want, got)
 			assert.Equal(t, len(tt.want.AfterExitOf) > 0, got.Ordered())
 		})

@@ -126,6 +126,9 @@ type Shutdown struct {
 	AfterExitOf map[string][]string `json:"afterExitOf"`
 	// OwnPreStop lists the containers others wait for that keep a preStop of their own, unordered.
 	OwnPreStop []string `json:"ownPreStop"`
+	// Stalled maps a container whose preStop waits for native sidecars to those sidecars: kubelet
+	// stops them only after every regular container, so that preStop lasts the whole grace period.
+	Stalled map[string][]string `json:"stalled"`
 }
 
 // maxManifest bounds what one input may hold.
@@ -236,7 +239,7 @@ func Explain(name, namespace string, tpl *corev1.PodTemplateSpec, opt Options) W
 		Init: []string{}, Layers: [][]string{}, NeverReleased: []string{},
 		Waits: map[string][]Dependency{}, Timeouts: map[string]string{}, Readiness: map[string]string{},
 		StopWith:      []StopBinding{},
-		ShutdownOrder: Shutdown{Stages: [][]string{}, AfterExitOf: map[string][]string{}, OwnPreStop: []string{}},
+		ShutdownOrder: Shutdown{Stages: [][]string{}, AfterExitOf: map[string][]string{}, OwnPreStop: []string{}, Stalled: map[string][]string{}},
 		Errors:        []string{}, Warnings: []string{},
 	}
 	pod := &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
@@ -298,6 +301,11 @@ func Explain(name, namespace string, tpl *corev1.PodTemplateSpec, opt Options) W
 	}
 	w.StopWith = stopBindings(spec, d, pod.Spec.TerminationGracePeriodSeconds)
 	w.ShutdownOrder = shutdownOrder(d, spec, pod.Spec.Containers)
+	for _, c := range slices.Sorted(maps.Keys(w.ShutdownOrder.Stalled)) {
+		w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: when the pod is deleted, its preStop (daemonset/lifecycle.yaml) waits for native sidecar %s to exit, "+
+			"but kubelet stops native sidecars only after every regular container: %s gets its stop signal only at the end of the grace period, 2 s before SIGKILL. "+
+			"Wait for %s from a regular container instead, or give %s a preStop of its own", c, strings.Join(w.ShutdownOrder.Stalled[c], ", "), c, c, c))
+	}
 	w.ReadinessGate = GateByPolicy
 	for _, g := range pod.Spec.ReadinessGates {
 		if g.ConditionType == podstate.ConditionType {
@@ -469,7 +477,7 @@ func shutdownOrder(d *decl.Pod, spec []decl.Container, cs []corev1.Container) Sh
 		}
 	}
 	s := d.ShutdownOrder(spec, own)
-	out := Shutdown{Ordered: s.Ordered(), Stages: s.Stages, AfterExitOf: s.AfterExitOf, OwnPreStop: s.OwnPreStop}
+	out := Shutdown{Ordered: s.Ordered(), Stages: s.Stages, AfterExitOf: s.AfterExitOf, OwnPreStop: s.OwnPreStop, Stalled: s.Stalled}
 	if out.Stages == nil {
 		out.Stages = [][]string{}
 	}
