@@ -60,9 +60,9 @@ func Write(out io.Writer, ws []Workload) error {
 		writeShutdown(out, w.ShutdownOrder)
 		switch w.ReadinessGate {
 		case GateInSpec:
-			fmt.Fprintf(out, "  pod Ready: also once %s is True (no container held), its readinessGate\n", podstate.ConditionType)
+			fmt.Fprintf(out, "  pod Ready: only once no container is held, through its readinessGate %s\n", podstate.ConditionType)
 		case GateByPolicy:
-			fmt.Fprintf(out, "  pod Ready: also once %s is True (no container held), a readinessGate daemonset/readiness.yaml adds at creation (without that policy, write it in the spec)\n",
+			fmt.Fprintf(out, "  pod Ready: only once no container is held, through the readinessGate %s that daemonset/readiness.yaml adds at creation (without that policy, write it in the spec)\n",
 				podstate.ConditionType)
 		}
 		for _, e := range w.Errors {
