@@ -220,3 +220,20 @@ func (p *Pod) dependedOn(container string, counts func(condition.Condition) bool
 	}
 	return false
 }
+
+// DefaultStopSignal is the first signal of podorder's stop when a container declares none, as of
+// kubelet's.
+const DefaultStopSignal = syscall.SIGTERM
+
+// StopSignalAndGrace returns the signal podorder's stop of the container starts with, and how long
+// it waits after it before SIGKILL, in a pod whose terminationGracePeriodSeconds is podGrace.
+func (h *Hold) StopSignalAndGrace(podGrace time.Duration) (syscall.Signal, time.Duration) {
+	sig, grace := h.StopSignal, h.StopGrace
+	if sig == 0 {
+		sig = DefaultStopSignal
+	}
+	if grace == 0 {
+		grace = podGrace
+	}
+	return sig, grace
+}

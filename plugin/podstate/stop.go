@@ -49,14 +49,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		o.write(p, a)
 		return o
 	}
-	sig := a.Hold.StopSignal
-	if sig == 0 {
-		sig = syscall.SIGTERM
-	}
-	grace := a.Hold.StopGrace
-	if grace == 0 {
-		grace = a.Grace
-	}
+	sig, grace := a.Hold.StopSignalAndGrace(a.Grace)
 	a.Stop = &Stop{Why: why, Signal: sig, At: now, Grace: grace, pending: ts.StartedAt == nil}
 	if a.Stop.pending {
 		o.log(slog.LevelInfo, name, "stopping once the runtime's start returns", "reason", why)
