@@ -45,7 +45,9 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 		"--health-addr=127.0.0.1:8081", "--metrics-addr=:8443", "containerPort: 8443"} {
 		assert.Contains(t, ds, want)
 	}
-	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:ops:podorder"`, "the status guard names the release's service account")
+	require.Len(t, docs["ValidatingAdmissionPolicyBinding"], 1)
+	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:" + params.metadata.namespace`, "the status guard matches its parameter's service account")
+	assert.Contains(t, docs["ValidatingAdmissionPolicyBinding"][0], "paramRef:\n    name: podorder\n    namespace: ops\n", "the status guard's parameter is the release's service account")
 }
 
 // The image runs one binary whose every mode is a command: a container that names none would print
@@ -65,12 +67,13 @@ func TestTheChartNamesTheCommandOfEachContainer(t *testing.T) {
 }
 
 func TestTheChartCarriesTheBasesPolicies(t *testing.T) {
-	for _, name := range []string{"lifecycle.yaml", "readiness.yaml", "status-writes.yaml", "validation.yaml"} {
-		base, err := os.ReadFile(filepath.Join("../../daemonset", name))
+	for _, path := range []string{"components/shutdown-order/lifecycle.yaml", "components/readiness-gate/readiness.yaml", "base/status-writes.yaml", "base/validation.yaml"} {
+		base, err := os.ReadFile(filepath.Join("../../daemonset", path))
 		require.NoError(t, err)
+		name := filepath.Base(path)
 		chart, err := os.ReadFile(filepath.Join("../../charts/podorder/files", name))
 		require.NoError(t, err)
-		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, name)
+		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, path)
 	}
 }
 
