@@ -16,7 +16,7 @@
 //
 // The keys are one table, kinds (keys.go): each kind's reader, and the syntax the admission policy
 // checks at `kubectl apply`, which ValidationPolicy renders (policy.go) and go generate writes to
-// daemonset/validation.yaml.
+// daemonset/base/validation.yaml.
 package decl
 
 import (

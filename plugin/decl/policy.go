@@ -1,6 +1,6 @@
 package decl
 
-//go:generate go run ./genpolicy ../../daemonset/validation.yaml ../../charts/podorder/files/validation.yaml
+//go:generate go run ./genpolicy ../../daemonset/base/validation.yaml ../../charts/podorder/files/validation.yaml
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 // ValidationPolicy renders, from the key table, the ValidatingAdmissionPolicy (CEL, in the API
 // server, no webhook) that refuses pods and workload templates whose podorder keys are malformed,
-// with the daemon's own messages. daemonset/validation.yaml and the chart's copy are its output.
+// with the daemon's own messages. daemonset/base/validation.yaml and the chart's copy are its output.
 func ValidationPolicy() []byte {
 	var b bytes.Buffer
 	b.WriteString(policyHeader)

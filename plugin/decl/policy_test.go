@@ -12,7 +12,7 @@ import (
 
 func TestTheCommittedPoliciesAreGeneratedFromTheKeyTable(t *testing.T) {
 	want := string(ValidationPolicy())
-	for _, path := range []string{"../../daemonset/validation.yaml", "../../charts/podorder/files/validation.yaml"} {
+	for _, path := range []string{"../../daemonset/base/validation.yaml", "../../charts/podorder/files/validation.yaml"} {
 		got, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.Equal(t, want, string(got), "%s is not what the key table generates: run go generate ./plugin/decl", path)

@@ -61,8 +61,9 @@ func setup(t *testing.T) *bed {
 }
 
 // deployPodorder builds podorder's image from the Dockerfile with BuildKit (build/image, what `make
-// image` runs), imports it, and applies daemonset/ as shipped, through an overlay that changes only the
-// image's tag and the API server's address.
+// image` runs), imports it, and applies daemonset/ as shipped with the components a 1.36 cluster
+// adds (the MutatingAdmissionPolicies), through an overlay that changes only the image's tag and the
+// API server's address.
 func (b *bed) deployPodorder(t *testing.T) {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
@@ -87,6 +88,9 @@ func (b *bed) deployPodorder(t *testing.T) {
 kind: Kustomization
 resources:
   - %[1]s
+components:
+  - %[1]s/components/shutdown-order
+  - %[1]s/components/readiness-gate
 images:
   - name: registry.local/podorder/podorder
     newTag: test

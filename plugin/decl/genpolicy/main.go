@@ -1,5 +1,5 @@
 // Command genpolicy writes the admission policy that decl renders from its key table to every file
-// it is given: `go generate ./plugin/decl` runs it for daemonset/validation.yaml and the chart's copy.
+// it is given: `go generate ./plugin/decl` runs it for daemonset/base/validation.yaml and the chart's copy.
 package main
 
 import (
