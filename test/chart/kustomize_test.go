@@ -133,6 +133,12 @@ func TestTheShippedKustomizationCreatesItsNamespaceAndTheComponentsAddThe136Poli
 		assert.Equal(t, "podorder", o.Metadata.Labels["app.kubernetes.io/part-of"], "%s carries the recommended labels", key)
 	}
 	assert.Len(t, withComponents, len(objs)+4)
+
+	shipped136 := build(t, "../../daemonset/kubernetes-1.36")
+	assert.ElementsMatch(t, keys(withComponents), keys(shipped136), "daemonset/kubernetes-1.36 is daemonset/ with both components")
+	for key, o := range shipped136 {
+		assert.Equal(t, "podorder", o.Metadata.Labels["app.kubernetes.io/part-of"], "%s carries the recommended labels", key)
+	}
 }
 
 func keys(objs map[string]object) []string {

@@ -61,9 +61,9 @@ func setup(t *testing.T) *bed {
 }
 
 // deployPodorder builds podorder's image from the Dockerfile with BuildKit (build/image, what `make
-// image` runs), imports it, and applies daemonset/ as shipped with the components a 1.36 cluster
-// adds (the MutatingAdmissionPolicies), through an overlay that changes only the image's tag and the
-// API server's address.
+// image` runs), imports it, and applies daemonset/kubernetes-1.36/ as shipped (daemonset/ and the
+// MutatingAdmissionPolicies a 1.36 cluster serves), through an overlay that changes only the image's
+// tag and the API server's address.
 func (b *bed) deployPodorder(t *testing.T) {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
@@ -82,15 +82,12 @@ func (b *bed) deployPodorder(t *testing.T) {
 	apiHost, apiPort := string(m[1]), string(m[2])
 	overlay := t.TempDir()
 	// kustomize takes a base only by relative path.
-	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
+	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset", "kubernetes-1.36"))
 	require.NoError(t, err)
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %[1]s
-components:
-  - %[1]s/components/shutdown-order
-  - %[1]s/components/readiness-gate
 images:
   - name: registry.local/podorder/podorder
     newTag: test
