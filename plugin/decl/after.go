@@ -8,13 +8,13 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // readAfter reads podorder.dev/after.<c>, in its label or its annotation form. A container may
 // declare both: they are merged, and a dependency they give different conditions fails it.
 func (r *reader) readAfter(k key) error {
-	var list []condition.Dependency
+	var list []dependency.Dependency
 	var pods []PodDependency
 	var err error
 	if k.source == "label" {
@@ -53,7 +53,7 @@ func (r *reader) settleAfter() {
 	for c, m := range r.deps {
 		h := r.pod.hold(c)
 		for name, s := range m {
-			h.After = append(h.After, condition.Dependency{Container: name, Condition: s.cond})
+			h.After = append(h.After, dependency.Dependency{Container: name, Condition: s.cond})
 		}
 		sort.Slice(h.After, func(i, j int) bool { return h.After[i].Container < h.After[j].Container })
 		for _, name := range sortedKeys(r.podDeps[c]) {
@@ -67,14 +67,14 @@ func (r *reader) settleAfter() {
 }
 
 // parseLabelAfter reads the label form "db.cache_started.migrate_completed".
-func parseLabelAfter(v string) ([]condition.Dependency, error) {
+func parseLabelAfter(v string) ([]dependency.Dependency, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, errors.New("empty dependency list: name at least one container")
 	}
-	var out []condition.Dependency
+	var out []dependency.Dependency
 	for _, item := range strings.Split(v, ".") {
 		name, cond, hasCond := strings.Cut(item, "_")
-		d, err := dependency(name, cond, hasCond)
+		d, err := newDependency(name, cond, hasCond)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +85,7 @@ func parseLabelAfter(v string) ([]condition.Dependency, error) {
 
 // parseAnnotationAfter reads the annotation form "db, cache:started, migrate:completed,
 // pod(app=mysql):ready".
-func parseAnnotationAfter(v string) ([]condition.Dependency, []PodDependency, error) {
+func parseAnnotationAfter(v string) ([]dependency.Dependency, []PodDependency, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil, errors.New("empty dependency list: name at least one container")
 	}
@@ -93,7 +93,7 @@ func parseAnnotationAfter(v string) ([]condition.Dependency, []PodDependency, er
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []condition.Dependency
+	var out []dependency.Dependency
 	var pods []PodDependency
 	for _, item := range items {
 		item = strings.TrimSpace(item)
@@ -106,7 +106,7 @@ func parseAnnotationAfter(v string) ([]condition.Dependency, []PodDependency, er
 			continue
 		}
 		name, cond, hasCond := strings.Cut(item, ":")
-		d, err := dependency(strings.TrimSpace(name), strings.TrimSpace(cond), hasCond)
+		d, err := newDependency(strings.TrimSpace(name), strings.TrimSpace(cond), hasCond)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -141,18 +141,18 @@ func splitOutsideParens(v string) ([]string, error) {
 	return append(items, v[start:]), nil
 }
 
-func dependency(name, cond string, hasCond bool) (condition.Dependency, error) {
+func newDependency(name, cond string, hasCond bool) (dependency.Dependency, error) {
 	if !validContainerName(name) {
-		return condition.Dependency{}, fmt.Errorf("%s is not a container name (lowercase letters, digits and '-', at most 63)", Quote(name))
+		return dependency.Dependency{}, fmt.Errorf("%s is not a container name (lowercase letters, digits and '-', at most 63)", Quote(name))
 	}
-	c := condition.Default
+	c := dependency.Default
 	if hasCond {
 		var err error
-		if c, err = condition.Parse(cond); err != nil {
-			return condition.Dependency{}, fmt.Errorf("%s: %w", name, err)
+		if c, err = dependency.Parse(cond); err != nil {
+			return dependency.Dependency{}, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	return condition.Dependency{Container: name, Condition: c}, nil
+	return dependency.Dependency{Container: name, Condition: c}, nil
 }
 
 // PodDependency is a dependency on other pods: met when at least one pod matching Selector (in
@@ -164,7 +164,7 @@ type PodDependency struct {
 	Namespace string
 	// Selector is an equality-based label selector, "app=kafka,tier=broker".
 	Selector  string
-	Condition condition.Condition
+	Condition dependency.Condition
 }
 
 // String formats the dependency as it is declared.
@@ -182,13 +182,13 @@ func parsePodDependency(item string) (PodDependency, error) {
 	if !ok {
 		return PodDependency{}, fmt.Errorf("%s: want pod(<label>=<value>[,...])[:condition]", Quote(item))
 	}
-	d := PodDependency{Condition: condition.Default}
+	d := PodDependency{Condition: dependency.Default}
 	if rest = strings.TrimSpace(rest); rest != "" {
 		c, ok := strings.CutPrefix(rest, ":")
 		if !ok {
 			return PodDependency{}, fmt.Errorf("%s: want pod(...):<condition> after the selector", Quote(item))
 		}
-		cond, err := condition.Parse(strings.TrimSpace(c))
+		cond, err := dependency.Parse(strings.TrimSpace(c))
 		if err != nil {
 			return PodDependency{}, fmt.Errorf("%s: %w", Quote(item), err)
 		}

@@ -29,7 +29,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Domain prefixes every key podorder reads.
@@ -66,7 +66,7 @@ const (
 type Hold struct {
 	// After lists the dependencies, sorted by container name; empty for a container that is only
 	// waited on. A dependency on other pods appears here under its PodDependency.Name.
-	After []condition.Dependency
+	After []dependency.Dependency
 	// Pods lists the dependencies on other pods, sorted by Name.
 	Pods []PodDependency
 	// Timeout is the longest the container is held.

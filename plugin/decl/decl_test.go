@@ -9,11 +9,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
-func dep(c string, cond condition.Condition) condition.Dependency {
-	return condition.Dependency{Container: c, Condition: cond}
+func dep(c string, cond dependency.Condition) dependency.Dependency {
+	return dependency.Dependency{Container: c, Condition: cond}
 }
 
 func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
@@ -28,22 +28,22 @@ func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
 			name:      "label with suffixes, no suffix meaning ready",
 			labels:    map[string]string{"podorder.dev/after.app": "db.cache_started.migrate_completed"},
 			container: "app",
-			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
-				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+			want: &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
 			name:        "annotation long form with spaces",
 			annotations: map[string]string{"podorder.dev/after.app": " db , cache:started,migrate:completed"},
 			container:   "app",
-			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
-				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+			want: &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
 			name:        "label and annotation merge; the same dependency twice with one condition is fine",
 			labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "90s"},
 			annotations: map[string]string{"podorder.dev/after.app": "db:ready, cache:started"},
 			container:   "app",
-			want:        &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready)}, Timeout: 90 * time.Second},
+			want:        &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready)}, Timeout: 90 * time.Second},
 		},
 		{
 			name:        "a probe alone makes a container waited on but not held",
@@ -281,7 +281,7 @@ func FuzzParse(f *testing.F) {
 			}
 			for _, d := range h.After {
 				require.True(t, validContainerName(d.Container) || onPods[d.Container], d.Container)
-				_, err := condition.Parse(string(d.Condition))
+				_, err := dependency.Parse(string(d.Condition))
 				require.NoError(t, err)
 				require.NotEqual(t, name, d.Container)
 			}
@@ -317,11 +317,11 @@ func TestParseReadsCrossPodDependencies(t *testing.T) {
 		}
 	}
 	assert.Equal(t, "app=kafka,tier=broker", kafka.Selector, "terms are sorted: one selector, one name")
-	assert.Equal(t, condition.Started, kafka.Condition)
+	assert.Equal(t, dependency.Started, kafka.Condition)
 	assert.Equal(t, "pod(other/app=mysql):ready", mysql.String())
 	assert.Regexp(t, `^pod\.[0-9a-f]{32}$`, kafka.Name, "a dot: never a container name")
 	assert.Len(t, h.After, 3, "pod dependencies are waited on under their synthetic names")
-	assert.Contains(t, h.After, condition.Dependency{Container: kafka.Name, Condition: condition.Started})
+	assert.Contains(t, h.After, dependency.Dependency{Container: kafka.Name, Condition: dependency.Started})
 
 	p.CheckNames([]string{"app", "db"})
 	_, err = p.For("app")

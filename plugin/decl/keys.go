@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Key kinds after the domain: "<kind>.<container>". Each is one entry of the key table, kinds.
@@ -93,7 +93,7 @@ const (
 )
 
 var (
-	afterLabelSyntax    = labelListSyntax(string(condition.Started), string(condition.Ready), string(condition.Completed))
+	afterLabelSyntax    = labelListSyntax(string(dependency.Started), string(dependency.Ready), string(dependency.Completed))
 	stopWithLabelSyntax = labelListSyntax(string(Exited), string(Succeeded), string(Failed))
 	stopSignalSyntax    = stopSignalNameSyntax()
 )

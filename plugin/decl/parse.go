@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Parse reads a pod's podorder keys. Problems are kept per container and reported by For, so that one
@@ -57,7 +57,7 @@ type reader struct {
 
 // declared is a dependency's condition and whether the label or the annotation declared it.
 type declared struct {
-	cond   condition.Condition
+	cond   dependency.Condition
 	source string
 }
 

@@ -3,7 +3,7 @@ package decl
 import (
 	"fmt"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Role is how kubelet runs a container of a pod, which decides what it can wait for.
@@ -99,7 +99,7 @@ func (p *Pod) checkRestarts(cs []Container, index map[string]int) {
 	for _, name := range sortedKeys(p.Holds) {
 		for _, d := range p.Holds[name].After {
 			i, ok := index[d.Container]
-			if !ok || d.Condition != condition.Completed || !cs[i].Restarts {
+			if !ok || d.Condition != dependency.Completed || !cs[i].Restarts {
 				continue
 			}
 			p.warn(name, fmt.Sprintf("%s waits for %s to complete, but kubelet starts %s again after it exits 0 (%s): "+

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // ExitCondition is which exits of a container stop the containers bound to it with stop-with.
@@ -200,17 +200,17 @@ func (h *Hold) StoppedBy(container string, code int32) (Trigger, bool) {
 // DependedOn reports whether some container of the pod waits for container: its preStop hook then
 // waits for them to exit when the pod is deleted.
 func (p *Pod) DependedOn(container string) bool {
-	return p.dependedOn(container, func(condition.Condition) bool { return true })
+	return p.dependedOn(container, func(dependency.Condition) bool { return true })
 }
 
 // WaitedReady reports whether some container of the pod waits for container to be ready: only
 // then is its readiness worth a probe.
 func (p *Pod) WaitedReady(container string) bool {
-	return p.dependedOn(container, func(c condition.Condition) bool { return c == condition.Ready })
+	return p.dependedOn(container, func(c dependency.Condition) bool { return c == dependency.Ready })
 }
 
 // dependedOn reports whether some container waits for container with a condition that counts.
-func (p *Pod) dependedOn(container string, counts func(condition.Condition) bool) bool {
+func (p *Pod) dependedOn(container string, counts func(dependency.Condition) bool) bool {
 	for _, h := range p.Holds {
 		for _, d := range h.After {
 			if d.Container == container && counts(d.Condition) {

@@ -21,7 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kube"
 	"github.com/podorder/podorder/plugin/podstate"
@@ -281,7 +281,7 @@ func Explain(name, namespace string, tpl *corev1.PodTemplateSpec, opt Options) W
 		w.Waits[c.Name] = dependencies(h)
 		w.Timeouts[c.Name] = h.Timeout.String()
 		for _, dep := range h.After {
-			if dep.Condition == condition.Ready {
+			if dep.Condition == dependency.Ready {
 				waitedReady[dep.Container] = true
 			}
 		}

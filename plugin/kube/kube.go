@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
@@ -335,21 +335,21 @@ func (s *Source) Event(p kubeapi.PodRef, warning bool, reason, message string) {
 
 // PodMeets decides one condition for one pod, for dependencies on other pods: ready is the pod's
 // Ready condition, completed is phase Succeeded, started is every container running or started.
-func PodMeets(pod *corev1.Pod, cond condition.Condition) bool {
-	if pod.DeletionTimestamp != nil && cond != condition.Completed {
+func PodMeets(pod *corev1.Pod, cond dependency.Condition) bool {
+	if pod.DeletionTimestamp != nil && cond != dependency.Completed {
 		return false
 	}
 	switch cond {
-	case condition.Ready:
+	case dependency.Ready:
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodReady {
 				return c.Status == corev1.ConditionTrue
 			}
 		}
 		return false
-	case condition.Completed:
+	case dependency.Completed:
 		return pod.Status.Phase == corev1.PodSucceeded
-	case condition.Started:
+	case dependency.Started:
 		if pod.Status.Phase != corev1.PodRunning || len(pod.Status.ContainerStatuses) < len(pod.Spec.Containers) {
 			return false
 		}

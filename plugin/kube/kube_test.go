@@ -7,7 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
@@ -33,16 +33,16 @@ func TestPodMeetsEachCondition(t *testing.T) {
 	tests := []struct {
 		name     string
 		pod      *corev1.Pod
-		cond     condition.Condition
+		cond     dependency.Condition
 		expected bool
 	}{
-		{"ready pod is ready", &corev1.Pod{Spec: spec, Status: ready}, condition.Ready, true},
-		{"running but not ready", &corev1.Pod{Spec: spec, Status: notReady}, condition.Ready, false},
-		{"running pod is started", &corev1.Pod{Spec: spec, Status: notReady}, condition.Started, true},
-		{"pending pod is not started", &corev1.Pod{Spec: spec, Status: pending}, condition.Started, false},
-		{"succeeded pod completed", &corev1.Pod{Spec: spec, Status: succeeded}, condition.Completed, true},
-		{"running pod has not completed", &corev1.Pod{Spec: spec, Status: ready}, condition.Completed, false},
-		{"terminating pod is not ready", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Spec: spec, Status: ready}, condition.Ready, false},
+		{"ready pod is ready", &corev1.Pod{Spec: spec, Status: ready}, dependency.Ready, true},
+		{"running but not ready", &corev1.Pod{Spec: spec, Status: notReady}, dependency.Ready, false},
+		{"running pod is started", &corev1.Pod{Spec: spec, Status: notReady}, dependency.Started, true},
+		{"pending pod is not started", &corev1.Pod{Spec: spec, Status: pending}, dependency.Started, false},
+		{"succeeded pod completed", &corev1.Pod{Spec: spec, Status: succeeded}, dependency.Completed, true},
+		{"running pod has not completed", &corev1.Pod{Spec: spec, Status: ready}, dependency.Completed, false},
+		{"terminating pod is not ready", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Spec: spec, Status: ready}, dependency.Ready, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Dependencies on other pods are answered in memory over one pod informer per namespace, never one
@@ -77,7 +77,7 @@ type namespacePods struct {
 // watcher is one Watch call. Its fields below selector are guarded by namespacePods.mu.
 type watcher struct {
 	selector labels.Selector
-	cond     condition.Condition
+	cond     dependency.Condition
 	update   func(bool)
 	term     *term // nil when the selector requires no single label value
 	keys     []string
@@ -92,7 +92,7 @@ type watcher struct {
 // Watch implements kubeapi.PodWatcher over a namespace-wide informer shared by every watcher of that
 // namespace. A selector that cannot be parsed, or that would take the namespace's label keys past
 // MaxLabelKeys, is refused with an error that says why, for the plugin to refuse the container.
-func (s *Source) Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error) {
+func (s *Source) Watch(namespace, selector string, cond dependency.Condition, update func(met bool)) (stop func(), err error) {
 	parsed, err := labels.Parse(selector)
 	if err != nil {
 		// The plugin validates selectors first; one that still fails here can never be met, and

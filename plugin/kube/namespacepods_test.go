@@ -19,7 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // failAfter bounds every wait: it is a failure timeout, never a way to let something happen.
@@ -71,7 +71,7 @@ func (b *lockedBuffer) String() string {
 // answers is what update receives, in order.
 type answers chan bool
 
-func watch(t *testing.T, s *Source, namespace, selector string, cond condition.Condition) (answers, func()) {
+func watch(t *testing.T, s *Source, namespace, selector string, cond dependency.Condition) (answers, func()) {
 	t.Helper()
 	ch := make(answers, 64)
 	stop, err := s.Watch(namespace, selector, cond, func(met bool) { ch <- met })
@@ -155,7 +155,7 @@ func TestWatchSharesOneInformerPerNamespace(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "n": "7"}, true))
 	var all []answers
 	for i := range 200 {
-		ch, _ := watch(t, s, "ns", fmt.Sprintf("app=db,n=%d", i), condition.Ready)
+		ch, _ := watch(t, s, "ns", fmt.Sprintf("app=db,n=%d", i), dependency.Ready)
 		all = append(all, ch)
 	}
 	for i, ch := range all {
@@ -164,7 +164,7 @@ func TestWatchSharesOneInformerPerNamespace(t *testing.T) {
 	assert.Equal(t, 1, s.selections())
 	assert.Equal(t, map[string]int{"ns": 1}, podLists(client), "one LIST for 200 selectors")
 
-	other, _ := watch(t, s, "other", "app=db", condition.Ready)
+	other, _ := watch(t, s, "other", "app=db", dependency.Ready)
 	assert.False(t, other.next(t))
 	assert.Equal(t, 2, s.selections())
 	assert.Equal(t, map[string]int{"ns": 1, "other": 1}, podLists(client))
@@ -197,7 +197,7 @@ func TestWatchFollowsMatchingPod(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db := testPod("db", map[string]string{"app": "db"}, false)
 			s, client := newWatchSource(t, db.DeepCopy())
-			ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+			ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 			require.False(t, ch.next(t), "not ready yet")
 
 			db.Status.Conditions[0].Status = corev1.ConditionTrue
@@ -215,8 +215,8 @@ func TestWatchIgnoresPodsNotMatchingSelector(t *testing.T) {
 	other := testPod("other", map[string]string{"app": "web", "tier": "backend"}, true)
 	barrier := testPod("barrier", map[string]string{"app": "barrier"}, false)
 	s, client := newWatchSource(t, half.DeepCopy(), other.DeepCopy(), barrier.DeepCopy())
-	ch, _ := watch(t, s, "ns", "app=db,tier=backend", condition.Ready)
-	barrierCh, _ := watch(t, s, "ns", "app=barrier", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db,tier=backend", dependency.Ready)
+	barrierCh, _ := watch(t, s, "ns", "app=barrier", dependency.Ready)
 	require.False(t, ch.next(t), "ready pods match only part of the selector")
 	require.False(t, barrierCh.next(t))
 
@@ -246,11 +246,11 @@ func TestWatchFirstAnswerWaitsForTheList(t *testing.T) {
 		objs = append(objs, testPod(fmt.Sprintf("db-%02d", i), map[string]string{"app": "db"}, i == 49))
 	}
 	s, _ := newWatchSource(t, objs...)
-	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	assert.True(t, ch.next(t))
 
 	// A watcher added after the list answers from what is known, without a new informer.
-	late, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	late, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	assert.True(t, late.next(t))
 	assert.Equal(t, 1, s.selections())
 }
@@ -263,14 +263,14 @@ func TestWatchEachCondition(t *testing.T) {
 	started.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Started: &yes}}
 	tests := []struct {
 		selector string
-		cond     condition.Condition
+		cond     dependency.Condition
 		expected bool
 	}{
-		{"app=job", condition.Completed, true},
-		{"app=job", condition.Ready, false},
-		{"app=srv", condition.Started, true},
-		{"app=srv", condition.Ready, false},
-		{"app=srv", condition.Completed, false},
+		{"app=job", dependency.Completed, true},
+		{"app=job", dependency.Ready, false},
+		{"app=srv", dependency.Started, true},
+		{"app=srv", dependency.Ready, false},
+		{"app=srv", dependency.Completed, false},
 	}
 	s, _ := newWatchSource(t, succeeded, started)
 	for _, tt := range tests {
@@ -283,8 +283,8 @@ func TestWatchEachCondition(t *testing.T) {
 
 func TestStopLastWatcherStopsNamespaceInformer(t *testing.T) {
 	s, _ := newWatchSource(t)
-	first, stopFirst := watch(t, s, "ns", "app=a", condition.Ready)
-	second, stopSecond := watch(t, s, "ns", "app=b", condition.Ready)
+	first, stopFirst := watch(t, s, "ns", "app=a", dependency.Ready)
+	second, stopSecond := watch(t, s, "ns", "app=b", dependency.Ready)
 	require.False(t, first.next(t))
 	require.False(t, second.next(t))
 	sel := s.selectionOf("ns")
@@ -308,14 +308,14 @@ func TestStopLastWatcherStopsNamespaceInformer(t *testing.T) {
 	}
 	assert.True(t, sel.currentFeed().informer.IsStopped())
 
-	again, _ := watch(t, s, "ns", "app=a", condition.Ready)
+	again, _ := watch(t, s, "ns", "app=a", dependency.Ready)
 	assert.False(t, again.next(t))
 	assert.NotSame(t, sel, s.selectionOf("ns"), "a new watcher starts a new informer")
 }
 
 func TestWatchRejectsUnparsableSelector(t *testing.T) {
 	s, client := newWatchSource(t)
-	_, err := s.Watch("ns", "app in (", condition.Ready, func(bool) { t.Error("update called for an unusable selector") })
+	_, err := s.Watch("ns", "app in (", dependency.Ready, func(bool) { t.Error("update called for an unusable selector") })
 	require.ErrorContains(t, err, `selector "app in ("`)
 	assert.Zero(t, s.selections())
 	assert.Empty(t, podLists(client))
@@ -323,10 +323,10 @@ func TestWatchRejectsUnparsableSelector(t *testing.T) {
 
 func TestWatchSurvivesPanickingUpdate(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db"}, false))
-	stop, err := s.Watch("ns", "app=db", condition.Ready, func(bool) { panic("boom") })
+	stop, err := s.Watch("ns", "app=db", dependency.Ready, func(bool) { panic("boom") })
 	require.NoError(t, err)
 	t.Cleanup(stop)
-	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.False(t, ch.next(t))
 	setPod(t, client, testPod("db", map[string]string{"app": "db"}, true))
 	assert.True(t, ch.next(t), "deliveries go on after a panicking update")
@@ -348,7 +348,7 @@ func TestInformerCacheHoldsStrippedPods(t *testing.T) {
 	require.NotEmpty(t, stored.Annotations, "the API object has annotations")
 	require.NotEmpty(t, stored.ManagedFields, "the API object has managedFields")
 
-	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.True(t, ch.next(t))
 	obj, exists, err := s.selectionOf("ns").currentFeed().informer.GetStore().GetByKey("ns/db")
 	require.NoError(t, err)
@@ -385,7 +385,7 @@ func TestStripPodKeepsWhatPodMeetsReads(t *testing.T) {
 		"pending":     {Spec: spec, Status: corev1.PodStatus{Phase: corev1.PodPending}},
 	}
 	for name, pod := range pods {
-		for _, cond := range []condition.Condition{condition.Ready, condition.Started, condition.Completed} {
+		for _, cond := range []dependency.Condition{dependency.Ready, dependency.Started, dependency.Completed} {
 			stripped, err := stripPod(pod, nil)
 			require.NoError(t, err)
 			assert.Equal(t, PodMeets(pod, cond), PodMeets(stripped.(*corev1.Pod), cond), "%s %s", name, cond)
@@ -405,7 +405,7 @@ func TestStripPodPassesTombstonesThrough(t *testing.T) {
 
 func TestObserveSurvivesMalformedEvents(t *testing.T) {
 	s, _ := newWatchSource(t)
-	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.False(t, ch.next(t))
 	sel := s.selectionOf("ns")
 	f := sel.currentFeed()
@@ -463,14 +463,14 @@ func TestStripPodKeepsOnlyTheLabelsOfKeys(t *testing.T) {
 
 func TestWatchCachesOnlyTheLabelKeysSelectorsUse(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", manyLabels(10_000, map[string]string{"app": "db"}), true))
-	ch, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	ch, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.True(t, ch.next(t))
 	assert.Equal(t, map[string]string{"app": "db"}, cachedLabels(t, s, "ns/db"), "10,000 labels, one key used")
 
 	// A selector on a key the cache dropped: answered only once the namespace is listed again
 	// with it, never from the stripped copies (which lack n42, so "!n42" would match them).
-	absent, _ := watch(t, s, "ns", "app=db,!n42", condition.Ready)
-	present, _ := watch(t, s, "ns", "n5000=v", condition.Ready)
+	absent, _ := watch(t, s, "ns", "app=db,!n42", dependency.Ready)
+	present, _ := watch(t, s, "ns", "n5000=v", dependency.Ready)
 	assert.False(t, absent.next(t), "the pod carries n42")
 	assert.True(t, present.next(t))
 	assert.Equal(t, map[string]string{"app": "db", "n42": "v", "n5000": "v"}, cachedLabels(t, s, "ns/db"))
@@ -497,28 +497,28 @@ func TestWatchRefusesSelectorsBeyondMaxLabelKeys(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "k0": "v"}, true))
 	var stops []func()
 	for i := range MaxLabelKeys {
-		ch, stop := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), condition.Ready)
+		ch, stop := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), dependency.Ready)
 		stops = append(stops, stop)
 		if i == MaxLabelKeys-1 {
 			require.False(t, ch.next(t))
 		}
 	}
-	_, err := s.Watch("ns", "app=db", condition.Ready, func(bool) { t.Error("a refused selector is answered") })
+	_, err := s.Watch("ns", "app=db", dependency.Ready, func(bool) { t.Error("a refused selector is answered") })
 	require.ErrorContains(t, err, "more than the 64 podorder keeps per namespace")
 	assert.NotNil(t, s.selectionOf("ns"), "the namespace's watchers go on")
-	reused, _ := watch(t, s, "ns", "k0=v", condition.Ready)
+	reused, _ := watch(t, s, "ns", "k0=v", dependency.Ready)
 	assert.True(t, reused.next(t), "a key in use is still accepted")
 	lists := podLists(client)["ns"]
 	assert.LessOrEqual(t, lists, MaxLabelKeys, "no LIST for a refused selector")
 
 	stops[1]()
-	freed, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	freed, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	assert.True(t, freed.next(t), "a key freed by a stopped watcher makes room")
 }
 
 func TestWatchOnANewKeyForgetsPodsDeletedWhileRelisting(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "tier": "x"}, true))
-	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	first, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.True(t, first.next(t))
 
 	// Hold the next LIST until the pod is gone: the replaced informer no longer reports its deletion,
@@ -529,7 +529,7 @@ func TestWatchOnANewKeyForgetsPodsDeletedWhileRelisting(t *testing.T) {
 		once.Do(func() { <-release })
 		return false, nil, nil
 	})
-	second, _ := watch(t, s, "ns", "tier=x", condition.Ready)
+	second, _ := watch(t, s, "ns", "tier=x", dependency.Ready)
 	require.NoError(t, client.CoreV1().Pods("ns").Delete(context.Background(), "db", metav1.DeleteOptions{}))
 	close(release)
 	assert.False(t, second.next(t), "the pod was gone before the namespace was listed with tier")
@@ -573,11 +573,11 @@ func TestNamespaceCacheHeapOfHostilePods(t *testing.T) {
 
 func TestWatchGathersABurstOfNewLabelKeysIntoOneList(t *testing.T) {
 	s, client := newWatchSource(t, testPod("db", map[string]string{"app": "db", "k7": "v"}, true))
-	first, _ := watch(t, s, "ns", "app=db", condition.Ready)
+	first, _ := watch(t, s, "ns", "app=db", dependency.Ready)
 	require.True(t, first.next(t))
 	var burst []answers
 	for i := range 32 {
-		ch, _ := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), condition.Ready)
+		ch, _ := watch(t, s, "ns", fmt.Sprintf("k%d=v", i), dependency.Ready)
 		burst = append(burst, ch)
 	}
 	for i, ch := range burst {

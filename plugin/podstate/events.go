@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Added is a's tombstone written by the shell: a is the newest attempt of its container from now on.
@@ -164,22 +164,22 @@ func (p *Pod) undo(a *Attempt, now time.Time) []Effect {
 
 // PodDependencyChanged is the answer for a dependency on other pods changing: the synthetic
 // stand-in called name evaluates to Met for cond exactly when met.
-func (p *Pod) PodDependencyChanged(name string, cond condition.Condition, met bool, now time.Time) []Effect {
+func (p *Pod) PodDependencyChanged(name string, cond dependency.Condition, met bool, now time.Time) []Effect {
 	a := p.Attempts[name]
 	if a == nil {
 		return nil
 	}
 	ts := a.TS
-	if (condition.Evaluate(cond, ts.State()) == condition.Met) == met {
+	if (dependency.Evaluate(cond, ts.State()) == dependency.Met) == met {
 		return nil
 	}
 	ts.StartedAt, ts.ReleasedAt, ts.ReadyAt, ts.ExitedAt, ts.ExitCode = nil, nil, nil, nil, 0
 	if met {
 		ts.StartedAt, ts.ReleasedAt = &now, &now
 		switch cond {
-		case condition.Ready:
+		case dependency.Ready:
 			ts.ReadyAt = &now
-		case condition.Completed:
+		case dependency.Completed:
 			ts.ExitedAt = &now
 		}
 	}

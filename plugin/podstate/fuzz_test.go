@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 )
 
@@ -231,21 +231,21 @@ func (h *harness) runs(a *Attempt) bool {
 }
 
 // holds reports, from the harness's own record, whether dependency d of a holds now.
-func (h *harness) holds(d condition.Dependency) bool {
+func (h *harness) holds(d dependency.Dependency) bool {
 	dep := h.p.Attempts[d.Container]
 	if dep == nil {
 		return false
 	}
 	tr := h.truths[dep]
 	switch d.Condition {
-	case condition.Started:
+	case dependency.Started:
 		return tr.ran && (!tr.exited || tr.code == 0)
-	case condition.Ready:
+	case dependency.Ready:
 		if !h.runs(dep) {
 			return false
 		}
 		return dep.TS.ReadyAt != nil
-	case condition.Completed:
+	case dependency.Completed:
 		return tr.ran && tr.exited && tr.code == 0 && !tr.undone
 	}
 	return false

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
 )
@@ -178,7 +178,7 @@ func Describe(h *decl.Hold) string {
 }
 
 // WaitsFor formats dependencies for logs.
-func WaitsFor(deps []condition.Dependency) []string {
+func WaitsFor(deps []dependency.Dependency) []string {
 	out := make([]string, len(deps))
 	for i, d := range deps {
 		out[i] = d.String()

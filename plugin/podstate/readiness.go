@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 )
 
@@ -95,7 +95,7 @@ func (p *Pod) heldFor(name string) bool {
 			continue
 		}
 		for _, d := range b.Hold.After {
-			if d.Container == name && d.Condition == condition.Ready {
+			if d.Container == name && d.Condition == dependency.Ready {
 				return true
 			}
 		}

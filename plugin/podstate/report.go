@@ -3,7 +3,7 @@ package podstate
 import (
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // PodReport is what `podorder status` shows of one pod (named apart from the API's PodStatus, which it is not).
@@ -79,10 +79,10 @@ func (p *Pod) Snapshot(now time.Time) PodReport {
 				if da := p.Attempts[d.Container]; da != nil && da.TS.PodSelector != "" {
 					ds.Dependency = da.TS.PodSelector
 				}
-				if condition.Evaluate(d.Condition, st) == condition.Met {
+				if dependency.Evaluate(d.Condition, st) == dependency.Met {
 					ds.Met = true
 				} else {
-					ds.State = condition.Describe(d, st)
+					ds.State = dependency.Describe(d, st)
 				}
 				c.WaitsFor = append(c.WaitsFor, ds)
 			}

@@ -1,10 +1,10 @@
-// Package condition is podorder's vocabulary: the conditions a container can wait for, a dependency
+// Package dependency is podorder's vocabulary: the conditions a container can wait for, a dependency
 // on one container of the same pod, and the single rule deciding whether a dependency is met. The
 // daemon decides releases with Evaluate; the in-container hook uses it only to explain what is
 // missing when a hold ends (and, for hooks injected before podorder 0.2, to decide by itself).
 //
 // This package uses the standard library only: it is linked into the static in-container hook.
-package condition
+package dependency
 
 import (
 	"fmt"
