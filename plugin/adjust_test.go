@@ -12,7 +12,7 @@ import (
 )
 
 func TestAdjustmentMountsHookAndStoreReadOnlyAndWaitsForEachDependency(t *testing.T) {
-	hold := &decl.Hold{Timeout: 90 * time.Second, After: []dependency.Dependency{
+	hold := &decl.Declared{Timeout: 90 * time.Second, After: []dependency.Dependency{
 		{Container: "db", Condition: dependency.Ready}, {Container: "migrate", Condition: dependency.Completed}}}
 	adj := Adjustment("/opt/podorder/bin/podorder-hook", HoldTarget{Pod: "ns/web", Container: "app", ID: "c1",
 		PodDir: "/run/podorder/pods/u1", WakeDir: "/run/podorder/wake/u1/app"}, hold)

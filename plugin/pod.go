@@ -124,7 +124,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	target := HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.UID), WakeDir: wakeDir}
 	switch {
 	case a.TS.Held():
-		return Adjustment(p.cfg.HookBinary, target, a.Hold), nil
+		return Adjustment(p.cfg.HookBinary, target, a.Declared), nil
 	case adm.Mounts:
 		// Only for its preStop hook, which waits for its dependents when the pod is deleted.
 		return Mounts(p.cfg.HookBinary, target), nil

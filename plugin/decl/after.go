@@ -48,7 +48,7 @@ func (r *reader) readAfter(k key) error {
 	return nil
 }
 
-// settleAfter writes each container's merged dependencies into its Hold, sorted.
+// settleAfter writes each container's merged dependencies into its Declared, sorted.
 func (r *reader) settleAfter() {
 	for c, m := range r.deps {
 		h := r.pod.hold(c)

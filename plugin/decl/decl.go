@@ -1,5 +1,5 @@
 // Package decl reads what a pod declares to podorder — its podorder.dev/ labels and annotations —
-// into a per-container Hold, and checks the declarations against each other and, when known, against
+// into per-container Declared, and checks the declarations against each other and, when known, against
 // the pod's container names. It is pure: no I/O, so every rule is unit-tested.
 //
 // API v1, for a dependent container <c>:
@@ -62,8 +62,10 @@ const (
 	maxQuoted = 80
 )
 
-// Hold is everything podorder does for one container of a pod.
-type Hold struct {
+// Declared is what one container of a pod declares, and so everything podorder does for it: for a
+// container that waits, its hold; for one that is only waited on or bound with stop-with, no hold at
+// all (hence not "Hold").
+type Declared struct {
 	// After lists the dependencies, sorted by container name; empty for a container that is only
 	// waited on. A dependency on other pods appears here under its PodDependency.Name.
 	After []dependency.Dependency
@@ -87,8 +89,8 @@ type Hold struct {
 
 // Pod is a pod's parsed declarations.
 type Pod struct {
-	// Holds maps container name to its declarations; containers with no key are absent.
-	Holds map[string]*Hold
+	// Declared maps container name to its declarations; containers with no key are absent.
+	Declared map[string]*Declared
 	// errs maps container name to what is wrong with its declarations.
 	errs map[string]error
 	// errAll fails every container of the pod: the declarations as a whole are over a limit, or a
@@ -114,14 +116,14 @@ func Uses(labels, annotations map[string]string) bool {
 }
 
 // For returns the declarations of one container: nil with no error when it has none.
-func (p *Pod) For(container string) (*Hold, error) {
+func (p *Pod) For(container string) (*Declared, error) {
 	if p.errAll != nil {
 		return nil, p.errAll
 	}
 	if err := p.errs[container]; err != nil {
 		return nil, err
 	}
-	return p.Holds[container], nil
+	return p.Declared[container], nil
 }
 
 // Errors returns every problem found, keyed by container name; a problem of the whole pod is under "".
@@ -141,11 +143,11 @@ func (p *Pod) failKey(err error) {
 	p.errAll = err
 }
 
-func (p *Pod) hold(c string) *Hold {
-	h := p.Holds[c]
+func (p *Pod) hold(c string) *Declared {
+	h := p.Declared[c]
 	if h == nil {
-		h = &Hold{Timeout: DefaultTimeout}
-		p.Holds[c] = h
+		h = &Declared{Timeout: DefaultTimeout}
+		p.Declared[c] = h
 	}
 	return h
 }

@@ -22,20 +22,20 @@ func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
 		labels      map[string]string
 		annotations map[string]string
 		container   string
-		want        *Hold
+		want        *Declared
 	}{
 		{
 			name:      "label with suffixes, no suffix meaning ready",
 			labels:    map[string]string{"podorder.dev/after.app": "db.cache_started.migrate_completed"},
 			container: "app",
-			want: &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+			want: &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
 				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
 			name:        "annotation long form with spaces",
 			annotations: map[string]string{"podorder.dev/after.app": " db , cache:started,migrate:completed"},
 			container:   "app",
-			want: &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+			want: &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
 				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
@@ -43,25 +43,25 @@ func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
 			labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "90s"},
 			annotations: map[string]string{"podorder.dev/after.app": "db:ready, cache:started"},
 			container:   "app",
-			want:        &Hold{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready)}, Timeout: 90 * time.Second},
+			want:        &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready)}, Timeout: 90 * time.Second},
 		},
 		{
 			name:        "a probe alone makes a container waited on but not held",
 			annotations: map[string]string{"podorder.dev/probe.db": "http:8080/healthz"},
 			container:   "db",
-			want:        &Hold{Timeout: DefaultTimeout, Probe: &Probe{Kind: "http", Port: 8080, Path: "/healthz"}},
+			want:        &Declared{Timeout: DefaultTimeout, Probe: &Probe{Kind: "http", Port: 8080, Path: "/healthz"}},
 		},
 		{
 			name:      "readiness from kubelet opts out of podorder evaluating the readinessProbe",
 			labels:    map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "kubelet"},
 			container: "db",
-			want:      &Hold{Timeout: DefaultTimeout, KubeletReadiness: true},
+			want:      &Declared{Timeout: DefaultTimeout, KubeletReadiness: true},
 		},
 		{
 			name:        "readiness from podorder is the default, said out loud",
 			annotations: map[string]string{"podorder.dev/readiness.db": " podorder "},
 			container:   "db",
-			want:        &Hold{Timeout: DefaultTimeout},
+			want:        &Declared{Timeout: DefaultTimeout},
 		},
 		{
 			name:      "a container without keys has no hold",
@@ -268,7 +268,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, label, annotation, timeout, probe string) {
 		p := Parse(map[string]string{"podorder.dev/after.app": label, "podorder.dev/timeout.app": timeout},
 			map[string]string{"podorder.dev/after.db": annotation, "podorder.dev/probe.db": probe})
-		for name, h := range p.Holds {
+		for name, h := range p.Declared {
 			if _, err := p.For(name); err != nil {
 				continue
 			}
@@ -294,7 +294,7 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func waits(h *Hold, c string) bool {
+func waits(h *Declared, c string) bool {
 	for _, d := range h.After {
 		if d.Container == c {
 			return true

@@ -14,21 +14,21 @@ func (p *Pod) CheckNames(containers []string) {
 		known[c] = true
 	}
 	list := strings.Join(containers, ", ")
-	for _, c := range sortedKeys(p.Holds) {
+	for _, c := range sortedKeys(p.Declared) {
 		if !known[c] {
 			p.failKey(fmt.Errorf("%s keys name container %s, which is not in the pod; containers are: %s", Domain, c, list))
 			continue
 		}
 		onPods := map[string]bool{}
-		for _, pd := range p.Holds[c].Pods {
+		for _, pd := range p.Declared[c].Pods {
 			onPods[pd.Name] = true
 		}
-		for _, d := range p.Holds[c].After {
+		for _, d := range p.Declared[c].After {
 			if !known[d.Container] && !onPods[d.Container] {
 				p.fail(c, fmt.Errorf("container %s waits for %s, which is not in the pod; containers are: %s", c, d.Container, list))
 			}
 		}
-		for _, t := range p.Holds[c].StopWith {
+		for _, t := range p.Declared[c].StopWith {
 			if !known[t.Container] {
 				p.fail(c, fmt.Errorf("container %s stops with %s, which is not in the pod; containers are: %s", c, t.Container, list))
 			}
@@ -38,8 +38,8 @@ func (p *Pod) CheckNames(containers []string) {
 
 // checkGraph rejects self-dependencies and every container on a dependency cycle, naming the cycle.
 func (p *Pod) checkGraph() {
-	for _, c := range sortedKeys(p.Holds) {
-		for _, d := range p.Holds[c].After {
+	for _, c := range sortedKeys(p.Declared) {
+		for _, d := range p.Declared[c].After {
 			if d.Container == c {
 				p.fail(c, fmt.Errorf("container %s waits for itself: remove %s from %s%s.%s", c, c, Domain, KindAfter, c))
 			}
@@ -56,7 +56,7 @@ func (p *Pod) checkGraph() {
 	visit = func(c string) {
 		state[c] = onPath
 		path = append(path, c)
-		if h := p.Holds[c]; h != nil {
+		if h := p.Declared[c]; h != nil {
 			for _, d := range h.After {
 				if d.Container == c {
 					continue
@@ -72,7 +72,7 @@ func (p *Pod) checkGraph() {
 		path = path[:len(path)-1]
 		state[c] = done
 	}
-	for _, c := range sortedKeys(p.Holds) {
+	for _, c := range sortedKeys(p.Declared) {
 		if state[c] == unvisited {
 			visit(c)
 		}

@@ -12,7 +12,7 @@ import (
 // Parse reads a pod's podorder keys. Problems are kept per container and reported by For, so that one
 // container's typo fails only that container.
 func Parse(labels, annotations map[string]string) *Pod {
-	p := &Pod{Holds: map[string]*Hold{}, errs: map[string]error{}}
+	p := &Pod{Declared: map[string]*Declared{}, errs: map[string]error{}}
 	if n := countKeys(labels) + countKeys(annotations); n > MaxKeys {
 		p.errAll = errors.New(tooManyKeys(strconv.Itoa(n)))
 		return p
@@ -41,7 +41,7 @@ func tooManyKeys(n string) string {
 }
 
 // reader reads a pod's keys one at a time into its Pod. A container's after and stop-with keys may
-// come both as a label and as an annotation: they are merged here, and settled into its Hold once
+// come both as a label and as an annotation: they are merged here, and settled into its Declared once
 // every key is read.
 type reader struct {
 	pod *Pod
@@ -109,8 +109,8 @@ func (p *Pod) checkPodLimits() {
 	selectors := map[string]PodDependency{}
 	keys := map[string]bool{}
 	var withPods, withProbes []string
-	for _, c := range sortedKeys(p.Holds) {
-		h := p.Holds[c]
+	for _, c := range sortedKeys(p.Declared) {
+		h := p.Declared[c]
 		if len(h.Pods) > 0 {
 			withPods = append(withPods, c)
 		}

@@ -70,12 +70,12 @@ func (p *Pod) CheckContainers(cs []Container) {
 	}
 	p.CheckNames(names)
 	p.checkRestarts(cs, index)
-	for _, name := range sortedKeys(p.Holds) {
+	for _, name := range sortedKeys(p.Declared) {
 		i, ok := index[name]
 		if !ok || !cs[i].blocksKubelet() {
 			continue
 		}
-		for _, d := range p.Holds[name].After {
+		for _, d := range p.Declared[name].After {
 			j, ok := index[d.Container]
 			if !ok || j < i {
 				continue
@@ -96,8 +96,8 @@ func (p *Pod) CheckContainers(cs []Container) {
 // exits 0: the dependent is released at its first exit 0, and the container itself runs again and
 // again (a migration re-run, a pod that never settles), which is rarely what was meant.
 func (p *Pod) checkRestarts(cs []Container, index map[string]int) {
-	for _, name := range sortedKeys(p.Holds) {
-		for _, d := range p.Holds[name].After {
+	for _, name := range sortedKeys(p.Declared) {
+		for _, d := range p.Declared[name].After {
 			i, ok := index[d.Container]
 			if !ok || d.Condition != dependency.Completed || !cs[i].Restarts {
 				continue

@@ -48,7 +48,7 @@ func (p *Pod) ShutdownOrder(cs []Container, ownPreStop map[string]bool) Shutdown
 	for _, c := range regular {
 		var dependents, sidecars []string
 		for _, d := range running {
-			if h := p.Holds[d.Name]; h != nil && waitsFor(h, c.Name) {
+			if h := p.Declared[d.Name]; h != nil && waitsFor(h, c.Name) {
 				dependents = append(dependents, d.Name)
 				if d.Role == Sidecar {
 					sidecars = append(sidecars, d.Name)
@@ -96,7 +96,7 @@ func (p *Pod) ShutdownOrder(cs []Container, ownPreStop map[string]bool) Shutdown
 }
 
 // waitsFor reports whether h waits for container, whatever the condition.
-func waitsFor(h *Hold, container string) bool {
+func waitsFor(h *Declared, container string) bool {
 	for _, d := range h.After {
 		if d.Container == container {
 			return true

@@ -87,12 +87,12 @@ func TestShutdownStopsDependentsBeforeTheirDependencies(t *testing.T) {
 
 func TestAStopSignalsAndWaitsAsDeclaredElseAsKubeletWould(t *testing.T) {
 	tests := map[string]struct {
-		hold      Hold
+		hold      Declared
 		wantSig   syscall.Signal
 		wantGrace time.Duration
 	}{
-		"nothing declared: SIGTERM and the pod's grace period": {Hold{}, syscall.SIGTERM, 30 * time.Second},
-		"a signal and a grace of its own":                      {Hold{StopSignal: syscall.SIGINT, StopGrace: 5 * time.Second}, syscall.SIGINT, 5 * time.Second},
+		"nothing declared: SIGTERM and the pod's grace period": {Declared{}, syscall.SIGTERM, 30 * time.Second},
+		"a signal and a grace of its own":                      {Declared{StopSignal: syscall.SIGINT, StopGrace: 5 * time.Second}, syscall.SIGINT, 5 * time.Second},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -150,7 +150,7 @@ func (r *reader) readStopWith(k key) error {
 	return nil
 }
 
-// settleStopWith writes each container's merged triggers into its Hold, sorted.
+// settleStopWith writes each container's merged triggers into its Declared, sorted.
 func (r *reader) settleStopWith() {
 	for c, m := range r.stops {
 		h := r.pod.hold(c)
@@ -188,7 +188,7 @@ func (r *reader) readStopSignal(k key) error {
 }
 
 // StoppedBy returns the trigger of h that an exit of container with code fires, if any.
-func (h *Hold) StoppedBy(container string, code int32) (Trigger, bool) {
+func (h *Declared) StoppedBy(container string, code int32) (Trigger, bool) {
 	for _, t := range h.StopWith {
 		if t.Container == container && t.Matches(code) {
 			return t, true
@@ -211,7 +211,7 @@ func (p *Pod) WaitedReady(container string) bool {
 
 // dependedOn reports whether some container waits for container with a condition that counts.
 func (p *Pod) dependedOn(container string, counts func(dependency.Condition) bool) bool {
-	for _, h := range p.Holds {
+	for _, h := range p.Declared {
 		for _, d := range h.After {
 			if d.Container == container && counts(d.Condition) {
 				return true
@@ -227,7 +227,7 @@ const DefaultStopSignal = syscall.SIGTERM
 
 // StopSignalAndGrace returns the signal podorder's stop of the container starts with, and how long
 // it waits after it before SIGKILL, in a pod whose terminationGracePeriodSeconds is podGrace.
-func (h *Hold) StopSignalAndGrace(podGrace time.Duration) (syscall.Signal, time.Duration) {
+func (h *Declared) StopSignalAndGrace(podGrace time.Duration) (syscall.Signal, time.Duration) {
 	sig, grace := h.StopSignal, h.StopGrace
 	if sig == 0 {
 		sig = DefaultStopSignal

@@ -12,25 +12,25 @@ import (
 func TestStopWithIsReadFromLabelsAndAnnotations(t *testing.T) {
 	tests := map[string]struct {
 		labels, annotations map[string]string
-		want                *Hold
+		want                *Declared
 	}{
 		"label, default condition": {
 			labels: map[string]string{"podorder.dev/stop-with.proxy": "main"},
-			want:   &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
+			want:   &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
 		},
 		"label with conditions": {
 			labels: map[string]string{"podorder.dev/stop-with.proxy": "main_succeeded.worker_failed"},
-			want:   &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Succeeded}, {"worker", Failed}}},
+			want:   &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Succeeded}, {"worker", Failed}}},
 		},
 		"annotation long form, grace and signal": {
 			annotations: map[string]string{"podorder.dev/stop-with.proxy": "main, worker:failed", "podorder.dev/stop-grace.proxy": "20s",
 				"podorder.dev/stop-signal.proxy": "int"},
-			want: &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}, {"worker", Failed}}, StopGrace: 20 * time.Second, StopSignal: syscall.SIGINT},
+			want: &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}, {"worker", Failed}}, StopGrace: 20 * time.Second, StopSignal: syscall.SIGINT},
 		},
 		"label and annotation agree": {
 			labels:      map[string]string{"podorder.dev/stop-with.proxy": "main"},
 			annotations: map[string]string{"podorder.dev/stop-with.proxy": "main:exited"},
-			want:        &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
+			want:        &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
 		},
 	}
 	for name, tt := range tests {

@@ -359,7 +359,7 @@ func errorLines(d *decl.Pod) []string {
 }
 
 // dependencies lists what h waits for.
-func dependencies(h *decl.Hold) []Dependency {
+func dependencies(h *decl.Declared) []Dependency {
 	pods := map[string]decl.PodDependency{}
 	for _, p := range h.Pods {
 		pods[p.Name] = p
@@ -418,7 +418,7 @@ func layers(cs []corev1.Container, d *decl.Pod, refused map[string]bool) (out []
 				continue
 			}
 			ok := true
-			if h := d.Holds[c.Name]; h != nil {
+			if h := d.Declared[c.Name]; h != nil {
 				for _, dep := range h.After {
 					if l, regular := layer[dep.Container]; regular && l < 0 {
 						ok = false
@@ -496,7 +496,7 @@ func shutdownOrder(d *decl.Pod, spec []decl.Container, cs []corev1.Container) Sh
 func livenessWarnings(pod *corev1.Pod, d *decl.Pod) []string {
 	var out []string
 	for _, c := range pod.Spec.Containers {
-		h := d.Holds[c.Name]
+		h := d.Declared[c.Name]
 		if h == nil || len(h.After) == 0 || c.LivenessProbe == nil {
 			continue
 		}

@@ -29,7 +29,7 @@ func (p *Pod) Added(a *Attempt) []Effect {
 		}
 	}
 	if a.admitted && a.TS.Held() {
-		h := a.Hold
+		h := a.Declared
 		o.log(slog.LevelInfo, a.Name(), "holding", "waits_for", WaitsFor(h.After), "timeout", h.Timeout.String(), "attempt", a.TS.Attempt)
 		o.record(false, ReasonWaiting, "container %s waits for %s (timeout %s)", a.Name(), Describe(h), h.Timeout)
 	}
@@ -90,7 +90,7 @@ func (p *Pod) RuntimeCheckDue(a *Attempt) []Effect {
 
 // track asks for a handle on a's process when a stop-with may have to stop it.
 func (p *Pod) track(a *Attempt, pid uint32) []Effect {
-	if a.Hold == nil || len(a.Hold.StopWith) == 0 || !p.Node.StopWith || pid == 0 {
+	if a.Declared == nil || len(a.Declared.StopWith) == 0 || !p.Node.StopWith || pid == 0 {
 		return nil
 	}
 	return []Effect{Track{A: a, PID: pid}}

@@ -284,7 +284,7 @@ func (h *harness) checkEffects(effects []Effect, before map[*Attempt]bool) {
 		if h.p.Attempts[s.A.Name()] != s.A || !h.runs(s.A) {
 			t.Fatalf("%s signalled %s while its own process does not run (or it is not the newest)", s.A.TS.ID, s.Signal)
 		}
-		if s.Signal != syscall.SIGKILL && s.Signal != s.A.Hold.StopSignal && !(s.A.Hold.StopSignal == 0 && s.Signal == syscall.SIGTERM) {
+		if s.Signal != syscall.SIGKILL && s.Signal != s.A.Declared.StopSignal && !(s.A.Declared.StopSignal == 0 && s.Signal == syscall.SIGTERM) {
 			t.Fatalf("%s signalled %s, not its stop signal", s.A.TS.ID, s.Signal)
 		}
 	}

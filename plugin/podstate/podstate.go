@@ -62,8 +62,8 @@ func HoldDeadline(start time.Time, timeout time.Duration) time.Time {
 // Attempt is one attempt of one container, or the synthetic stand-in of a dependency on other pods.
 // The tombstone is the truth the hooks read; the other fields are what only the daemon needs.
 type Attempt struct {
-	TS   *tombstone.Tombstone
-	Hold *decl.Hold
+	TS       *tombstone.Tombstone
+	Declared *decl.Declared
 	// Prev is the attempt this one replaced, the newest again if the runtime undoes this one.
 	Prev *Attempt
 	// Probe is the check podorder runs for this attempt's readiness: its podorder.dev/probe
@@ -158,7 +158,7 @@ func (p *Pod) Current(container, id string) *Attempt {
 }
 
 // Describe lists a hold's dependencies for people: "db (ready), pod(app=mysql):ready".
-func Describe(h *decl.Hold) string {
+func Describe(h *decl.Declared) string {
 	if h == nil {
 		return ""
 	}

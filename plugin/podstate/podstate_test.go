@@ -81,7 +81,7 @@ func (f *fixture) create(name string, s float64) *Attempt {
 	if hold != nil && len(hold.After) > 0 {
 		ts.WaitsFor, ts.HoldTimeout = hold.After, tombstone.Duration(hold.Timeout)
 	}
-	a := &Attempt{TS: ts, Hold: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
+	a := &Attempt{TS: ts, Declared: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
 	f.pod.Added(a)
 	return a
 }
@@ -93,7 +93,7 @@ func (f *fixture) newAttempt(name string, s float64) *Attempt {
 	created := at(s)
 	ts := &tombstone.Tombstone{Container: name, ID: name + "-" + fmt.Sprint(s), CreatedAt: &created,
 		WaitsFor: hold.After, HoldTimeout: tombstone.Duration(hold.Timeout)}
-	return &Attempt{TS: ts, Hold: hold, Wakes: true, Grace: 30 * time.Second}
+	return &Attempt{TS: ts, Declared: hold, Wakes: true, Grace: 30 * time.Second}
 }
 
 // run creates and starts container at s seconds and returns the effects of its start.

@@ -39,7 +39,7 @@ func (p *Pod) release(now time.Time) []Effect {
 			o.add(p.markReleased(a, now)...)
 			elapsed := now.Sub(*ts.CreatedAt).Milliseconds()
 			o.log(slog.LevelInfo, name, "released", "container_id", ts.ID, "waits_for", WaitsFor(ts.WaitsFor), "elapsed_ms", elapsed)
-			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Hold))
+			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Declared))
 			o.write(p, a)
 			o.add(HoldEnded{A: a, Outcome: OutcomeReleased, Held: now.Sub(*ts.CreatedAt)})
 			changed = true

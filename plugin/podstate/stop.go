@@ -18,10 +18,10 @@ func (p *Pod) stopBound(exited *Attempt, code int32, now time.Time) []Effect {
 	var o out
 	for _, name := range p.names() {
 		a := p.Attempts[name]
-		if a == exited || a.Hold == nil {
+		if a == exited || a.Declared == nil {
 			continue
 		}
-		if t, ok := a.Hold.StoppedBy(exited.Name(), code); ok {
+		if t, ok := a.Declared.StoppedBy(exited.Name(), code); ok {
 			o.add(p.stop(a, fmt.Sprintf("%s exited with code %d (stop-with %s)", exited.Name(), code, t), now)...)
 		}
 	}
@@ -49,7 +49,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		o.write(p, a)
 		return o
 	}
-	sig, grace := a.Hold.StopSignalAndGrace(a.Grace)
+	sig, grace := a.Declared.StopSignalAndGrace(a.Grace)
 	a.Stop = &Stop{Why: why, Signal: sig, At: now, Grace: grace, pending: ts.StartedAt == nil}
 	if a.Stop.pending {
 		o.log(slog.LevelInfo, name, "stopping once the runtime's start returns", "reason", why)
