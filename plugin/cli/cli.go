@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -291,38 +290,16 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 		fmt.Fprintln(p.Stderr, "podorder explain: give at least one -f FILE (- for standard input)")
 		return ExitUsage
 	}
-	var all []explain.Workload
-	for _, f := range files {
-		ws, err := readManifest(p, f)
-		if err != nil {
-			fmt.Fprintln(p.Stderr, "podorder explain:", err)
-			return ExitUsage
-		}
-		all = append(all, ws...)
+	all, err := explain.ReadFiles(p.Stdin, files)
+	if err != nil {
+		fmt.Fprintln(p.Stderr, "podorder explain:", err)
+		return ExitUsage
 	}
 	if err := explain.Write(p.Stdout, all); err != nil {
 		fmt.Fprintln(p.Stderr, "podorder explain:", err)
 		return ExitFailed
 	}
 	return ExitOK
-}
-
-// readManifest reads the workloads of one -f argument: a file, or - for standard input.
-func readManifest(p Process, name string) ([]explain.Workload, error) {
-	r := p.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err // it names the file
-		}
-		defer f.Close()
-		r = f
-	}
-	ws, err := explain.Read(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return ws, nil
 }
 
 // statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -43,6 +44,37 @@ type Workload struct {
 
 // Uses reports whether the workload declares anything to podorder.
 func (w Workload) Uses() bool { return len(w.Waits) > 0 || len(w.Errors) > 0 || len(w.Warnings) > 0 }
+
+// ReadFiles explains the manifests of each -f argument in turn: a file, or - for stdin. An error
+// names the file.
+func ReadFiles(stdin io.Reader, names []string) ([]Workload, error) {
+	var all []Workload
+	for _, name := range names {
+		ws, err := readFile(stdin, name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ws...)
+	}
+	return all, nil
+}
+
+func readFile(stdin io.Reader, name string) ([]Workload, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err // it names the file
+		}
+		defer f.Close()
+		r = f
+	}
+	ws, err := Read(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return ws, nil
+}
 
 // Read explains every pod template in a stream of YAML or JSON documents ("---" separated): Pods,
 // Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs. Other kinds are skipped.
