@@ -166,8 +166,8 @@ func connectionFlags(fs *pflag.FlagSet, namespace string) clientcmd.ClientConfig
 }
 
 // parse parses args into fs: asked for help it prints fs's usage on standard output and says to
-// exit 0; on a bad flag, or an argument where it takes flags only, it prints the error and says to
-// exit 2. done is false when the command goes on.
+// exit 0; on a bad flag it prints the error and the usage on standard error and says to exit 2.
+// done is false when the command goes on.
 func parse(p Process, fs *pflag.FlagSet, args []string) (code int, done bool) {
 	fs.SetOutput(io.Discard) // pflag prints on its own; the cases below print instead
 	err := fs.Parse(args)
@@ -181,7 +181,16 @@ func parse(p Process, fs *pflag.FlagSet, args []string) (code int, done bool) {
 		fmt.Fprintf(p.Stderr, "%s: %v\n", fs.Name(), err)
 		fs.Usage()
 		return ExitUsage, true
-	case fs.NArg() > 0 && fs.Name() != "kubectl podorder help":
+	}
+	return ExitOK, false
+}
+
+// noArgs parses a command that takes flags only, and refuses a stray argument.
+func noArgs(p Process, fs *pflag.FlagSet, args []string) (code int, done bool) {
+	if code, done := parse(p, fs, args); done {
+		return code, done
+	}
+	if fs.NArg() > 0 {
 		fmt.Fprintf(p.Stderr, "%s: unexpected argument %q: it takes flags only (`%s --help` lists them)\n", fs.Name(), fs.Arg(0), fs.Name())
 		return ExitUsage, true
 	}
@@ -209,7 +218,7 @@ func fail(p Process, fs *pflag.FlagSet, err error) int {
 }
 
 // helpCmd is `kubectl podorder help [COMMAND]`.
-func helpCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) int {
+func helpCmd(ctx context.Context, p Process, fs *pflag.FlagSet, args []string) int {
 	if code, done := parse(p, fs, args); done {
 		return code
 	}
@@ -223,7 +232,7 @@ func helpCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) int
 			fmt.Fprintf(p.Stderr, "kubectl podorder help: unknown command %q; the commands are: %s\n", fs.Arg(0), names())
 			return ExitUsage
 		}
-		return c.run(context.Background(), p, c.flags(), []string{"--help"})
+		return c.run(ctx, p, c.flags(), []string{"--help"})
 	}
 	fmt.Fprintln(p.Stderr, "kubectl podorder help: name at most one command")
 	return ExitUsage
@@ -231,7 +240,7 @@ func helpCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) int
 
 // versionCmd is `kubectl podorder version`: the release it was built from, as `podorder version`.
 func versionCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) int {
-	if code, done := parse(p, fs, args); done {
+	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
 	fmt.Fprintln(p.Stdout, version.Get())
@@ -242,7 +251,7 @@ func versionCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) 
 // podorder would accept every pod template, 1 when it would reject one, 2 on a usage or read error.
 func explainCmd(_ context.Context, p Process, fs *pflag.FlagSet, args []string) int {
 	files := fs.StringArrayP("filename", "f", nil, "a manifest file (YAML or JSON, several documents allowed); - for standard input; repeatable")
-	if code, done := parse(p, fs, args); done {
+	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
 	if len(*files) == 0 {
@@ -265,7 +274,7 @@ func heldCmd(ctx context.Context, p Process, fs *pflag.FlagSet, args []string) i
 	all := fs.BoolP("all-namespaces", "A", false, "list held pods in every namespace")
 	format := outputFlag(fs)
 	cfg := connectionFlags(fs, "list held pods in this namespace (default: the kubeconfig context's)")
-	if code, done := parse(p, fs, args); done {
+	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
 	if !checkOutput(p, fs, *format) {
@@ -313,7 +322,7 @@ func statusCmd(ctx context.Context, p Process, fs *pflag.FlagSet, args []string)
 	all := fs.BoolP("all", "a", false, "list every container of the pods that use podorder, not only the held ones")
 	daemonNamespace := fs.String("podorder-namespace", DefaultNamespace, "the namespace podorder's DaemonSet runs in (a Helm release's namespace)")
 	cfg := connectionFlags(fs, "the namespace of --pod POD (default: the kubeconfig context's)")
-	if code, done := parse(p, fs, args); done {
+	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
 	if !checkOutput(p, fs, *format) {
