@@ -27,6 +27,7 @@ all: build
 build:
 	$(GOFLAGS_STATIC) -o bin/podorder ./cmd/podorder
 	$(GOFLAGS_STATIC) -o bin/podorder-hook ./cmd/podorder-hook
+	$(GOFLAGS_STATIC) -o bin/kubectl-podorder ./cmd/kubectl-podorder
 
 # podorder's image: the Dockerfile (the daemon and the hook, static, on an empty base) built with
 # BuildKit by build/image, as an OCI archive in _output; the cluster tests build and run the same image.

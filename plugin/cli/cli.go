@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -309,27 +307,16 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 		fmt.Fprintln(p.Stderr, "podorder explain: give at least one -f FILE (a directory, or - for standard input)")
 		return ExitUsage
 	}
-	var all []explain.Workload
-	for _, f := range files {
-		names, err := manifestFiles(f)
-		if err != nil {
-			fmt.Fprintln(p.Stderr, "podorder explain:", err)
-			return ExitUsage
-		}
-		for _, name := range names {
-			ws, err := readManifest(p, name, opt)
-			if err != nil {
-				fmt.Fprintln(p.Stderr, "podorder explain:", err)
-				return ExitUsage
-			}
-			all = append(all, ws...)
-		}
+	all, err := explain.ReadFiles(p.Stdin, files, opt)
+	if err != nil {
+		fmt.Fprintln(p.Stderr, "podorder explain:", err)
+		return ExitUsage
 	}
 	write := explain.Write
 	if *format == "json" {
 		write = explain.WriteJSON
 	}
-	err := write(p.Stdout, all)
+	err = write(p.Stdout, all)
 	switch {
 	case len(all) == 0:
 		fmt.Fprintf(p.Stderr, "podorder explain: no pod template in %s: nothing to explain (podorder reads Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists of them)\n",
@@ -340,64 +327,6 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 		return ExitFailed
 	}
 	return ExitOK
-}
-
-// manifestFiles lists what one -f argument names: the file itself, standard input (-), or a
-// directory's *.yaml, *.yml and *.json files, sorted, as `kubectl apply -f DIR` reads them.
-func manifestFiles(name string) ([]string, error) {
-	if name == "-" {
-		return []string{name}, nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err // it names the file
-	}
-	info, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	if !info.IsDir() {
-		return []string{name}, nil
-	}
-	entries, err := os.ReadDir(name)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		switch filepath.Ext(e.Name()) {
-		case ".yaml", ".yml", ".json":
-			if !e.IsDir() {
-				out = append(out, filepath.Join(name, e.Name()))
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json file in the directory", name)
-	}
-	return out, nil
-}
-
-// readManifest reads the workloads of one manifest file, or - for standard input.
-func readManifest(p Process, name string, opt explain.Options) ([]explain.Workload, error) {
-	r := p.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err // it names the file
-		}
-		defer f.Close()
-		r = f
-	}
-	ws, err := explain.Read(r, opt)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	for i := range ws {
-		ws[i].File = name
-	}
-	return ws, nil
 }
 
 // statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store

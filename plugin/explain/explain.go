@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -133,6 +135,84 @@ type Shutdown struct {
 
 // maxManifest bounds what one input may hold.
 const maxManifest = 16 << 20
+
+// ReadFiles explains what each -f argument names: a manifest file, a directory's *.yaml, *.yml and
+// *.json files (sorted, not recursive, as `kubectl apply -f DIR` reads them), or - for stdin.
+func ReadFiles(stdin io.Reader, args []string, opt Options) ([]Workload, error) {
+	var all []Workload
+	for _, arg := range args {
+		names, err := manifestFiles(arg)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			ws, err := readManifest(stdin, name, opt)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, ws...)
+		}
+	}
+	return all, nil
+}
+
+// manifestFiles lists what one -f argument names: the file itself, standard input (-), or a
+// directory's *.yaml, *.yml and *.json files, sorted, as `kubectl apply -f DIR` reads them.
+func manifestFiles(name string) ([]string, error) {
+	if name == "-" {
+		return []string{name}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err // it names the file
+	}
+	info, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return []string{name}, nil
+	}
+	entries, err := os.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		switch filepath.Ext(e.Name()) {
+		case ".yaml", ".yml", ".json":
+			if !e.IsDir() {
+				out = append(out, filepath.Join(name, e.Name()))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json file in the directory", name)
+	}
+	return out, nil
+}
+
+// readManifest reads the workloads of one manifest file, or - for standard input.
+func readManifest(stdin io.Reader, name string, opt Options) ([]Workload, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err // it names the file
+		}
+		defer f.Close()
+		r = f
+	}
+	ws, err := Read(r, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	for i := range ws {
+		ws[i].File = name
+	}
+	return ws, nil
+}
 
 // Read explains every pod template in a stream of YAML or JSON documents ("---" separated): Pods,
 // Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs, and the items of a List

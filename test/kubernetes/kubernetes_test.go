@@ -340,6 +340,7 @@ func TestOnARealKubelet(t *testing.T) {
 	lifecycleScenarios(t, b)
 	readinessScenarios(t, b)
 	examplesScenario(t, b)
+	kubectlPluginScenario(t, b)
 
 	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
 		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
