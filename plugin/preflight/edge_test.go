@@ -113,7 +113,7 @@ func TestTheNodeReportsEachChangeOnceAndReadinessWhenNothingFails(t *testing.T) 
 	assert.Equal(t, []string{"nri_socket=fail", "runtime_version=pass", "containerd_version=pass", "nri_socket=pass"}, rec.metrics)
 	assert.Equal(t, "node: NRI connected, containerd 2.4.2, runc 1.3.6", Header(n.Verdicts()))
 
-	n.Observe(JudgeRuntimeFinding(n.Verdict(RuntimeVersion), true, 2*time.Second))
+	n.Observe(JudgeRuntimeFinding(n.Verdict(RuntimeVersion), true, 2*time.Second, "pod default/web, container app"))
 	require.Len(t, rec.events, 3)
 	assert.True(t, strings.HasPrefix(rec.events[2], "Warning PodorderRuntimeBlocksStart: "))
 }

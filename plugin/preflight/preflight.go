@@ -236,23 +236,23 @@ func RuncBlocks(v Version) bool {
 
 // JudgeRuntimeFinding turns what a held container's start showed (podstate.RuntimeFinding) into the
 // runtime check's verdict; prev is the check's verdict so far, whose summary names the version when
-// it is known.
-func JudgeRuntimeFinding(prev Verdict, blocking bool, after time.Duration) Verdict {
+// it is known, and seenAt names the container whose start showed it.
+func JudgeRuntimeFinding(prev Verdict, blocking bool, after time.Duration, seenAt string) Verdict {
 	v := Verdict{Check: RuntimeVersion, Summary: prev.Summary}
 	if !blocking {
 		v.Result = Pass
 		if prev.Result == Unknown {
 			v.Summary = "runtime returns from start while held"
 		}
-		v.Message = "the container runtime returned from start while a container was held: holds do not stall kubelet"
+		v.Message = fmt.Sprintf("the container runtime returned from start while a container was held (%s): holds do not stall kubelet", seenAt)
 		return v
 	}
 	if prev.Result == Unknown {
 		v.Summary = "runtime blocks start while held"
 	}
 	v.Result, v.Reason = Fail, ReasonRuntimeBlocks
-	v.Message = fmt.Sprintf("the container runtime's start of a held container did not return within %s: it runs startContainer hooks before start returns "+
-		"(runc < 1.2.8, or 1.3.0 to 1.3.2), so kubelet stalls the whole pod until the hold ends. Upgrade runc on this node to %s, or use crun", after, fixedRunc)
+	v.Message = fmt.Sprintf("the container runtime's start of a held container (%s) did not return within %s: it runs startContainer hooks before start returns "+
+		"(runc < 1.2.8, or 1.3.0 to 1.3.2), so kubelet stalls the whole pod until the hold ends. Upgrade runc on this node to %s, or use crun", seenAt, after, fixedRunc)
 	return v
 }
 

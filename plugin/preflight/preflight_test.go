@@ -130,14 +130,14 @@ func TestRuntimeVersionsAreJudged(t *testing.T) {
 
 func TestWhatAHeldStartShowsOverridesAnUnknownRuntime(t *testing.T) {
 	unknown := JudgeRuntime(RuntimeFact{Err: ErrNoBinary})
-	v := JudgeRuntimeFinding(unknown, true, 2*time.Second)
+	v := JudgeRuntimeFinding(unknown, true, 2*time.Second, "pod default/web, container app")
 	assert.Equal(t, Fail, v.Result)
 	assert.Equal(t, ReasonRuntimeBlocks, v.Reason)
 	assert.Equal(t, "runtime blocks start while held", v.Summary)
 	assert.Contains(t, v.Message, "did not return within 2s")
 
 	known := JudgeRuntime(RuntimeFact{Name: "runc", Version: "1.3.6"})
-	v = JudgeRuntimeFinding(known, false, 2*time.Second)
+	v = JudgeRuntimeFinding(known, false, 2*time.Second, "pod default/web, container app")
 	assert.Equal(t, Pass, v.Result)
 	assert.Equal(t, "runc 1.3.6", v.Summary)
 }
