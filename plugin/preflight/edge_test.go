@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,4 +125,20 @@ func TestWithoutTheAPIOrMetricsTheNodeStillLogs(t *testing.T) {
 	n.Observe(JudgeSocket(Reachability{Path: "/s"}))
 	assert.Contains(t, logs.String(), "connected to containerd's NRI socket /s")
 	assert.Contains(t, logs.String(), "podorder is ready on this node")
+}
+
+func TestDialErrorsAreClassified(t *testing.T) {
+	dial := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", errno)}
+	}
+	for errno, want := range map[syscall.Errno]Problem{
+		syscall.ENOENT:       Missing,
+		syscall.EACCES:       Denied,
+		syscall.EPERM:        Denied,
+		syscall.ECONNREFUSED: Refused,
+		syscall.ENOTSOCK:     NotSocket,
+		syscall.ETIMEDOUT:    Other,
+	} {
+		assert.Equal(t, want, Classify("/nonexistent/nri.sock", dial(errno)).Problem, errno.Error())
+	}
 }
