@@ -352,6 +352,10 @@ func (p *Plugin) reportRuntime(pd *pod, f podstate.RuntimeFinding) {
 		return
 	}
 	p.runtimeReported = true
+	if p.cfg.RuntimeJudged != nil {
+		p.cfg.RuntimeJudged(f.Blocking, p.cfg.BlockingStartAfter, fmt.Sprintf("pod %s, container %s", pd.Ref, f.Container))
+		return
+	}
 	if !f.Blocking {
 		p.logger(pd, f.Container).Info("the container runtime returns from start while a container is held: holds do not stall kubelet")
 		return

@@ -356,6 +356,14 @@ func statusCmd(p Process, fs *flag.FlagSet, args []string) int {
 		enc.SetIndent("", "  ")
 		err = enc.Encode(pods)
 	} else {
+		// The node's line first; a daemon from before the preflight has none.
+		node, ok, nerr := status.FetchNode(status.Socket(storeDir))
+		if nerr == nil && ok {
+			nerr = status.WriteNode(p.Stdout, node)
+		}
+		if nerr != nil {
+			fmt.Fprintln(p.Stderr, "podorder status:", nerr)
+		}
 		err = status.WriteTable(p.Stdout, pods, *all, time.Now())
 	}
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
 )
 
 // Observer receives what the API shows of the node's pods: each update (spec, kubelet's readiness,
@@ -56,6 +57,7 @@ var (
 	_ kubeapi.Recorder        = (*Source)(nil)
 	_ kubeapi.PodWatcher      = (*Source)(nil)
 	_ kubeapi.ConditionWriter = (*Conditions)(nil)
+	_ preflight.Events        = (*Source)(nil)
 )
 
 const byUID = "uid"
@@ -326,6 +328,18 @@ func container(pod *corev1.Pod, name string, role decl.Role, startup, readiness 
 // spam filter, keyed by the pod, keeps one pod's Events from using up the others' share.
 func (s *Source) Event(p kubeapi.PodRef, warning bool, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: types.UID(p.UID)}
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	s.recorder.Event(ref, typ, reason, capMessage(message))
+}
+
+// NodeEvent implements preflight.Events: an Event on this node's Node object, in the default
+// namespace, with the node's name as its UID as kubelet records them, so that `kubectl describe
+// node` lists it.
+func (s *Source) NodeEvent(warning bool, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: s.nodeName, UID: types.UID(s.nodeName)}
 	typ := corev1.EventTypeNormal
 	if warning {
 		typ = corev1.EventTypeWarning

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/podstate"
@@ -49,4 +50,14 @@ func TestPodMeetsEachCondition(t *testing.T) {
 			assert.Equal(t, tt.expected, PodMeets(tt.pod, tt.cond))
 		})
 	}
+}
+
+func TestNodeEventsAreRecordedOnTheNodeAsKubeletRecordsThem(t *testing.T) {
+	rec := record.NewFakeRecorder(1)
+	rec.IncludeObject = true
+	s := &Source{nodeName: "node-1", recorder: rec}
+	s.NodeEvent(true, "PodorderNRIUnreachable", "NRI is off")
+	assert.Equal(t, "Warning PodorderNRIUnreachable NRI is off involvedObject{kind=Node,apiVersion=v1}", <-rec.Events)
+	s.NodeEvent(false, "PodorderReady", "ready")
+	assert.Equal(t, "Normal PodorderReady ready involvedObject{kind=Node,apiVersion=v1}", <-rec.Events)
 }

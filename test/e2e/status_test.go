@@ -31,6 +31,7 @@ func TestStatusShowsEachHeldContainerAndWhatItWaitsFor(t *testing.T) {
 		return string(out)
 	}
 	table := cli()
+	assert.Regexp(t, `^node: NRI connected, containerd 2\.4\.2, .+\n`, table, "the node's preflight heads the table")
 	assert.Regexp(t, `(?m)^\S+/waiting\s+app\s+held\s+db \(ready\): db has not been created yet\s+\d+s ago\s+4m5\ds$`, table)
 	assert.Contains(t, table, "pods using podorder on this node: 1, held containers: 1")
 

@@ -356,6 +356,7 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.Equal(t, "0", b.restarts(t, "orphan", 0))
 	})
 
+	preflightScenario(t, b)
 	helmScenario(t, b) // last: it replaces the kustomize install
 }
 
