@@ -297,16 +297,30 @@ spec:
 // works in a real pod: it once waited for the completion of a regular container, which kubelet
 // restarts.
 func TestTheREADMEsHeadlinePodExplainsWithoutAProblem(t *testing.T) {
+	ws, err := Read(strings.NewReader(readmeHeadline(t)), Options{})
+	require.NoError(t, err)
+	require.Len(t, ws, 1)
+	assert.Empty(t, ws[0].Errors)
+	assert.Empty(t, ws[0].Warnings)
+	assert.Equal(t, []string{"db", "migrate"}, ws[0].Init)
+}
+
+// TestTheREADMEsHeadlinePodIsExamplesShop keeps the README's pod the one the cluster tests apply
+// (test/kubernetes), so that it is known to run as written.
+func TestTheREADMEsHeadlinePodIsExamplesShop(t *testing.T) {
+	shop, err := os.ReadFile("../../examples/shop.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, string(shop), readmeHeadline(t))
+}
+
+// readmeHeadline returns the README's first YAML block.
+func readmeHeadline(t *testing.T) string {
+	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	_, rest, ok := strings.Cut(string(readme), "```yaml\n")
 	require.True(t, ok, "the README opens with a YAML example")
 	example, _, ok := strings.Cut(rest, "```")
 	require.True(t, ok)
-	ws, err := Read(strings.NewReader(example), Options{})
-	require.NoError(t, err)
-	require.Len(t, ws, 1)
-	assert.Empty(t, ws[0].Errors)
-	assert.Empty(t, ws[0].Warnings)
-	assert.Equal(t, []string{"db", "migrate"}, ws[0].Init)
+	return example
 }

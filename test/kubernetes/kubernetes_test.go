@@ -1,7 +1,8 @@
 // Package kubernetes runs podorder the way users do, on a real one-node Kubernetes: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (v1.37) on a private containerd
 // with NRI and runc 1.3.6; podorder's own OCI image built without a Docker engine and imported;
-// `kubectl apply -k` of daemonset/ as shipped, then the Helm chart; pods created with kubectl.
+// `kubectl apply -k` of daemonset/ as shipped, then the Helm chart; pods created with kubectl, and
+// examples/ applied as they are, on a busybox:1.37 built from Debian's static busybox and imported.
 package kubernetes
 
 import (
@@ -53,6 +54,7 @@ func setup(t *testing.T) *bed {
 	// The cluster's containerd serves NRI where a node's does, so that podorder runs as shipped.
 	env := harness.Start(t, harness.Options{NRISocket: nriSocket})
 	env.ImportWorkloadImages(t)
+	env.ImportBusybox(t)
 	shareNetnsMounts(t)
 	c := cluster.Start(t, env, cluster.Options{})
 	b := &bed{env: env, c: c}
