@@ -129,7 +129,7 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 		}
 		o.add(HoldEnded{A: a, Outcome: outcome, Held: now.Sub(*ts.CreatedAt)})
 	} else {
-		o.log(slog.LevelDebug, a.Name(), "exited", "exit_code", code)
+		o.log(slog.LevelDebug, a.Name(), "exited", "container_id", ts.ID, "exit_code", code)
 	}
 	o.add(p.stopped(a, code, now)...)
 	o.write(p, a)

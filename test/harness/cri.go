@@ -58,6 +58,8 @@ type Container struct {
 	CreateErr, StartErr error
 	// CreateTook and StartTook are how long the CRI calls took.
 	CreateTook, StartTook time.Duration
+	// CreateAt and StartAt are when the CRI calls were sent; StartAt is zero when no start was made.
+	CreateAt, StartAt time.Time
 }
 
 // Container returns the last attempt of the named container, or nil.
@@ -168,6 +170,7 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 	ctx, cancel := context.WithTimeout(context.Background(), criTimeout)
 	defer cancel()
 	began := time.Now()
+	c.CreateAt = began
 	created, err := e.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: pod.ID, Config: cfg, SandboxConfig: pod.Config,
 	})
@@ -178,6 +181,7 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 	}
 	c.ID = created.ContainerId
 	began = time.Now()
+	c.StartAt = began
 	_, err = e.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ID})
 	c.StartTook = time.Since(began)
 	if err != nil {
