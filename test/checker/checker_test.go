@@ -1,0 +1,196 @@
+package checker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+
+// at is t0 plus ms milliseconds.
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+var cfg = Config{
+	ExitTolerance:  100 * time.Millisecond,
+	StartRace:      50 * time.Millisecond,
+	Liveness:       2100 * time.Millisecond,
+	WakeBound:      500 * time.Millisecond,
+	DeadlineMargin: 500 * time.Millisecond,
+	End:            at(60_000),
+}
+
+// run is a container attempt created at 0 and started at 10-20 ms; change what the case needs.
+func run(id string, change func(a *Attempt)) Attempt {
+	a := Attempt{ID: id, CreateAt: at(0), CreateEnd: at(10), StartAt: at(10), StartEnd: at(20), Hooked: true}
+	if change != nil {
+		change(&a)
+	}
+	return a
+}
+
+// app waits for deps and started at startMS, 10 ms after podorder released it.
+func app(startMS int, deps ...Dep) Container {
+	return Container{Name: "app", Deps: deps, Timeout: 20 * time.Second, Attempts: []Attempt{run("app", func(a *Attempt) {
+		a.Start, a.Released = at(startMS), at(startMS-10)
+	})}}
+}
+
+func dep(name string, attempts ...Attempt) Container { return Container{Name: name, Attempts: attempts} }
+
+func judgeApp(t *testing.T, c Config, containers ...Container) Finding {
+	t.Helper()
+	r := Check(c, []Pod{{Name: "p", Containers: containers}})
+	require.Len(t, r.Findings, 1, "one held attempt")
+	return r.Findings[0]
+}
+
+func TestCheckJudgesEachConditionByTheDependencysOwnLines(t *testing.T) {
+	tests := []struct {
+		name    string
+		app     Container
+		deps    []Container
+		want    Verdict
+		wantWhy string
+	}{
+		{"started: the dependency printed START before", app(500, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(400) }))}, Checked, "met"},
+		{"started: a held dependency counted at its runtime start, its START a second later", app(500, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(1500) }))}, Violation, "db (started): its newest attempt db started 1s later"},
+		{"started: two hooks woken together, the dependency's line 5 ms later", app(500, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(505) }))}, Suspect, "within the race"},
+		{"started: the dependency never ran", app(500, Dep{"db", Started}),
+			[]Container{dep("db", run("db", nil))}, Violation, "never printed START"},
+		{"started: the dependency crashed long before", app(5000, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(600), 1 }))}, Violation, "exited (code 1)"},
+		{"started: the dependency crashed within the NRI lag", app(650, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(600), 1 }))}, Suspect, "within the NRI lag"},
+		{"started: a dependency that exited 0 still counts", app(800, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Exit = at(100), at(600) }))}, Checked, "met"},
+		{"ready: listened before", app(500, Dep{"db", Ready}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(400) }))}, Checked, "met"},
+		{"ready: listened after", app(500, Dep{"db", Ready}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(700) }))}, Violation, "listened 200ms later"},
+		{"ready: killed (no EXIT line) before", app(5000, Dep{"db", Ready}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start, a.Listen, a.Finished, a.FinishedCode = at(100), at(400), at(900), 137 }))}, Violation, "exited (code 137)"},
+		{"completed: exited 0 before", app(500, Dep{"job", Completed}),
+			[]Container{dep("job", run("job", func(a *Attempt) { a.Start, a.Exit = at(100), at(400) }))}, Checked, "met"},
+		{"completed: exited 1", app(500, Dep{"job", Completed}),
+			[]Container{dep("job", run("job", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(400), 1 }))}, Violation, "exited with code 1"},
+		{"completed: still running", app(500, Dep{"job", Completed}),
+			[]Container{dep("job", run("job", func(a *Attempt) { a.Start = at(100) }))}, Violation, "had not exited"},
+		{"one of two dependencies not met", app(500, Dep{"a", Ready}, Dep{"b", Ready}),
+			[]Container{dep("a", run("a", func(a *Attempt) { a.Listen = at(100) })), dep("b", run("b", func(a *Attempt) { a.Listen = at(2000) }))},
+			Violation, "b (ready)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := judgeApp(t, cfg, append([]Container{tt.app}, tt.deps...)...)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+			assert.Contains(t, f.Why[0], tt.wantWhy)
+		})
+	}
+}
+
+func TestCheckJudgesARestartedDependencyByItsNewestAttemptOnly(t *testing.T) {
+	crashed := run("db0", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(600), 1 })
+	restarted := run("db1", func(a *Attempt) {
+		a.CreateAt, a.CreateEnd, a.StartAt, a.StartEnd, a.Start = at(3000), at(3010), at(3010), at(3020), at(4500)
+	})
+	f := judgeApp(t, cfg, app(3100, Dep{"db", Started}), dep("db", crashed, restarted))
+	assert.Equal(t, Violation, f.Verdict, "released on the previous attempt: %v", f.Why)
+	assert.Contains(t, f.Why[0], "its newest attempt db1 started 1.4s later")
+
+	f = judgeApp(t, cfg, app(4600, Dep{"db", Started}), dep("db", crashed, restarted))
+	assert.Equal(t, Checked, f.Verdict, "%v", f.Why)
+}
+
+func TestCheckAcceptsEitherAttemptWhileTheNewOnesCreationIsInProgress(t *testing.T) {
+	running := run("db0", func(a *Attempt) { a.Start = at(100) })
+	creating := run("db1", func(a *Attempt) { a.CreateAt, a.CreateEnd = at(400), at(900) })
+	f := judgeApp(t, cfg, app(500, Dep{"db", Started}), dep("db", running, creating))
+	assert.Equal(t, Checked, f.Verdict, "%v", f.Why)
+}
+
+func TestCheckHoldsPodorderToItsOwnRecords(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
+	tests := []struct {
+		name    string
+		app     func(a *Attempt)
+		want    Verdict
+		wantWhy string
+	}{
+		{"a hook that never held: started without a release", func(a *Attempt) { a.Start, a.Released = at(50), time.Time{} }, Violation, "never recorded its release"},
+		{"a wake-up never sent: started at the hook's own re-read", func(a *Attempt) { a.Released, a.Start = at(320), at(1010) }, Violation, "liveness: its process started 690ms after podorder released it"},
+		{"a release after the hold's deadline", func(a *Attempt) { a.Released, a.Start = at(19_600), at(19_610) }, Violation, "after its hold's deadline"},
+		{"a release recorded for a hold that never started and never ended", func(a *Attempt) { a.Released = at(400) }, Violation, "has not started by the end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Container{Name: "app", Deps: []Dep{{"db", Ready}}, Timeout: 20 * time.Second, Attempts: []Attempt{run("app", tt.app)}}
+			if tt.name == "a release after the hold's deadline" {
+				c.Attempts[0].Finished = at(25_000)
+			}
+			f := judgeApp(t, cfg, c, db)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+			assert.Contains(t, f.Why[0], tt.wantWhy)
+		})
+	}
+}
+
+func TestCheckReportsAHoldThatOutlastsItsMetDependencies(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
+	timedOut := Container{Name: "app", Deps: []Dep{{"db", Ready}}, Timeout: 20 * time.Second,
+		Attempts: []Attempt{run("app", func(a *Attempt) { a.Finished, a.FinishedCode = at(20_100), 255 })}}
+
+	f := judgeApp(t, cfg, timedOut, db)
+	assert.Equal(t, Violation, f.Verdict)
+	assert.Contains(t, f.Why[0], "liveness: held 19.21s after its dependencies were all met")
+
+	neverReady := dep("db", run("db", func(a *Attempt) { a.Start = at(100) }))
+	f = judgeApp(t, cfg, timedOut, neverReady)
+	assert.Equal(t, TimedOut, f.Verdict, "%v", f.Why)
+
+	down := cfg
+	down.Outages = []Window{{From: at(0), To: at(19_000), What: "podorder down"}}
+	f = judgeApp(t, down, timedOut, db)
+	assert.Equal(t, TimedOut, f.Verdict, "podorder could act for only 1 s of the hold: %v", f.Why)
+
+	removed := cfg
+	removed.StoreRemoved = []time.Time{at(5000)}
+	f = judgeApp(t, removed, timedOut, db)
+	assert.Equal(t, TimedOut, f.Verdict, "a hold across the store's removal ends at its timeout: %v", f.Why)
+
+	late := app(2600, Dep{"db", Ready})
+	f = judgeApp(t, cfg, late, db)
+	assert.Equal(t, Violation, f.Verdict, "released 2.3 s after db listened")
+	assert.Contains(t, f.Why[0], "then released")
+}
+
+func TestCheckExcusesAnUnheldContainerOnlyWhenPodorderDiedDuringItsCreation(t *testing.T) {
+	unheld := Container{Name: "app", Deps: []Dep{{"db", Started}}, Timeout: 20 * time.Second,
+		Attempts: []Attempt{run("app", func(a *Attempt) { a.Hooked, a.Start = false, at(30) })}}
+	db := dep("db", run("db", nil))
+
+	f := judgeApp(t, cfg, unheld, db)
+	assert.Equal(t, Violation, f.Verdict)
+	assert.Equal(t, []string{"created without podorder's hook"}, f.Why)
+
+	killed := cfg
+	killed.Kills = []Window{{From: at(5), To: at(800), What: "podorder kill -9"}}
+	f = judgeApp(t, killed, unheld, db)
+	assert.Equal(t, Skipped, f.Verdict)
+}
+
+func TestCheckCountsEveryHeldAttemptOnceAndSaysWhatEachSkipWas(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
+	refused := Container{Name: "web", Deps: []Dep{{"db", Ready}}, Timeout: time.Second,
+		Attempts: []Attempt{{Failed: "create: podorder is required"}}}
+	ghost := Container{Name: "ghost", Deps: []Dep{{"db", Ready}}, Missing: []string{"nothere"}, Timeout: 3 * time.Second,
+		Attempts: []Attempt{run("ghost", func(a *Attempt) { a.Finished, a.FinishedCode = at(3100), 255 })}}
+	r := Check(cfg, []Pod{{Name: "p", Containers: []Container{app(500, Dep{"db", Ready}), db, refused, ghost}}})
+	assert.Equal(t, "checked 1, skipped 1, timed-out 1, suspect 0, violations 0", r.Result())
+	assert.Equal(t, []string{"skipped 1: create failed (podorder down and the runtime fail-closed, or refused)"}, r.Breakdown())
+}
