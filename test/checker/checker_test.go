@@ -38,7 +38,9 @@ func app(startMS int, deps ...Dep) Container {
 	})}}
 }
 
-func dep(name string, attempts ...Attempt) Container { return Container{Name: name, Attempts: attempts} }
+func dep(name string, attempts ...Attempt) Container {
+	return Container{Name: name, Attempts: attempts}
+}
 
 func judgeApp(t *testing.T, c Config, containers ...Container) Finding {
 	t.Helper()
