@@ -66,7 +66,7 @@ func (t *Tombstone) State() dependency.State {
 	}
 	return dependency.State{
 		Exists:   true,
-		Released: t.StartedAt != nil && t.ReleasedAt != nil,
+		Released: t.released(),
 		Ready:    t.ReadyAt != nil,
 		Exited:   t.ExitedAt != nil,
 		ExitCode: t.ExitCode,

@@ -24,7 +24,7 @@ func (p *Pod) release(now time.Time) []Effect {
 			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" || a.Blind {
 				continue
 			}
-			if !now.Before(*ts.HoldDeadline) {
+			if !releasable(ts, now) {
 				continue // the hook gives up at its own deadline; its exit is recorded by Exited
 			}
 			if p.anyFailed(a) {
@@ -106,28 +106,6 @@ func (o *out) write(p *Pod, a *Attempt) {
 	o.wakeFor(p, a)
 }
 
-// wakeFor adds the wake-ups that a write of changed's tombstone calls for: every held hook still
-// waiting, changed's own (its release is written into its own tombstone), and, while the pod is
-// deleted, the preStop hooks of running containers, which wait for their dependents' exits.
-func (o *out) wakeFor(p *Pod, changed *Attempt) {
-	for _, name := range p.names() {
-		a := p.Attempts[name]
-		if !a.Wakes || a.TS.ExitedAt != nil || (a != changed && a.TS.ReleasedAt != nil && !p.Terminating) {
-			continue
-		}
-		o.add(Wake{name})
-	}
-}
-
-func (p *Pod) allMet(deps []dependency.Dependency) bool {
-	for _, d := range deps {
-		if dependency.Evaluate(d.Condition, p.state(d.Container)) != dependency.Met {
-			return false
-		}
-	}
-	return true
-}
-
 // anyFailed reports whether a dependency of a can no longer be met by its current attempt.
 func (p *Pod) anyFailed(a *Attempt) bool {
 	for _, d := range a.TS.WaitsFor {
@@ -153,13 +131,6 @@ func (p *Pod) missing(a *Attempt) string {
 		out = append(out, dependency.Describe(d, s))
 	}
 	return strings.Join(out, "; ")
-}
-
-func (p *Pod) state(container string) dependency.State {
-	if a := p.Attempts[container]; a != nil {
-		return a.TS.State()
-	}
-	return dependency.State{}
 }
 
 func (p *Pod) names() []string {

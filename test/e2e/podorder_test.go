@@ -31,7 +31,17 @@ var (
 	buildErr  error
 )
 
-// buildPodorder builds the daemon and the static hook once per test binary.
+// mutant is the planted bug the daemon and the hook are built with (PODORDER_MUTANT, set by
+// `make mutants`: the build tag mutant_<name>); empty for the real build.
+func mutant() string {
+	if m := os.Getenv("PODORDER_MUTANT"); m != "none" {
+		return m
+	}
+	return ""
+}
+
+// buildPodorder builds the daemon and the static hook once per test binary, with the planted bug
+// PODORDER_MUTANT names, if any.
 func buildPodorder(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -39,8 +49,12 @@ func buildPodorder(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		build := []string{"build", "-trimpath"}
+		if m := mutant(); m != "" {
+			build = append(build, "-tags", "mutant_"+m)
+		}
 		for _, pkg := range []string{"podorder", "podorder-hook"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, pkg), "github.com/podorder/podorder/cmd/"+pkg)
+			cmd := exec.Command("go", append(build, "-o", filepath.Join(binDir, pkg), "github.com/podorder/podorder/cmd/"+pkg)...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
