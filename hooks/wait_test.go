@@ -2,8 +2,11 @@ package hooks
 
 import (
 	"context"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -161,8 +164,13 @@ func TestWaitFailsAtOnceWhenTheDaemonRecordsThatTheHoldFailed(t *testing.T) {
 func TestWaitReleasesWithoutAWakeUpByRecheckingOnItsOwn(t *testing.T) {
 	// A wake-up that never arrives (lost, or read by someone else) only delays the release.
 	p := newPod(t, true, "app")
+	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1"}))
+	firstRead := watchReads(t, p.dir, "app")
 	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
 		RecheckEvery: 20 * time.Millisecond, Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}})
+	// Only once the hook has read its tombstone and gone to wait: a release written before its
+	// first read would pass without any re-read.
+	firstRead()
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
 	select {
 	case err := <-done:
@@ -177,9 +185,38 @@ func TestWaitReadsTheTombstonesOnceMoreAtItsDeadline(t *testing.T) {
 	// written without a wake-up just before must still be obeyed rather than end in a timeout.
 	p := newPod(t, true, "app")
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1"}))
-	done := waitAsync(Request{Dir: p.dir, Timeout: 300 * time.Millisecond, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
+	firstRead := watchReads(t, p.dir, "app")
+	done := waitAsync(Request{Dir: p.dir, Timeout: time.Second, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
 		RecheckEvery: time.Hour, Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}})
-	// Drain the FIFO first, as a thief would, then record the release without waking.
+	// After the hook's first read, without waking it: only the read at its deadline can see this.
+	firstRead()
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
 	require.NoError(t, <-done, "released at the deadline by the final read")
+}
+
+// watchReads returns a function that blocks until someone has read container's tombstone in dir
+// (closed it after opening it read-only), as the hook does at each check. Watching starts now.
+func watchReads(t *testing.T, dir, container string) func() {
+	t.Helper()
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	_, err = syscall.InotifyAddWatch(fd, dir, syscall.IN_CLOSE_NOWRITE)
+	require.NoError(t, err)
+	return func() {
+		t.Helper()
+		buf := make([]byte, 4096)
+		for {
+			n, err := syscall.Read(fd, buf)
+			require.NoError(t, err)
+			for off := 0; off+syscall.SizeofInotifyEvent <= n; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := strings.TrimRight(string(buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+				if name == container+".json" {
+					return
+				}
+			}
+		}
+	}
 }
