@@ -20,7 +20,7 @@ HELM_VERSION ?= v3.22.0
 export PODORDER_HELM ?= $(PODORDER_CACHE)/tools/helm-$(HELM_VERSION)/helm
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/) ./test/checker/
 
-.PHONY: all build image deps deps-k8s test test-unit test-e2e test-k8s demo bench scale fuzz fuzz-long soak lint clean
+.PHONY: all build image deps deps-k8s test test-unit test-e2e test-k8s demo bench scale fuzz fuzz-long soak mutants lint clean
 
 all: build
 
@@ -66,7 +66,7 @@ FAILURE_LINES = ^\s+(Error Trace|Error|Test|Messages):|_test\.go:[0-9]+:
 
 # The real-runtime scenarios: containerd v2.4.2 with NRI + runc v1.3.6, driven through CRI.
 test-e2e: deps
-	$(GO) test -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
+	$(GO) test -p 1 -count=1 -timeout 30m -v ./test/harness/ ./test/image/ ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|DEMO|RESULT' ; exit $${PIPESTATUS[0]}
 
 # The churn and fault campaign at full size: 200 pods with random dependency graphs per round, three
 # rounds, podorder killed -9, containerd restarted, the store removed and dependencies killed while
@@ -75,6 +75,21 @@ SOAK_PODS ?= 200
 SOAK_ROUNDS ?= 3
 soak: deps _output
 	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT|violation' ; exit $${PIPESTATUS[0]}
+
+# Planted bugs, each behind a build tag (mutant_<name>, in the mutant_*.go files next to the function
+# it swaps): for each, the daemon and the hook are built with it and the proof campaign
+# (TestCheckerCatchesPlantedBugs, a dozen fixed pods judged by test/checker) must report a
+# violation; the real build ("none") must report none. Passes only if every mutant is caught.
+MUTANTS = startedcounts previousattempt onedepignored nowake latereleased nohold
+mutants: deps _output
+	@start=$$(date +%s); failed=; \
+	for m in none $(MUTANTS); do \
+	  PODORDER_MUTANT=$$m $(GO) test -count=1 -timeout 5m -v -run 'TestCheckerCatchesPlantedBugs$$' ./test/e2e/ > _output/mutant-$$m.log 2>&1; rc=$$?; \
+	  grep -hE 'RESULT|caught |missed |--- FAIL' _output/mutant-$$m.log | sed -E 's/^\s+//'; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed $$m"; fi; \
+	done; \
+	echo "mutants: $$(( $$(date +%s) - start )) s"; \
+	test -z "$$failed" || { echo "FAILED:$$failed (logs in _output/mutant-*.log)"; exit 1; }
 
 # The cluster scenarios: a real one-node Kubernetes on the private containerd, podorder deployed
 # with `kubectl apply -k daemonset/` as shipped (an overlay sets only the image tag and the API address),

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/podorder/podorder/test/checker"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -54,6 +55,8 @@ type churnContainer struct {
 	deps    []churnDep
 	ghost   bool // also waits for a container that never exists: must end at its timeout
 	timeout time.Duration
+	// listenAfter and exitAfter replace the role's delays when set.
+	listenAfter, exitAfter time.Duration
 	// attempts are the CRI attempts made, in order.
 	attempts []*harness.Container
 }
@@ -154,15 +157,21 @@ func (p *churnPod) spec() harness.PodSpec {
 
 func (c *churnContainer) spec(attempt uint32) harness.ContainerSpec {
 	a := args(c.name)
+	or := func(d, def time.Duration) string {
+		if d > 0 {
+			return d.String()
+		}
+		return def.String()
+	}
 	switch c.role {
 	case server:
-		a = append(a, "--listen-after", "300ms", "--port", strconv.Itoa(c.port))
+		a = append(a, "--listen-after", or(c.listenAfter, 300*time.Millisecond), "--port", strconv.Itoa(c.port))
 	case job:
-		a = append(a, "--exit-after", "400ms", "--exit-code", "0")
+		a = append(a, "--exit-after", or(c.exitAfter, 400*time.Millisecond), "--exit-code", "0")
 	case failjob:
-		a = append(a, "--exit-after", "300ms", "--exit-code", "1")
+		a = append(a, "--exit-after", or(c.exitAfter, 300*time.Millisecond), "--exit-code", "1")
 	case crasher:
-		a = append(a, "--exit-after", "500ms", "--exit-code", "1")
+		a = append(a, "--exit-after", or(c.exitAfter, 500*time.Millisecond), "--exit-code", "1")
 	}
 	return harness.ContainerSpec{Name: c.name, Attempt: attempt, Args: a}
 }
@@ -176,12 +185,27 @@ type churn struct {
 
 	mu     sync.Mutex
 	faults map[string]int
+	// kills and outages are the spans during which podorder was dead, or could not act; removed
+	// is when its store was removed.
+	kills, outages []checker.Window
+	removed        []time.Time
 }
 
 func (ch *churn) fault(kind string) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.faults[kind]++
+}
+
+// outage records a span during which podorder could not act.
+func (ch *churn) outage(what string, from time.Time, kill bool) {
+	w := checker.Window{From: from, To: time.Now(), What: what}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.outages = append(ch.outages, w)
+	if kill {
+		ch.kills = append(ch.kills, w)
+	}
 }
 
 // create makes one container attempt like kubelet: a CreateContainer refused because podorder is
@@ -346,7 +370,8 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 	}()
 
-	var violations, unheld []string
+	var report checker.Report
+	var lags []time.Duration
 	containers := 0
 	portsInUse := &ports{next: 20000}
 	for round := range rounds {
@@ -360,18 +385,22 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		holding := po.countLines(t, "holding")
 		ch.wave(pods[:half], func() {
 			po.waitLog(t, "holding", holding+1, 2*time.Minute)
+			killed := time.Now()
 			po.Kill(t)
 			ch.fault("podorder kill -9")
 			time.Sleep(time.Duration(200+ch.rng.IntN(800)) * time.Millisecond) // the outage itself
 			po.Restart(t)
+			ch.outage("podorder kill -9", killed, true)
 		})
 		ch.settle(pods[:half])
 
 		// containerd restarts between waves (kubelet's own calls would fail and be retried).
 		synced := po.countLines(t, "synchronized with the runtime")
+		restarting := time.Now()
 		env.Restart(t)
 		ch.fault("containerd restart")
 		po.waitLog(t, "synchronized with the runtime", synced+1, time.Minute)
+		ch.outage("containerd restart", restarting, false)
 
 		// Wave B, with the store removed and dependencies killed while it runs.
 		holding = po.countLines(t, "holding")
@@ -388,6 +417,9 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 				require.NoError(t, os.RemoveAll(gone))
 			}
 			ch.fault("store removed")
+			ch.mu.Lock()
+			ch.removed = append(ch.removed, time.Now())
+			ch.mu.Unlock()
 		})
 		for _, p := range pods[half:] {
 			for _, c := range p.containers {
@@ -403,8 +435,9 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 		ch.settle(pods[half:])
 
-		v, u := ch.check(pods)
-		violations, unheld = append(violations, v...), append(unheld, u...)
+		r, l := ch.check(pods)
+		report = merge(report, r)
+		lags = append(lags, l...)
 		for _, p := range pods {
 			containers += len(p.containers)
 			env.StopPod(t, p.pod)
@@ -439,15 +472,12 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 	}
 
-	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v, violations %d, started unheld because podorder died during their CreateContainer %d",
-		nPods*rounds, containers, rounds, ch.faults, len(violations), len(unheld))
-	for _, u := range unheld {
-		t.Logf("unheld (NRI created it without podorder, which had died mid-request): %s", u)
-	}
+	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v", nPods*rounds, containers, rounds, ch.faults)
+	logReport(t, "churn", report, lags)
 	t.Logf("RESULT churn daemon: baseline goroutines=%d threads=%d rss=%dKiB; peak goroutines=%d threads=%d rss=%dKiB; after goroutines=%d threads=%d rss=%dKiB",
 		base.goroutines, base.threads, base.rssKiB, peak.goroutines, peak.threads, peak.rssKiB, after.goroutines, after.threads, after.rssKiB)
-	for _, v := range violations {
-		t.Errorf("violation: %s", v)
+	for _, f := range report.Of(checker.Violation) {
+		t.Errorf("violation: %s: %s", f.Where, strings.Join(f.Why, "; "))
 	}
 }
 
@@ -458,141 +488,27 @@ const failClosedValidator = `
   required_plugins = ["podorder"]
 `
 
-// attemptFacts is what the checker knows of one container attempt.
-type attemptFacts struct {
-	id                   string
-	created              bool
-	startedAt, finished  time.Time // the runtime's
-	exitCode             int32
-	start, listen, exitd time.Time // the workload's own lines; zero when absent
-	exitLineCode         int
+// check judges pods by process evidence (package checker), with the faults injected so far.
+func (ch *churn) check(pods []*churnPod) (checker.Report, []time.Duration) {
+	cfg := checkerConfig()
+	ch.mu.Lock()
+	cfg.Kills, cfg.Outages, cfg.StoreRemoved = slices.Clone(ch.kills), slices.Clone(ch.outages), slices.Clone(ch.removed)
+	ch.mu.Unlock()
+	in, lags := evidence(ch.t, ch.env, ch.po, pods)
+	return checker.Check(cfg, in), lags
 }
 
-func (ch *churn) facts(a *harness.Container) attemptFacts {
-	f := attemptFacts{id: a.ID, created: a.CreateErr == nil && a.StartErr == nil}
-	if !f.created {
-		return f
+// merge adds b's verdicts to a's.
+func merge(a, b checker.Report) checker.Report {
+	a.Findings = append(a.Findings, b.Findings...)
+	for i := range a.Counts {
+		a.Counts[i] += b.Counts[i]
 	}
-	st := ch.env.ContainerStatus(ch.t, a.ID)
-	if st.StartedAt != 0 {
-		f.startedAt = time.Unix(0, st.StartedAt)
+	if a.Skips == nil {
+		a.Skips = map[string]int{}
 	}
-	if st.FinishedAt != 0 {
-		f.finished = time.Unix(0, st.FinishedAt)
+	for k, n := range b.Skips {
+		a.Skips[k] += n
 	}
-	f.exitCode = st.ExitCode
-	lines, _ := harness.ReadLog(a.LogPath)
-	for _, l := range lines {
-		ev, err := harness.ParseWorkloadEvent(l)
-		if err != nil {
-			continue
-		}
-		switch ev.Kind {
-		case "START":
-			f.start = ev.At
-		case "LISTEN":
-			f.listen = ev.At
-		case "EXIT":
-			f.exitd, f.exitLineCode = ev.At, ev.Code
-		}
-	}
-	return f
-}
-
-// exitTolerance is how long after a dependency's process ended podorder may still count it ready or
-// started: containerd reports the exit to NRI asynchronously, after the process is gone.
-const exitTolerance = time.Second
-
-// check reports every violation of podorder's promises in pods:
-//   - a held container's process starts only after podorder recorded its release for that attempt;
-//   - at that release, each dependency met its condition (per the runtime and the workloads' lines);
-//   - no hold lasts past its timeout;
-//   - a container waiting for a failed or never-created dependency never starts.
-func (ch *churn) check(pods []*churnPod) (out, unheld []string) {
-	released := map[string]time.Time{} // container ID → release record
-	for _, rec := range ch.po.Logs(ch.t, "released") {
-		if rec["msg"] != "released" {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
-		if err == nil {
-			released[fmt.Sprint(rec["container_id"])] = at
-		}
-	}
-	for _, p := range pods {
-		facts := map[string][]attemptFacts{}
-		for _, c := range p.containers {
-			for _, a := range c.attempts {
-				facts[c.name] = append(facts[c.name], ch.facts(a))
-			}
-		}
-		for _, c := range p.containers {
-			if len(c.deps) == 0 && !c.ghost {
-				continue
-			}
-			for _, f := range facts[c.name] {
-				if !f.created {
-					continue
-				}
-				where := fmt.Sprintf("pod %s container %s attempt %s", p.name, c.name, f.id[:12])
-				r, wasReleased := released[f.id]
-				if !f.start.IsZero() {
-					if !wasReleased {
-						if !strings.Contains(runtimeSpec(ch.t, ch.env, f.id), "/.podorder/hook") {
-							// NRI went on without podorder, which died during this CreateContainer.
-							unheld = append(unheld, where)
-							continue
-						}
-						out = append(out, where+": its process started without a release record")
-						continue
-					}
-					if f.start.Before(r) {
-						out = append(out, fmt.Sprintf("%s: its process started %s before its release", where, r.Sub(f.start)))
-					}
-					if c.ghost {
-						out = append(out, where+": started although it waits for a container that never exists")
-					}
-					for _, d := range c.deps {
-						if !metAt(d, facts[d.container], r) {
-							out = append(out, fmt.Sprintf("%s: released at %s while %s was not %s", where, r.Format(time.RFC3339Nano), d.container, d.condition))
-						}
-					}
-				} else if wasReleased {
-					out = append(out, where+": counted released but its process never ran")
-				}
-				if f.start.IsZero() && !f.startedAt.IsZero() {
-					end := f.finished
-					if end.IsZero() {
-						end = time.Now()
-					}
-					if held := end.Sub(f.startedAt); held > c.timeout+2*time.Second {
-						out = append(out, fmt.Sprintf("%s: held %s, past its timeout %s", where, held.Round(time.Millisecond), c.timeout))
-					}
-				}
-			}
-		}
-	}
-	return out, unheld
-}
-
-// metAt decides a dependency at moment r from every attempt of the container it names.
-func metAt(d churnDep, attempts []attemptFacts, r time.Time) bool {
-	for _, a := range attempts {
-		gone := !a.finished.IsZero() && a.finished.Add(exitTolerance).Before(r)
-		switch d.condition {
-		case "started":
-			if !a.startedAt.IsZero() && !a.startedAt.After(r) && !(gone && a.exitCode != 0) {
-				return true
-			}
-		case "ready":
-			if !a.listen.IsZero() && !a.listen.After(r) && !gone {
-				return true
-			}
-		case "completed":
-			if !a.finished.IsZero() && a.exitCode == 0 && !a.finished.After(r) {
-				return true
-			}
-		}
-	}
-	return false
+	return a
 }
