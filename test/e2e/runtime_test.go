@@ -46,11 +46,16 @@ func TestOldRuncThatBlocksStartDuringAHoldIsReported(t *testing.T) {
 
 func TestCurrentRuncReturnsFromStartWhileHeldAndIsReported(t *testing.T) {
 	env, po := setup(t)
-	env.RunPod(t, harness.PodSpec{
+	pod := env.RunPod(t, harness.PodSpec{
 		Name:       "newrunc",
-		Labels:     map[string]string{"podorder.dev/after.app": "db_started"},
+		Labels:     map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/timeout.app": "20s"},
 		Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}},
 	})
 	po.waitLog(t, "returns from start while a container is held", 1, 10*time.Second)
+	// The blocking-start check runs 2 s after the runtime's start began (BlockingStartAfter): only
+	// past it, with app still held, can its absence say anything.
+	app := pod.Container("app")
+	time.Sleep(time.Until(app.StartAt.Add(2*time.Second + 500*time.Millisecond)))
+	assert.Empty(t, po.Logs(t, "hold ended"), "app was still held when the check ran")
 	assert.Empty(t, po.Logs(t, "blocks StartContainer"))
 }

@@ -199,6 +199,10 @@ func TestPodorderKilledWhileAContainerIsHeldReleasesItAfterRestartNeverEarly(t *
 	// db starts while podorder is away: nothing records it, so app stays held.
 	db := env.CreateStartContainer(t, pod, harness.ContainerSpec{Name: "db", Args: args("db")})
 	started(t, db)
+	// Longer than two of the hook's own re-reads (every 1 s): a hook that would let app go by
+	// itself gets the chance to, here.
+	time.Sleep(2500 * time.Millisecond)
+	assertNoStart(t, app)
 	restarted := time.Now()
 	po.Restart(t)
 	appStart := started(t, app)

@@ -232,6 +232,9 @@ func TestOnARealKubelet(t *testing.T) {
 		appStart := b.waitEvent(t, "reverse", "app", "START", time.Minute).At
 		dbListen := b.event(t, "reverse", "db", "LISTEN").At
 		assert.True(t, appStart.After(dbListen), "app started %s before db listened", dbListen.Sub(appStart))
+		// kubelet's verdict waits for its next probe, up to 10 s after db listens; podorder's probe
+		// runs every 100 ms at most.
+		assert.Less(t, appStart.Sub(dbListen), time.Second, "released long before kubelet's verdict")
 		uid := b.c.Kubectl(t, "get", "pod", "reverse", "-o", "jsonpath={.metadata.uid}")
 		db, err := tombstone.Store{Root: storeDir}.Read(uid, "db")
 		require.NoError(t, err)
