@@ -459,9 +459,13 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 	var after daemonStats
 	require.Eventually(t, func() bool {
 		after, err = ch.stats(addr)
-		return err == nil && after.goroutines <= base.goroutines+2
-	}, 30*time.Second, 100*time.Millisecond, "goroutines back to baseline: %+v, baseline %+v", after, base)
-	assert.LessOrEqual(t, after.threads, base.threads+12, "threads do not grow with pods or probes")
+		// A few of the baseline's neighbours (an HTTP connection of this very sample, a timer
+		// callback) come and go; a leak grows with the pods, hundreds of them.
+		return err == nil && after.goroutines <= base.goroutines+4
+	}, time.Minute, 100*time.Millisecond, "goroutines back to baseline: %+v, baseline %+v", after, base)
+	// Go keeps the threads it made for blocking system calls, and two loaded cores make it make
+	// more; a leak of one per pod or probe would still be far above this.
+	assert.LessOrEqual(t, after.threads, base.threads+32, "threads do not grow with pods or probes")
 	assert.Less(t, peak.rssKiB, 128<<10, "under the DaemonSet's 128Mi limit")
 	po.Kill(t)
 	po.Restart(t)
