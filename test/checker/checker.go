@@ -209,6 +209,19 @@ func Check(cfg Config, pods []Pod) Report {
 	return r
 }
 
+// failure shortens a CRI error to what tells one failure from another: the call and the runtime's
+// own words, without the gRPC wrapping and container names.
+func failure(err string) string {
+	call, rest, _ := strings.Cut(err, ": ")
+	if i := strings.LastIndex(rest, "desc = "); i >= 0 {
+		rest = rest[i+len("desc = "):]
+	}
+	if len(rest) > 240 {
+		rest = rest[:240] + "…"
+	}
+	return call + " failed: " + rest
+}
+
 func short(id string) string {
 	if len(id) > 12 {
 		return id[:12]
@@ -229,8 +242,7 @@ func (f *finding) add(v Verdict, format string, args ...any) {
 func judge(cfg Config, byName map[string]*Container, c *Container, a *Attempt) Finding {
 	var f finding
 	if a.Failed != "" {
-		reason, _, _ := strings.Cut(a.Failed, ":")
-		f.add(Skipped, "%s failed (podorder down and the runtime fail-closed, or refused)", reason)
+		f.add(Skipped, "never ran: %s", failure(a.Failed))
 		return f.Finding
 	}
 	if !a.Hooked {

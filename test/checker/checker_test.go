@@ -189,10 +189,10 @@ func TestCheckExcusesAnUnheldContainerOnlyWhenPodorderDiedDuringItsCreation(t *t
 func TestCheckCountsEveryHeldAttemptOnceAndSaysWhatEachSkipWas(t *testing.T) {
 	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
 	refused := Container{Name: "web", Deps: []Dep{{"db", Ready}}, Timeout: time.Second,
-		Attempts: []Attempt{{Failed: "create: podorder is required"}}}
+		Attempts: []Attempt{{Failed: "create: CreateContainer web in pod p: rpc error: code = Unknown desc = plugin \"podorder\" is required"}}}
 	ghost := Container{Name: "ghost", Deps: []Dep{{"db", Ready}}, Missing: []string{"nothere"}, Timeout: 3 * time.Second,
 		Attempts: []Attempt{run("ghost", func(a *Attempt) { a.Finished, a.FinishedCode = at(3100), 255 })}}
 	r := Check(cfg, []Pod{{Name: "p", Containers: []Container{app(500, Dep{"db", Ready}), db, refused, ghost}}})
 	assert.Equal(t, "checked 1, skipped 1, timed-out 1, suspect 0, violations 0", r.Result())
-	assert.Equal(t, []string{"skipped 1: create failed (podorder down and the runtime fail-closed, or refused)"}, r.Breakdown())
+	assert.Equal(t, []string{`skipped 1: never ran: create failed: plugin "podorder" is required`}, r.Breakdown())
 }

@@ -371,7 +371,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 	}()
 
 	var report checker.Report
-	var lags []time.Duration
+	var delays measured
 	containers := 0
 	portsInUse := &ports{next: 20000}
 	for round := range rounds {
@@ -435,9 +435,9 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 		ch.settle(pods[half:])
 
-		r, l := ch.check(pods)
+		r, m := ch.check(pods)
 		report = merge(report, r)
-		lags = append(lags, l...)
+		delays.add(m)
 		for _, p := range pods {
 			containers += len(p.containers)
 			env.StopPod(t, p.pod)
@@ -477,7 +477,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 	}
 
 	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v", nPods*rounds, containers, rounds, ch.faults)
-	logReport(t, "churn", report, lags)
+	logReport(t, "churn", report, delays)
 	t.Logf("RESULT churn daemon: baseline goroutines=%d threads=%d rss=%dKiB; peak goroutines=%d threads=%d rss=%dKiB; after goroutines=%d threads=%d rss=%dKiB",
 		base.goroutines, base.threads, base.rssKiB, peak.goroutines, peak.threads, peak.rssKiB, after.goroutines, after.threads, after.rssKiB)
 	for _, f := range report.Of(checker.Violation) {
@@ -493,13 +493,13 @@ const failClosedValidator = `
 `
 
 // check judges pods by process evidence (package checker), with the faults injected so far.
-func (ch *churn) check(pods []*churnPod) (checker.Report, []time.Duration) {
+func (ch *churn) check(pods []*churnPod) (checker.Report, measured) {
 	cfg := checkerConfig()
 	ch.mu.Lock()
 	cfg.Kills, cfg.Outages, cfg.StoreRemoved = slices.Clone(ch.kills), slices.Clone(ch.outages), slices.Clone(ch.removed)
 	ch.mu.Unlock()
-	in, lags := evidence(ch.t, ch.env, ch.po, pods)
-	return checker.Check(cfg, in), lags
+	in, m := evidence(ch.t, ch.env, ch.po, pods)
+	return checker.Check(cfg, in), m
 }
 
 // merge adds b's verdicts to a's.

@@ -40,12 +40,12 @@ func TestCheckerCatchesPlantedBugs(t *testing.T) {
 	pods = append(pods, restarted)
 	ch.settle(pods)
 
-	r, lags := ch.check(pods)
+	r, m := ch.check(pods)
 	name := mutant()
 	if name == "" {
 		name = "none (the real build)"
 	}
-	logReport(t, "proof, mutant "+name, r, lags)
+	logReport(t, "proof, mutant "+name, r, m)
 	violations := r.Of(checker.Violation)
 	switch {
 	case mutant() == "":
@@ -96,7 +96,7 @@ func proofPods(t *testing.T, ports *ports) []*churnPod {
 
 	// db gets ready just after app's deadline (2 s less 0.5 s from its start) and before its hook's
 	// (2 s from a little later): a release now is one podorder promised never to record.
-	for _, after := range []time.Duration{1500, 1700} {
+	for _, after := range []time.Duration{1300, 1400, 1500, 1600} {
 		add(fmt.Sprintf("deadline-%d", after),
 			plainWaiting("app", 2*time.Second, churnDep{"db", "ready"}),
 			serving("db", ports.take(t), after*time.Millisecond))
