@@ -2,10 +2,12 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,6 +212,25 @@ func (e *Env) StopPod(t testing.TB, pod *Pod) {
 	}
 	if _, err := e.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.ID}); err != nil {
 		t.Fatalf("RemovePodSandbox %s: %v", pod.Spec.Name, err)
+	}
+}
+
+// Signal sends sig to a container's process (its PID 1) from the host, as a test's own event: the
+// PID comes from containerd's verbose status.
+func (e *Env) Signal(t testing.TB, id string, sig syscall.Signal) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), criTimeout)
+	defer cancel()
+	res, err := e.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatalf("ContainerStatus %s: %v", id, err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal([]byte(res.Info["info"]), &info); err != nil || info.Pid <= 0 {
+		t.Fatalf("container %s: no pid in its verbose status (%v)", id, err)
+	}
+	if err := syscall.Kill(info.Pid, sig); err != nil {
+		t.Fatalf("signal %s to container %s (pid %d): %v", sig, id, info.Pid, err)
 	}
 }
 

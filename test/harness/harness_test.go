@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,9 +25,10 @@ func TestPrivateContainerdRunsAPodOfWorkloadsWithNRIEnabled(t *testing.T) {
 		Containers: []ContainerSpec{
 			{Name: "a", Args: []string{"--name", "a", "--print-id"}},
 			{Name: "b", Args: []string{"--name", "b", "--listen-after", "100ms", "--port", "18080"}},
+			{Name: "c", Args: []string{"--name", "c", "--listen-on", "USR1", "--port", "18081"}},
 		},
 	})
-	require.Len(t, pod.Containers, 2)
+	require.Len(t, pod.Containers, 3)
 	for _, c := range pod.Containers {
 		require.NoError(t, c.CreateErr)
 		require.NoError(t, c.StartErr)
@@ -43,6 +45,14 @@ func TestPrivateContainerdRunsAPodOfWorkloadsWithNRIEnabled(t *testing.T) {
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:18080", time.Second)
 	require.NoError(t, err, "b listens on the host network")
 	require.NoError(t, conn.Close())
+
+	// c opens its port when the test says so, and not before.
+	WaitWorkloadEvent(t, pod.Container("c"), "START", 10*time.Second)
+	_, err = net.DialTimeout("tcp", "127.0.0.1:18081", time.Second)
+	require.Error(t, err, "c listens only on SIGUSR1")
+	signalled := time.Now()
+	env.Signal(t, pod.Container("c").ID, syscall.SIGUSR1)
+	assert.True(t, WaitWorkloadEvent(t, pod.Container("c"), "LISTEN", 10*time.Second).At.After(signalled))
 
 	env.StopContainer(t, pod.Container("a").ID, 10*time.Second)
 	code, reason, _ := env.WaitExited(t, pod.Container("a").ID, 10*time.Second)

@@ -2,7 +2,8 @@
 // every test container ("run"). It marks the moments a test measures with lines on stdout:
 //
 //	START <name> <unix-nanos>        when main runs
-//	LISTEN <name> <unix-nanos>       when it started listening (its port accepts connections after)
+//	LISTEN <name> <unix-nanos>       when it started listening (its port accepts connections after),
+//	                                 --listen-after its start or on SIGUSR1 (--listen-on USR1)
 //	SIGNAL <name> <unix-nanos> <sig>  when a stop signal arrives
 //	EXIT <name> <unix-nanos> <code>  just before it exits
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
@@ -83,6 +84,8 @@ func run(started time.Time, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	name := fs.String("name", "workload", "name printed in every line")
 	listenAfter := fs.Duration("listen-after", 0, "delay before listening on --port")
+	listenOn := fs.String("listen-on", "", "listen on --port only once this signal (USR1) arrives, instead of after --listen-after: "+
+		"a test decides when the port opens, with no race against its own steps")
 	port := fs.Int("port", 0, "tcp port to serve HTTP 200 on (0: do not listen)")
 	exitAfter := fs.Duration("exit-after", 0, "delay before exiting with --exit-code (0: run until SIGTERM)")
 	exitCode := fs.Int("exit-code", 0, "exit code after --exit-after")
@@ -107,6 +110,11 @@ func run(started time.Time, args []string) int {
 			return 2
 		}
 		marks = f
+	}
+	// Before START: once a test sees START, the signal that opens the port is not lost.
+	usr1 := make(chan os.Signal, 1)
+	if *listenOn == "USR1" {
+		signal.Notify(usr1, syscall.SIGUSR1)
 	}
 	if *waitTCP != "" {
 		if *waitRandomPhase {
@@ -134,13 +142,20 @@ func run(started time.Time, args []string) int {
 	exit := make(chan int, 1)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	if *port > 0 {
-		time.AfterFunc(*listenAfter, func() {
-			if err := listen(*name, *port, *headerBomb); err != nil {
-				fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
-				exit <- 1
-			}
-		})
+	openPort := func() {
+		if err := listen(*name, *port, *headerBomb); err != nil {
+			fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+			exit <- 1
+		}
+	}
+	switch {
+	case *port > 0 && *listenOn == "USR1":
+		go func() { <-usr1; openPort() }()
+	case *listenOn != "":
+		fmt.Fprintf(os.Stderr, "workload %s: --listen-on %q: only USR1 is known\n", *name, *listenOn)
+		return 2
+	case *port > 0:
+		time.AfterFunc(*listenAfter, openPort)
 	}
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() { exit <- *exitCode })
