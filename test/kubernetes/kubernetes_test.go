@@ -350,12 +350,14 @@ func TestOnARealKubelet(t *testing.T) {
 	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
 		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
 			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
-			{Name: "db", Args: []string{"--listen-after", "8s", "--port", "5432"}, Extra: tcpReady(5432)},
+			{Name: "db", Args: []string{"--listen-on", "USR1", "--port", "5432"}, Extra: tcpReady(5432)},
 		}})
 		b.c.WaitFor(t, "default", "pod/orphan", "jsonpath={.status.containerStatuses[0].started}=true", time.Minute)
 		old := b.c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-o", "jsonpath={.items[0].metadata.name}")
 		b.c.Kubectl(t, "delete", "pod", "-n", "podorder-system", old, "--wait=true")
 		b.c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
+		// db gets ready only now, however long the above took: app is released by the new pod.
+		b.listenNow(t, "orphan", "db", 0)
 		b.c.WaitPodReady(t, "default", "orphan", 2*time.Minute)
 		assert.True(t, b.event(t, "orphan", "app", "START").At.After(b.event(t, "orphan", "db", "LISTEN").At))
 		assert.Equal(t, "0", b.restarts(t, "orphan", 0))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +49,17 @@ func (b *bed) waitEvent(t *testing.T, podName, container, kind string, timeout t
 	}
 	t.Fatalf("%s/%s printed no %s line within %s; last output:\n%s", podName, container, kind, timeout, last)
 	return harness.WorkloadEvent{}
+}
+
+// listenNow has a container started with --listen-on USR1 open its port, as the test's own event
+// rather than a timer racing the test's steps. restarts is the attempt to signal (its restartCount).
+func (b *bed) listenNow(t *testing.T, podName, container string, restarts int) {
+	t.Helper()
+	status := fmt.Sprintf(`jsonpath={.status.containerStatuses[?(@.name=="%s")]`, container)
+	b.c.WaitFor(t, "default", "pod/"+podName, fmt.Sprintf("%s.restartCount}=%d", status, restarts), 2*time.Minute)
+	b.waitEvent(t, podName, container, "START", 2*time.Minute) // its signal handler is set up before START
+	id := strings.TrimPrefix(b.c.Kubectl(t, "get", "pod", podName, "-n", "default", "-o", status+".containerID}"), "containerd://")
+	b.env.Signal(t, id, syscall.SIGUSR1)
 }
 
 // markEvent reads the first line of kind from a workload's --marks file.

@@ -55,7 +55,7 @@ spec:
       - name: api
         image: %[1]s
         imagePullPolicy: Never
-        args: ["--name", "api", "--listen-after", "8s", "--port", "8081"]
+        args: ["--name", "api", "--listen-on", "USR1", "--port", "8081"]
         readinessProbe: {tcpSocket: {port: 8081}, periodSeconds: 1}
 ---
 apiVersion: v1
@@ -87,6 +87,8 @@ spec:
 		assert.NotContains(t, slices, "true", "no ready endpoint while web is held")
 		t.Logf("RESULT held pod: kubectl get pod -o wide:\n%s\ncondition podorder.dev/released=False: %s\nkubelet says web started=%s; EndpointSlice ready=[%s]", wide, message, webStarted, slices)
 
+		// api opens its port only now: everything above ran while web was held.
+		b.listenNow(t, name, "api", 0)
 		b.c.WaitPodReady(t, "default", name, 2*time.Minute)
 		webStart := b.event(t, name, "web", "START").At
 		require.True(t, held.Before(webStart), "the checks above ran while web was held: it started %s after them", webStart.Sub(held))
@@ -101,6 +103,7 @@ spec:
 		b.c.WaitFor(t, "default", "pod/"+name, `jsonpath={.status.containerStatuses[?(@.name=="web")].restartCount}=1`, 2*time.Minute)
 		b.c.WaitFor(t, "default", "pod/"+name, "jsonpath={"+conditionPath+".status}=False", time.Minute)
 		assert.Contains(t, b.c.Kubectl(t, "get", "pod", name, "-o", "jsonpath={"+conditionPath+".message}"), "web waits for api (ready)")
+		b.listenNow(t, name, "api", 1)
 		b.c.WaitFor(t, "default", "pod/"+name, "jsonpath={"+conditionPath+".status}=True", 2*time.Minute)
 		b.c.WaitPodReady(t, "default", name, 2*time.Minute)
 		b.c.Kubectl(t, "delete", "deployment", "gated", "--wait=false")
