@@ -79,14 +79,24 @@ soak: deps _output
 # Planted bugs, each behind a build tag (mutant_<name>, in the mutant_*.go files next to the function
 # it swaps): for each, the daemon and the hook are built with it and the proof campaign
 # (TestCheckerCatchesPlantedBugs, a dozen fixed pods judged by test/checker) must report a
-# violation; the real build ("none") must report none. Passes only if every mutant is caught.
+# violation; the real build ("none") must report none; and where a scenario test applies
+# (MUTANT_SCENARIOS), it must fail under the mutant. Passes only if every mutant is caught.
 MUTANTS = startedcounts previousattempt onedepignored nowake latereleased nohold
+# Scenario tests that must fail under a mutant, where one applies.
+MUTANT_SCENARIOS = startedcounts=TestAHeldDependencyCountsAsStartedOnlyOnceItsOwnProcessRuns \
+	nohold=TestDependentDeclaredBeforeItsDependencyStartsAfterItIsReady
 mutants: deps _output
 	@start=$$(date +%s); failed=; \
 	for m in none $(MUTANTS); do \
 	  PODORDER_MUTANT=$$m $(GO) test -count=1 -timeout 5m -v -run 'TestCheckerCatchesPlantedBugs$$' ./test/e2e/ > _output/mutant-$$m.log 2>&1; rc=$$?; \
 	  grep -hE 'RESULT|caught |missed |--- FAIL' _output/mutant-$$m.log | sed -E 's/^\s+//'; \
 	  if [ $$rc -ne 0 ]; then failed="$$failed $$m"; fi; \
+	done; \
+	for ms in $(MUTANT_SCENARIOS); do \
+	  m=$${ms%%=*}; test=$${ms#*=}; \
+	  PODORDER_MUTANT=$$m $(GO) test -count=1 -timeout 5m -v -run "^$$test\$$" ./test/e2e/ > _output/mutant-$$m-scenario.log 2>&1; \
+	  if grep -q -- "--- FAIL: $$test " _output/mutant-$$m-scenario.log; \
+	  then echo "caught $$m by $$test"; else echo "missed $$m by $$test"; failed="$$failed $$m($$test)"; fi; \
 	done; \
 	echo "mutants: $$(( $$(date +%s) - start )) s"; \
 	test -z "$$failed" || { echo "FAILED:$$failed (logs in _output/mutant-*.log)"; exit 1; }

@@ -62,6 +62,26 @@ func TestStartedConditionWaitsOnlyForTheProcess(t *testing.T) {
 	assert.True(t, app.After(sidecar), "app started %s before the runtime started sidecar", sidecar.Sub(app))
 }
 
+func TestAHeldDependencyCountsAsStartedOnlyOnceItsOwnProcessRuns(t *testing.T) {
+	env, _ := setup(t)
+	port := freePort(t)
+	pod := env.RunPod(t, harness.PodSpec{
+		Name:        "held-started",
+		Labels:      map[string]string{"podorder.dev/after.app": "proxy_started", "podorder.dev/after.proxy": "db"},
+		Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("tcp:%d", port)},
+		Containers: []harness.ContainerSpec{
+			{Name: "app", Args: args("app")},
+			{Name: "proxy", Args: args("proxy")},
+			{Name: "db", Args: args("db", "--listen-after", "1s", "--port", fmt.Sprint(port))},
+		},
+	})
+	// The runtime started proxy at once, but held: only its release is its start. proxy and app
+	// are released in one step and their hooks woken together, so app's first line may lead
+	// proxy's by that race, never by proxy's second of hold.
+	app, proxy := started(t, pod.Container("app")), started(t, pod.Container("proxy"))
+	assert.False(t, app.Before(proxy.Add(-startRace)), "app started %s before proxy's own process", proxy.Sub(app))
+}
+
 func TestCompletedConditionReleasesOnExitZero(t *testing.T) {
 	env, _ := setup(t)
 	pod := env.RunPod(t, harness.PodSpec{
