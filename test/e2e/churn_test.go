@@ -26,9 +26,10 @@ import (
 
 // The churn campaign: pods with random dependency graphs, created many at once through CRI as
 // kubelet would, while faults hit podorder (kill -9), containerd (restart), the store (removed) and
-// the dependencies (killed, then restarted as kubelet would). An invariant checker then reads the
-// workloads' own timestamps, the runtime's state and podorder's release records and reports every
-// violation with its pod and container.
+// the dependencies (killed, then restarted as kubelet would). Package test/checker then judges every
+// held attempt by process evidence — the workloads' own START/LISTEN/EXIT lines against the
+// dependent's START, with the faults' spans as excuses only where they apply — and reports each as
+// checked, skipped (and why), timed-out, suspect or a violation.
 //
 // `make test` runs a short form; `make soak` sets PODORDER_SOAK_PODS and PODORDER_SOAK_ROUNDS.
 
