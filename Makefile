@@ -78,7 +78,7 @@ soak: deps _output
 
 # Planted bugs, each behind a build tag (mutant_<name>, in the mutant_*.go files next to the function
 # it swaps): for each, the daemon and the hook are built with it and the proof campaign
-# (TestCheckerCatchesPlantedBugs, a dozen fixed pods judged by test/checker) must report a
+# (TestCheckerCatchesPlantedBugs, fourteen fixed pods judged by test/checker) must report a
 # violation; the real build ("none") must report none; and where a scenario test applies
 # (MUTANT_SCENARIOS), it must fail under the mutant. Passes only if every mutant is caught.
 MUTANTS = startedcounts previousattempt onedepignored nowake latereleased nohold

@@ -12,7 +12,7 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
-// The proof campaign: a dozen fixed pods, each shaped to expose one way podorder could break its
+// The proof campaign: fourteen fixed pods, each shaped to expose one way podorder could break its
 // promise, run on a private containerd and judged by the churn's checker. On the real build the
 // checker must find no violation; `make mutants` builds the daemon and the hook with one planted
 // bug at a time (PODORDER_MUTANT, see the mutant_*.go files) and the checker must find at least one.
