@@ -32,8 +32,8 @@ func TestOldRuncThatBlocksStartDuringAHoldIsReported(t *testing.T) {
 			{Name: "db", Args: args("db")},
 		},
 	})
-	recs := po.waitLog(t, "blocks StartContainer", 1, 10*time.Second)
-	assert.Contains(t, recs[0]["msg"], "upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+")
+	recs := po.waitLog(t, "did not return within", 1, 10*time.Second)
+	assert.Contains(t, recs[0]["msg"], "Upgrade runc on this node to >= 1.2.8, >= 1.3.3 or 1.4+")
 	app := pod.Container("app")
 	// The whole hold ran inside StartContainer: kubelet would have stalled the pod, so db was only
 	// created after app's hold had ended at its timeout.
@@ -51,6 +51,6 @@ func TestCurrentRuncReturnsFromStartWhileHeldAndIsReported(t *testing.T) {
 		Labels:     map[string]string{"podorder.dev/after.app": "db_started"},
 		Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")}},
 	})
-	po.waitLog(t, "returns from start while a container is held", 1, 10*time.Second)
-	assert.Empty(t, po.Logs(t, "blocks StartContainer"))
+	po.waitLog(t, "returned from start while a container was held", 1, 10*time.Second)
+	assert.Empty(t, po.Logs(t, "did not return within"))
 }
