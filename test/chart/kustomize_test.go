@@ -23,8 +23,9 @@ type object struct {
 	}
 	Subjects []struct{ Kind, Name, Namespace string }
 	Spec     struct {
-		PolicyName      string `json:"policyName"`
-		MatchConditions []struct {
+		PolicyName        string   `json:"policyName"`
+		ValidationActions []string `json:"validationActions"`
+		MatchConditions   []struct {
 			Name, Expression string
 		} `json:"matchConditions"`
 		ParamKind *struct{ APIVersion, Kind string } `json:"paramKind"`
@@ -147,4 +148,18 @@ func keys(objs map[string]object) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+func TestTheValidationWarnComponentRelaxesOnlyTheValidationOfKeys(t *testing.T) {
+	objs := kustomize(t, "resources: [%s]\ncomponents: [%s/components/validation-warn]\n")
+	for key, o := range objs {
+		if !strings.HasPrefix(key, "ValidatingAdmissionPolicyBinding/") {
+			continue
+		}
+		want := []string{"Warn", "Audit"}
+		if key == "ValidatingAdmissionPolicyBinding/podorder-status-writes" {
+			want = []string{"Deny"}
+		}
+		assert.Equal(t, want, o.Spec.ValidationActions, key)
+	}
 }
