@@ -20,7 +20,7 @@ HELM_VERSION ?= v3.22.0
 export PODORDER_HELM ?= $(PODORDER_CACHE)/tools/helm-$(HELM_VERSION)/helm
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/)
 
-.PHONY: all build image deps deps-k8s test test-unit test-e2e test-k8s demo bench scale fuzz fuzz-long soak lint clean
+.PHONY: all build image release test-release deps deps-k8s test test-unit test-e2e test-k8s demo bench scale fuzz fuzz-long soak lint clean
 
 all: build
 
@@ -32,6 +32,14 @@ build:
 # BuildKit by build/image, as an OCI archive in _output; the cluster tests build and run the same image.
 image: deps _output
 	$(GO) run ./build/image/cmd -o _output -tag $(IMAGE_TAG)
+
+# A release, into dist/ (emptied first): the image for linux/amd64 and linux/arm64 under one index
+# (the Dockerfile, built by BuildKit) as an OCI archive, the packaged chart, podorder for Linux and
+# macOS and the hook for Linux on both architectures, an SPDX SBOM and SHA256SUMS (build/release;
+# docs/install.md#releases). Needs root, as `make image` does.
+release: deps $(PODORDER_HELM)
+	rm -rf dist
+	$(GO) run ./build/release/cmd -o dist
 
 deps:
 	hack/install-deps.sh
@@ -122,4 +130,4 @@ _output:
 	mkdir -p _output
 
 clean:
-	rm -rf bin _output
+	rm -rf bin _output dist
