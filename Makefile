@@ -27,6 +27,7 @@ all: build
 build:
 	$(GOFLAGS_STATIC) -o bin/podorder ./cmd/podorder
 	$(GOFLAGS_STATIC) -o bin/podorder-hook ./cmd/podorder-hook
+	$(GOFLAGS_STATIC) -o bin/kubectl-podorder ./cmd/kubectl-podorder
 
 # podorder's image: the Dockerfile (the daemon and the hook, static, on an empty base) built with
 # BuildKit by build/image, as an OCI archive in _output; the cluster tests build and run the same image.
@@ -127,6 +128,7 @@ scale: deps _output
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./plugin/decl/
+	$(GO) test -run XXX -fuzz FuzzPodState -fuzztime $(FUZZTIME) ./plugin/podstate/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./hooks/tombstone/
 	$(GO) test -run XXX -fuzz FuzzDiagReply -fuzztime $(FUZZTIME) ./plugin/probe/
 	$(GO) test -run XXX -fuzz FuzzHealthServing -fuzztime $(FUZZTIME) ./plugin/probe/

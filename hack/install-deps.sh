@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what podorder's real-runtime tests and demo need, into a cache that survives runs:
-# Debian packages (libseccomp for runc, CNI plugins), and containerd, its shim, ctr, runc and BuildKit
-# built from the Go module proxy. Each binary is built once per version; a warm run takes seconds.
+# Debian packages (libseccomp for runc, CNI plugins), containerd, its shim, ctr, runc and BuildKit
+# built from the Go module proxy, and the static busybox that the cluster tests' busybox:1.37 image
+# is built from. Each binary is built once per version; a warm run takes seconds.
 set -euo pipefail
 
 CACHE="${PODORDER_CACHE:-/var/cache/podorder}"
@@ -61,5 +62,23 @@ if [ ! -x "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildkitd" ] || [ ! -x "$CACH
 fi
 ln -sf "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildkitd" "$BIN/buildkitd"
 ln -sf "$CACHE/build/buildkit-$BUILDKIT_VERSION/buildctl" "$BIN/buildctl"
+
+# examples/ run busybox:1.37; the tests reach no registry, so test/image builds that image from the
+# static busybox of Debian's busybox-static, extracted into the cache (the machine's own busybox, if
+# any, is left alone).
+if [ ! -x "$BIN/busybox" ]; then
+  echo "install-deps: extracting busybox from Debian's busybox-static"
+  tmp="$(mktemp -d)"
+  download() { (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root busybox-static); }
+  download 2>/dev/null || { apt-get update -qq && download; }
+  deb=("$tmp"/busybox-static_*.deb)
+  version="$(dpkg-deb -f "${deb[0]}" Version)"
+  dir="$CACHE/build/busybox-static-${version//:/_}"
+  dpkg-deb -x "${deb[0]}" "$tmp/root"
+  mkdir -p "$dir"
+  install -m 0755 "$tmp/root/bin/busybox" "$dir/busybox"
+  rm -rf "$tmp"
+  ln -sf "$dir/busybox" "$BIN/busybox"
+fi
 
 echo "install-deps: ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // BenchmarkRelease measures the time from a tombstone write that meets the hold to the waiter's
 // return: podorder's inotify waiter side by side with the polling loop it replaces.
 func BenchmarkRelease(b *testing.B) {
-	deps := []condition.Dependency{{Container: "db", Condition: condition.Started}}
+	deps := []dependency.Dependency{{Container: "db", Condition: dependency.Started}}
 	waiters := []struct {
 		name   string
 		wake   bool
@@ -59,7 +59,7 @@ func BenchmarkRelease(b *testing.B) {
 // pollWait is the baseline: re-read the tombstones on a fixed period.
 func pollWait(r Request, period time.Duration) error {
 	for {
-		if _, v, _ := evaluate(r); v == condition.Met {
+		if _, v, _ := evaluate(r); v == dependency.Met {
 			return nil
 		}
 		time.Sleep(period)

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 )
 
@@ -17,14 +17,14 @@ func drainPod(t *testing.T) (*pod, Drain) {
 	p := newPod(t, true, "db")
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "db", ID: "1", StartedAt: at(), ReleasedAt: at()}))
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "api", ID: "2", StartedAt: at(), ReleasedAt: at(),
-		WaitsFor: []condition.Dependency{{Container: "db", Condition: condition.Ready}}}))
+		WaitsFor: []dependency.Dependency{{Container: "db", Condition: dependency.Ready}}}))
 	return p, Drain{Dir: p.dir, Container: "db", Wake: p.wakePath, Settle: time.Hour, RecheckEvery: time.Hour}
 }
 
 func TestDrainReturnsAtOnceWithoutRunningDependents(t *testing.T) {
 	tests := map[string]*tombstone.Tombstone{
-		"dependent exited":     {Container: "api", ID: "2", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), WaitsFor: []condition.Dependency{{Container: "db", Condition: condition.Ready}}},
-		"dependent still held": {Container: "api", ID: "2", StartedAt: at(), WaitsFor: []condition.Dependency{{Container: "db", Condition: condition.Ready}}},
+		"dependent exited":     {Container: "api", ID: "2", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), WaitsFor: []dependency.Dependency{{Container: "db", Condition: dependency.Ready}}},
+		"dependent still held": {Container: "api", ID: "2", StartedAt: at(), WaitsFor: []dependency.Dependency{{Container: "db", Condition: dependency.Ready}}},
 		"not a dependent":      {Container: "api", ID: "2", StartedAt: at(), ReleasedAt: at()},
 	}
 	for name, api := range tests {
@@ -66,7 +66,7 @@ func TestDrainWaitsForRunningDependentsOnlyWhileThePodIsDeleted(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"api"}, running, "what the waiter waits for")
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "api", ID: "2", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(),
-		WaitsFor: []condition.Dependency{{Container: "db", Condition: condition.Ready}}}))
+		WaitsFor: []dependency.Dependency{{Container: "db", Condition: dependency.Ready}}}))
 	require.NoError(t, p.store.Wake("uid", "db"))
 	select {
 	case w := <-done:

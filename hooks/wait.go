@@ -24,7 +24,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 )
 
@@ -33,7 +33,7 @@ type Request struct {
 	// Dir is the pod's tombstone directory as seen inside the container.
 	Dir string
 	// Waits lists the dependencies that must all be met.
-	Waits []condition.Dependency
+	Waits []dependency.Dependency
 	// Timeout bounds the hold.
 	Timeout time.Duration
 	// Pod ("namespace/name") and Container name the holder in messages.
@@ -92,10 +92,10 @@ func check(r Request) (bool, error) {
 	if r.ID == "" {
 		states, verdict, failed := evaluate(r)
 		switch verdict {
-		case condition.Met:
+		case dependency.Met:
 			return true, nil
-		case condition.Failed:
-			return true, willNotStart(r, condition.Describe(failed, states[failed.Container]))
+		case dependency.Failed:
+			return true, willNotStart(r, dependency.Describe(failed, states[failed.Container]))
 		}
 		return false, nil
 	}
@@ -119,40 +119,40 @@ func willNotStart(r Request, why string) error {
 
 // evaluate reads the tombstones r waits for and returns the combined verdict; for Failed, the
 // dependency that failed.
-func evaluate(r Request) (map[string]condition.State, condition.Verdict, condition.Dependency) {
-	states := make(map[string]condition.State, len(r.Waits))
-	all := condition.Met
+func evaluate(r Request) (map[string]dependency.State, dependency.Verdict, dependency.Dependency) {
+	states := make(map[string]dependency.State, len(r.Waits))
+	all := dependency.Met
 	for _, d := range r.Waits {
 		t, err := tombstone.ReadFile(r.Dir, d.Container)
 		if err != nil {
 			// A tombstone is replaced by rename, so a read error is not a torn write: treat the
 			// dependency as unknown and wait for its next write.
-			all = condition.Waiting
+			all = dependency.Waiting
 			continue
 		}
 		s := t.State()
 		states[d.Container] = s
-		switch condition.Evaluate(d.Condition, s) {
-		case condition.Failed:
-			return states, condition.Failed, d
-		case condition.Waiting:
-			all = condition.Waiting
+		switch dependency.Evaluate(d.Condition, s) {
+		case dependency.Failed:
+			return states, dependency.Failed, d
+		case dependency.Waiting:
+			all = dependency.Waiting
 		}
 	}
-	return states, all, condition.Dependency{}
+	return states, all, dependency.Dependency{}
 }
 
-func timeoutError(r Request, states map[string]condition.State) error {
+func timeoutError(r Request, states map[string]dependency.State) error {
 	var missing []string
 	for _, d := range r.Waits {
-		if condition.Evaluate(d.Condition, states[d.Container]) == condition.Met {
+		if dependency.Evaluate(d.Condition, states[d.Container]) == dependency.Met {
 			continue
 		}
 		if t, _ := tombstone.ReadFile(r.Dir, d.Container); t != nil && t.PodSelector != "" {
 			missing = append(missing, fmt.Sprintf("%s: no matching pod is %s", t.PodSelector, d.Condition))
 			continue
 		}
-		missing = append(missing, fmt.Sprintf("%s (%s): %s", d.Container, d.Condition, condition.Describe(d, states[d.Container])))
+		missing = append(missing, fmt.Sprintf("%s (%s): %s", d.Container, d.Condition, dependency.Describe(d, states[d.Container])))
 	}
 	seen, _ := tombstone.ContainerNames(r.Dir)
 	return fmt.Errorf("podorder: %s in pod %s %w after %s waiting for %s; containers seen in the pod: %s. "+

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 )
 
@@ -76,7 +76,7 @@ func TestWaitReturnsWhenEveryDependencyIsMet(t *testing.T) {
 func testWaitReturnsWhenEveryDependencyIsMet(t *testing.T, p *pod) {
 	dir := p.dir
 	r := Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
-		Waits: []condition.Dependency{{Container: "db", Condition: condition.Ready}, {Container: "migrate", Condition: condition.Completed}}}
+		Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Ready}, {Container: "migrate", Condition: dependency.Completed}}}
 	done := waitAsync(r)
 
 	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at(), ReadyAt: at()})
@@ -95,7 +95,7 @@ func TestWaitFailsAtOnceWhenACompletedDependencyExitsNonZero(t *testing.T) {
 func testWaitFailsAtOnce(t *testing.T, p *pod) {
 	dir := p.dir
 	done := waitAsync(Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
-		Waits: []condition.Dependency{{Container: "migrate", Condition: condition.Completed}}})
+		Waits: []dependency.Dependency{{Container: "migrate", Condition: dependency.Completed}}})
 	p.write(t, &tombstone.Tombstone{Container: "migrate", StartedAt: at(), ReleasedAt: at(), ExitedAt: at(), ExitCode: 3})
 	err := <-done
 	require.ErrorIs(t, err, ErrDependencyFailed)
@@ -107,7 +107,7 @@ func TestWaitTimesOutNamingWhatIsMissingAndWhatWasSeen(t *testing.T) {
 	dir := p.dir
 	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
 	err := Wait(context.Background(), Request{Dir: dir, Timeout: 30 * time.Millisecond, Pod: "ns/p", Container: "app", Wake: p.wakePath, ID: "a1",
-		Waits: []condition.Dependency{{Container: "dbx", Condition: condition.Ready}, {Container: "db", Condition: condition.Ready}}})
+		Waits: []dependency.Dependency{{Container: "dbx", Condition: dependency.Ready}, {Container: "db", Condition: dependency.Ready}}})
 	require.ErrorIs(t, err, ErrTimeout)
 	for _, want := range []string{"dbx (ready): dbx has not been created yet", "db (ready): db is running but not ready",
 		"containers seen in the pod: db", "podorder.dev/timeout.app"} {
@@ -126,7 +126,7 @@ func testWaitIgnoresAnOlderAttempt(t *testing.T, p *pod) {
 	// The dependency crashed: its tombstone still says ready, but exited.
 	p.write(t, &tombstone.Tombstone{Container: "db", ID: "old", StartedAt: at(), ReleasedAt: at(), ReadyAt: at(), ExitedAt: at(), ExitCode: 137})
 	r := Request{Dir: dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", Wake: p.wakePath,
-		Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}}
+		Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}}
 	done := waitAsync(r)
 	p.write(t, &tombstone.Tombstone{Container: "db", ID: "new", Attempt: 1, CreatedAt: at()})
 	assertHeld(t, r, "released by a created-but-not-started attempt")
@@ -139,7 +139,7 @@ func testWaitIgnoresAnOlderAttempt(t *testing.T, p *pod) {
 func TestWaitReleasesOnlyWhenTheDaemonRecordedThisAttemptReleased(t *testing.T) {
 	p := newPod(t, true, "app")
 	r := Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a2", Wake: p.wakePath,
-		Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}}
+		Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}}
 	done := waitAsync(r)
 	p.write(t, &tombstone.Tombstone{Container: "db", StartedAt: at(), ReleasedAt: at()})
 	p.write(t, &tombstone.Tombstone{Container: "app", ID: "a1", StartedAt: at(), ReleasedAt: at()})
@@ -151,7 +151,7 @@ func TestWaitReleasesOnlyWhenTheDaemonRecordedThisAttemptReleased(t *testing.T) 
 func TestWaitFailsAtOnceWhenTheDaemonRecordsThatTheHoldFailed(t *testing.T) {
 	p := newPod(t, true, "app")
 	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
-		Waits: []condition.Dependency{{Container: "migrate", Condition: condition.Completed}}})
+		Waits: []dependency.Dependency{{Container: "migrate", Condition: dependency.Completed}}})
 	p.write(t, &tombstone.Tombstone{Container: "app", ID: "a1", HoldFailed: "migrate exited with code 3"})
 	err := <-done
 	require.ErrorIs(t, err, ErrDependencyFailed)
@@ -162,7 +162,7 @@ func TestWaitReleasesWithoutAWakeUpByRecheckingOnItsOwn(t *testing.T) {
 	// A wake-up that never arrives (lost, or read by someone else) only delays the release.
 	p := newPod(t, true, "app")
 	done := waitAsync(Request{Dir: p.dir, Timeout: time.Minute, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
-		RecheckEvery: 20 * time.Millisecond, Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
+		RecheckEvery: 20 * time.Millisecond, Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}})
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
 	select {
 	case err := <-done:
@@ -178,7 +178,7 @@ func TestWaitReadsTheTombstonesOnceMoreAtItsDeadline(t *testing.T) {
 	p := newPod(t, true, "app")
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1"}))
 	done := waitAsync(Request{Dir: p.dir, Timeout: 300 * time.Millisecond, Pod: "ns/p", Container: "app", ID: "a1", Wake: p.wakePath,
-		RecheckEvery: time.Hour, Waits: []condition.Dependency{{Container: "db", Condition: condition.Started}}})
+		RecheckEvery: time.Hour, Waits: []dependency.Dependency{{Container: "db", Condition: dependency.Started}}})
 	// Drain the FIFO first, as a thief would, then record the release without waking.
 	require.NoError(t, p.store.Write("uid", &tombstone.Tombstone{Container: "app", ID: "a1", ReleasedAt: at()}))
 	require.NoError(t, <-done, "released at the deadline by the final read")

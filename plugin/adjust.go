@@ -38,7 +38,7 @@ type HoldTarget struct {
 
 // Adjustment is what a held container gets at CreateContainer: the mounts of Mounts and a
 // startContainer hook that waits for hold.After.
-func Adjustment(hookBinary string, t HoldTarget, hold *decl.Hold) *api.ContainerAdjustment {
+func Adjustment(hookBinary string, t HoldTarget, hold *decl.Declared) *api.ContainerAdjustment {
 	adj := Mounts(hookBinary, t)
 	args := []string{"podorder-hook",
 		"--dir=" + StorePath,

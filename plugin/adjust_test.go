@@ -7,13 +7,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 )
 
 func TestAdjustmentMountsHookAndStoreReadOnlyAndWaitsForEachDependency(t *testing.T) {
-	hold := &decl.Hold{Timeout: 90 * time.Second, After: []condition.Dependency{
-		{Container: "db", Condition: condition.Ready}, {Container: "migrate", Condition: condition.Completed}}}
+	hold := &decl.Declared{Timeout: 90 * time.Second, After: []dependency.Dependency{
+		{Container: "db", Condition: dependency.Ready}, {Container: "migrate", Condition: dependency.Completed}}}
 	adj := Adjustment("/opt/podorder/bin/podorder-hook", HoldTarget{Pod: "ns/web", Container: "app", ID: "c1",
 		PodDir: "/run/podorder/pods/u1", WakeDir: "/run/podorder/wake/u1/app"}, hold)
 

@@ -13,7 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The dependency rules of the module's tree: the hook's, and the daemon's.
+// The dependency rules of the module's tree: the hook's, the daemon's, and those of the tools that
+// run off the node (explain, kubectl podorder).
 
 const module = "github.com/podorder/podorder"
 
@@ -49,7 +50,21 @@ func TestKubeDoesNotImportTheNRIShell(t *testing.T) {
 // TestExplainLinksNothingOfContainerd keeps `podorder explain` an offline tool: it reads manifests
 // and needs neither the runtime nor the NRI stub.
 func TestExplainLinksNothingOfContainerd(t *testing.T) {
-	pkgs := goList(t, "-deps", module+"/plugin/explain")
+	assertLinksNothingOfContainerd(t, module+"/plugin/explain")
+}
+
+// TestTheKubectlPluginLinksNothingOfContainerd keeps `kubectl podorder` a client of the Kubernetes
+// API, installed on workstations: it asks the node's daemon through pods/exec and never links the
+// runtime's client or the NRI stub (so it reuses plugin/explain and plugin/podstate, not plugin/cli).
+func TestTheKubectlPluginLinksNothingOfContainerd(t *testing.T) {
+	assertLinksNothingOfContainerd(t, module+"/cmd/kubectl-podorder")
+}
+
+// assertLinksNothingOfContainerd fails t for each place where pkg's dependencies import a package of
+// github.com/containerd.
+func assertLinksNothingOfContainerd(t *testing.T, pkg string) {
+	t.Helper()
+	pkgs := goList(t, "-deps", pkg)
 	require.NotEmpty(t, pkgs)
 	for _, p := range pkgs {
 		if !within(p.ImportPath, "github.com/containerd") {
@@ -63,7 +78,7 @@ func TestExplainLinksNothingOfContainerd(t *testing.T) {
 			}
 		}
 		if len(from) > 0 {
-			assert.Failf(t, "rule broken: plugin/explain links nothing of github.com/containerd",
+			assert.Failf(t, "rule broken: "+strings.TrimPrefix(pkg, module+"/")+" links nothing of github.com/containerd",
 				"%s imports %s", strings.Join(from, ", "), p.ImportPath)
 		}
 	}

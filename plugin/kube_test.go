@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
@@ -27,7 +27,7 @@ type fakeWatcher struct {
 	refuse  error // when set, every Watch is refused with it
 }
 
-func (f *fakeWatcher) Watch(ns, sel string, cond condition.Condition, update func(bool)) (func(), error) {
+func (f *fakeWatcher) Watch(ns, sel string, cond dependency.Condition, update func(bool)) (func(), error) {
 	if f.refuse != nil {
 		return nil, f.refuse
 	}

@@ -54,6 +54,13 @@ type Config struct {
 	Processes Processes
 	// Metrics receives what podorder measures; nil records nothing.
 	Metrics Metrics
+	// RuntimeConnected, when set, is told the runtime's name and version at each NRI connection
+	// (the preflight judges them). It runs inside the handler: it must not block.
+	RuntimeConnected func(runtime, version string)
+	// RuntimeJudged, when set, is told the node's first finding of how the runtime starts a held
+	// container, instead of the plugin logging it; seenAt names the pod and container. It runs
+	// under the plugin's lock: it must not block.
+	RuntimeJudged func(blocking bool, after time.Duration, seenAt string)
 }
 
 // Metrics receives podorder's measurements; package metrics implements it for Prometheus.
@@ -103,9 +110,12 @@ func New(cfg Config, store tombstone.Store, prober Prober, log *slog.Logger) *Pl
 	return &Plugin{cfg: cfg, store: store, prober: prober, log: log, now: time.Now, pods: map[string]*pod{}}
 }
 
-// Configure logs which runtime podorder is attached to.
+// Configure logs which runtime podorder is attached to, and hands it to the preflight.
 func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.EventMask, error) {
 	p.log.Info("connected to runtime", "runtime", runtime, "version", version)
+	if p.cfg.RuntimeConnected != nil {
+		p.cfg.RuntimeConnected(runtime, version)
+	}
 	return 0, nil
 }
 
@@ -208,10 +218,10 @@ func (p *Plugin) Held() (n int) {
 }
 
 // Status is a snapshot of every pod podorder knows on this node, for `podorder status`.
-func (p *Plugin) Status() (out []podstate.PodStatus) {
+func (p *Plugin) Status() (out []podstate.PodReport) {
 	p.read(func() {
 		now := p.now()
-		out = make([]podstate.PodStatus, 0, len(p.pods))
+		out = make([]podstate.PodReport, 0, len(p.pods))
 		for _, pd := range p.pods {
 			out = append(out, pd.Snapshot(now))
 		}

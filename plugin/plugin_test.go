@@ -122,20 +122,6 @@ func TestDependentDeclaredFirstIsHeldUntilItsDependencyIsReady(t *testing.T) {
 	assert.Contains(t, f.logs.String(), "msg=released")
 }
 
-func TestChainReleasesInOrder(t *testing.T) {
-	f := newFixture(t, map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c_started"}, nil)
-	a, _, _ := f.create(t, "a")
-	f.start(t, a)
-	b, _, _ := f.create(t, "b")
-	f.start(t, b)
-	assert.Nil(t, f.tomb(t, "a").ReleasedAt)
-	assert.Nil(t, f.tomb(t, "b").ReleasedAt)
-	c, _, _ := f.create(t, "c")
-	f.start(t, c)
-	assert.NotNil(t, f.tomb(t, "b").ReleasedAt)
-	assert.NotNil(t, f.tomb(t, "a").ReleasedAt, "b has no probe, so it is ready when released")
-}
-
 func TestCompletedDependencyReleasesOnExitZeroOnly(t *testing.T) {
 	f := newFixture(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, nil)
 	app, _, _ := f.create(t, "app")

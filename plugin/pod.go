@@ -124,7 +124,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 	target := HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.UID), WakeDir: wakeDir}
 	switch {
 	case a.TS.Held():
-		return Adjustment(p.cfg.HookBinary, target, a.Hold), nil
+		return Adjustment(p.cfg.HookBinary, target, a.Declared), nil
 	case adm.Mounts:
 		// Only for its preStop hook, which waits for its dependents when the pod is deleted.
 		return Mounts(p.cfg.HookBinary, target), nil
@@ -352,6 +352,10 @@ func (p *Plugin) reportRuntime(pd *pod, f podstate.RuntimeFinding) {
 		return
 	}
 	p.runtimeReported = true
+	if p.cfg.RuntimeJudged != nil {
+		p.cfg.RuntimeJudged(f.Blocking, p.cfg.BlockingStartAfter, fmt.Sprintf("pod %s, container %s", pd.Ref, f.Container))
+		return
+	}
 	if !f.Blocking {
 		p.logger(pd, f.Container).Info("the container runtime returns from start while a container is held: holds do not stall kubelet")
 		return

@@ -182,15 +182,6 @@ func TestAStoppedContainerThatIgnoresItsSignalIsKilledAfterTheGracePeriod(t *tes
 	assert.Contains(t, ev.all(), "make proxy exit 0 on SIGTERM")
 }
 
-func TestNoStopWhileThePodIsDeleted(t *testing.T) {
-	f, procs, _ := newStopFixture(t, map[string]string{"podorder.dev/stop-with.proxy": "main"})
-	main := f.run(t, "main", 100, "30")
-	f.run(t, "proxy", 200, "30")
-	f.p.PodObserved(f.sb.Uid, podstate.Observation{Terminating: true})
-	f.exit(t, main, 0)
-	assert.Empty(t, procs.sent(200), "kubelet stops every container of a deleted pod itself")
-}
-
 func TestAHeldContainerBoundWithStopWithHasItsHoldEndedInsteadOfASignal(t *testing.T) {
 	f, procs, ev := newStopFixture(t, map[string]string{"podorder.dev/stop-with.proxy": "main", "podorder.dev/after.proxy": "db"})
 	main := f.run(t, "main", 100, "30")

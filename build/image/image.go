@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// Ref is the image reference the shipped manifests use (daemonset/kustomization.yaml and the chart's
+// Ref is the image reference the shipped manifests use (daemonset/base/kustomization.yaml and the chart's
 // values), with the release's tag.
 const Ref = "registry.local/podorder/podorder"
 

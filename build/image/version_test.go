@@ -29,15 +29,15 @@ func TestTheVersionIsWrittenOnce(t *testing.T) {
 	var kustomization struct {
 		Images []struct{ Name, NewName, NewTag string } `json:"images"`
 	}
-	read("daemonset/kustomization.yaml", &kustomization)
+	read("daemonset/base/kustomization.yaml", &kustomization)
 
 	assert.Equal(t, v, chart.Version, "charts/podorder/Chart.yaml version")
 	assert.Equal(t, v, chart.AppVersion, "charts/podorder/Chart.yaml appVersion")
 	assert.Equal(t, "v"+v, values.Image.Tag, "charts/podorder/values.yaml image.tag")
 	assert.Equal(t, Ref, values.Image.Repository, "charts/podorder/values.yaml image.repository")
 	require.Len(t, kustomization.Images, 1)
-	assert.Equal(t, "v"+v, kustomization.Images[0].NewTag, "daemonset/kustomization.yaml images[0].newTag")
-	assert.Equal(t, Ref, kustomization.Images[0].NewName, "daemonset/kustomization.yaml images[0].newName")
+	assert.Equal(t, "v"+v, kustomization.Images[0].NewTag, "daemonset/base/kustomization.yaml images[0].newTag")
+	assert.Equal(t, Ref, kustomization.Images[0].NewName, "daemonset/base/kustomization.yaml images[0].newName")
 
 	makefile, err := os.ReadFile("../../Makefile")
 	require.NoError(t, err)

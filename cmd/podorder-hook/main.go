@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/podorder/podorder/hooks"
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 func main() {
@@ -38,7 +38,7 @@ func main() {
 		return
 	}
 	for _, arg := range flag.Args() {
-		d, err := condition.ParseDependency(arg)
+		d, err := dependency.ParseDependency(arg)
 		if err != nil {
 			fail(fmt.Errorf("podorder-hook: bad argument: %w", err))
 		}

@@ -133,7 +133,7 @@ func TestTheDaemonCommandStartsTheDaemon(t *testing.T) {
 		var line map[string]any
 		require.NoError(t, json.Unmarshal(scanner.Bytes(), &line), "a JSON log line: %s", scanner.Text())
 		lines = append(lines, line)
-		if strings.HasPrefix(line["msg"].(string), "disconnected from the runtime's NRI socket") {
+		if strings.HasPrefix(line["msg"].(string), "cannot connect to the runtime's NRI socket") {
 			break
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // FormatVersion is written into every tombstone so that a newer daemon can read an older store.
@@ -27,7 +27,7 @@ type Tombstone struct {
 	// Attempt is the CRI attempt number (kubelet's restart count).
 	Attempt uint32 `json:"attempt"`
 	// WaitsFor lists what this attempt is held for; empty when it is not held.
-	WaitsFor []condition.Dependency `json:"waits_for,omitempty"`
+	WaitsFor []dependency.Dependency `json:"waits_for,omitempty"`
 	// Probe is the node-local readiness check the daemon runs for this container, if any.
 	Probe string `json:"probe,omitempty"`
 	// HoldTimeout is the longest hold of this attempt, when it is held.
@@ -60,11 +60,11 @@ type Tombstone struct {
 func (t *Tombstone) Held() bool { return len(t.WaitsFor) > 0 }
 
 // State is what waiters may know of this attempt; a nil tombstone is a container not created yet.
-func (t *Tombstone) State() condition.State {
+func (t *Tombstone) State() dependency.State {
 	if t == nil {
-		return condition.State{}
+		return dependency.State{}
 	}
-	return condition.State{
+	return dependency.State{
 		Exists:   true,
 		Released: t.StartedAt != nil && t.ReleasedAt != nil,
 		Ready:    t.ReadyAt != nil,

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 func TestWriteIsAtomicWorldReadableAndRoundTrips(t *testing.T) {
@@ -21,7 +21,7 @@ func TestWriteIsAtomicWorldReadableAndRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Now().UTC()
 	in := &Tombstone{Container: "db", ID: "c1", Attempt: 2, CreatedAt: &now, HoldTimeout: Duration(time.Minute),
-		WaitsFor: []condition.Dependency{{Container: "x", Condition: condition.Ready}}}
+		WaitsFor: []dependency.Dependency{{Container: "x", Condition: dependency.Ready}}}
 	require.NoError(t, s.Write("uid-1", in))
 
 	out, err := s.Read("uid-1", "db")
@@ -46,7 +46,7 @@ func TestReadOfAMissingTombstoneIsNil(t *testing.T) {
 	ts, err := s.Read("u", "nope")
 	require.NoError(t, err)
 	assert.Nil(t, ts)
-	assert.Equal(t, condition.State{}, ts.State(), "a nil tombstone is a container not created yet")
+	assert.Equal(t, dependency.State{}, ts.State(), "a nil tombstone is a container not created yet")
 }
 
 func TestNamesThatCouldEscapeTheDirectoryAreRefused(t *testing.T) {
@@ -109,7 +109,7 @@ func TestDecodeRefusesOversizedAndMalformedFiles(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	now := time.Now()
 	seed, _ := json.Marshal(&Tombstone{Container: "db", ID: "c1", CreatedAt: &now, StartedAt: &now, ReleasedAt: &now,
-		HoldTimeout: Duration(time.Minute), WaitsFor: []condition.Dependency{{Container: "x", Condition: condition.Ready}}})
+		HoldTimeout: Duration(time.Minute), WaitsFor: []dependency.Dependency{{Container: "x", Condition: dependency.Ready}}})
 	for _, s := range []string{string(seed), `{}`, `null`, `{"hold_timeout":"1h"}`, `{"exit_code":-1,"exited_at":"2026-01-01T00:00:00Z"}`, `[`} {
 		f.Add([]byte(s))
 	}
@@ -123,9 +123,9 @@ func FuzzDecode(f *testing.F) {
 		if st.Released {
 			require.NotNil(t, ts.StartedAt)
 		}
-		for _, c := range condition.Conditions {
-			v := condition.Evaluate(c, st)
-			require.Contains(t, []condition.Verdict{condition.Waiting, condition.Met, condition.Failed}, v)
+		for _, c := range dependency.Conditions {
+			v := dependency.Evaluate(c, st)
+			require.Contains(t, []dependency.Verdict{dependency.Waiting, dependency.Met, dependency.Failed}, v)
 		}
 	})
 }

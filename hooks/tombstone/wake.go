@@ -11,7 +11,9 @@ import (
 
 // LegacyWakePath is where podorder before 0.2 kept a held container's wake FIFO, inside the pod's
 // tombstone directory where every container of the pod could see it. Hooks of containers created
-// then still look there.
+// then still look there. It goes in 0.5: only a hold that spans an upgrade from before 0.2 uses it
+// (every restart creates the container again, with today's --wake), and a hold lasts its timeout at
+// most; CHANGELOG.md lists it under Deprecated.
 func LegacyWakePath(dir, container string) string { return filepath.Join(dir, container+wakeExt) }
 
 // WakeFile is the FIFO's name inside a container's wake directory.

@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/podorder/podorder/plugin/daemon"
 	"github.com/podorder/podorder/plugin/explain"
+	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/status"
 	"github.com/podorder/podorder/plugin/version"
 )
@@ -29,7 +29,8 @@ const (
 	// answer, explain found a pod template podorder would reject).
 	ExitFailed = 1
 	// ExitUsage: the command line is wrong (no command, an unknown one, a bad flag or argument,
-	// a daemon configuration that cannot work); nothing was started.
+	// a daemon configuration that cannot work, manifests explain cannot read or that hold no pod
+	// template); nothing was started.
 	ExitUsage = 2
 )
 
@@ -62,7 +63,7 @@ func commands() []command {
 	return []command{
 		{"daemon", "[flags]", "run the node daemon, the NRI plugin that holds containers (the DaemonSet's container)", daemonCmd},
 		{"status", "[-o table|json] [-a] [-store-dir DIR]", "on a node: every held container, what it waits for, since when", statusCmd},
-		{"explain", "-f FILE [-f FILE ...]", "offline: the start plan and the problems of each pod template in manifests", explainCmd},
+		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
 		{"install-hook", "SRC DEST", "copy the hook binary onto the node, atomically (the DaemonSet's init container)", installHookCmd},
 		{"version", "", "print podorder's version", versionCmd},
 		{"help", "[COMMAND]", "print this list, or a command's flags", helpCmd},
@@ -276,53 +277,56 @@ func installHookCmd(p Process, fs *flag.FlagSet, args []string) int {
 	return ExitOK
 }
 
-// explainCmd is `podorder explain -f FILE ...`: exit 0 when podorder would accept every pod
-// template, 1 when it would reject one, 2 on a usage or read error.
+// explainCmd is `podorder explain -f FILE|DIR|- ...`: exit 0 when podorder would accept every pod
+// template, 1 when it would reject one, 2 on a usage or read error or when the manifests hold no
+// pod template at all (a CI job pointed at the wrong files must not pass quietly).
 func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	var files []string
-	fs.Func("f", "a manifest file (YAML or JSON, several documents allowed); - for standard input; repeatable", func(v string) error {
+	fs.Func("f", "a manifest file (YAML or JSON, several documents, kind List), a directory (its *.yaml, *.yml and *.json files, sorted, not recursive), or - for standard input; repeatable", func(v string) error {
 		files = append(files, v)
 		return nil
+	})
+	format := fs.String("o", "text", "output format: text or json (one object per pod template, see docs/labels.md)")
+	var opt explain.Options
+	const nsUsage = "the namespace of objects whose manifest names none (default \"default\")"
+	fs.StringVar(&opt.Namespace, "n", "", nsUsage)
+	fs.StringVar(&opt.Namespace, "namespace", "", nsUsage)
+	fs.Func("allow-cross-namespace", "the daemon's --allow-cross-namespace rules (source=target,...) to check pod(namespace/...) dependencies against; none, as the DaemonSet ships it", func(v string) error {
+		rules, err := podstate.ParseCrossNamespaceRules(v)
+		opt.CrossNamespace = rules
+		return err
 	})
 	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
-	if len(files) == 0 {
-		fmt.Fprintln(p.Stderr, "podorder explain: give at least one -f FILE (- for standard input)")
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text or json\n", *format)
 		return ExitUsage
 	}
-	var all []explain.Workload
-	for _, f := range files {
-		ws, err := readManifest(p, f)
-		if err != nil {
-			fmt.Fprintln(p.Stderr, "podorder explain:", err)
-			return ExitUsage
-		}
-		all = append(all, ws...)
+	if len(files) == 0 {
+		fmt.Fprintln(p.Stderr, "podorder explain: give at least one -f FILE (a directory, or - for standard input)")
+		return ExitUsage
 	}
-	if err := explain.Write(p.Stdout, all); err != nil {
+	all, err := explain.ReadFiles(p.Stdin, files, opt)
+	if err != nil {
+		fmt.Fprintln(p.Stderr, "podorder explain:", err)
+		return ExitUsage
+	}
+	write := explain.Write
+	if *format == "json" {
+		write = explain.WriteJSON
+	}
+	err = write(p.Stdout, all)
+	switch {
+	case len(all) == 0:
+		fmt.Fprintf(p.Stderr, "podorder explain: no pod template in %s: nothing to explain (podorder reads Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists of them)\n",
+			strings.Join(files, ", "))
+		return ExitUsage
+	case err != nil:
 		fmt.Fprintln(p.Stderr, "podorder explain:", err)
 		return ExitFailed
 	}
 	return ExitOK
-}
-
-// readManifest reads the workloads of one -f argument: a file, or - for standard input.
-func readManifest(p Process, name string) ([]explain.Workload, error) {
-	r := p.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err // it names the file
-		}
-		defer f.Close()
-		r = f
-	}
-	ws, err := explain.Read(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return ws, nil
 }
 
 // statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store
@@ -352,6 +356,14 @@ func statusCmd(p Process, fs *flag.FlagSet, args []string) int {
 		enc.SetIndent("", "  ")
 		err = enc.Encode(pods)
 	} else {
+		// The node's line first; a daemon from before the preflight has none.
+		node, ok, nerr := status.FetchNode(status.Socket(storeDir))
+		if nerr == nil && ok {
+			nerr = status.WriteNode(p.Stdout, node)
+		}
+		if nerr != nil {
+			fmt.Fprintln(p.Stderr, "podorder status:", nerr)
+		}
 		err = status.WriteTable(p.Stdout, pods, *all, time.Now())
 	}
 	if err != nil {

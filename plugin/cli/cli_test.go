@@ -210,3 +210,93 @@ func TestExplainNamesAFileItCannotOpen(t *testing.T) {
 	assert.Equal(t, ExitUsage, r.code)
 	assert.Equal(t, "podorder explain: open /nonexistent.yaml: no such file or directory\n", r.stderr)
 }
+
+func TestExplainReadsDirectoriesFilesAndListsAndSaysWhenThereIsNothingToExplain(t *testing.T) {
+	dir := t.TempDir()
+	pod := func(name string) string {
+		return "kind: Pod\nmetadata: {name: " + name + ", labels: {podorder.dev/after.app: db}}\nspec: {containers: [{name: app}, {name: db}]}\n"
+	}
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		return path
+	}
+	write("manifests/b.yaml", pod("b"))
+	write("manifests/a.yml", pod("a"))
+	write("manifests/c.json", `{"kind": "List", "items": [{"kind": "Pod", "metadata": {"name": "c"}, "spec": {"containers": [{"name": "x"}]}}]}`)
+	write("manifests/notes.txt", pod("not-read"))
+	write("manifests/nested/d.yaml", pod("not-read-either"))
+	single := write("single.yaml", pod("single"))
+	config := write("config.yaml", "kind: ConfigMap\nmetadata: {name: settings}\n")
+	write("empty/README", "")
+	cross := write("cross.yaml", "kind: Pod\nmetadata: {name: x, namespace: team-a, annotations: {podorder.dev/after.app: \"pod(shared/app=auth)\"}}\nspec: {containers: [{name: app}]}\n")
+
+	tests := map[string]struct {
+		args    []string
+		code    int
+		stdout  []string
+		stderr  string
+		exclude []string
+	}{
+		"a directory: its yaml, yml and json files, sorted, not recursive": {
+			args:    []string{"-f", filepath.Join(dir, "manifests")},
+			stdout:  []string{"Pod/a (", "Pod/b (", "Pod/c ("},
+			exclude: []string{"not-read"},
+		},
+		"-f given several times": {
+			args:   []string{"-f", single, "-f", filepath.Join(dir, "manifests", "b.yaml")},
+			stdout: []string{"Pod/single", "Pod/b"},
+		},
+		"JSON": {
+			args:   []string{"-o", "json", "-f", single},
+			stdout: []string{`"name": "Pod/single"`, `"shutdownOrder": {`},
+		},
+		"no pod template at all exits 2": {
+			args:   []string{"-f", config},
+			code:   ExitUsage,
+			stderr: "no pod template in " + config + ": nothing to explain",
+		},
+		"a directory without manifests": {
+			args:   []string{"-f", filepath.Join(dir, "empty")},
+			code:   ExitUsage,
+			stderr: "no *.yaml, *.yml or *.json file in the directory",
+		},
+		"an output format explain does not write": {
+			args:   []string{"-o", "yaml", "-f", single},
+			code:   ExitUsage,
+			stderr: "-o yaml: want text or json",
+		},
+		"a cross-namespace dependency is a warning as shipped": {
+			args:   []string{"-f", cross},
+			stdout: []string{"warning: container app: podorder as the DaemonSet ships it (no --allow-cross-namespace rules) refuses to create it"},
+		},
+		"and none with the node's rules": {
+			args:    []string{"--allow-cross-namespace", "team-a=shared", "-f", cross},
+			exclude: []string{"warning:"},
+		},
+		"a malformed rule": {
+			args:   []string{"--allow-cross-namespace", "team-a", "-f", cross},
+			code:   ExitUsage,
+			stderr: "cross-namespace rule",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := invoke(t, append([]string{"explain"}, tt.args...)...)
+			assert.Equal(t, tt.code, r.code, r.stderr)
+			last := -1
+			for _, s := range tt.stdout {
+				i := strings.Index(r.stdout, s)
+				assert.Greater(t, i, last, "%q in order in:\n%s", s, r.stdout)
+				last = i
+			}
+			for _, s := range tt.exclude {
+				assert.NotContains(t, r.stdout, s)
+			}
+			if tt.stderr != "" {
+				assert.Contains(t, r.stderr, tt.stderr)
+			}
+		})
+	}
+}

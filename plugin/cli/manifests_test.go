@@ -18,7 +18,7 @@ import (
 // The image runs one binary whose every mode is a command: what ships names the command of each
 // container, and the daemon's flags are the daemon command's.
 func TestTheShippedDaemonSetNamesACommandForEachContainer(t *testing.T) {
-	data, err := os.ReadFile("../../daemonset/daemonset.yaml")
+	data, err := os.ReadFile("../../daemonset/base/daemonset.yaml")
 	require.NoError(t, err)
 	var ds appsv1.DaemonSet
 	require.NoError(t, yaml.Unmarshal(data, &ds))

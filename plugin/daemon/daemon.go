@@ -45,6 +45,9 @@ type Config struct {
 	// MetricsSecure false serves MetricsAddr over plain HTTP to anyone (kubebuilder's
 	// --metrics-secure): for a loopback address, where no API is needed to authorize a scraper.
 	MetricsSecure bool
+	// RuntimeBinary is the runtime binary containerd runs (runc), as the daemon sees it, for the
+	// preflight to read its version; empty: unknown until the first held container shows it.
+	RuntimeBinary string
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -67,6 +70,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"comma-separated <source>=<target> namespace rules: pods of source may declare pod(<target>/...) dependencies; *=<target> allows every source")
 	fs.BoolVar(&c.StopWith, "stop-with", env("stop-with", "true") == "true",
 		"stop containers bound with podorder.dev/stop-with (needs hostPID and CAP_KILL); false refuses those declarations")
+	fs.StringVar(&c.RuntimeBinary, "runtime-binary", env("runtime-binary", ""),
+		"the runtime binary containerd runs (runc), as podorder sees it (mount the host's read-only), to check its version at start; empty: judged at the first held container")
 	fs.BoolVar(&c.ProbeHostNetwork, "probe-host-network", env("probe-host-network", "false") == "true",
 		"podorder runs in the node's network namespace (a host process, or hostNetwork: true), so podorder.dev/probe may be declared by hostNetwork pods")
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -26,6 +27,7 @@ import (
 	"github.com/podorder/podorder/plugin/kubeauth"
 	"github.com/podorder/podorder/plugin/metrics"
 	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
 	"github.com/podorder/podorder/plugin/probe"
 	"github.com/podorder/podorder/plugin/serve"
 	"github.com/podorder/podorder/plugin/status"
@@ -50,7 +52,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return 0
 	})
-	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Metrics: m}
+	var events preflight.Events
+	if src != nil {
+		events = src
+	}
+	node := preflight.NewNode(log, m, events)
+	node.Observe(preflight.JudgeRuntime(preflight.FindRuntime(ctx, cfg.RuntimeBinary)))
+	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Metrics: m,
+		RuntimeConnected: func(runtime, version string) { node.Observe(preflight.JudgeContainerd(runtime, version)) },
+		RuntimeJudged: func(blocking bool, after time.Duration, seenAt string) {
+			node.Observe(preflight.JudgeRuntimeFinding(node.Verdict(preflight.RuntimeVersion), blocking, after, seenAt))
+		},
+	}
 	if cfg.StopWith {
 		pcfg.Processes = plugin.OSProcesses
 	}
@@ -79,7 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, log); err != nil {
+	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, node.Verdicts, log); err != nil {
 		return err
 	}
 	var connected atomic.Bool
@@ -91,43 +104,125 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := serveMetrics(ctx, cfg, src, m.Handler(), log); err != nil {
 		return err
 	}
+	l := nriLoop{
+		socket: cfg.NRISocket,
+		serve: func(ctx context.Context, up func()) (preflight.Reachability, error) {
+			return serveNRI(ctx, cfg, p, &connected, up)
+		},
+		node:        node,
+		log:         log,
+		now:         time.Now,
+		sleep:       sleep,
+		reconnected: m.Reconnected,
+		grace:       30 * time.Second,
+	}
+	l.run(ctx)
+	return nil
+}
+
+// nriLoop connects to the runtime's NRI socket and reconnects after every disconnect, for as long
+// as its context lives, and tells the preflight what each attempt found.
+type nriLoop struct {
+	socket string
+	// serve connects and serves until the connection ends; it calls up once connected, and returns
+	// what its dial found (Path empty: it did not dial) and why it ended.
+	serve func(ctx context.Context, up func()) (preflight.Reachability, error)
+	node  *preflight.Node
+	log   *slog.Logger
+	now   func() time.Time
+	// sleep waits d, or returns false when ctx ends first.
+	sleep       func(ctx context.Context, d time.Duration) bool
+	reconnected func()
+	// grace is how long the socket may stay unreachable once podorder was connected before the
+	// preflight reports it: containerd restarts take a few seconds.
+	grace time.Duration
+}
+
+// run tries to connect at a growing interval (100 ms to 5 s). The preflight's actionable message
+// is logged once per change of verdict; the loop's own line is at warn only when its error
+// changes, at debug when it repeats.
+func (l *nriLoop) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	var everConnected bool
+	var downSince time.Time
+	var lastErr string
 	for {
-		since := time.Now()
-		err := serveNRI(ctx, cfg, p, &connected)
+		began := l.now()
+		up := false
+		r, err := l.serve(ctx, func() {
+			up, everConnected, downSince, lastErr = true, true, time.Time{}, ""
+			l.node.Observe(preflight.JudgeSocket(preflight.Reachability{Path: l.socket}))
+		})
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		if time.Since(since) > 10*time.Second {
+		now := l.now()
+		if now.Sub(began) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
-		log.Warn("disconnected from the runtime's NRI socket; reconnecting", "socket", cfg.NRISocket, "error", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
+		if downSince.IsZero() {
+			downSince = now
+		}
+		if r.Path != "" && r.Problem != preflight.Reachable && preflight.Settled(everConnected, now.Sub(downSince), l.grace) {
+			l.node.Observe(preflight.JudgeSocket(r))
+		}
+		msg := "cannot connect to the runtime's NRI socket; retrying"
+		if up {
+			msg = "disconnected from the runtime's NRI socket; reconnecting"
+		}
+		errText := fmt.Sprint(err)
+		level := slog.LevelDebug
+		if up || errText != lastErr {
+			level = slog.LevelWarn
+		}
+		lastErr = errText
+		l.log.Log(ctx, level, msg, "socket", l.socket, "error", err, "retry_in", backoff.String())
+		if !l.sleep(ctx, backoff) {
+			return
 		}
 		backoff = min(backoff*2, 5*time.Second)
-		m.Reconnected()
+		l.reconnected()
 	}
 }
 
-func serveNRI(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.Bool) error {
+// sleep waits d, or returns false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// serveNRI connects to the NRI socket, through a dialer that records what it found, and serves
+// until the connection ends; up is called once podorder is registered.
+func serveNRI(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atomic.Bool, up func()) (preflight.Reachability, error) {
+	var reach preflight.Reachability
 	s, err := stub.New(p,
 		stub.WithPluginName("podorder"),
 		stub.WithPluginIdx(cfg.PluginIndex),
 		stub.WithSocketPath(cfg.NRISocket),
+		// The connection podorder makes anyway is the preflight's probe of the socket.
+		stub.WithDialer(func(path string) (net.Conn, error) {
+			conn, r := preflight.Dial(path, 2*time.Second)
+			reach = r
+			return conn, r.Err
+		}),
 		// The default on-close handler exits the process; podorder reconnects instead.
 		stub.WithOnClose(func() {}),
 	)
 	if err != nil {
-		return fmt.Errorf("create NRI stub: %w", err)
+		return reach, fmt.Errorf("create NRI stub: %w", err)
 	}
 	if err := s.Start(ctx); err != nil {
-		return err
+		return reach, err
 	}
 	connected.Store(true)
 	defer connected.Store(false)
+	up()
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
@@ -138,7 +233,7 @@ func serveNRI(ctx context.Context, cfg Config, p *plugin.Plugin, connected *atom
 		}
 	}()
 	s.Wait()
-	return errors.New("connection closed")
+	return reach, errors.New("connection closed")
 }
 
 // serveHealth answers /healthz with 200 while podorder is connected to the runtime, 503 otherwise,

@@ -9,11 +9,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
-func dep(c string, cond condition.Condition) condition.Dependency {
-	return condition.Dependency{Container: c, Condition: cond}
+func dep(c string, cond dependency.Condition) dependency.Dependency {
+	return dependency.Dependency{Container: c, Condition: cond}
 }
 
 func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
@@ -22,46 +22,46 @@ func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
 		labels      map[string]string
 		annotations map[string]string
 		container   string
-		want        *Hold
+		want        *Declared
 	}{
 		{
 			name:      "label with suffixes, no suffix meaning ready",
 			labels:    map[string]string{"podorder.dev/after.app": "db.cache_started.migrate_completed"},
 			container: "app",
-			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
-				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+			want: &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
 			name:        "annotation long form with spaces",
 			annotations: map[string]string{"podorder.dev/after.app": " db , cache:started,migrate:completed"},
 			container:   "app",
-			want: &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready),
-				dep("migrate", condition.Completed)}, Timeout: DefaultTimeout},
+			want: &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready),
+				dep("migrate", dependency.Completed)}, Timeout: DefaultTimeout},
 		},
 		{
 			name:        "label and annotation merge; the same dependency twice with one condition is fine",
 			labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "90s"},
 			annotations: map[string]string{"podorder.dev/after.app": "db:ready, cache:started"},
 			container:   "app",
-			want:        &Hold{After: []condition.Dependency{dep("cache", condition.Started), dep("db", condition.Ready)}, Timeout: 90 * time.Second},
+			want:        &Declared{After: []dependency.Dependency{dep("cache", dependency.Started), dep("db", dependency.Ready)}, Timeout: 90 * time.Second},
 		},
 		{
 			name:        "a probe alone makes a container waited on but not held",
 			annotations: map[string]string{"podorder.dev/probe.db": "http:8080/healthz"},
 			container:   "db",
-			want:        &Hold{Timeout: DefaultTimeout, Probe: &Probe{Kind: "http", Port: 8080, Path: "/healthz"}},
+			want:        &Declared{Timeout: DefaultTimeout, Probe: &Probe{Kind: "http", Port: 8080, Path: "/healthz"}},
 		},
 		{
 			name:      "readiness from kubelet opts out of podorder evaluating the readinessProbe",
 			labels:    map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "kubelet"},
 			container: "db",
-			want:      &Hold{Timeout: DefaultTimeout, KubeletReadiness: true},
+			want:      &Declared{Timeout: DefaultTimeout, KubeletReadiness: true},
 		},
 		{
 			name:        "readiness from podorder is the default, said out loud",
 			annotations: map[string]string{"podorder.dev/readiness.db": " podorder "},
 			container:   "db",
-			want:        &Hold{Timeout: DefaultTimeout},
+			want:        &Declared{Timeout: DefaultTimeout},
 		},
 		{
 			name:      "a container without keys has no hold",
@@ -251,7 +251,8 @@ func TestContainersFromLastApplied(t *testing.T) {
 	cs, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: `{"apiVersion":"v1","kind":"Pod","spec":{"initContainers":[{"name":"init"},` +
 		`{"name":"proxy","restartPolicy":"Always","startupProbe":{"tcpSocket":{"port":1}}},{"name":"log","restartPolicy":"Always"}],"containers":[{"name":"app"},{"name":"db"}]}}`})
 	require.True(t, ok)
-	assert.Equal(t, []Container{{Name: "init", Role: Init}, {Name: "proxy", Role: Sidecar, StartupProbe: true}, {Name: "log", Role: Sidecar}, {Name: "app"}, {Name: "db"}}, cs)
+	assert.Equal(t, []Container{{Name: "init", Role: Init}, {Name: "proxy", Role: Sidecar, StartupProbe: true, Restarts: true}, {Name: "log", Role: Sidecar, Restarts: true},
+		{Name: "app", Restarts: true}, {Name: "db", Restarts: true}}, cs)
 	for _, raw := range []string{`{"kind":"Deployment","spec":{}}`, `not json`} {
 		_, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: raw})
 		assert.False(t, ok, raw)
@@ -267,7 +268,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, label, annotation, timeout, probe string) {
 		p := Parse(map[string]string{"podorder.dev/after.app": label, "podorder.dev/timeout.app": timeout},
 			map[string]string{"podorder.dev/after.db": annotation, "podorder.dev/probe.db": probe})
-		for name, h := range p.Holds {
+		for name, h := range p.Declared {
 			if _, err := p.For(name); err != nil {
 				continue
 			}
@@ -280,7 +281,7 @@ func FuzzParse(f *testing.F) {
 			}
 			for _, d := range h.After {
 				require.True(t, validContainerName(d.Container) || onPods[d.Container], d.Container)
-				_, err := condition.Parse(string(d.Condition))
+				_, err := dependency.Parse(string(d.Condition))
 				require.NoError(t, err)
 				require.NotEqual(t, name, d.Container)
 			}
@@ -293,7 +294,7 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func waits(h *Hold, c string) bool {
+func waits(h *Declared, c string) bool {
 	for _, d := range h.After {
 		if d.Container == c {
 			return true
@@ -316,11 +317,11 @@ func TestParseReadsCrossPodDependencies(t *testing.T) {
 		}
 	}
 	assert.Equal(t, "app=kafka,tier=broker", kafka.Selector, "terms are sorted: one selector, one name")
-	assert.Equal(t, condition.Started, kafka.Condition)
+	assert.Equal(t, dependency.Started, kafka.Condition)
 	assert.Equal(t, "pod(other/app=mysql):ready", mysql.String())
 	assert.Regexp(t, `^pod\.[0-9a-f]{32}$`, kafka.Name, "a dot: never a container name")
 	assert.Len(t, h.After, 3, "pod dependencies are waited on under their synthetic names")
-	assert.Contains(t, h.After, condition.Dependency{Container: kafka.Name, Condition: condition.Started})
+	assert.Contains(t, h.After, dependency.Dependency{Container: kafka.Name, Condition: dependency.Started})
 
 	p.CheckNames([]string{"app", "db"})
 	_, err = p.For("app")

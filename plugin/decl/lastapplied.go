@@ -20,6 +20,7 @@ func ContainersFromLastApplied(annotations map[string]string) ([]Container, bool
 	var obj struct {
 		Kind string `json:"kind"`
 		Spec struct {
+			RestartPolicy  string `json:"restartPolicy"`
 			InitContainers []struct {
 				Name          string          `json:"name"`
 				RestartPolicy string          `json:"restartPolicy"`
@@ -39,10 +40,11 @@ func ContainersFromLastApplied(annotations map[string]string) ([]Container, bool
 		if c.RestartPolicy == "Always" {
 			role = Sidecar
 		}
-		out = append(out, Container{Name: c.Name, Role: role, StartupProbe: len(c.StartupProbe) > 0 && string(c.StartupProbe) != "null"})
+		out = append(out, Container{Name: c.Name, Role: role, StartupProbe: len(c.StartupProbe) > 0 && string(c.StartupProbe) != "null", Restarts: role == Sidecar})
 	}
+	restarts := obj.Spec.RestartPolicy == "" || obj.Spec.RestartPolicy == "Always"
 	for _, c := range obj.Spec.Containers {
-		out = append(out, Container{Name: c.Name})
+		out = append(out, Container{Name: c.Name, Restarts: restarts})
 	}
 	return out, true
 }

@@ -12,25 +12,25 @@ import (
 func TestStopWithIsReadFromLabelsAndAnnotations(t *testing.T) {
 	tests := map[string]struct {
 		labels, annotations map[string]string
-		want                *Hold
+		want                *Declared
 	}{
 		"label, default condition": {
 			labels: map[string]string{"podorder.dev/stop-with.proxy": "main"},
-			want:   &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
+			want:   &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
 		},
 		"label with conditions": {
 			labels: map[string]string{"podorder.dev/stop-with.proxy": "main_succeeded.worker_failed"},
-			want:   &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Succeeded}, {"worker", Failed}}},
+			want:   &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Succeeded}, {"worker", Failed}}},
 		},
 		"annotation long form, grace and signal": {
 			annotations: map[string]string{"podorder.dev/stop-with.proxy": "main, worker:failed", "podorder.dev/stop-grace.proxy": "20s",
 				"podorder.dev/stop-signal.proxy": "int"},
-			want: &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}, {"worker", Failed}}, StopGrace: 20 * time.Second, StopSignal: syscall.SIGINT},
+			want: &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}, {"worker", Failed}}, StopGrace: 20 * time.Second, StopSignal: syscall.SIGINT},
 		},
 		"label and annotation agree": {
 			labels:      map[string]string{"podorder.dev/stop-with.proxy": "main"},
 			annotations: map[string]string{"podorder.dev/stop-with.proxy": "main:exited"},
-			want:        &Hold{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
+			want:        &Declared{Timeout: DefaultTimeout, StopWith: []Trigger{{"main", Exited}}},
 		},
 	}
 	for name, tt := range tests {
@@ -156,5 +156,43 @@ func TestCheckContainersRejectsHoldsKubeletsOrderCannotSatisfy(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
+	}
+}
+
+func TestWaitingForTheCompletionOfAContainerKubeletRestartsIsWarnedOf(t *testing.T) {
+	tests := map[string]struct {
+		dep  Container
+		warn string
+	}{
+		"a regular container of a pod that restarts it": {Container{Name: "migrate", Restarts: true}, "the pod's restartPolicy is Always"},
+		"a native sidecar":                    {Container{Name: "migrate", Role: Sidecar, Restarts: true}, "it is a native sidecar"},
+		"a regular container under OnFailure": {Container{Name: "migrate"}, ""},
+		"an init container":                   {Container{Name: "migrate", Role: Init}, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := Parse(map[string]string{"podorder.dev/after.api": "migrate_completed"}, nil)
+			p.CheckContainers([]Container{tt.dep, {Name: "api", Restarts: true}})
+			require.Empty(t, p.Errors(), "a warning, not an error: podorder obeys it")
+			if tt.warn == "" {
+				assert.Empty(t, p.Warnings("api"))
+				return
+			}
+			require.Len(t, p.Warnings("api"), 1)
+			assert.Contains(t, p.Warnings("api")[0], tt.warn)
+			assert.Contains(t, p.Warnings("api")[0], "Make migrate an init container")
+		})
+	}
+	p := Parse(map[string]string{"podorder.dev/after.api": "migrate"}, nil)
+	p.CheckContainers([]Container{{Name: "migrate", Restarts: true}, {Name: "api", Restarts: true}})
+	assert.Empty(t, p.Warnings("api"), "waiting for it to be ready is what a restarting container is for")
+}
+
+func TestTheLastAppliedPodSaysWhichContainersKubeletRestarts(t *testing.T) {
+	for policy, restarts := range map[string]bool{"": true, "Always": true, "OnFailure": false, "Never": false} {
+		cs, ok := ContainersFromLastApplied(map[string]string{LastAppliedAnnotation: `{"kind":"Pod","spec":{"restartPolicy":"` + policy +
+			`","initContainers":[{"name":"db","restartPolicy":"Always"},{"name":"migrate"}],"containers":[{"name":"api"}]}}`})
+		require.True(t, ok)
+		assert.Equal(t, []bool{true, false, restarts}, []bool{cs[0].Restarts, cs[1].Restarts, cs[2].Restarts}, "restartPolicy %q", policy)
 	}
 }

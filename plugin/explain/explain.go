@@ -1,15 +1,20 @@
-// Package explain is `podorder explain`: offline, from manifests alone, it shows the order in which
-// podorder would start each pod's containers (the layers of the dependency graph) and every problem
+// Package explain is `podorder explain`: offline, from manifests alone, it shows what podorder would
+// do with each pod template — the order in which it starts the containers (the layers of the
+// dependency graph), what decides their readiness, how long it holds them, whom stop-with stops,
+// the order in which they stop when the pod is deleted, the readinessGate — and every problem
 // podorder would reject at CreateContainer or that would bite at runtime. It needs no cluster, so it
-// runs in CI pipelines before anything is applied.
+// runs in CI pipelines before anything is applied. Every decision comes from decl and podstate, the
+// daemon's own rules.
 package explain
 
 import (
 	"bytes"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -18,80 +23,278 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kube"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
-// Workload is one pod template found in the manifests.
-type Workload struct {
-	// Name is "Kind/name".
-	Name string
-	// Init lists the init containers, run by kubelet one at a time, in this order.
-	Init []string
-	// Layers lists the regular containers by start layer: each waits only for containers of earlier
-	// layers (or of other pods, or init containers).
-	Layers [][]string
-	// Waits maps a container to what it waits for, as people read it.
-	Waits map[string]string
-	// Readiness maps each container that others wait for to be ready to what decides its
-	// readiness, as people read it.
-	Readiness map[string]string
-	// Errors are what podorder would reject; Warnings what would bite at runtime.
-	Errors, Warnings []string
+// Options is what explain cannot read from the manifests.
+type Options struct {
+	// Namespace is the namespace of objects whose manifest names none, as kubectl's context would
+	// give them; empty means "default".
+	Namespace string
+	// CrossNamespace is the node's --allow-cross-namespace rules; none, as the DaemonSet ships it.
+	CrossNamespace podstate.CrossNamespaceRules
 }
 
-// Uses reports whether the workload declares anything to podorder.
-func (w Workload) Uses() bool { return len(w.Waits) > 0 || len(w.Errors) > 0 || len(w.Warnings) > 0 }
+// Workload is what podorder would do with one pod template found in the manifests. Its JSON form is
+// `podorder explain -o json`, documented in docs/labels.md: fields are only ever added.
+type Workload struct {
+	// Name is "Kind/name".
+	Name string `json:"name"`
+	// Namespace is the object's namespace, or Options.Namespace when its manifest names none.
+	Namespace string `json:"namespace"`
+	// File is the manifest it was read from ("-": standard input); empty when not known.
+	File string `json:"file,omitempty"`
+	// UsesPodorder is set when the pod template has podorder.dev/ keys; without them podorder leaves
+	// the pod alone and every other field is empty.
+	UsesPodorder bool `json:"usesPodorder"`
+	// Init lists the init containers, run by kubelet one at a time, in this order.
+	Init []string `json:"init"`
+	// Layers lists the regular containers by start layer: each waits only for containers of earlier
+	// layers (or of other pods, or init containers). Containers podorder refuses are left out.
+	Layers [][]string `json:"layers"`
+	// NeverReleased lists the regular containers held until their timeout, again at every restart:
+	// they wait, directly or through others, for a container podorder refuses.
+	NeverReleased []string `json:"neverReleased"`
+	// Waits maps each container that podorder holds to what it waits for.
+	Waits map[string][]Dependency `json:"waits"`
+	// Timeouts maps each container that podorder holds to the longest hold, a Go duration: then it
+	// exits 255 and kubelet restarts it.
+	Timeouts map[string]string `json:"timeouts"`
+	// Readiness maps each container that others wait for to be ready to what decides its
+	// readiness, as people read it.
+	Readiness map[string]string `json:"readiness"`
+	// StopWith lists the containers that podorder stops when others exit, in spec order.
+	StopWith []StopBinding `json:"stopWith"`
+	// ShutdownOrder is how the regular containers stop when the pod is deleted.
+	ShutdownOrder Shutdown `json:"shutdownOrder"`
+	// ReadinessGate says where the pod's podorder.dev/released readinessGate comes from:
+	// GateInSpec, GateByPolicy, or empty for a pod without podorder keys.
+	ReadinessGate string `json:"readinessGate"`
+	// Errors are what podorder would reject; Warnings what would bite at runtime.
+	Errors   []string `json:"errors"`
+	Warnings []string `json:"warnings"`
+}
+
+// Where the podorder.dev/released readinessGate comes from.
+const (
+	// GateInSpec: the pod template has it.
+	GateInSpec = "spec"
+	// GateByPolicy: daemonset/readiness.yaml adds it when the pod is created.
+	GateByPolicy = "policy"
+)
+
+// Dependency is one thing a held container waits for: a container of the pod, or pods.
+type Dependency struct {
+	// Container is a container of the pod; empty for a dependency on pods.
+	Container string `json:"container,omitempty"`
+	// Pods is the selector of a dependency on other pods, "app=db" or "other-ns/app=db".
+	Pods string `json:"pods,omitempty"`
+	// Condition is started, ready or completed.
+	Condition string `json:"condition"`
+}
+
+// StopBinding is one container that podorder stops when others exit (podorder.dev/stop-with).
+type StopBinding struct {
+	Container string `json:"container"`
+	// When lists the exits that stop it; any one is enough.
+	When []StopTrigger `json:"when"`
+	// Signal is the stop's first signal; SIGKILL follows after Grace, a Go duration.
+	Signal string `json:"signal"`
+	Grace  string `json:"grace"`
+	// GraceFrom is "stop-grace" (podorder.dev/stop-grace) or "pod" (terminationGracePeriodSeconds).
+	GraceFrom string `json:"graceFrom"`
+}
+
+// StopTrigger is one exit that stops a bound container.
+type StopTrigger struct {
+	Container string `json:"container"`
+	// On is exited (any code), succeeded (code 0) or failed (a non-zero code).
+	On string `json:"on"`
+}
+
+// Shutdown is how the regular containers stop when the pod is deleted (decl.Shutdown).
+type Shutdown struct {
+	// Ordered is set when podorder's preStop orders anything; else kubelet stops every container at
+	// once.
+	Ordered bool `json:"ordered"`
+	// Stages lists the containers by when kubelet signals them: the first stage at once, each later
+	// one once the containers of earlier stages that wait for it exited.
+	Stages [][]string `json:"stages"`
+	// AfterExitOf maps each container that gets podorder's preStop to the containers whose exit it
+	// waits for.
+	AfterExitOf map[string][]string `json:"afterExitOf"`
+	// OwnPreStop lists the containers others wait for that keep a preStop of their own, unordered.
+	OwnPreStop []string `json:"ownPreStop"`
+	// Stalled maps a container whose preStop waits for native sidecars to those sidecars: kubelet
+	// stops them only after every regular container, so that preStop lasts the whole grace period.
+	Stalled map[string][]string `json:"stalled"`
+}
+
+// maxManifest bounds what one input may hold.
+const maxManifest = 16 << 20
+
+// ReadFiles explains what each -f argument names: a manifest file, a directory's *.yaml, *.yml and
+// *.json files (sorted, not recursive, as `kubectl apply -f DIR` reads them), or - for stdin.
+func ReadFiles(stdin io.Reader, args []string, opt Options) ([]Workload, error) {
+	var all []Workload
+	for _, arg := range args {
+		names, err := manifestFiles(arg)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			ws, err := readManifest(stdin, name, opt)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, ws...)
+		}
+	}
+	return all, nil
+}
+
+// manifestFiles lists what one -f argument names: the file itself, standard input (-), or a
+// directory's *.yaml, *.yml and *.json files, sorted, as `kubectl apply -f DIR` reads them.
+func manifestFiles(name string) ([]string, error) {
+	if name == "-" {
+		return []string{name}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err // it names the file
+	}
+	info, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return []string{name}, nil
+	}
+	entries, err := os.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		switch filepath.Ext(e.Name()) {
+		case ".yaml", ".yml", ".json":
+			if !e.IsDir() {
+				out = append(out, filepath.Join(name, e.Name()))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json file in the directory", name)
+	}
+	return out, nil
+}
+
+// readManifest reads the workloads of one manifest file, or - for standard input.
+func readManifest(stdin io.Reader, name string, opt Options) ([]Workload, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err // it names the file
+		}
+		defer f.Close()
+		r = f
+	}
+	ws, err := Read(r, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	for i := range ws {
+		ws[i].File = name
+	}
+	return ws, nil
+}
 
 // Read explains every pod template in a stream of YAML or JSON documents ("---" separated): Pods,
-// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs. Other kinds are skipped.
-func Read(r io.Reader) ([]Workload, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 16<<20))
+// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs, and the items of a List
+// (what `kubectl get -o yaml` writes), recursively. Other kinds are skipped.
+func Read(r io.Reader, opt Options) ([]Workload, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
 	if err != nil {
 		return nil, fmt.Errorf("read manifests: %w", err)
+	}
+	if len(data) > maxManifest {
+		return nil, fmt.Errorf("read manifests: more than %d MiB: split them", maxManifest>>20)
 	}
 	var out []Workload
 	for i, doc := range splitDocuments(data) {
 		if len(bytes.TrimSpace(doc)) == 0 {
 			continue
 		}
-		var obj struct {
-			Kind     string
-			Metadata struct{ Name string }
-			Spec     struct {
-				Template    *corev1.PodTemplateSpec
-				JobTemplate *struct {
-					Spec struct{ Template *corev1.PodTemplateSpec }
-				}
-			}
+		ws, err := readObject(doc, fmt.Sprintf("document %d", i+1), opt)
+		if err != nil {
+			return nil, err
 		}
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
-		}
-		var tpl *corev1.PodTemplateSpec
-		switch obj.Kind {
-		case "Pod":
-			var pod corev1.Pod
-			if err := yaml.Unmarshal(doc, &pod); err != nil {
-				return nil, fmt.Errorf("document %d (Pod %s): %w", i+1, obj.Metadata.Name, err)
-			}
-			tpl = &corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
-		case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job":
-			tpl = obj.Spec.Template
-		case "CronJob":
-			if obj.Spec.JobTemplate != nil {
-				tpl = obj.Spec.JobTemplate.Spec.Template
-			}
-		default:
-			continue
-		}
-		if tpl == nil {
-			return nil, fmt.Errorf("document %d (%s %s): no pod template", i+1, obj.Kind, obj.Metadata.Name)
-		}
-		out = append(out, Explain(obj.Kind+"/"+obj.Metadata.Name, tpl))
+		out = append(out, ws...)
 	}
 	return out, nil
+}
+
+// readObject explains one object: a workload, a List of objects, or nothing.
+func readObject(doc []byte, where string, opt Options) ([]Workload, error) {
+	var obj struct {
+		Kind     string
+		Metadata struct{ Name, Namespace string }
+		Items    []json.RawMessage
+		Spec     struct {
+			Template    *corev1.PodTemplateSpec
+			JobTemplate *struct {
+				Spec struct{ Template *corev1.PodTemplateSpec }
+			}
+		}
+	}
+	if err := yaml.Unmarshal(doc, &obj); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	var tpl *corev1.PodTemplateSpec
+	switch obj.Kind {
+	case "Pod":
+		var pod corev1.Pod
+		if err := yaml.Unmarshal(doc, &pod); err != nil {
+			return nil, fmt.Errorf("%s (Pod %s): %w", where, obj.Metadata.Name, err)
+		}
+		tpl = &corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job":
+		tpl = obj.Spec.Template
+	case "CronJob":
+		if obj.Spec.JobTemplate != nil {
+			tpl = obj.Spec.JobTemplate.Spec.Template
+		}
+	default:
+		if !strings.HasSuffix(obj.Kind, "List") {
+			return nil, nil
+		}
+		var out []Workload
+		for i, item := range obj.Items {
+			ws, err := readObject(item, fmt.Sprintf("%s, item %d", where, i+1), opt)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ws...)
+		}
+		return out, nil
+	}
+	if tpl == nil {
+		return nil, fmt.Errorf("%s (%s %s): no pod template", where, obj.Kind, obj.Metadata.Name)
+	}
+	// Controllers create their pods in their own namespace, whatever the template says.
+	ns := obj.Metadata.Namespace
+	if ns == "" {
+		ns = opt.Namespace
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	return []Workload{Explain(obj.Kind+"/"+obj.Metadata.Name, ns, tpl, opt)}, nil
 }
 
 func splitDocuments(data []byte) [][]byte {
@@ -108,61 +311,152 @@ func splitDocuments(data []byte) [][]byte {
 	return append(docs, []byte(strings.Join(cur, "\n")))
 }
 
-// Explain checks one pod template as podorder would at CreateContainer, and plans its start.
-func Explain(name string, tpl *corev1.PodTemplateSpec) Workload {
-	w := Workload{Name: name, Waits: map[string]string{}, Readiness: map[string]string{}}
+// Explain checks one pod template, created in namespace, as podorder would at CreateContainer, and
+// says what podorder would do with it.
+func Explain(name, namespace string, tpl *corev1.PodTemplateSpec, opt Options) Workload {
+	w := Workload{
+		Name: name, Namespace: namespace,
+		Init: []string{}, Layers: [][]string{}, NeverReleased: []string{},
+		Waits: map[string][]Dependency{}, Timeouts: map[string]string{}, Readiness: map[string]string{},
+		StopWith:      []StopBinding{},
+		ShutdownOrder: Shutdown{Stages: [][]string{}, AfterExitOf: map[string][]string{}, OwnPreStop: []string{}, Stalled: map[string][]string{}},
+		Errors:        []string{}, Warnings: []string{},
+	}
 	pod := &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
+	pod.Namespace = namespace
 	if !decl.Uses(pod.Labels, pod.Annotations) {
 		return w
 	}
+	w.UsesPodorder = true
 	d := decl.Parse(pod.Labels, pod.Annotations)
 	spec := kube.PodContainers(pod)
 	// The daemon's own decisions, on a node where podorder runs as the DaemonSet ships it: with
-	// probes, the API and stop-with, in a network namespace of its own, no cross-namespace rules.
-	node := podstate.Node{Probes: true, HostNetwork: pod.Spec.HostNetwork, API: true, PodWatches: true, StopWith: true}
-	ps := podstate.New("", pod.Namespace, name, d, node, spec, nil)
-	for c, err := range d.Errors() {
-		where := "container " + c
-		if c == "" {
-			where = "the pod"
-		}
-		for _, line := range strings.Split(err.Error(), "\n") {
-			w.Errors = append(w.Errors, where+": "+line)
-		}
-	}
-	for k, v := range pod.Labels {
-		if strings.HasPrefix(k, decl.Domain) && len(v) > 63 {
+	// probes, the API and stop-with, in a network namespace of its own, with the cross-namespace
+	// rules given (none as shipped).
+	node := podstate.Node{Probes: true, HostNetwork: pod.Spec.HostNetwork, API: true, PodWatches: true, StopWith: true,
+		CrossNamespace: opt.CrossNamespace}
+	ps := podstate.New("", namespace, name, d, node, spec, nil)
+	w.Errors = errorLines(d)
+	for _, k := range slices.Sorted(maps.Keys(pod.Labels)) {
+		if v := pod.Labels[k]; strings.HasPrefix(k, decl.Domain) && len(v) > 63 {
 			w.Errors = append(w.Errors, fmt.Sprintf("label %s: the value has %d characters, more than the 63 Kubernetes allows in a label: use the annotation form", k, len(v)))
 		}
 	}
-	regular := map[string]bool{}
+
+	refused := map[string]bool{}
+	for _, c := range spec {
+		if _, err := d.For(c.Name); err != nil {
+			refused[c.Name] = true
+		}
+	}
 	for _, c := range pod.Spec.InitContainers {
 		w.Init = append(w.Init, c.Name)
 	}
-	for _, c := range pod.Spec.Containers {
-		regular[c.Name] = true
-	}
-	for c, h := range d.Holds {
-		if len(h.After) > 0 {
-			w.Waits[c] = podstate.Describe(h)
+	waitedReady := map[string]bool{}
+	for _, c := range spec {
+		h, err := d.For(c.Name)
+		if err != nil || h == nil || len(h.After) == 0 {
+			continue
+		}
+		w.Waits[c.Name] = dependencies(h)
+		w.Timeouts[c.Name] = h.Timeout.String()
+		for _, dep := range h.After {
+			if dep.Condition == dependency.Ready {
+				waitedReady[dep.Container] = true
+			}
 		}
 	}
-	w.Layers = layers(pod.Spec.Containers, d)
+	w.Layers, w.NeverReleased = layers(pod.Spec.Containers, d, refused)
 	for _, c := range spec {
-		if d.WaitedReady(c.Name) {
+		if !refused[c.Name] && !slices.Contains(w.NeverReleased, c.Name) && waitedReady[c.Name] {
 			w.Readiness[c.Name] = readinessOf(ps, c)
 		}
-		if _, err := d.For(c.Name); err != nil {
+		for _, warning := range d.Warnings(c.Name) {
+			w.Warnings = append(w.Warnings, "container "+c.Name+": "+warning)
+		}
+		if refused[c.Name] {
 			continue // an error above already
 		}
 		if _, err := ps.Admit(podstate.Created{Name: c.Name}); err != nil {
-			w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: refused on a node where podorder runs as shipped: %v", c.Name, err))
+			w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: podorder %s refuses to create it (CreateContainerError): %v",
+				c.Name, nodeConfig(opt), err))
+		}
+	}
+	w.StopWith = stopBindings(spec, d, pod.Spec.TerminationGracePeriodSeconds)
+	w.ShutdownOrder = shutdownOrder(d, spec, pod.Spec.Containers)
+	for _, c := range slices.Sorted(maps.Keys(w.ShutdownOrder.Stalled)) {
+		w.Warnings = append(w.Warnings, fmt.Sprintf("container %s: when the pod is deleted, its preStop (daemonset/lifecycle.yaml) waits for native sidecar %s to exit, "+
+			"but kubelet stops native sidecars only after every regular container: %s gets its stop signal only at the end of the grace period, 2 s before SIGKILL. "+
+			"Wait for %s from a regular container instead, or give %s a preStop of its own", c, strings.Join(w.ShutdownOrder.Stalled[c], ", "), c, c, c))
+	}
+	w.ReadinessGate = GateByPolicy
+	for _, g := range pod.Spec.ReadinessGates {
+		if g.ConditionType == podstate.ConditionType {
+			w.ReadinessGate = GateInSpec
 		}
 	}
 	w.Warnings = append(w.Warnings, livenessWarnings(pod, d)...)
-	sort.Strings(w.Errors)
 	sort.Strings(w.Warnings)
 	return w
+}
+
+// nodeConfig names the node configuration explain checks against, for a refusal.
+func nodeConfig(opt Options) string {
+	if len(opt.CrossNamespace) == 0 {
+		return "as the DaemonSet ships it (no --allow-cross-namespace rules)"
+	}
+	return "with the --allow-cross-namespace rules given"
+}
+
+// errorLines lists what podorder would reject, each line once: the members of one dependency cycle
+// share one message, which names them all.
+func errorLines(d *decl.Pod) []string {
+	where := map[string][]string{}
+	var order []string
+	errs := d.Errors()
+	for _, c := range slices.Sorted(maps.Keys(errs)) {
+		for _, line := range strings.Split(errs[c].Error(), "\n") {
+			if where[line] == nil {
+				order = append(order, line)
+			}
+			where[line] = append(where[line], c)
+		}
+	}
+	out := []string{}
+	for _, line := range order {
+		cs := where[line]
+		switch {
+		case len(cs) == 1 && cs[0] == "":
+			out = append(out, "the pod: "+line)
+		case len(cs) == 1:
+			out = append(out, "container "+cs[0]+": "+line)
+		default:
+			out = append(out, "containers "+strings.Join(cs, ", ")+": "+line)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dependencies lists what h waits for.
+func dependencies(h *decl.Declared) []Dependency {
+	pods := map[string]decl.PodDependency{}
+	for _, p := range h.Pods {
+		pods[p.Name] = p
+	}
+	out := make([]Dependency, 0, len(h.After))
+	for _, d := range h.After {
+		if p, ok := pods[d.Container]; ok {
+			sel := p.Selector
+			if p.Namespace != "" {
+				sel = p.Namespace + "/" + sel
+			}
+			out = append(out, Dependency{Pods: sel, Condition: string(p.Condition)})
+			continue
+		}
+		out = append(out, Dependency{Container: d.Container, Condition: string(d.Condition)})
+	}
+	return out
 }
 
 // readinessOf says what decides the readiness of container c for the containers that wait for it,
@@ -189,21 +483,22 @@ func readinessOf(ps *podstate.Pod, c decl.Container) string {
 }
 
 // layers orders the regular containers: layer 0 waits for no regular container, layer n for some of
-// layer n-1 at most. Containers on a cycle are left out (the cycle is an error already).
-func layers(cs []corev1.Container, d *decl.Pod) [][]string {
+// layer n-1 at most. Containers podorder refuses are left out, and so are those that wait for them,
+// directly or not: those are never released.
+func layers(cs []corev1.Container, d *decl.Pod, refused map[string]bool) (out [][]string, never []string) {
 	layer := map[string]int{}
 	for _, c := range cs {
 		layer[c.Name] = -1
 	}
-	var out [][]string
+	out = [][]string{}
 	for n := 0; ; n++ {
 		var this []string
 		for _, c := range cs {
-			if layer[c.Name] >= 0 {
+			if layer[c.Name] >= 0 || refused[c.Name] {
 				continue
 			}
 			ok := true
-			if h := d.Holds[c.Name]; h != nil {
+			if h := d.Declared[c.Name]; h != nil {
 				for _, dep := range h.After {
 					if l, regular := layer[dep.Container]; regular && l < 0 {
 						ok = false
@@ -215,13 +510,64 @@ func layers(cs []corev1.Container, d *decl.Pod) [][]string {
 			}
 		}
 		if len(this) == 0 {
-			return out
+			break
 		}
 		for _, c := range this {
 			layer[c] = n
 		}
 		out = append(out, this)
 	}
+	never = []string{}
+	for _, c := range cs {
+		if layer[c.Name] < 0 && !refused[c.Name] {
+			never = append(never, c.Name)
+		}
+	}
+	return out, never
+}
+
+// stopBindings lists the stop-with bindings, with the signal and grace of each stop.
+func stopBindings(spec []decl.Container, d *decl.Pod, graceSeconds *int64) []StopBinding {
+	podGrace := time.Duration(corev1.DefaultTerminationGracePeriodSeconds) * time.Second
+	if graceSeconds != nil {
+		podGrace = time.Duration(*graceSeconds) * time.Second
+	}
+	out := []StopBinding{}
+	for _, c := range spec {
+		h, err := d.For(c.Name)
+		if err != nil || h == nil || len(h.StopWith) == 0 {
+			continue
+		}
+		sig, grace := h.StopSignalAndGrace(podGrace)
+		b := StopBinding{Container: c.Name, Signal: decl.SignalName(sig), Grace: grace.String(), GraceFrom: "pod"}
+		if h.StopGrace != 0 {
+			b.GraceFrom = "stop-grace"
+		}
+		for _, t := range h.StopWith {
+			b.When = append(b.When, StopTrigger{Container: t.Container, On: string(t.On)})
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// shutdownOrder is decl's shutdown order of the pod, with the preStop hooks the manifest writes.
+func shutdownOrder(d *decl.Pod, spec []decl.Container, cs []corev1.Container) Shutdown {
+	own := map[string]bool{}
+	for _, c := range cs {
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+			own[c.Name] = true
+		}
+	}
+	s := d.ShutdownOrder(spec, own)
+	out := Shutdown{Ordered: s.Ordered(), Stages: s.Stages, AfterExitOf: s.AfterExitOf, OwnPreStop: s.OwnPreStop, Stalled: s.Stalled}
+	if out.Stages == nil {
+		out.Stages = [][]string{}
+	}
+	if out.OwnPreStop == nil {
+		out.OwnPreStop = []string{}
+	}
+	return out
 }
 
 // livenessWarnings names held containers whose livenessProbe would kill them during a long hold: a
@@ -230,7 +576,7 @@ func layers(cs []corev1.Container, d *decl.Pod) [][]string {
 func livenessWarnings(pod *corev1.Pod, d *decl.Pod) []string {
 	var out []string
 	for _, c := range pod.Spec.Containers {
-		h := d.Holds[c.Name]
+		h := d.Declared[c.Name]
 		if h == nil || len(h.After) == 0 || c.LivenessProbe == nil {
 			continue
 		}
@@ -262,48 +608,4 @@ func probeBudget(p *corev1.Probe) time.Duration {
 		failures = 3
 	}
 	return time.Duration(p.InitialDelaySeconds+period*failures) * time.Second
-}
-
-// ErrProblems is returned by Write when a workload has errors: `podorder explain` exits non-zero.
-var ErrProblems = errors.New("podorder would reject some of these pods")
-
-// Write prints the workloads for people.
-func Write(out io.Writer, ws []Workload) error {
-	failed := false
-	for _, w := range ws {
-		if !w.Uses() {
-			fmt.Fprintf(out, "%s: no podorder keys; kubelet's own order\n\n", w.Name)
-			continue
-		}
-		fmt.Fprintf(out, "%s\n", w.Name)
-		if len(w.Init) > 0 {
-			fmt.Fprintf(out, "  init containers, in order: %s\n", strings.Join(w.Init, ", "))
-		}
-		for i, l := range w.Layers {
-			var parts []string
-			for _, c := range l {
-				if s := w.Waits[c]; s != "" {
-					parts = append(parts, c+" after "+s)
-				} else {
-					parts = append(parts, c)
-				}
-			}
-			fmt.Fprintf(out, "  %d. %s\n", i+1, strings.Join(parts, "; "))
-		}
-		for _, c := range slices.Sorted(maps.Keys(w.Readiness)) {
-			fmt.Fprintf(out, "  %s is ready on %s\n", c, w.Readiness[c])
-		}
-		for _, e := range w.Errors {
-			fmt.Fprintf(out, "  error: %s\n", e)
-		}
-		for _, wn := range w.Warnings {
-			fmt.Fprintf(out, "  warning: %s\n", wn)
-		}
-		fmt.Fprintln(out)
-		failed = failed || len(w.Errors) > 0
-	}
-	if failed {
-		return ErrProblems
-	}
-	return nil
 }

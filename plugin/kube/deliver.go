@@ -6,7 +6,7 @@ import (
 
 // enqueue schedules w for delivery if its answer is known and differs from the last one it was
 // given. Called with sel.mu held; the delivery itself runs without it.
-func (sel *selection) enqueue(w *watcher) {
+func (sel *namespacePods) enqueue(w *watcher) {
 	if w.queued || w.stopped || w.gen > sel.syncedGen || (w.sent && w.met == (w.meeting > 0)) {
 		return
 	}
@@ -21,7 +21,7 @@ func (sel *selection) enqueue(w *watcher) {
 // deliver calls update for the queued watchers, one at a time and without any lock of this package,
 // with each watcher's answer as it is when its turn comes: a change undone meanwhile is not
 // reported.
-func (sel *selection) deliver() {
+func (sel *namespacePods) deliver() {
 	for {
 		sel.mu.Lock()
 		if len(sel.queue) == 0 {
@@ -47,14 +47,14 @@ func (sel *selection) deliver() {
 }
 
 // call runs one update, so that a panic in it cannot end the delivery of the others.
-func (sel *selection) call(update func(bool), met bool) {
+func (sel *namespacePods) call(update func(bool), met bool) {
 	defer sel.recoverPanic("pod dependency update")
 	update(met)
 }
 
 // recoverPanic turns a panic into an error log: an event handler that panics would otherwise kill the
 // daemon and with it every container it holds.
-func (sel *selection) recoverPanic(what string) {
+func (sel *namespacePods) recoverPanic(what string) {
 	if r := recover(); r != nil {
 		sel.log.Error("panic in "+what, "panic", r, "stack", string(debug.Stack()))
 	}

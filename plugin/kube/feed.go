@@ -18,7 +18,7 @@ type feed struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	// seen holds the pods this feed has reported until its first list has been handled; those of
-	// the view it has not are gone. Guarded by selection.mu.
+	// the view it has not are gone. Guarded by namespacePods.mu.
 	seen map[string]struct{}
 }
 
@@ -30,7 +30,7 @@ var relistDelay = 100 * time.Millisecond
 // already in the view were stripped of the new keys. The first feed starts at once; a replacement
 // after relistDelay, while the current feed goes on serving the watchers that do not need it.
 // Called with sel.mu held.
-func (sel *selection) restartLocked() {
+func (sel *namespacePods) restartLocked() {
 	switch {
 	case sel.feed == nil:
 		sel.startFeedLocked(1)
@@ -50,7 +50,7 @@ func (sel *selection) restartLocked() {
 // watchers use now. The view is kept, and every pod the new feed lists replaces its older copy, so
 // that each watcher's count stays the sum over the view; watchers that need the new feed wait for
 // its first list. Called with sel.mu held.
-func (sel *selection) startFeedLocked(gen int) {
+func (sel *namespacePods) startFeedLocked(gen int) {
 	if sel.ctx.Err() != nil {
 		return
 	}
@@ -102,7 +102,7 @@ func (sel *selection) startFeedLocked(gen int) {
 
 // feedSynced drops from the view the pods f did not list, which are gone, and gives every watcher
 // waiting for f its first answer, now that the whole namespace has been seen with its labels.
-func (sel *selection) feedSynced(f *feed) {
+func (sel *namespacePods) feedSynced(f *feed) {
 	sel.mu.Lock()
 	defer sel.mu.Unlock()
 	if sel.feed != f {
@@ -129,7 +129,7 @@ func (sel *selection) feedSynced(f *feed) {
 // observe applies one event of feed f to the namespace view and to the counts of the watchers it
 // concerns. deleted events carry the last state or a tombstone, and only their key is used: the
 // state that was counted is the one in sel.pods.
-func (sel *selection) observe(f *feed, obj any, deleted bool) {
+func (sel *namespacePods) observe(f *feed, obj any, deleted bool) {
 	defer sel.recoverPanic("pod event")
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 	if err != nil {

@@ -24,10 +24,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/kubeapi"
 	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
 )
 
 // Observer receives what the API shows of the node's pods: each update (spec, kubelet's readiness,
@@ -46,7 +47,7 @@ type Source struct {
 	nodePods cache.SharedIndexInformer
 
 	mu       sync.Mutex
-	selected map[string]*selection // by namespace
+	selected map[string]*namespacePods // by namespace
 	ctx      context.Context
 }
 
@@ -56,6 +57,7 @@ var (
 	_ kubeapi.Recorder        = (*Source)(nil)
 	_ kubeapi.PodWatcher      = (*Source)(nil)
 	_ kubeapi.ConditionWriter = (*Conditions)(nil)
+	_ preflight.Events        = (*Source)(nil)
 )
 
 const byUID = "uid"
@@ -95,7 +97,7 @@ func New(cfg *rest.Config, nodeName string, log *slog.Logger) (*Source, error) {
 		log:      log,
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "podorder", Host: nodeName}),
 		nodePods: nodePods,
-		selected: map[string]*selection{},
+		selected: map[string]*namespacePods{},
 	}, nil
 }
 
@@ -129,8 +131,8 @@ func strippedMeta(pod *corev1.Pod) metav1.ObjectMeta {
 	}
 }
 
-// stripNodePod keeps what this package reads from the node's pods (names, init containers' restart
-// policy and startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
+// stripNodePod keeps what this package reads from the node's pods (names, the restart policies,
+// init containers' startupProbe presence, readinessProbes with their ports, and kubelet's readiness per
 // container ID), so that the cache costs a few hundred bytes per container whatever a tenant puts
 // in its pod: managedFields, annotations, labels, env and volumes are dropped. Whoever makes
 // ReadyContainers, PodContainers, findContainer or ReadinessProbe read more must keep it here too
@@ -141,6 +143,7 @@ func stripNodePod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &corev1.Pod{ObjectMeta: strippedMeta(pod)}
+	out.Spec.RestartPolicy = pod.Spec.RestartPolicy
 	out.Spec.InitContainers = stripContainers(pod.Spec.InitContainers)
 	out.Spec.Containers = stripContainers(pod.Spec.Containers)
 	out.Status.InitContainerStatuses = stripStatuses(pod.Status.InitContainerStatuses)
@@ -300,10 +303,15 @@ func PodContainers(pod *corev1.Pod) []decl.Container {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			role = decl.Sidecar
 		}
-		out = append(out, container(pod, c.Name, role, c.StartupProbe != nil, c.ReadinessProbe != nil))
+		c := container(pod, c.Name, role, c.StartupProbe != nil, c.ReadinessProbe != nil)
+		c.Restarts = role == decl.Sidecar
+		out = append(out, c)
 	}
+	restarts := pod.Spec.RestartPolicy == "" || pod.Spec.RestartPolicy == corev1.RestartPolicyAlways
 	for _, c := range pod.Spec.Containers {
-		out = append(out, container(pod, c.Name, decl.Regular, false, c.ReadinessProbe != nil))
+		c := container(pod, c.Name, decl.Regular, false, c.ReadinessProbe != nil)
+		c.Restarts = restarts
+		out = append(out, c)
 	}
 	return out
 }
@@ -327,23 +335,35 @@ func (s *Source) Event(p kubeapi.PodRef, warning bool, reason, message string) {
 	s.recorder.Event(ref, typ, reason, capMessage(message))
 }
 
+// NodeEvent implements preflight.Events: an Event on this node's Node object, in the default
+// namespace, with the node's name as its UID as kubelet records them, so that `kubectl describe
+// node` lists it.
+func (s *Source) NodeEvent(warning bool, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: s.nodeName, UID: types.UID(s.nodeName)}
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	s.recorder.Event(ref, typ, reason, capMessage(message))
+}
+
 // PodMeets decides one condition for one pod, for dependencies on other pods: ready is the pod's
 // Ready condition, completed is phase Succeeded, started is every container running or started.
-func PodMeets(pod *corev1.Pod, cond condition.Condition) bool {
-	if pod.DeletionTimestamp != nil && cond != condition.Completed {
+func PodMeets(pod *corev1.Pod, cond dependency.Condition) bool {
+	if pod.DeletionTimestamp != nil && cond != dependency.Completed {
 		return false
 	}
 	switch cond {
-	case condition.Ready:
+	case dependency.Ready:
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodReady {
 				return c.Status == corev1.ConditionTrue
 			}
 		}
 		return false
-	case condition.Completed:
+	case dependency.Completed:
 		return pod.Status.Phase == corev1.PodSucceeded
-	case condition.Started:
+	case dependency.Started:
 		if pod.Status.Phase != corev1.PodRunning || len(pod.Status.ContainerStatuses) < len(pod.Spec.Containers) {
 			return false
 		}

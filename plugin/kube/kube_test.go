@@ -6,8 +6,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/podstate"
 )
 
@@ -33,20 +34,30 @@ func TestPodMeetsEachCondition(t *testing.T) {
 	tests := []struct {
 		name     string
 		pod      *corev1.Pod
-		cond     condition.Condition
+		cond     dependency.Condition
 		expected bool
 	}{
-		{"ready pod is ready", &corev1.Pod{Spec: spec, Status: ready}, condition.Ready, true},
-		{"running but not ready", &corev1.Pod{Spec: spec, Status: notReady}, condition.Ready, false},
-		{"running pod is started", &corev1.Pod{Spec: spec, Status: notReady}, condition.Started, true},
-		{"pending pod is not started", &corev1.Pod{Spec: spec, Status: pending}, condition.Started, false},
-		{"succeeded pod completed", &corev1.Pod{Spec: spec, Status: succeeded}, condition.Completed, true},
-		{"running pod has not completed", &corev1.Pod{Spec: spec, Status: ready}, condition.Completed, false},
-		{"terminating pod is not ready", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Spec: spec, Status: ready}, condition.Ready, false},
+		{"ready pod is ready", &corev1.Pod{Spec: spec, Status: ready}, dependency.Ready, true},
+		{"running but not ready", &corev1.Pod{Spec: spec, Status: notReady}, dependency.Ready, false},
+		{"running pod is started", &corev1.Pod{Spec: spec, Status: notReady}, dependency.Started, true},
+		{"pending pod is not started", &corev1.Pod{Spec: spec, Status: pending}, dependency.Started, false},
+		{"succeeded pod completed", &corev1.Pod{Spec: spec, Status: succeeded}, dependency.Completed, true},
+		{"running pod has not completed", &corev1.Pod{Spec: spec, Status: ready}, dependency.Completed, false},
+		{"terminating pod is not ready", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Spec: spec, Status: ready}, dependency.Ready, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.expected, PodMeets(tt.pod, tt.cond))
 		})
 	}
+}
+
+func TestNodeEventsAreRecordedOnTheNodeAsKubeletRecordsThem(t *testing.T) {
+	rec := record.NewFakeRecorder(1)
+	rec.IncludeObject = true
+	s := &Source{nodeName: "node-1", recorder: rec}
+	s.NodeEvent(true, "PodorderNRIUnreachable", "NRI is off")
+	assert.Equal(t, "Warning PodorderNRIUnreachable NRI is off involvedObject{kind=Node,apiVersion=v1}", <-rec.Events)
+	s.NodeEvent(false, "PodorderReady", "ready")
+	assert.Equal(t, "Normal PodorderReady ready involvedObject{kind=Node,apiVersion=v1}", <-rec.Events)
 }

@@ -5,7 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	labelop "k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
 // term is one label a selector requires, which indexes its watcher.
@@ -31,7 +31,7 @@ func indexTerm(selector labels.Selector) *term {
 	}
 	for _, r := range reqs {
 		switch r.Operator() {
-		case labelop.Equals, labelop.DoubleEquals, labelop.In:
+		case selection.Equals, selection.DoubleEquals, selection.In:
 			if vs := r.ValuesUnsorted(); len(vs) == 1 {
 				return &term{r.Key(), vs[0]}
 			}
@@ -51,7 +51,7 @@ func (w *watcher) counts(pod *corev1.Pod) int {
 // recount moves the counts of the watchers concerned from old to pod, either of which may be nil.
 // A watcher is concerned only if its indexed term is a label of old or of pod, or it has none:
 // otherwise its selector matches neither and its count cannot change.
-func (sel *selection) recount(old, pod *corev1.Pod) {
+func (sel *namespacePods) recount(old, pod *corev1.Pod) {
 	visit := func(w *watcher) {
 		if d := w.counts(pod) - w.counts(old); d != 0 {
 			w.meeting += d

@@ -6,7 +6,7 @@
 package kubeapi
 
 import (
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 	"github.com/podorder/podorder/plugin/podstate"
 )
@@ -39,5 +39,5 @@ type PodWatcher interface {
 	// Watch calls update, from another goroutine, with whether at least one pod in namespace that
 	// matches selector meets cond, once the answer is known and at every change, until stop. It
 	// refuses, with a message for the pod's owner, a selector it cannot serve within its bounds.
-	Watch(namespace, selector string, cond condition.Condition, update func(met bool)) (stop func(), err error)
+	Watch(namespace, selector string, cond dependency.Condition, update func(met bool)) (stop func(), err error)
 }

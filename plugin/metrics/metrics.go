@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
 )
 
 // Metrics holds podorder's collectors in a registry of its own.
@@ -24,6 +25,7 @@ type Metrics struct {
 	storeErrors    prometheus.Counter
 	reconnects     prometheus.Counter
 	conditionErrs  prometheus.Counter
+	preflight      *prometheus.GaugeVec
 }
 
 // New registers podorder's metrics. holds and apiSynced are read at each scrape: the number of
@@ -62,8 +64,12 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 			Name: "podorder_condition_write_errors_total",
 			Help: "Failed writes of the podorder.dev/released pod condition through the API; each is retried.",
 		}),
+		preflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "podorder_preflight_ok",
+			Help: "1 when a check of the node passes (nri_socket, containerd_version, runtime_version), 0 when it fails; absent while podorder cannot tell.",
+		}, []string{"check"}),
 	}
-	m.registry.MustRegister(m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.storeErrors, m.reconnects, m.conditionErrs,
+	m.registry.MustRegister(m.preflight, m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.storeErrors, m.reconnects, m.conditionErrs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_holds", Help: "Containers held right now."}, holds),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_api_synced", Help: "1 when the node's pod informer has listed the API's pods, 0 when not (or no API)."}, apiSynced),
 		collectors.NewGoCollector(),
@@ -112,3 +118,15 @@ func (m *Metrics) Reconnected() { m.reconnects.Inc() }
 
 // ConditionWriteFailed counts a failed pod-condition write.
 func (m *Metrics) ConditionWriteFailed() { m.conditionErrs.Inc() }
+
+// PreflightChecked records a preflight check's result: 1 pass, 0 fail, no series while unknown.
+func (m *Metrics) PreflightChecked(check string, result preflight.Result) {
+	switch result {
+	case preflight.Pass:
+		m.preflight.WithLabelValues(check).Set(1)
+	case preflight.Fail:
+		m.preflight.WithLabelValues(check).Set(0)
+	default:
+		m.preflight.DeleteLabelValues(check)
+	}
+}

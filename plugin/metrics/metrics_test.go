@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/plugin/preflight"
 )
 
 func TestMetricsAreServedWithBoundedLabels(t *testing.T) {
@@ -21,6 +23,10 @@ func TestMetricsAreServedWithBoundedLabels(t *testing.T) {
 	m.StoreWriteFailed()
 	m.Reconnected()
 	m.ConditionWriteFailed()
+	m.PreflightChecked("nri_socket", preflight.Pass)
+	m.PreflightChecked("runtime_version", preflight.Fail)
+	m.PreflightChecked("containerd_version", preflight.Pass)
+	m.PreflightChecked("containerd_version", preflight.Unknown)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -38,9 +44,12 @@ func TestMetricsAreServedWithBoundedLabels(t *testing.T) {
 		`podorder_store_write_errors_total 1`,
 		`podorder_runtime_reconnects_total 1`,
 		`podorder_condition_write_errors_total 1`,
+		`podorder_preflight_ok{check="nri_socket"} 1`,
+		`podorder_preflight_ok{check="runtime_version"} 0`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {
 		assert.Contains(t, string(body), want)
 	}
+	assert.NotContains(t, string(body), `podorder_preflight_ok{check="containerd_version"}`, "unknown: no series")
 }

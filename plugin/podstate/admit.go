@@ -121,7 +121,7 @@ func Refused(container string, err error) []Effect {
 }
 
 // refusal is why this node cannot honour what a container declares, nil when it can.
-func (p *Pod) refusal(name string, hold *decl.Hold) error {
+func (p *Pod) refusal(name string, hold *decl.Declared) error {
 	for _, d := range hold.Pods {
 		if err := p.podDependencyRefusal(d); err != nil {
 			return err
@@ -152,7 +152,7 @@ func (p *Pod) podDependencyRefusal(d decl.PodDependency) error {
 }
 
 // attempt builds the record of a new attempt of c; held says whether podorder's hook holds it.
-func (p *Pod) attempt(c Created, hold *decl.Hold, held bool) *Attempt {
+func (p *Pod) attempt(c Created, hold *decl.Declared, held bool) *Attempt {
 	created := c.At
 	ts := &tombstone.Tombstone{Container: c.Name, ID: c.ID, Attempt: c.Attempt, CreatedAt: &created}
 	if hold != nil && hold.Probe != nil {
@@ -162,7 +162,7 @@ func (p *Pod) attempt(c Created, hold *decl.Hold, held bool) *Attempt {
 		ts.WaitsFor = hold.After
 		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
 	}
-	return &Attempt{TS: ts, Hold: hold, Wakes: held || p.Decl.DependedOn(c.Name), Grace: c.Grace}
+	return &Attempt{TS: ts, Declared: hold, Wakes: held || p.Decl.DependedOn(c.Name), Grace: c.Grace}
 }
 
 // Adopt is a container attempt the runtime created while podorder was away, found at a
@@ -196,7 +196,7 @@ func (p *Pod) Loaded(ts *tombstone.Tombstone) {
 		return
 	}
 	hold, _ := p.Decl.For(ts.Container)
-	p.Attempts[ts.Container] = &Attempt{TS: ts, Hold: hold}
+	p.Attempts[ts.Container] = &Attempt{TS: ts, Declared: hold}
 }
 
 // StandIn returns the synthetic stand-in for a dependency on other pods, for Added once its
@@ -214,10 +214,10 @@ func (p *Pod) PodWatches() []decl.PodDependency {
 	var out []decl.PodDependency
 	for _, name := range p.names() {
 		a := p.Attempts[name]
-		if !a.Holding() || a.Hold == nil || len(a.Hold.Pods) == 0 || p.refusal(name, a.Hold) != nil {
+		if !a.Holding() || a.Declared == nil || len(a.Declared.Pods) == 0 || p.refusal(name, a.Declared) != nil {
 			continue
 		}
-		out = append(out, a.Hold.Pods...)
+		out = append(out, a.Declared.Pods...)
 	}
 	return out
 }

@@ -57,7 +57,7 @@ func (p *Pod) Condition() PodCondition {
 		if described > 0 {
 			msg.WriteString("; ")
 		}
-		fmt.Fprintf(&msg, "%s waits for %s since %s", name, Describe(a.Hold), a.TS.CreatedAt.UTC().Format(time.TimeOnly))
+		fmt.Fprintf(&msg, "%s waits for %s since %s", name, Describe(a.Declared), a.TS.CreatedAt.UTC().Format(time.TimeOnly))
 		if missing := p.missing(a); missing != "" {
 			msg.WriteString(" (" + missing + ")")
 		}

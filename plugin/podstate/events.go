@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // Added is a's tombstone written by the shell: a is the newest attempt of its container from now on.
@@ -21,8 +21,15 @@ func (p *Pod) Added(a *Attempt) []Effect {
 	a.Prev = old
 	o.wakeFor(p, a)
 	o.add(p.syncProbes()...) // a held attempt waits for its dependencies from now on
+	if a.admitted && old == nil {
+		// Said once per container, at its first attempt: the declarations never change.
+		for _, w := range p.Decl.Warnings(a.Name()) {
+			o.log(slog.LevelWarn, a.Name(), "declaration warning", "warning", w)
+			o.record(true, ReasonDeclarationWarning, "%s", w)
+		}
+	}
 	if a.admitted && a.TS.Held() {
-		h := a.Hold
+		h := a.Declared
 		o.log(slog.LevelInfo, a.Name(), "holding", "waits_for", WaitsFor(h.After), "timeout", h.Timeout.String(), "attempt", a.TS.Attempt)
 		o.record(false, ReasonWaiting, "container %s waits for %s (timeout %s)", a.Name(), Describe(h), h.Timeout)
 	}
@@ -63,6 +70,10 @@ func (p *Pod) Started(a *Attempt, now time.Time) []Effect {
 		o.add(p.markReleased(a, now)...)
 	}
 	o.write(p, a)
+	if a.Stop != nil && a.Stop.pending {
+		a.Stop.pending = false
+		o.add(p.signalStop(a)...)
+	}
 	o.add(p.release(now)...)
 	return o
 }
@@ -79,7 +90,7 @@ func (p *Pod) RuntimeCheckDue(a *Attempt) []Effect {
 
 // track asks for a handle on a's process when a stop-with may have to stop it.
 func (p *Pod) track(a *Attempt, pid uint32) []Effect {
-	if a.Hold == nil || len(a.Hold.StopWith) == 0 || !p.Node.StopWith || pid == 0 {
+	if a.Declared == nil || len(a.Declared.StopWith) == 0 || !p.Node.StopWith || pid == 0 {
 		return nil
 	}
 	return []Effect{Track{A: a, PID: pid}}
@@ -153,22 +164,22 @@ func (p *Pod) undo(a *Attempt, now time.Time) []Effect {
 
 // PodDependencyChanged is the answer for a dependency on other pods changing: the synthetic
 // stand-in called name evaluates to Met for cond exactly when met.
-func (p *Pod) PodDependencyChanged(name string, cond condition.Condition, met bool, now time.Time) []Effect {
+func (p *Pod) PodDependencyChanged(name string, cond dependency.Condition, met bool, now time.Time) []Effect {
 	a := p.Attempts[name]
 	if a == nil {
 		return nil
 	}
 	ts := a.TS
-	if (condition.Evaluate(cond, ts.State()) == condition.Met) == met {
+	if (dependency.Evaluate(cond, ts.State()) == dependency.Met) == met {
 		return nil
 	}
 	ts.StartedAt, ts.ReleasedAt, ts.ReadyAt, ts.ExitedAt, ts.ExitCode = nil, nil, nil, nil, 0
 	if met {
 		ts.StartedAt, ts.ReleasedAt = &now, &now
 		switch cond {
-		case condition.Ready:
+		case dependency.Ready:
 			ts.ReadyAt = &now
-		case condition.Completed:
+		case dependency.Completed:
 			ts.ExitedAt = &now
 		}
 	}

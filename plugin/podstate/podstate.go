@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin/decl"
 )
@@ -37,6 +37,8 @@ const (
 	ReasonUnheld           = "PodorderUnheld"
 	ReasonStopping         = "PodorderStopping"
 	ReasonStopped          = "PodorderStopped"
+	// ReasonDeclarationWarning is a declaration podorder obeys that will likely bite at runtime.
+	ReasonDeclarationWarning = "PodorderDeclarationWarning"
 )
 
 // DeadlineMargin is how much earlier than the hook's deadline the daemon stops releasing: room for
@@ -60,8 +62,8 @@ func HoldDeadline(start time.Time, timeout time.Duration) time.Time {
 // Attempt is one attempt of one container, or the synthetic stand-in of a dependency on other pods.
 // The tombstone is the truth the hooks read; the other fields are what only the daemon needs.
 type Attempt struct {
-	TS   *tombstone.Tombstone
-	Hold *decl.Hold
+	TS       *tombstone.Tombstone
+	Declared *decl.Declared
 	// Prev is the attempt this one replaced, the newest again if the runtime undoes this one.
 	Prev *Attempt
 	// Probe is the check podorder runs for this attempt's readiness: its podorder.dev/probe
@@ -106,6 +108,8 @@ type Stop struct {
 	At     time.Time
 	Grace  time.Duration
 	Killed bool
+	// pending is set while the signal waits for the runtime's start to return.
+	pending bool
 }
 
 // Pod is the state of one pod that uses podorder.
@@ -154,7 +158,7 @@ func (p *Pod) Current(container, id string) *Attempt {
 }
 
 // Describe lists a hold's dependencies for people: "db (ready), pod(app=mysql):ready".
-func Describe(h *decl.Hold) string {
+func Describe(h *decl.Declared) string {
 	if h == nil {
 		return ""
 	}
@@ -174,7 +178,7 @@ func Describe(h *decl.Hold) string {
 }
 
 // WaitsFor formats dependencies for logs.
-func WaitsFor(deps []condition.Dependency) []string {
+func WaitsFor(deps []dependency.Dependency) []string {
 	out := make([]string, len(deps))
 	for i, d := range deps {
 		out[i] = d.String()

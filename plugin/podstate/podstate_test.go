@@ -49,6 +49,12 @@ func summary(effects []Effect) []string {
 			out = append(out, "forget "+e.A.Name())
 		case HoldEnded:
 			out = append(out, "ended "+e.A.Name()+" "+e.Outcome)
+		case Track:
+			out = append(out, fmt.Sprintf("track %s %d", e.A.Name(), e.PID))
+		case ArmRuntimeCheck:
+			out = append(out, "runtime check "+e.A.Name())
+		case RuntimeFinding:
+			out = append(out, fmt.Sprintf("runtime blocking=%v", e.Blocking))
 		}
 	}
 	return out
@@ -75,7 +81,7 @@ func (f *fixture) create(name string, s float64) *Attempt {
 	if hold != nil && len(hold.After) > 0 {
 		ts.WaitsFor, ts.HoldTimeout = hold.After, tombstone.Duration(hold.Timeout)
 	}
-	a := &Attempt{TS: ts, Hold: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
+	a := &Attempt{TS: ts, Declared: hold, Wakes: ts.Held() || f.pod.Decl.DependedOn(name), Grace: 30 * time.Second}
 	f.pod.Added(a)
 	return a
 }
@@ -87,7 +93,7 @@ func (f *fixture) newAttempt(name string, s float64) *Attempt {
 	created := at(s)
 	ts := &tombstone.Tombstone{Container: name, ID: name + "-" + fmt.Sprint(s), CreatedAt: &created,
 		WaitsFor: hold.After, HoldTimeout: tombstone.Duration(hold.Timeout)}
-	return &Attempt{TS: ts, Hold: hold, Wakes: true, Grace: 30 * time.Second}
+	return &Attempt{TS: ts, Declared: hold, Wakes: true, Grace: 30 * time.Second}
 }
 
 // run creates and starts container at s seconds and returns the effects of its start.
@@ -353,7 +359,7 @@ func TestASnapshotSaysWhoIsHeldForWhatAndForHowMuchLonger(t *testing.T) {
 	app := s.Containers[0]
 	assert.Equal(t, "held", app.State)
 	assert.Equal(t, 50*time.Second, app.TimeoutLeft, "the daemon's deadline: 1m from the start, less its margin, rounded")
-	assert.Equal(t, []DependencyStatus{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
+	assert.Equal(t, []DependencyReport{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
 	assert.False(t, s.Released)
 
 	f.run("db", 11)

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 	"github.com/podorder/podorder/plugin/decl"
 )
 
@@ -19,7 +19,7 @@ func (p *Pod) chooseProbe(a *Attempt) {
 		return
 	}
 	a.probeChosen = true
-	a.Probe = p.probeFor(a.Name(), a.Hold)
+	a.Probe = p.probeFor(a.Name(), a.Declared)
 }
 
 // probeFor is the check podorder runs for the readiness of the container called name, whose
@@ -27,7 +27,7 @@ func (p *Pod) chooseProbe(a *Attempt) {
 // nobody needs never cost the node; then the podorder.dev/probe annotation if any; else its own
 // readinessProbe, when podorder can run it from inside the pod, unless the pod opts out with
 // podorder.dev/readiness.<c>: kubelet.
-func (p *Pod) probeFor(name string, h *decl.Hold) *decl.Probe {
+func (p *Pod) probeFor(name string, h *decl.Declared) *decl.Probe {
 	switch {
 	case !p.Node.Probes || !p.Decl.WaitedReady(name):
 		return nil
@@ -91,11 +91,11 @@ func (p *Pod) syncProbes() []Effect {
 // ready.
 func (p *Pod) heldFor(name string) bool {
 	for _, b := range p.Attempts {
-		if !b.Holding() || b.TS.HoldFailed != "" || b.Hold == nil {
+		if !b.Holding() || b.TS.HoldFailed != "" || b.Declared == nil {
 			continue
 		}
-		for _, d := range b.Hold.After {
-			if d.Container == name && d.Condition == condition.Ready {
+		for _, d := range b.Declared.After {
+			if d.Container == name && d.Condition == dependency.Ready {
 				return true
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podorder/podorder/hooks/condition"
+	"github.com/podorder/podorder/hooks/dependency"
 )
 
 // release records, for every held attempt whose dependencies are all met, that it may start,
@@ -39,7 +39,7 @@ func (p *Pod) release(now time.Time) []Effect {
 			o.add(p.markReleased(a, now)...)
 			elapsed := now.Sub(*ts.CreatedAt).Milliseconds()
 			o.log(slog.LevelInfo, name, "released", "container_id", ts.ID, "waits_for", WaitsFor(ts.WaitsFor), "elapsed_ms", elapsed)
-			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Hold))
+			o.record(false, ReasonReleased, "container %s released %dms after its creation: %s met", name, elapsed, Describe(a.Declared))
 			o.write(p, a)
 			o.add(HoldEnded{A: a, Outcome: OutcomeReleased, Held: now.Sub(*ts.CreatedAt)})
 			changed = true
@@ -119,9 +119,9 @@ func (o *out) wakeFor(p *Pod, changed *Attempt) {
 	}
 }
 
-func (p *Pod) allMet(deps []condition.Dependency) bool {
+func (p *Pod) allMet(deps []dependency.Dependency) bool {
 	for _, d := range deps {
-		if condition.Evaluate(d.Condition, p.state(d.Container)) != condition.Met {
+		if dependency.Evaluate(d.Condition, p.state(d.Container)) != dependency.Met {
 			return false
 		}
 	}
@@ -131,7 +131,7 @@ func (p *Pod) allMet(deps []condition.Dependency) bool {
 // anyFailed reports whether a dependency of a can no longer be met by its current attempt.
 func (p *Pod) anyFailed(a *Attempt) bool {
 	for _, d := range a.TS.WaitsFor {
-		if condition.Evaluate(d.Condition, p.state(d.Container)) == condition.Failed {
+		if dependency.Evaluate(d.Condition, p.state(d.Container)) == dependency.Failed {
 			return true
 		}
 	}
@@ -143,23 +143,23 @@ func (p *Pod) missing(a *Attempt) string {
 	var out []string
 	for _, d := range a.TS.WaitsFor {
 		s := p.state(d.Container)
-		if condition.Evaluate(d.Condition, s) == condition.Met {
+		if dependency.Evaluate(d.Condition, s) == dependency.Met {
 			continue
 		}
 		if da := p.Attempts[d.Container]; da != nil && da.TS.PodSelector != "" {
 			out = append(out, fmt.Sprintf("no pod matching %s is %s", da.TS.PodSelector, d.Condition))
 			continue
 		}
-		out = append(out, condition.Describe(d, s))
+		out = append(out, dependency.Describe(d, s))
 	}
 	return strings.Join(out, "; ")
 }
 
-func (p *Pod) state(container string) condition.State {
+func (p *Pod) state(container string) dependency.State {
 	if a := p.Attempts[container]; a != nil {
 		return a.TS.State()
 	}
-	return condition.State{}
+	return dependency.State{}
 }
 
 func (p *Pod) names() []string {

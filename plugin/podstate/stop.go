@@ -18,10 +18,10 @@ func (p *Pod) stopBound(exited *Attempt, code int32, now time.Time) []Effect {
 	var o out
 	for _, name := range p.names() {
 		a := p.Attempts[name]
-		if a == exited || a.Hold == nil {
+		if a == exited || a.Declared == nil {
 			continue
 		}
-		if t, ok := a.Hold.StoppedBy(exited.Name(), code); ok {
+		if t, ok := a.Declared.StoppedBy(exited.Name(), code); ok {
 			o.add(p.stop(a, fmt.Sprintf("%s exited with code %d (stop-with %s)", exited.Name(), code, t), now)...)
 		}
 	}
@@ -29,7 +29,9 @@ func (p *Pod) stopBound(exited *Attempt, code int32, now time.Time) []Effect {
 }
 
 // stop stops a gracefully: its stop signal now, SIGKILL after its grace period. A held attempt
-// never ran its own process: its hold ends instead, which exits it at once.
+// never ran its own process: its hold ends instead, which exits it at once. One released whose
+// runtime start has not returned yet may not run its own process yet either: its signal waits for
+// Started.
 func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 	ts, name := a.TS, a.Name()
 	if ts.ExitedAt != nil || a.Stop != nil || ts.StartedAt == nil && ts.HoldDeadline == nil {
@@ -47,19 +49,22 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		o.write(p, a)
 		return o
 	}
-	sig := a.Hold.StopSignal
-	if sig == 0 {
-		sig = syscall.SIGTERM
+	sig, grace := a.Declared.StopSignalAndGrace(a.Grace)
+	a.Stop = &Stop{Why: why, Signal: sig, At: now, Grace: grace, pending: ts.StartedAt == nil}
+	if a.Stop.pending {
+		o.log(slog.LevelInfo, name, "stopping once the runtime's start returns", "reason", why)
+		return o
 	}
-	grace := a.Hold.StopGrace
-	if grace == 0 {
-		grace = a.Grace
-	}
-	st := &Stop{Why: why, Signal: sig, At: now, Grace: grace}
-	a.Stop = st
-	o.log(slog.LevelInfo, name, "stopping", "reason", why, "signal", decl.SignalName(sig), "grace", grace.String())
-	o.record(false, ReasonStopping, "stopping container %s: %s; %s now, SIGKILL after %s", name, why, decl.SignalName(sig), grace)
-	o.add(Signal{A: a, Signal: sig}, ArmKill{A: a, Stop: st, After: grace})
+	return append(o, p.signalStop(a)...)
+}
+
+// signalStop sends a's stop signal and arms its SIGKILL.
+func (p *Pod) signalStop(a *Attempt) []Effect {
+	var o out
+	st, name := a.Stop, a.Name()
+	o.log(slog.LevelInfo, name, "stopping", "reason", st.Why, "signal", decl.SignalName(st.Signal), "grace", st.Grace.String())
+	o.record(false, ReasonStopping, "stopping container %s: %s; %s now, SIGKILL after %s", name, st.Why, decl.SignalName(st.Signal), st.Grace)
+	o.add(Signal{A: a, Signal: st.Signal}, ArmKill{A: a, Stop: st, After: st.Grace})
 	return o
 }
 
@@ -82,8 +87,8 @@ func (p *Pod) SignalFailed(a *Attempt, err error, exited bool) []Effect {
 
 // GraceEnded is the end of st's grace period: a still running is killed.
 func (p *Pod) GraceEnded(a *Attempt, st *Stop) []Effect {
-	if p.Attempts[a.Name()] != a || a.Stop != st || st.Killed || a.TS.ExitedAt != nil {
-		return nil
+	if p.Attempts[a.Name()] != a || a.Stop != st || st.Killed || st.Signal == 0 || st.pending || a.TS.ExitedAt != nil {
+		return nil // not the stop armed, or one that ended a hold: no process of its own to kill
 	}
 	st.Killed = true
 	return []Effect{

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
 )
 
 // SocketName is the socket's name in the store directory.
@@ -27,8 +28,9 @@ const SocketName = "status.sock"
 // Socket returns the socket path for a store directory.
 func Socket(storeDir string) string { return filepath.Join(storeDir, SocketName) }
 
-// Serve answers GET /status with the snapshot until ctx ends.
-func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatus, log *slog.Logger) error {
+// Serve answers GET /status with the snapshot, and GET /node with the preflight's verdicts on the
+// node, until ctx ends.
+func Serve(ctx context.Context, path string, snapshot func() []podstate.PodReport, node func() []preflight.Verdict, log *slog.Logger) error {
 	_ = os.Remove(path) // a socket left by a previous daemon
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -43,6 +45,10 @@ func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatu
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(snapshot())
 	})
+	mux.HandleFunc("/node", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(node())
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	go func() {
@@ -53,14 +59,54 @@ func Serve(ctx context.Context, path string, snapshot func() []podstate.PodStatu
 	return nil
 }
 
-// Fetch reads the daemon's snapshot.
-func Fetch(path string) ([]podstate.PodStatus, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+// client asks the daemon on the socket at path.
+func client(path string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)
 		},
 	}}
-	res, err := client.Get("http://podorder/status")
+}
+
+// FetchNode reads the daemon's verdicts on the node; ok is false for a daemon from before the
+// preflight, which does not serve them.
+func FetchNode(path string) (_ []preflight.Verdict, ok bool, _ error) {
+	res, err := client(path).Get("http://podorder/node")
+	if err != nil {
+		return nil, false, fmt.Errorf("ask the daemon at %s (is podorder running, with this --store-dir?): %w", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return nil, false, nil
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, false, fmt.Errorf("ask the daemon at %s: %s", path, res.Status)
+	}
+	var vs []preflight.Verdict
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&vs); err != nil {
+		return nil, false, fmt.Errorf("decode the daemon's answer: %w", err)
+	}
+	return vs, true, nil
+}
+
+// WriteNode prints the node's header line, then one line per check that fails, with its message.
+func WriteNode(out io.Writer, vs []preflight.Verdict) error {
+	if _, err := fmt.Fprintln(out, preflight.Header(vs)); err != nil {
+		return err
+	}
+	for _, v := range vs {
+		if v.Result == preflight.Fail {
+			if _, err := fmt.Fprintf(out, "  %s: %s\n", v.Reason, v.Message); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Fetch reads the daemon's snapshot.
+func Fetch(path string) ([]podstate.PodReport, error) {
+	res, err := client(path).Get("http://podorder/status")
 	if err != nil {
 		return nil, fmt.Errorf("ask the daemon at %s (is podorder running, with this --store-dir?): %w", path, err)
 	}
@@ -68,7 +114,7 @@ func Fetch(path string) ([]podstate.PodStatus, error) {
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("ask the daemon at %s: %s", path, res.Status)
 	}
-	var pods []podstate.PodStatus
+	var pods []podstate.PodReport
 	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&pods); err != nil {
 		return nil, fmt.Errorf("decode the daemon's answer: %w", err)
 	}
@@ -77,7 +123,7 @@ func Fetch(path string) ([]podstate.PodStatus, error) {
 
 // WriteTable prints one line per container that is held (or every container with all), with what it
 // waits for, since when and the timeout left.
-func WriteTable(out io.Writer, pods []podstate.PodStatus, all bool, now time.Time) error {
+func WriteTable(out io.Writer, pods []podstate.PodReport, all bool, now time.Time) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tCONTAINER\tSTATE\tWAITS FOR\tSINCE\tTIMEOUT LEFT")
 	held := 0

@@ -30,7 +30,8 @@ func TestTheChartLints(t *testing.T) {
 }
 
 func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
-	docs := render(t, "--set", "image.tag=v9", "--set", "allowCrossNamespace=a=b", "--set", "logLevel=debug", "--set", "policies.validation=false")
+	docs := render(t, "--set", "image.tag=v9", "--set", "allowCrossNamespace=a=b", "--set", "logLevel=debug", "--set", "policies.validation=false",
+		"--api-versions", mutatingAPI)
 	kinds := map[string]int{}
 	for kind, objs := range docs {
 		kinds[kind] = len(objs)
@@ -45,7 +46,9 @@ func TestTheChartRendersTheBaseWithTheValuesApplied(t *testing.T) {
 		"--health-addr=127.0.0.1:8081", "--metrics-addr=:8443", "containerPort: 8443"} {
 		assert.Contains(t, ds, want)
 	}
-	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:ops:podorder"`, "the status guard names the release's service account")
+	require.Len(t, docs["ValidatingAdmissionPolicyBinding"], 1)
+	assert.Contains(t, guard, `request.userInfo.username == "system:serviceaccount:" + params.metadata.namespace`, "the status guard matches its parameter's service account")
+	assert.Contains(t, docs["ValidatingAdmissionPolicyBinding"][0], "paramRef:\n    name: po-podorder\n    namespace: ops\n", "the status guard's parameter is the release's service account")
 }
 
 // The image runs one binary whose every mode is a command: a container that names none would print
@@ -65,12 +68,13 @@ func TestTheChartNamesTheCommandOfEachContainer(t *testing.T) {
 }
 
 func TestTheChartCarriesTheBasesPolicies(t *testing.T) {
-	for _, name := range []string{"lifecycle.yaml", "readiness.yaml", "status-writes.yaml", "validation.yaml"} {
-		base, err := os.ReadFile(filepath.Join("../../daemonset", name))
+	for _, path := range []string{"components/shutdown-order/lifecycle.yaml", "components/readiness-gate/readiness.yaml", "base/status-writes.yaml", "base/validation.yaml"} {
+		base, err := os.ReadFile(filepath.Join("../../daemonset", path))
 		require.NoError(t, err)
+		name := filepath.Base(path)
 		chart, err := os.ReadFile(filepath.Join("../../charts/podorder/files", name))
 		require.NoError(t, err)
-		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, name)
+		assert.Equal(t, string(base), string(chart), "charts/podorder/files/%s must be a copy of daemonset/%s", name, path)
 	}
 }
 
@@ -179,7 +183,7 @@ func TestTheChartPutsHealthWhereKubeletProbesIt(t *testing.T) {
 		{"on the node's network", nil,
 			[]string{"--health-addr=127.0.0.1:8081", "host: 127.0.0.1", "--metrics-addr=:8443", "name: metrics"}, nil},
 		{"in a pod network namespace", []string{"hostNetwork=false", "probes.hostNetwork=false"},
-			[]string{"--health-addr=:8081", "--metrics-addr=:8443"}, []string{"host: 127.0.0.1"}},
+			[]string{"--health-addr=:8081", "--metrics-addr=:8443"}, []string{"host: 127.0.0.1", "--probe-host-network"}},
 		{"without the API", []string{"api.enabled=false", "policies.readinessGate=false"},
 			[]string{"--metrics-addr=\n"}, []string{"name: metrics"}},
 		{"with a metrics certificate", []string{"metricsCertSecret=podorder-metrics-tls"},

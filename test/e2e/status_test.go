@@ -31,16 +31,17 @@ func TestStatusShowsEachHeldContainerAndWhatItWaitsFor(t *testing.T) {
 		return string(out)
 	}
 	table := cli()
+	assert.Regexp(t, `^node: NRI connected, containerd 2\.4\.2, .+\n`, table, "the node's preflight heads the table")
 	assert.Regexp(t, `(?m)^\S+/waiting\s+app\s+held\s+db \(ready\): db has not been created yet\s+\d+s ago\s+4m5\ds$`, table)
 	assert.Contains(t, table, "pods using podorder on this node: 1, held containers: 1")
 
-	var pods []podstate.PodStatus
+	var pods []podstate.PodReport
 	require.NoError(t, json.Unmarshal([]byte(cli("-o", "json")), &pods))
 	require.Len(t, pods, 1)
 	assert.False(t, pods[0].Released)
 	require.Len(t, pods[0].Containers, 1)
 	app := pods[0].Containers[0]
 	assert.Equal(t, "held", app.State)
-	assert.Equal(t, []podstate.DependencyStatus{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
+	assert.Equal(t, []podstate.DependencyReport{{Dependency: "db (ready)", State: "db has not been created yet"}}, app.WaitsFor)
 	assert.Greater(t, app.TimeoutLeft, 4*time.Minute)
 }

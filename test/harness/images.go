@@ -25,6 +25,10 @@ const (
 	WorkloadImage = "registry.local/podorder/workload:test"
 )
 
+// BusyboxImage is the public image examples/ run, `busybox:1.37`, built here under its own name
+// (test/image.BuildBusybox) from the static busybox hack/install-deps.sh puts in the cache.
+const BusyboxImage = image.BusyboxRef
+
 // workloadPath is where both images hold test/workload.
 const workloadPath = "/workload"
 
@@ -44,13 +48,55 @@ func (e *Env) ImportWorkloadImages(t testing.TB) {
 		t.Fatalf("build test images: %v", imageTars.err)
 	}
 	for _, ref := range []string{PauseImage, WorkloadImage} {
-		cmd := exec.Command(filepath.Join(e.bin, "ctr"), "--address", e.Address, "-n", Namespace, "images", "import", "-")
-		cmd.Stdin = bytes.NewReader(imageTars.tars[ref])
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("ctr images import %s: %v: %s", ref, err, out)
-		}
-		e.waitImage(t, ref)
+		e.importImage(t, ref, imageTars.tars[ref])
 	}
+}
+
+// busyboxTar caches the BusyboxImage archive for the test binary.
+var busyboxTar = struct {
+	once sync.Once
+	tar  []byte
+	err  error
+}{}
+
+// ImportBusybox imports BusyboxImage into containerd, so that a manifest naming `busybox:1.37`
+// runs as written without a registry, and waits until the CRI image service lists it. It fails
+// the test when hack/install-deps.sh has not put busybox in the cache.
+func (e *Env) ImportBusybox(t testing.TB) {
+	t.Helper()
+	busyboxTar.once.Do(func() { busyboxTar.tar, busyboxTar.err = buildBusybox(filepath.Join(BinDir(), "busybox")) })
+	if busyboxTar.err != nil {
+		t.Fatalf("build %s: %v", BusyboxImage, busyboxTar.err)
+	}
+	e.importImage(t, BusyboxImage, busyboxTar.tar)
+}
+
+func buildBusybox(busybox string) ([]byte, error) {
+	if _, err := os.Stat(busybox); err != nil {
+		return nil, fmt.Errorf("%w: run hack/install-deps.sh, which extracts the static busybox of Debian's busybox-static there", err)
+	}
+	tmp, err := os.MkdirTemp("", "podorder-busybox")
+	if err != nil {
+		return nil, fmt.Errorf("create build dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	path, err := image.BuildBusybox(tmp, busybox)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// importImage imports an OCI layout tarball into the CRI plugin's namespace and waits until the CRI
+// image service lists ref.
+func (e *Env) importImage(t testing.TB, ref string, tar []byte) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(e.bin, "ctr"), "--address", e.Address, "-n", Namespace, "images", "import", "-")
+	cmd.Stdin = bytes.NewReader(tar)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ctr images import %s: %v: %s", ref, err, out)
+	}
+	e.waitImage(t, ref)
 }
 
 // waitImage waits for the CRI plugin to learn of an imported image: it learns from containerd's

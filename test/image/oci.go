@@ -1,6 +1,7 @@
-// Package image writes the real-runtime tests' workload images as OCI image-layout tarballs that
-// containerd imports with `ctr images import`: no registry, one layer holding static executables.
-// podorder's own image is the Dockerfile's, built with BuildKit (build/image).
+// Package image writes the real-runtime tests' images as OCI image-layout tarballs that containerd
+// imports with `ctr images import`: no registry, one layer holding static executables. They are the
+// workload images and, for examples/, busybox:1.37 built from Debian's static busybox. podorder's
+// own image is the Dockerfile's, built with BuildKit (build/image).
 package image
 
 import (
@@ -63,12 +64,13 @@ type Manifest struct {
 	Layers        []Descriptor `json:"layers"`
 }
 
-// Config is the part of an OCI image config that BuildFiles fills in.
+// Config is the part of an OCI image config that Build fills in.
 type Config struct {
 	Architecture string `json:"architecture"`
 	OS           string `json:"os"`
 	Config       struct {
 		Entrypoint []string `json:"Entrypoint"`
+		Cmd        []string `json:"Cmd,omitempty"`
 		Env        []string `json:"Env"`
 	} `json:"config"`
 	RootFS struct {
@@ -90,23 +92,60 @@ func RefName(ref string) string {
 	return "latest"
 }
 
+// Spec is what an image's one layer holds and how the image runs.
+type Spec struct {
+	// Files maps each path in the image to the host file copied there (mode 0755).
+	Files map[string]string
+	// Symlinks maps each path in the image to the target of the symbolic link there.
+	Symlinks map[string]string
+	// Entrypoint, Cmd and Env are the image config's.
+	Entrypoint, Cmd, Env []string
+}
+
 // BuildFiles writes dir/<name>.tar, an OCI image layout whose only layer holds files and an empty
 // /tmp, whose entrypoint is entrypoint, and which `ctr images import` names ref: files maps each
 // path in the image to the host file copied there (mode 0755). The same inputs always give the
 // same digests.
 func BuildFiles(dir, ref string, files map[string]string, entrypoint []string) (tarPath string, err error) {
+	return Build(dir, ref, Spec{Files: files, Entrypoint: entrypoint, Env: []string{"PATH=/"}})
+}
+
+// Build writes dir/<name>.tar, an OCI image layout named ref (for `ctr images import`) whose only
+// layer holds spec's files and symbolic links, the directories above them (mode 0755) and an
+// empty /tmp. The same inputs always give the same digests.
+func Build(dir, ref string, spec Spec) (tarPath string, err error) {
 	entries := []tarFile{{name: "tmp/", dir: true, mode: 0o1777}}
-	paths := make([]string, 0, len(files))
-	for p := range files {
+	paths := make([]string, 0, len(spec.Files)+len(spec.Symlinks))
+	for p := range spec.Files {
+		paths = append(paths, p)
+	}
+	for p := range spec.Symlinks {
+		if _, ok := spec.Files[p]; ok {
+			return "", fmt.Errorf("build image %s: %s is both a file and a symbolic link", ref, p)
+		}
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	dirs := map[string]bool{"tmp/": true}
 	for _, p := range paths {
-		data, err := os.ReadFile(files[p])
-		if err != nil {
-			return "", fmt.Errorf("build image %s: read %s: %w", ref, files[p], err)
+		name := strings.TrimPrefix(p, "/")
+		// Parents before children: a layer that names a file before its directory applies, but
+		// the directory's mode is then the extractor's choice.
+		for i, c := range name {
+			if c == '/' && !dirs[name[:i+1]] {
+				dirs[name[:i+1]] = true
+				entries = append(entries, tarFile{name: name[:i+1], dir: true, mode: 0o755})
+			}
 		}
-		entries = append(entries, tarFile{name: strings.TrimPrefix(p, "/"), data: data, mode: 0o755})
+		if target, ok := spec.Symlinks[p]; ok {
+			entries = append(entries, tarFile{name: name, link: target, mode: 0o777})
+			continue
+		}
+		data, err := os.ReadFile(spec.Files[p])
+		if err != nil {
+			return "", fmt.Errorf("build image %s: read %s: %w", ref, spec.Files[p], err)
+		}
+		entries = append(entries, tarFile{name: name, data: data, mode: 0o755})
 	}
 	layerTar, err := writeTar(entries)
 	if err != nil {
@@ -123,8 +162,7 @@ func BuildFiles(dir, ref string, files map[string]string, entrypoint []string) (
 
 	var cfg Config
 	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
-	cfg.Config.Entrypoint = entrypoint
-	cfg.Config.Env = []string{"PATH=/"}
+	cfg.Config.Entrypoint, cfg.Config.Cmd, cfg.Config.Env = spec.Entrypoint, spec.Cmd, spec.Env
 	cfg.RootFS.Type = "layers"
 	cfg.RootFS.DiffIDs = []string{digest(layerTar)}
 
@@ -181,6 +219,7 @@ type tarFile struct {
 	data []byte
 	mode int64
 	dir  bool
+	link string // the target of a symbolic link
 }
 
 func writeTar(files []tarFile) ([]byte, error) {
@@ -188,8 +227,11 @@ func writeTar(files []tarFile) ([]byte, error) {
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
 		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-		if f.dir {
+		switch {
+		case f.dir:
 			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		case f.link != "":
+			hdr.Typeflag, hdr.Size, hdr.Linkname = tar.TypeSymlink, 0, f.link
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("write tar header %s: %w", f.name, err)

@@ -1,7 +1,8 @@
 // Package kubernetes runs podorder the way users do, on a real one-node Kubernetes: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (v1.37) on a private containerd
 // with NRI and runc 1.3.6; podorder's own OCI image built without a Docker engine and imported;
-// `kubectl apply -k` of daemonset/ as shipped, then the Helm chart; pods created with kubectl.
+// `kubectl apply -k` of daemonset/ as shipped, then the Helm chart; pods created with kubectl, and
+// examples/ applied as they are, on a busybox:1.37 built from Debian's static busybox and imported.
 package kubernetes
 
 import (
@@ -53,6 +54,7 @@ func setup(t *testing.T) *bed {
 	// The cluster's containerd serves NRI where a node's does, so that podorder runs as shipped.
 	env := harness.Start(t, harness.Options{NRISocket: nriSocket})
 	env.ImportWorkloadImages(t)
+	env.ImportBusybox(t)
 	shareNetnsMounts(t)
 	c := cluster.Start(t, env, cluster.Options{})
 	b := &bed{env: env, c: c}
@@ -61,8 +63,9 @@ func setup(t *testing.T) *bed {
 }
 
 // deployPodorder builds podorder's image from the Dockerfile with BuildKit (build/image, what `make
-// image` runs), imports it, and applies daemonset/ as shipped, through an overlay that changes only the
-// image's tag and the API server's address.
+// image` runs), imports it, and applies daemonset/kubernetes-1.36/ as shipped (daemonset/ and the
+// MutatingAdmissionPolicies a 1.36 cluster serves), through an overlay that changes only the image's
+// tag and the API server's address.
 func (b *bed) deployPodorder(t *testing.T) {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
@@ -81,7 +84,7 @@ func (b *bed) deployPodorder(t *testing.T) {
 	apiHost, apiPort := string(m[1]), string(m[2])
 	overlay := t.TempDir()
 	// kustomize takes a base only by relative path.
-	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
+	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset", "kubernetes-1.36"))
 	require.NoError(t, err)
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -339,6 +342,7 @@ func TestOnARealKubelet(t *testing.T) {
 	lifecycleScenarios(t, b)
 	readinessScenarios(t, b)
 	examplesScenario(t, b)
+	kubectlPluginScenario(t, b)
 
 	t.Run("podorder's own pod deleted while a container is held is recreated and releases it", func(t *testing.T) {
 		b.apply(t, pod{Name: "orphan", Labels: map[string]string{"podorder.dev/after.app": "db"}, Containers: []container{
@@ -354,6 +358,7 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.Equal(t, "0", b.restarts(t, "orphan", 0))
 	})
 
+	preflightScenario(t, b)
 	helmScenario(t, b) // last: it replaces the kustomize install
 }
 

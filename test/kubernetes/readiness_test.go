@@ -169,6 +169,60 @@ spec:
       - {name: app, image: %[1]s}
       - {name: db, image: %[1]s}
 `, harness.WorkloadImage), "podorder: Deployment default/bad-timeout: annotation podorder.dev/timeout.app=5 minutes: timeout must be a positive Go duration"},
+			"pod, a typo in a container name that after names": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: typo-after
+  namespace: default
+  labels:
+    podorder.dev/after.app: dbb_started
+spec:
+  containers:
+  - {name: app, image: %[1]s}
+  - {name: db, image: %[1]s}
+`, harness.WorkloadImage), "podorder: default/typo-after: label podorder.dev/after.app names dbb, which is not in the pod; containers are: app, db"},
+			"deployment, a typo in a container name that a stop-with annotation names": {fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: typo-stop-with
+  namespace: default
+spec:
+  selector: {matchLabels: {app: typo-stop-with}}
+  template:
+    metadata:
+      labels: {app: typo-stop-with}
+      annotations: {podorder.dev/stop-with.proxy: "mian:exited"}
+    spec:
+      initContainers:
+      - {name: setup, image: %[1]s}
+      containers:
+      - {name: main, image: %[1]s}
+      - {name: proxy, image: %[1]s}
+`, harness.WorkloadImage), "podorder: Deployment default/typo-stop-with: annotation podorder.dev/stop-with.proxy names mian, which is not in the pod; containers are: setup, main, proxy"},
+			"pod, a key for a container not in the pod": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: typo-key
+  namespace: default
+  annotations:
+    podorder.dev/timeout.ap: 5m
+spec:
+  containers:
+  - {name: app, image: %[1]s}
+`, harness.WorkloadImage), "podorder: default/typo-key: podorder.dev/ keys name container ap, which is not in the pod; containers are: app"},
+			"pod, an unknown stop signal": {fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-signal
+  namespace: default
+  labels:
+    podorder.dev/stop-with.proxy: app
+    podorder.dev/stop-signal.proxy: KILL
+spec:
+  containers:
+  - {name: app, image: %[1]s}
+  - {name: proxy, image: %[1]s}
+`, harness.WorkloadImage), "podorder: default/bad-signal: label podorder.dev/stop-signal.proxy=KILL: stop signal must be one of SIGTERM"},
 		}
 		for name, tt := range tests {
 			t.Run(name, func(t *testing.T) {
