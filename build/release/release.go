@@ -1,18 +1,22 @@
 // Package release is `make release`: from the module at one commit it writes every artifact of a
 // podorder release into one directory. The image for linux/amd64 and linux/arm64 under one index
 // (the Dockerfile, built by BuildKit through build/image, as an OCI archive), the packaged Helm
-// chart, the podorder binaries for Linux and macOS on both architectures and the hook for Linux, an
-// SPDX SBOM of the Go modules compiled into them, and SHA256SUMS over all of it.
+// chart, the podorder binaries for Linux and macOS on both architectures and the hook for Linux,
+// kubectl podorder's archives and krew manifest, an SPDX SBOM of the Go modules compiled into them,
+// and SHA256SUMS over all of it.
 package release
 
 import (
+	"archive/tar"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/podorder/podorder/build/image"
+	"github.com/podorder/podorder/build/krew"
 )
 
 // Archs are the architectures a release builds, for every OS it builds.
@@ -77,6 +82,9 @@ func (b Binary) FileName(release string) string {
 func ImageFileName(release string) string { return "podorder-image-v" + release + ".oci.tar" }
 func ChartFileName(release string) string { return "podorder-" + release + ".tgz" }
 func SBOMFileName(release string) string  { return "podorder_v" + release + ".spdx.json" }
+
+// KrewFileName names kubectl podorder's krew manifest, rendered for the release.
+func KrewFileName(release string) string { return "kubectl-podorder_v" + release + ".krew.yaml" }
 
 const SumsFileName = "SHA256SUMS"
 
@@ -138,6 +146,12 @@ func Run(ctx context.Context, o Options) ([]string, error) {
 		return nil, fmt.Errorf("release: helm package wrote no %s: does charts/podorder/Chart.yaml say version %s? %w", chart, release, err)
 	}
 	artifacts = append(artifacts, chart)
+
+	plugins, err := writeKubectlPlugin(ctx, o, release, work)
+	if err != nil {
+		return nil, err
+	}
+	artifacts = append(artifacts, plugins...)
 
 	sbom, err := writeSBOM(o, release)
 	if err != nil {
@@ -217,4 +231,77 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, data, 0o755)
+}
+
+// writeKubectlPlugin builds kubectl-podorder for every platform krew lists, packs each with LICENSE
+// into the archive the krew manifest names, and renders that manifest with their sums.
+func writeKubectlPlugin(ctx context.Context, o Options, release, work string) ([]string, error) {
+	var names []string
+	sums := map[krew.Platform]string{}
+	for _, p := range krew.Platforms {
+		bin := filepath.Join(work, "kubectl-podorder_"+p.OS+"_"+p.Arch)
+		if err := image.GoBuild(ctx, o.ModuleDir, release, p.OS, p.Arch, "kubectl-podorder", bin); err != nil {
+			return nil, fmt.Errorf("release: %w", err)
+		}
+		name := krew.Archive(release, p)
+		if err := writeArchive(filepath.Join(o.Dist, name), map[string]string{
+			"kubectl-podorder": bin, "LICENSE": filepath.Join(o.ModuleDir, "LICENSE"),
+		}); err != nil {
+			return nil, fmt.Errorf("release: %s: %w", name, err)
+		}
+		sum, err := sha256File(filepath.Join(o.Dist, name))
+		if err != nil {
+			return nil, fmt.Errorf("release: %w", err)
+		}
+		sums[p] = sum
+		names = append(names, name)
+	}
+	manifest, err := krew.Render(release, sums)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.Dist, KrewFileName(release)), []byte(manifest), 0o644); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	return append(names, KrewFileName(release)), nil
+}
+
+// writeArchive writes a tar.gz of files (name in the archive → path), sorted by name, each at the
+// archive's root with its mode and no owner.
+func writeArchive(dest string, files map[string]string) error {
+	f, err := os.Create(dest)
+	if err != nil {
+		return err
+	}
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := addFile(tw, name, files[name]); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	for _, c := range []io.Closer{tw, zw, f} {
+		if err := c.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addFile(tw *tar.Writer, name, path string) error {
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: int64(info.Mode().Perm()), Size: info.Size(), ModTime: info.ModTime(), Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, src)
+	return err
 }

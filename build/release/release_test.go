@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podorder/podorder/build/image"
+	"github.com/podorder/podorder/build/krew"
 )
 
 const moduleDir = "../.."
@@ -102,6 +103,28 @@ func TestTheReleaseOfThisCommit(t *testing.T) {
 			data, err := os.ReadFile(path)
 			require.NoError(t, err)
 			assert.Equal(t, elfMachine[b.Arch], elfOf(t, data), b.FileName(version))
+		}
+	})
+
+	t.Run("kubectl podorder ships per platform with LICENSE, and its krew manifest names each archive's sum", func(t *testing.T) {
+		manifest, err := os.ReadFile(filepath.Join(dist, KrewFileName(version)))
+		require.NoError(t, err)
+		for _, p := range krew.Platforms {
+			name := krew.Archive(version, p)
+			data, err := os.ReadFile(filepath.Join(dist, name))
+			require.NoError(t, err)
+			files := readTarGz(t, data)
+			require.ElementsMatch(t, []string{"kubectl-podorder", "LICENSE"}, keys(files), name)
+			if p.OS == "darwin" {
+				f, err := macho.NewFile(bytes.NewReader(files["kubectl-podorder"]))
+				require.NoError(t, err, name)
+				assert.Equal(t, map[string]macho.Cpu{"amd64": macho.CpuAmd64, "arm64": macho.CpuArm64}[p.Arch], f.Cpu, name)
+			} else {
+				assert.Equal(t, elfMachine[p.Arch], elfOf(t, files["kubectl-podorder"]), name)
+			}
+			sum := sha256.Sum256(data)
+			assert.Contains(t, string(manifest), hex.EncodeToString(sum[:]), "the manifest names %s's sum", name)
+			assert.Contains(t, string(manifest), name)
 		}
 	})
 
