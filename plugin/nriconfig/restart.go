@@ -12,6 +12,16 @@ import (
 // only the node's /run/systemd mounted at the same path, and root.
 const SystemdSocket = "/run/systemd/private"
 
+// Service is containerd's service as a service manager sees it; Unit is systemd's.
+type Service interface {
+	// ActiveSince is when the running containerd started.
+	ActiveSince(ctx context.Context) (time.Time, error)
+	// Restart restarts containerd and returns once it has started.
+	Restart(ctx context.Context) error
+}
+
+var _ Service = Unit{}
+
 // Unit is the systemd unit that runs containerd: containerd reads its config only when it starts,
 // so a changed config takes effect when the unit restarts.
 type Unit struct {
