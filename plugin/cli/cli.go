@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/podorder/podorder/plugin/daemon"
 	"github.com/podorder/podorder/plugin/explain"
+	"github.com/podorder/podorder/plugin/nriconfig"
 	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/status"
 	"github.com/podorder/podorder/plugin/version"
@@ -44,6 +46,9 @@ type Process struct {
 	// cmd/podorder passes daemon.Run under a context SIGTERM and SIGINT cancel. Only
 	// `podorder daemon` calls it.
 	RunDaemon func(cfg daemon.Config, log *slog.Logger) error
+	// Service finds containerd's service by its systemd unit's name, for `podorder enable-nri
+	// --restart`; nil: systemd over its private socket (nriconfig.Unit).
+	Service func(unit string) nriconfig.Service
 }
 
 // command is one of podorder's commands.
@@ -65,6 +70,7 @@ func commands() []command {
 		{"status", "[-o table|json] [-a] [-store-dir DIR]", "on a node: every held container, what it waits for, since when", statusCmd},
 		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
 		{"install-hook", "SRC DEST", "copy the hook binary onto the node, atomically (the DaemonSet's init container)", installHookCmd},
+		{"enable-nri", "--config FILE [--dry-run] [--restart [--unit UNIT]]", "turn NRI on in containerd's config file, changing only its disable switches (the chart's opt-in init container)", enableNRICmd},
 		{"version", "", "print podorder's version", versionCmd},
 		{"help", "[COMMAND]", "print this list, or a command's flags", helpCmd},
 	}
@@ -274,6 +280,87 @@ func installHookCmd(p Process, fs *flag.FlagSet, args []string) int {
 		fmt.Fprintln(p.Stderr, "podorder install-hook:", err)
 		return ExitFailed
 	}
+	return ExitOK
+}
+
+// enableNRICmd is `podorder enable-nri --config FILE`: exit 0 when NRI is on in the file, already or
+// now; 1 when the file cannot be read or written, when it refuses to edit it (the reason says what
+// to do by hand), or when the restart asked for fails.
+func enableNRICmd(p Process, fs *flag.FlagSet, args []string) int {
+	path := fs.String("config", "/etc/containerd/config.toml", "containerd's config file (in the chart's init container, the node's file under /host)")
+	dryRun := fs.Bool("dry-run", false, "print the change, write nothing and restart nothing")
+	restart := fs.Bool("restart", false, "restart containerd through systemd (its private socket "+nriconfig.SystemdSocket+") when its config changed since it started; "+
+		"running containers keep running, CRI calls pause while containerd starts")
+	unit := fs.String("unit", "containerd.service", "containerd's systemd unit, for --restart")
+	if code, done := noArgs(p, fs, args); done {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(p.Stderr, "podorder enable-nri: %s: %v\n", *path, err)
+		return ExitFailed
+	}
+	f, err := nriconfig.Read(*path)
+	if err != nil {
+		return fail(err)
+	}
+	res, err := nriconfig.Enable(f.Content)
+	if err != nil {
+		return fail(err)
+	}
+	for _, note := range res.Notes {
+		fmt.Fprintln(p.Stdout, "note:", note)
+	}
+	restartHint := fmt.Sprintf("containerd reads its config only when it starts: NRI comes on when containerd restarts. On the node, run\n"+
+		"  systemctl restart %s\n"+
+		"(running containers keep running; CRI calls pause for the seconds containerd takes to start)\n", strings.TrimSuffix(*unit, ".service"))
+	if !res.Changed() {
+		fmt.Fprintf(p.Stdout, "%s: %s; nothing to change\n", *path, res.State)
+	} else {
+		fmt.Fprintf(p.Stdout, "%s: %s\n--- %s\n+++ %s (NRI on)\n", *path, res.State, *path, *path)
+		for _, e := range res.Edits {
+			fmt.Fprintf(p.Stdout, "@@ line %d @@\n-%s\n+%s\n", e.Line, e.Before, e.After)
+		}
+		if *dryRun {
+			fmt.Fprint(p.Stdout, "dry run: nothing written. "+restartHint)
+			return ExitOK
+		}
+		if err := f.Write(res.Content); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(p.Stdout, "wrote %s; the original is in %s\n", *path, f.Backup())
+	}
+	if *dryRun {
+		return ExitOK
+	}
+	if !*restart {
+		if res.Changed() {
+			fmt.Fprint(p.Stdout, restartHint)
+		}
+		return ExitOK
+	}
+	service := p.Service
+	if service == nil {
+		service = func(unit string) nriconfig.Service { return nriconfig.Unit{Name: unit} }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	svc := service(*unit)
+	if !res.Changed() {
+		since, err := svc.ActiveSince(ctx)
+		if err != nil {
+			return fail(fmt.Errorf("%w; restart containerd yourself if its config changed since it started", err))
+		}
+		if !nriconfig.NeedsRestart(false, f.Modified, since) {
+			fmt.Fprintf(p.Stdout, "%s started after the file last changed: no restart\n", *unit)
+			return ExitOK
+		}
+		fmt.Fprintf(p.Stdout, "the file changed after %s started\n", *unit)
+	}
+	fmt.Fprintf(p.Stdout, "restarting %s (running containers keep running)\n", *unit)
+	if err := svc.Restart(ctx); err != nil {
+		return fail(fmt.Errorf("%w; the file is patched: restart containerd yourself (systemctl restart %s)", err, strings.TrimSuffix(*unit, ".service")))
+	}
+	fmt.Fprintf(p.Stdout, "restarted %s: NRI is on\n", *unit)
 	return ExitOK
 }
 

@@ -56,7 +56,7 @@ func TestWhatIsNotACommandStartsNothingAndExits2(t *testing.T) {
 		says string
 	}{
 		"no command at all":          {nil, "no command given; the node daemon is `podorder daemon`"},
-		"a mistyped command":         {[]string{"deamon"}, `unknown command "deamon"; the commands are: daemon, status, explain, install-hook, version, help`},
+		"a mistyped command":         {[]string{"deamon"}, `unknown command "deamon"; the commands are: daemon, status, explain, install-hook, enable-nri, version, help`},
 		"an unknown command":         {[]string{"nosuch", "--log-format=json"}, `unknown command "nosuch"`},
 		"a command in upper case":    {[]string{"DAEMON"}, `unknown command "DAEMON"`},
 		"the old daemon's flags":     {[]string{"--log-format=json", "--probe-host-network"}, "as in `podorder daemon --log-format=json --probe-host-network`"},

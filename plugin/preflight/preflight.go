@@ -105,7 +105,7 @@ func JudgeSocket(r Reachability) Verdict {
 	v := Verdict{Check: NRISocket, Result: Fail, Reason: ReasonNRIUnreachable, Summary: "NRI unreachable (" + string(r.Problem) + ")"}
 	enable := fmt.Sprintf(`enable NRI in containerd's config: the [plugins."io.containerd.nri.v1.nri"] block of podorder's %s `+
 		`(disable = false, socket_path = "%s"), in /etc/containerd/config.toml, or for k3s/rke2 in config-v3.toml.tmpl next to the generated config `+
-		`(docs/install.md, "containerd settings by distribution"); then restart containerd`, nriConfig, r.Path)
+		`(docs/install.md, "containerd settings by distribution"), or let podorder's opt-in init container do it (chart nri.patchConfig.enabled, podorder enable-nri); then restart containerd`, nriConfig, r.Path)
 	const retrying = " Until then podorder holds no container; it keeps retrying."
 	switch r.Problem {
 	case Reachable:
