@@ -51,6 +51,9 @@ const (
 // Dropped counts them.
 const MaxTimeline = 256
 
+// KeptTimelines is how many removed pods' timelines the shell keeps per node, whatever they declare.
+const KeptTimelines = 32
+
 // TimelineEntry is one fact of a pod's timeline.
 type TimelineEntry struct {
 	At time.Time `json:"at"`
