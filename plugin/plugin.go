@@ -93,7 +93,6 @@ type Plugin struct {
 	finished []podstate.TimelineReport
 }
 
-
 var (
 	_ stub.ConfigureInterface          = (*Plugin)(nil)
 	_ stub.SynchronizeInterface        = (*Plugin)(nil)
