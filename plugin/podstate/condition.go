@@ -82,7 +82,7 @@ func (p *Pod) ConditionUpdate(now time.Time) []Effect {
 		c.Since = last.Since
 	}
 	if c.Released && (last == nil || !last.Released) && len(p.Attempts) > 0 {
-		p.note(nil, now, TimelinePodReleased, "no container is held")
+		p.note(nil, now, TimelinePodReleased, "no container held: its condition "+ConditionType+" is True")
 	}
 	p.condition = &c
 	return []Effect{SetCondition{c}}

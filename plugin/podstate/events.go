@@ -190,7 +190,7 @@ func (p *Pod) PodDependencyChanged(name string, cond dependency.Condition, met b
 		}
 	}
 	var o out
-	p.notePodDependency(a, cond, met, now)
+	p.notePodDependency(a, met, now)
 	o.log(slog.LevelInfo, name, "pod dependency changed", "pod_selector", ts.PodSelector, "met", met)
 	o.write(p, a)
 	o.add(p.release(now)...)

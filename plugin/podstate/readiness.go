@@ -213,7 +213,7 @@ func (p *Pod) Observed(obs Observation, now time.Time) []Effect {
 	}
 	if obs.Terminating {
 		if !p.Terminating {
-			p.note(nil, now, TimelineTerminating, "the pod is being deleted: dependents stop first")
+			p.note(nil, now, TimelineTerminating, "the pod is being deleted: its containers stop, dependents first")
 		}
 		o.add(p.terminating()...)
 	}

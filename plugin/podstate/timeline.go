@@ -35,9 +35,10 @@ const (
 	TimelineExited = "exited"
 	// TimelineUndone: the runtime undid its creation, or removed it unstarted.
 	TimelineUndone = "undone"
-	// TimelinePodDependency: a dependency on other pods became met or unmet (Container is its
-	// synthetic name).
-	TimelinePodDependency = "pod-dependency"
+	// TimelinePodsMet and TimelinePodsUnmet: a dependency on other pods became met, or unmet
+	// again (Container is its synthetic name, Detail its selector).
+	TimelinePodsMet   = "pods-met"
+	TimelinePodsUnmet = "pods-unmet"
 	// TimelineTerminating: the pod is being deleted; its containers stop in the shutdown order
 	// (pod-wide: no Container).
 	TimelineTerminating = "terminating"
@@ -181,7 +182,7 @@ func metAt(a *Attempt, cond dependency.Condition) (time.Time, string) {
 func readySource(a *Attempt) string {
 	ts := a.TS
 	var last time.Time
-	how := "its start: no readiness check"
+	how := "no readiness check"
 	if ts.ReleasedAt != nil {
 		last = *ts.ReleasedAt
 	}
@@ -224,10 +225,10 @@ func (p *Pod) noteAdded(a *Attempt) {
 }
 
 // notePodDependency records a dependency on other pods becoming met or unmet.
-func (p *Pod) notePodDependency(a *Attempt, cond dependency.Condition, met bool, now time.Time) {
-	how := "no matching pod is " + string(cond)
+func (p *Pod) notePodDependency(a *Attempt, met bool, now time.Time) {
+	kind := TimelinePodsUnmet
 	if met {
-		how = "a matching pod is " + string(cond)
+		kind = TimelinePodsMet
 	}
-	p.note(a, now, TimelinePodDependency, a.TS.PodSelector+": "+how)
+	p.note(a, now, kind, a.TS.PodSelector)
 }

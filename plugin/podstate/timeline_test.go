@@ -42,11 +42,11 @@ func TestTheTimelineSaysWhatHeldEachContainerAndWhatReleasedIt(t *testing.T) {
 		"db created",
 		"db starting",
 		"db running",
-		"db ready: its start: no readiness check",
+		"db ready: no readiness check",
 		"api released by db: db started",
-		"api ready: its start: no readiness check",
-		"web released by api: api ready (its start: no readiness check)",
-		"web ready: its start: no readiness check",
+		"api ready: no readiness check",
+		"web released by api: api ready (no readiness check)",
+		"web ready: no readiness check",
 		"web exited",
 	}, kinds(f.pod.Timeline))
 	last := f.pod.Timeline.Entries[len(f.pod.Timeline.Entries)-1]
