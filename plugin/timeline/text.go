@@ -47,8 +47,10 @@ func WriteText(w io.Writer, c Chart) error {
 	if c.Removed {
 		gone = " (removed)"
 	}
-	head := fmt.Sprintf("pod %s%s: %d containers, %d attempts, %s from the first creation to the last event", c.Pod, gone, len(containers), attempts, short(span))
-	b.WriteString(head + "\n")
+	head := fmt.Sprintf("pod %s%s: %d containers, %d attempts, %s from first creation to last event", c.Pod, gone, len(containers), attempts, short(span))
+	for _, line := range wrap(head, Width) {
+		b.WriteString(line + "\n")
+	}
 	if c.Dropped > 0 {
 		fmt.Fprintf(&b, "(%d older events were dropped to bound the timeline)\n", c.Dropped)
 	}
