@@ -65,7 +65,7 @@ func commands() []command {
 		{"daemon", "[flags]", "run the node daemon, the NRI plugin that holds containers (the DaemonSet's container)", daemonCmd},
 		{"status", "[-o table|json] [-a] [-store-dir DIR]", "on a node: every held container, what it waits for, since when", statusCmd},
 		{"timeline", "NAMESPACE/POD [-o text|svg|json|perfetto] [-store-dir DIR]", "on a node: a pod's start and stop as a picture, one bar per container attempt, the critical path marked", timelineCmd},
-		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
+		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json|dot|svg] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
 		{"install-hook", "SRC DEST", "copy the hook binary onto the node, atomically (the DaemonSet's init container)", installHookCmd},
 		{"version", "", "print podorder's version", versionCmd},
 		{"help", "[COMMAND]", "print this list, or a command's flags", helpCmd},
@@ -288,7 +288,7 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 		files = append(files, v)
 		return nil
 	})
-	format := fs.String("o", "text", "output format: text or json (one object per pod template, see docs/labels.md)")
+	format := fs.String("o", "text", "output format: text, json (one object per pod template, see docs/labels.md), dot (each pod template's dependency graph for Graphviz) or svg (the same graph, drawn by podorder)")
 	var opt explain.Options
 	const nsUsage = "the namespace of objects whose manifest names none (default \"default\")"
 	fs.StringVar(&opt.Namespace, "n", "", nsUsage)
@@ -301,8 +301,11 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text or json\n", *format)
+	write, ok := map[string]func(io.Writer, []explain.Workload) error{
+		"text": explain.Write, "json": explain.WriteJSON, "dot": explain.WriteDOT, "svg": explain.WriteSVG,
+	}[*format]
+	if !ok {
+		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text, json, dot or svg\n", *format)
 		return ExitUsage
 	}
 	if len(files) == 0 {
@@ -313,10 +316,6 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	if err != nil {
 		fmt.Fprintln(p.Stderr, "podorder explain:", err)
 		return ExitUsage
-	}
-	write := explain.Write
-	if *format == "json" {
-		write = explain.WriteJSON
 	}
 	err = write(p.Stdout, all)
 	switch {

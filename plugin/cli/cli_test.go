@@ -272,7 +272,7 @@ func TestExplainReadsDirectoriesFilesAndListsAndSaysWhenThereIsNothingToExplain(
 		"an output format explain does not write": {
 			args:   []string{"-o", "yaml", "-f", single},
 			code:   ExitUsage,
-			stderr: "-o yaml: want text or json",
+			stderr: "-o yaml: want text, json, dot or svg",
 		},
 		"a cross-namespace dependency is a warning as shipped": {
 			args:   []string{"-f", cross},
