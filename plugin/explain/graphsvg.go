@@ -31,6 +31,7 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 		boxes  map[string]box
 		height float64
 		title  string
+		errors []string
 	}
 	var all []placed
 	width := 400.0
@@ -51,8 +52,15 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 			}
 			width = max(width, rowWidths[i]+2*gMargin)
 		}
-		p.height = gTitle + float64(len(g.Errors))*16 + float64(len(g.Layers))*(gNodeH+gLayerGap) + gMargin
 		all = append(all, p)
+	}
+	for i := range all {
+		p := &all[i]
+		p.errors = nil
+		for _, e := range p.g.Errors {
+			p.errors = append(p.errors, wrapWords("error: "+e, int((width-2*gMargin)/6.2))...)
+		}
+		p.height = gTitle + float64(len(p.errors))*15 + float64(len(p.g.Layers))*(gNodeH+gLayerGap) - gLayerGap/2 + gMargin
 	}
 	var b strings.Builder
 	total := 0.0
@@ -73,10 +81,11 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 		g := p.g
 		fmt.Fprintf(&b, `<text x="%d" y="%.0f" font-size="14" font-weight="bold">%s</text>`+"\n", gMargin, top+14, xmlText(p.title))
 		y := top + gTitle
-		for _, e := range g.Errors {
-			fmt.Fprintf(&b, `<text x="%d" y="%.0f" fill="#c00000" font-size="11">%s</text>`+"\n", gMargin, y+10, xmlText("error: "+e))
-			y += 16
+		for _, e := range p.errors {
+			fmt.Fprintf(&b, `<text x="%d" y="%.0f" fill="#c00000" font-size="11">%s</text>`+"\n", gMargin, y+10, xmlText(e))
+			y += 15
 		}
+		y += 10
 		nodes := map[string]Node{}
 		for _, n := range g.Nodes {
 			nodes[n.ID] = n
@@ -108,14 +117,21 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 			}
 			x1, y1 := from.x+from.w/2, from.y+gNodeH
 			x2, y2 := to.x+to.w/2, to.y
-			path := fmt.Sprintf("M %.1f %.1f L %.1f %.1f", x1, y1, x2, y2)
-			lx, ly := (x1+x2)/2, (y1+y2)/2
-			if to.y <= from.y {
-				// Within a layer or back up (a cycle, a stop-with): an arc over the boxes.
+			switch {
+			case to.y < from.y:
+				// Back up (a stop-with): from the top of one to the bottom of the other.
+				y1, y2 = from.y, to.y+gNodeH
+			case to.y == from.y:
 				y1, y2 = from.y, to.y
-				cy := min(y1, y2) - gLayerGap/2
+			}
+			path := fmt.Sprintf("M %.1f %.1f L %.1f %.1f", x1, y1, x2, y2)
+			// Labels sit nearer the target, so that edges fanning out of one node keep theirs apart.
+			lx, ly := x1+(x2-x1)*0.62, y1+(y2-y1)*0.62
+			if to.y == from.y {
+				// Within a layer (a cycle, a stop-with): an arc over the boxes.
+				cy := y1 - gLayerGap/2
 				path = fmt.Sprintf("M %.1f %.1f Q %.1f %.1f %.1f %.1f", x1, y1, (x1+x2)/2, cy, x2, y2)
-				lx, ly = (x1+x2)/2, (y1+y2)/2-gLayerGap/4
+				lx, ly = (x1+x2)/2, y1-gLayerGap/4
 			}
 			fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="1.3"%s marker-end="url(#%s)"/>`+"\n", path, colour, dash, marker)
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="%s">%s</text>`+"\n", lx+4, ly, colour, xmlText(e.Label))
@@ -167,4 +183,20 @@ func xmlText(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
+}
+
+// wrapWords breaks s into lines of at most n characters, between words.
+func wrapWords(s string, n int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > n {
+			lines, line = append(lines, line), ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
 }

@@ -112,7 +112,7 @@ rect.outline { fill: none; stroke: #c00000; stroke-width: 2; }
 	}
 	fmt.Fprintf(&b, `<rect class="outline" x="%d" y="%d" width="14" height="10"/><text x="%d" y="%d">critical path</text>`+"\n", lx, y-9, lx+18, y)
 	if path := c.CriticalPath(); path != "" {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">%s</text>`+"\n", svgMargin, y+22, esc(fit("critical path: "+path, 190)))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">%s</text>`+"\n", svgMargin, y+22, esc(fit("critical path: "+path, 170)))
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
