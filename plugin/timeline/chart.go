@@ -34,8 +34,8 @@ const (
 type Chart struct {
 	Pod string `json:"pod"`
 	UID string `json:"uid"`
-	// Start is the first fact, End the last one: the span the picture shows. A bar still open at End
-	// goes on past it.
+	// Start is the first fact, End the last one (for a pod that runs on, a little later, up to when
+	// the report was taken): the span the picture shows. A bar still open at End goes on past it.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
 	// Removed is set when the pod is gone: the timeline is complete.
@@ -110,6 +110,11 @@ func Build(r podstate.TimelineReport) Chart {
 	slices.SortStableFunc(entries, func(a, b podstate.TimelineEntry) int { return a.At.Compare(b.At) })
 	if len(entries) > 0 {
 		c.Start, c.End = entries[0].At, entries[len(entries)-1].At
+		// A pod that runs on: show a quarter more, up to when the report was taken, so that what
+		// goes on can be seen going on.
+		if !r.Removed && r.At.After(c.End) {
+			c.End = c.End.Add(min(r.At.Sub(c.End), c.End.Sub(c.Start)/4))
+		}
 	}
 	index := map[string]int{} // by attempt ID
 	bar := func(e podstate.TimelineEntry) *Bar {

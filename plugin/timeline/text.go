@@ -47,7 +47,7 @@ func WriteText(w io.Writer, c Chart) error {
 	if c.Removed {
 		gone = " (removed)"
 	}
-	head := fmt.Sprintf("pod %s%s: %d containers, %d attempts, %s from first creation to last event", c.Pod, gone, len(containers), attempts, short(span))
+	head := fmt.Sprintf("pod %s%s: %d containers, %d attempts, %s shown from the first creation", c.Pod, gone, len(containers), attempts, short(span))
 	for _, line := range wrap(head, Width) {
 		b.WriteString(line + "\n")
 	}
