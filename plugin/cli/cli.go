@@ -20,6 +20,7 @@ import (
 	"github.com/podorder/podorder/plugin/nriconfig"
 	"github.com/podorder/podorder/plugin/podstate"
 	"github.com/podorder/podorder/plugin/status"
+	"github.com/podorder/podorder/plugin/timeline"
 	"github.com/podorder/podorder/plugin/version"
 )
 
@@ -68,7 +69,8 @@ func commands() []command {
 	return []command{
 		{"daemon", "[flags]", "run the node daemon, the NRI plugin that holds containers (the DaemonSet's container)", daemonCmd},
 		{"status", "[-o table|json] [-a] [-store-dir DIR]", "on a node: every held container, what it waits for, since when", statusCmd},
-		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
+		{"timeline", "NAMESPACE/POD [-o text|svg|json|perfetto] [-store-dir DIR]", "on a node: a pod's start and stop as a picture, one bar per container attempt, the critical path marked", timelineCmd},
+		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json|dot|svg] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
 		{"install-hook", "SRC DEST", "copy the hook binary onto the node, atomically (the DaemonSet's init container)", installHookCmd},
 		{"enable-nri", "--config FILE [--dry-run] [--restart [--unit UNIT]]", "turn NRI on in containerd's config file, changing only its disable switches (the chart's opt-in init container)", enableNRICmd},
 		{"version", "", "print podorder's version", versionCmd},
@@ -373,7 +375,7 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 		files = append(files, v)
 		return nil
 	})
-	format := fs.String("o", "text", "output format: text or json (one object per pod template, see docs/labels.md)")
+	format := fs.String("o", "text", "output format: text, json (one object per pod template, see docs/labels.md), dot (each pod template's dependency graph for Graphviz) or svg (the same graph, drawn by podorder)")
 	var opt explain.Options
 	const nsUsage = "the namespace of objects whose manifest names none (default \"default\")"
 	fs.StringVar(&opt.Namespace, "n", "", nsUsage)
@@ -386,8 +388,11 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	if code, done := noArgs(p, fs, args); done {
 		return code
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text or json\n", *format)
+	write, ok := map[string]func(io.Writer, []explain.Workload) error{
+		"text": explain.Write, "json": explain.WriteJSON, "dot": explain.WriteDOT, "svg": explain.WriteSVG,
+	}[*format]
+	if !ok {
+		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text, json, dot or svg\n", *format)
 		return ExitUsage
 	}
 	if len(files) == 0 {
@@ -398,10 +403,6 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	if err != nil {
 		fmt.Fprintln(p.Stderr, "podorder explain:", err)
 		return ExitUsage
-	}
-	write := explain.Write
-	if *format == "json" {
-		write = explain.WriteJSON
 	}
 	err = write(p.Stdout, all)
 	switch {
@@ -416,13 +417,61 @@ func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
 	return ExitOK
 }
 
+// storeDir is the daemon's store directory, where its status socket is: the DaemonSet's
+// PODORDER_STORE_DIR, which `kubectl exec` inherits, or the default.
+func storeDir(p Process) string {
+	if dir := p.Getenv("PODORDER_STORE_DIR"); dir != "" {
+		return dir
+	}
+	return "/run/podorder"
+}
+
+// timelineFormats are the forms `podorder timeline -o` writes.
+var timelineFormats = map[string]func(io.Writer, timeline.Chart) error{
+	"text": timeline.WriteText, "svg": timeline.WriteSVG, "json": timeline.WriteJSON, "perfetto": timeline.WritePerfetto,
+}
+
+// timelineCmd is `podorder timeline NAMESPACE/POD`: it asks the daemon of this node for the pod's
+// timeline (a pod running now, or one of the last ones removed) and draws it. The pod may come
+// before or after the flags.
+func timelineCmd(p Process, fs *flag.FlagSet, args []string) int {
+	dir := storeDir(p)
+	fs.StringVar(&dir, "store-dir", dir, "the daemon's store directory, where its status socket is")
+	format := fs.String("o", "text", "output format: text (a Gantt chart for a terminal), svg, json, or perfetto (a trace for ui.perfetto.dev)")
+	var pods []string
+	for {
+		if code, done := parse(p, fs, args); done {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pods, args = append(pods, fs.Arg(0)), fs.Args()[1:]
+	}
+	write, ok := timelineFormats[*format]
+	if !ok {
+		fmt.Fprintf(p.Stderr, "podorder timeline: -o %s: want text, svg, json or perfetto\n", *format)
+		return ExitUsage
+	}
+	if len(pods) != 1 || !strings.Contains(pods[0], "/") && len(pods[0]) != 36 {
+		fmt.Fprintln(p.Stderr, "podorder timeline: name one pod as NAMESPACE/NAME (or its UID), e.g. podorder timeline default/shop")
+		return ExitUsage
+	}
+	tl, err := status.FetchTimeline(status.Socket(dir), pods[0])
+	if err == nil {
+		err = write(p.Stdout, timeline.Build(tl))
+	}
+	if err != nil {
+		fmt.Fprintln(p.Stderr, "podorder timeline:", err)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
 // statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store
 // directory (the DaemonSet's PODORDER_STORE_DIR, which `kubectl exec` inherits).
 func statusCmd(p Process, fs *flag.FlagSet, args []string) int {
-	storeDir := p.Getenv("PODORDER_STORE_DIR")
-	if storeDir == "" {
-		storeDir = "/run/podorder"
-	}
+	storeDir := storeDir(p)
 	fs.StringVar(&storeDir, "store-dir", storeDir, "the daemon's store directory, where its status socket is")
 	format := fs.String("o", "table", "output format: table or json")
 	all := fs.Bool("a", false, "list every container, not only the held ones")

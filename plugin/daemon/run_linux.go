@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, node.Verdicts, log); err != nil {
+	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, node.Verdicts, p.Timeline, log); err != nil {
 		return err
 	}
 	var connected atomic.Bool

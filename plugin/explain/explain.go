@@ -76,6 +76,10 @@ type Workload struct {
 	// Errors are what podorder would reject; Warnings what would bite at runtime.
 	Errors   []string `json:"errors"`
 	Warnings []string `json:"warnings"`
+
+	// sidecars and refused mark the native sidecars among Init and the containers podorder
+	// refuses, for the graph (-o dot, -o svg).
+	sidecars, refused map[string]bool
 }
 
 // Where the podorder.dev/released readinessGate comes from.
@@ -347,6 +351,12 @@ func Explain(name, namespace string, tpl *corev1.PodTemplateSpec, opt Options) W
 	for _, c := range spec {
 		if _, err := d.For(c.Name); err != nil {
 			refused[c.Name] = true
+		}
+	}
+	w.refused, w.sidecars = refused, map[string]bool{}
+	for _, c := range spec {
+		if c.Role == decl.Sidecar {
+			w.sidecars[c.Name] = true
 		}
 	}
 	for _, c := range pod.Spec.InitContainers {
