@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -61,7 +62,12 @@ func checkDemoTimeline(t *testing.T, po *Podorder, pod string) string {
 	}
 	assert.Equal(t, []string{"db", "api", "web"}, critical)
 
-	checkSVG(t, podorderTimeline(t, po, pod, "svg"))
+	svg := podorderTimeline(t, po, pod, "svg")
+	checkSVG(t, svg)
+	if path := os.Getenv("PODORDER_DEMO_SVG"); path != "" {
+		// How docs/shop-timeline.svg is made: from this real run.
+		require.NoError(t, os.WriteFile(path, svg, 0o644))
+	}
 	checkTrace(t, podorderTimeline(t, po, pod, "perfetto"), 3)
 
 	text := string(podorderTimeline(t, po, pod, "text"))
