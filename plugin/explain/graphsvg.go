@@ -103,8 +103,18 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 			}
 			y += gNodeH + gLayerGap
 		}
+		// Edges between the same two containers (kubelet's order and podorder's wait) run side by
+		// side, each with its label on its own side, instead of on top of each other.
+		type pair struct{ from, to string }
+		parallel, seen := map[pair]int{}, map[pair]int{}
+		for _, e := range g.Edges {
+			parallel[pair{e.From, e.To}]++
+		}
 		for _, e := range g.Edges {
 			from, to := p.boxes[e.From], p.boxes[e.To]
+			k, n := seen[pair{e.From, e.To}], parallel[pair{e.From, e.To}]
+			seen[pair{e.From, e.To}]++
+			shift := (float64(k) - float64(n-1)/2) * 24
 			colour, marker, dash := "#000000", "arrow", ""
 			switch {
 			case e.Problem:
@@ -115,8 +125,8 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 			if e.StopWith {
 				dash = ` stroke-dasharray="5 4"`
 			}
-			x1, y1 := from.x+from.w/2, from.y+gNodeH
-			x2, y2 := to.x+to.w/2, to.y
+			x1, y1 := from.x+from.w/2+shift, from.y+gNodeH
+			x2, y2 := to.x+to.w/2+shift, to.y
 			switch {
 			case to.y < from.y:
 				// Back up (a stop-with): from the top of one to the bottom of the other.
@@ -134,7 +144,14 @@ func WriteSVG(out io.Writer, ws []Workload) error {
 				lx, ly = (x1+x2)/2, y1-gLayerGap/4
 			}
 			fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="1.3"%s marker-end="url(#%s)"/>`+"\n", path, colour, dash, marker)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="%s">%s</text>`+"\n", lx+4, ly, colour, xmlText(e.Label))
+			anchor, tx := "start", lx+6 // beside its line, not across it
+			switch {
+			case to.y == from.y:
+				anchor, tx = "middle", lx
+			case shift < 0:
+				anchor, tx = "end", lx-6
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="%s" font-size="10" fill="%s">%s</text>`+"\n", tx, ly, anchor, colour, xmlText(e.Label))
 		}
 		for _, layer := range g.Layers {
 			for _, id := range layer {
