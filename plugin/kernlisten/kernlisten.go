@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kernlisten reports TCP sockets as they start listening, node-wide, from the kernel's own
 // event: the raw tracepoint sock:inet_sock_set_state, which fires in listen(2) with the new state
 // TCP_LISTEN. A small eBPF program, written with cilium/ebpf's asm package (no compiler at build

@@ -1,3 +1,5 @@
+//go:build linux
+
 package kernlisten
 
 import (
@@ -129,4 +131,3 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
-
