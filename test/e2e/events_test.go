@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +109,9 @@ func TestAListenEventReleasesTheDependentWithinAFractionOfTheSafetyNet(t *testin
 	po := startPodorder(t, env, "--metrics-addr="+metricsAddr, "--metrics-secure=false")
 	require.Equal(t, "ebpf", readinessSource(t, po), "this test needs the eBPF source: root, BTF and a kernel of 5.8 or later")
 	assert.Contains(t, scrape(t, metricsAddr), `podorder_readiness_events{source="ebpf"} 1`)
+	status, err := exec.Command(filepath.Join(buildPodorder(t), "podorder"), "status", "--store-dir="+po.Store.Root).CombinedOutput()
+	require.NoError(t, err, "%s", status)
+	assert.Regexp(t, `^node: .+\nreadiness events: ebpf \(the kernel's LISTEN events`, string(status), "podorder status names the source after the node's line")
 
 	ps := eventPorts()
 	samples := heldInParallel(t, env, po, "late", ps, 3, func(i int) time.Duration { return 6*time.Second + time.Duration(i)*150*time.Millisecond })
