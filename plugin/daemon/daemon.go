@@ -48,6 +48,9 @@ type Config struct {
 	// RuntimeBinary is the runtime binary containerd runs (runc), as the daemon sees it, for the
 	// preflight to read its version; empty: unknown until the first held container shows it.
 	RuntimeBinary string
+	// ReadinessEvents is "auto" (follow the kernel's LISTEN events when the kernel allows it) or
+	// "none" (probes poll).
+	ReadinessEvents string
 }
 
 // RegisterFlags declares the daemon's flags on fs, with defaults taken from PODORDER_* env vars.
@@ -72,6 +75,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"stop containers bound with podorder.dev/stop-with (needs hostPID and CAP_KILL); false refuses those declarations")
 	fs.StringVar(&c.RuntimeBinary, "runtime-binary", env("runtime-binary", ""),
 		"the runtime binary containerd runs (runc), as podorder sees it (mount the host's read-only), to check its version at start; empty: judged at the first held container")
+	fs.StringVar(&c.ReadinessEvents, "readiness-events", env("readiness-events", "auto"),
+		"auto: probes follow the kernel's LISTEN events (an eBPF program; needs BTF and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN) when the kernel allows it, else poll; none: poll")
 	fs.BoolVar(&c.ProbeHostNetwork, "probe-host-network", env("probe-host-network", "false") == "true",
 		"podorder runs in the node's network namespace (a host process, or hostNetwork: true), so podorder.dev/probe may be declared by hostNetwork pods")
 }
@@ -114,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := podstate.ParseCrossNamespaceRules(c.AllowCrossNamespace); err != nil {
 		return fmt.Errorf("--allow-cross-namespace: %w", err)
+	}
+	if c.ReadinessEvents != "" && c.ReadinessEvents != "auto" && c.ReadinessEvents != "none" {
+		return fmt.Errorf("--readiness-events %q: use auto or none", c.ReadinessEvents)
 	}
 	if !c.MetricsSecure && c.MetricsAddr != "" && !loopback(c.MetricsAddr) {
 		return fmt.Errorf("--metrics-secure=false serves metrics without authentication, so only on loopback: --metrics-addr %s is not; "+

@@ -52,11 +52,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return 0
 	})
-	var events preflight.Events
+	var nodeEvents preflight.Events
 	if src != nil {
-		events = src
+		nodeEvents = src
 	}
-	node := preflight.NewNode(log, m, events)
+	node := preflight.NewNode(log, m, nodeEvents)
 	node.Observe(preflight.JudgeRuntime(preflight.FindRuntime(ctx, cfg.RuntimeBinary)))
 	pcfg := plugin.Config{HookBinary: cfg.HookBinary, CrossNamespace: rules, ProbeHostNetwork: cfg.ProbeHostNetwork, Metrics: m,
 		RuntimeConnected: func(runtime, version string) { node.Observe(preflight.JudgeContainerd(runtime, version)) },
@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	prober := probe.NewRunner(log)
 	prober.Attempted = m.ProbeAttempted
+	events := followListenEvents(ctx, cfg.ReadinessEvents, prober, m, log)
 	p = plugin.New(pcfg, store, prober, log)
 	if src != nil {
 		// Names are checked against pod specs at CreateContainer: list this node's pods first, but
@@ -92,7 +93,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, node.Verdicts, p.Timeline, log); err != nil {
+	nodeLines := func() []preflight.Verdict { return append(node.Verdicts(), events.verdict()) }
+	if err := status.Serve(ctx, status.Socket(cfg.StoreDir), p.Status, nodeLines, p.Timeline, log); err != nil {
 		return err
 	}
 	var connected atomic.Bool

@@ -8,6 +8,7 @@ package preflight
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -308,11 +309,14 @@ func Ready(vs []Verdict) (string, bool) {
 	return "podorder is ready on this node: " + strings.Join(summaries, ", "), true
 }
 
-// Header is the status header's line: "node: NRI connected, containerd 2.4.2, runc 1.3.6".
+// Header is the status header's line: "node: NRI connected, containerd 2.4.2, runc 1.3.6". It
+// names the checks of Checks only: other facts the daemon serves with them have lines of their own.
 func Header(vs []Verdict) string {
 	var summaries []string
 	for _, v := range vs {
-		summaries = append(summaries, v.Summary)
+		if slices.Contains(Checks, v.Check) {
+			summaries = append(summaries, v.Summary)
+		}
 	}
 	return "node: " + strings.Join(summaries, ", ")
 }

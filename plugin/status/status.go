@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -100,16 +101,31 @@ func FetchNode(path string) (_ []preflight.Verdict, ok bool, _ error) {
 	return vs, true, nil
 }
 
-// WriteNode prints the node's header line, then one line per check that fails, with its message.
+// WriteNode prints the node's header line, then one line per check that fails, with its message,
+// then one line for each fact that is no preflight check (the source of readiness events), with
+// its message.
 func WriteNode(out io.Writer, vs []preflight.Verdict) error {
+	var checks, facts []preflight.Verdict
+	for _, v := range vs {
+		if slices.Contains(preflight.Checks, v.Check) {
+			checks = append(checks, v)
+		} else {
+			facts = append(facts, v)
+		}
+	}
 	if _, err := fmt.Fprintln(out, preflight.Header(vs)); err != nil {
 		return err
 	}
-	for _, v := range vs {
+	for _, v := range checks {
 		if v.Result == preflight.Fail {
 			if _, err := fmt.Fprintf(out, "  %s: %s\n", v.Reason, v.Message); err != nil {
 				return err
 			}
+		}
+	}
+	for _, v := range facts {
+		if _, err := fmt.Fprintf(out, "%s (%s)\n", v.Summary, v.Message); err != nil {
+			return err
 		}
 	}
 	return nil

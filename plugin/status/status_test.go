@@ -33,6 +33,18 @@ func TestStatusHeadsItsTableWithTheNodesVerdicts(t *testing.T) {
 	assert.Equal(t, "node: NRI connected, containerd 2.4.2, runc 1.1.5\n  PodorderRuntimeTooOld: "+node[2].Message+"\n", out.String())
 }
 
+func TestTheReadinessEventsSourceIsALineOfItsOwnAfterTheHeader(t *testing.T) {
+	vs := []preflight.Verdict{
+		preflight.JudgeSocket(preflight.Reachability{Path: "/var/run/nri/nri.sock"}),
+		{Check: "readiness_events", Result: preflight.Pass, Summary: "readiness events: ebpf", Message: "the kernel's LISTEN events"},
+		preflight.JudgeContainerd("containerd", "v2.4.2"),
+	}
+	var out bytes.Buffer
+	require.NoError(t, WriteNode(&out, vs))
+	assert.Equal(t, "node: NRI connected, containerd 2.4.2\nreadiness events: ebpf (the kernel's LISTEN events)\n", out.String(),
+		"the header names the preflight's checks only")
+}
+
 func TestAnOlderDaemonWithoutTheNodesVerdictsIsNoError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), SocketName)
 	l, err := net.Listen("unix", path)
