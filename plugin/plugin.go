@@ -88,6 +88,9 @@ type Plugin struct {
 	pods map[string]*pod // by pod UID
 	// runtimeReported makes the runtime-behaviour finding a single log line.
 	runtimeReported bool
+	// finished holds the timelines of the last podstate.KeptTimelines pods removed, oldest first, so that a
+	// pod that already started, failed or went can still be looked at.
+	finished []podstate.TimelineReport
 }
 
 var (
@@ -228,6 +231,26 @@ func (p *Plugin) Status() (out []podstate.PodReport) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
 	return out
+}
+
+// Timeline reports the timeline of the pod named ref ("namespace/name", or its UID): the pod that
+// runs now, else the last one of that name removed.
+func (p *Plugin) Timeline(ref string) (r podstate.TimelineReport, ok bool) {
+	p.read(func() {
+		for _, pd := range p.pods {
+			if pd.Ref == ref || pd.UID == ref {
+				r, ok = pd.TimelineAt(p.now()), true
+				return
+			}
+		}
+		for i := len(p.finished) - 1; i >= 0; i-- {
+			if f := p.finished[i]; f.Pod == ref || f.UID == ref {
+				r, ok = f, true
+				return
+			}
+		}
+	})
+	return r, ok
 }
 
 // The plugin's three entry points, the only places that take its lock: request for the runtime's

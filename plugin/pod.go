@@ -178,6 +178,7 @@ func (p *Plugin) removePod(uid string) {
 		for a := range pd.kills {
 			p.untrack(pd, a)
 		}
+		p.keepTimeline(pd)
 		delete(p.pods, uid)
 	}
 	if k := p.cfg.Kube; k != nil && k.Conditions != nil {
@@ -364,4 +365,14 @@ func (p *Plugin) reportRuntime(pd *pod, f podstate.RuntimeFinding) {
 		"kubelet stalls the whole pod (and the probes of its other containers) until the hold ends. "+
 		"This runc runs startContainer hooks before `runc start` returns; upgrade to runc >= 1.2.8, >= 1.3.3 or 1.4+, or use crun",
 		"blocked_ms", p.cfg.BlockingStartAfter.Milliseconds())
+}
+
+// keepTimeline keeps a removed pod's timeline, and the last podstate.KeptTimelines only.
+func (p *Plugin) keepTimeline(pd *pod) {
+	r := pd.TimelineAt(p.now())
+	r.Removed = true
+	if len(p.finished) >= podstate.KeptTimelines {
+		p.finished = append(p.finished[:0], p.finished[1:]...)
+	}
+	p.finished = append(p.finished, r)
 }

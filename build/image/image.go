@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -57,55 +58,101 @@ func CachedTools() Tools {
 	return Tools{Buildkitd: filepath.Join(bin, "buildkitd"), Buildctl: filepath.Join(bin, "buildctl"), Runc: filepath.Join(bin, "runc")}
 }
 
-// Build compiles podorder from the module at moduleDir, builds moduleDir's Dockerfile with
-// BuildKit and writes the image, tagged ref, as an OCI image-layout tarball in dir; it returns the
-// tarball's path. It needs root, as buildkitd does.
+// Build compiles podorder for this machine's architecture from the module at moduleDir, builds
+// moduleDir's Dockerfile with BuildKit and writes the image, tagged ref, as an OCI image-layout
+// tarball in dir; it returns the tarball's path. It needs root, as buildkitd does.
 func Build(ctx context.Context, moduleDir, dir, ref string, tools Tools) (string, error) {
-	for _, t := range []string{tools.Buildkitd, tools.Buildctl, tools.Runc} {
-		if _, err := os.Stat(t); err != nil {
-			return "", fmt.Errorf("build image: %w; run `make deps` (hack/install-deps.sh builds BuildKit and runc)", err)
-		}
-	}
-	buildContext := filepath.Join(dir, "context")
-	bin := filepath.Join(buildContext, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return "", fmt.Errorf("build image: %w", err)
-	}
 	release, err := Version(moduleDir)
 	if err != nil {
 		return "", fmt.Errorf("build image: %w", err)
 	}
-	for _, name := range []string{"podorder", "podorder-hook"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", LDFlags(release), "-o", filepath.Join(bin, name), "./cmd/"+name)
-		cmd.Dir = moduleDir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build image: go build %s: %w\n%s", name, err, out)
+	buildContext := filepath.Join(dir, "context")
+	for _, name := range Commands {
+		if err := GoBuild(ctx, moduleDir, release, "linux", runtime.GOARCH, name, filepath.Join(ContextBinaries(buildContext, runtime.GOARCH), name)); err != nil {
+			return "", fmt.Errorf("build image: %w", err)
+		}
+	}
+	tar := filepath.Join(dir, "podorder-image.tar")
+	err = BuildDockerfile(ctx, Spec{
+		ModuleDir: moduleDir, Context: buildContext, State: filepath.Join(dir, "buildkit"),
+		Ref: ref, Archs: []string{runtime.GOARCH}, Dest: tar,
+	}, tools)
+	return tar, err
+}
+
+// Commands are the programs the image holds, each built from ./cmd/<name>.
+var Commands = []string{"podorder", "podorder-hook"}
+
+// GoBuild compiles ./cmd/<name> of the module at moduleDir for goos/goarch into out: static, with
+// the release stamped (LDFlags), as `make build` does.
+func GoBuild(ctx context.Context, moduleDir, release, goos, goarch, name, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", LDFlags(release), "-o", out, "./cmd/"+name)
+	cmd.Dir = moduleDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s for %s/%s: %w\n%s", name, goos, goarch, err, out)
+	}
+	return nil
+}
+
+// ContextBinaries is where, in a build context, the Dockerfile takes the binaries of one
+// architecture: bin/linux_<arch>/, as its COPY bin/${TARGETOS}_${TARGETARCH}/ says.
+func ContextBinaries(buildContext, arch string) string {
+	return filepath.Join(buildContext, "bin", "linux_"+arch)
+}
+
+// Spec is one build of the Dockerfile.
+type Spec struct {
+	// ModuleDir holds the Dockerfile.
+	ModuleDir string
+	// Context is the build context: the Commands of each of Archs in ContextBinaries.
+	Context string
+	// State is buildkitd's state directory, its own: each build runs a private buildkitd.
+	State string
+	// Ref names the image in the archive (registry/repository:tag).
+	Ref string
+	// Archs are the Linux architectures to build, such as amd64 and arm64: one image each, under one
+	// index when there are several. No RUN step runs, so none needs emulation.
+	Archs []string
+	// Dest is the OCI image-layout tarball to write.
+	Dest string
+}
+
+// BuildDockerfile runs a private buildkitd and has buildctl build s: the Dockerfile at s.ModuleDir
+// from s.Context for each of s.Archs, written as an OCI archive to s.Dest. It needs root.
+func BuildDockerfile(ctx context.Context, s Spec, tools Tools) error {
+	for _, t := range []string{tools.Buildkitd, tools.Buildctl, tools.Runc} {
+		if _, err := os.Stat(t); err != nil {
+			return fmt.Errorf("build image: %w; run `make deps` (hack/install-deps.sh builds BuildKit and runc)", err)
 		}
 	}
 	// A unix socket's path must fit in 108 bytes, which a test's temporary directory may not.
 	sockDir, err := os.MkdirTemp("", "podorder-buildkit-")
 	if err != nil {
-		return "", fmt.Errorf("build image: %w", err)
+		return fmt.Errorf("build image: %w", err)
 	}
 	defer os.RemoveAll(sockDir)
 	addr := "unix://" + filepath.Join(sockDir, "buildkitd.sock")
-	stop, err := startBuildkitd(ctx, tools, filepath.Join(dir, "buildkit"), addr)
+	stop, err := startBuildkitd(ctx, tools, s.State, addr)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer stop()
 
-	tar := filepath.Join(dir, "podorder-image.tar")
+	platforms := make([]string, len(s.Archs))
+	for i, arch := range s.Archs {
+		platforms[i] = "linux/" + arch
+	}
 	cmd := exec.CommandContext(ctx, tools.Buildctl, "--addr", addr, "build",
 		"--frontend", "dockerfile.v0",
-		"--local", "context="+buildContext,
-		"--local", "dockerfile="+moduleDir,
-		"--output", "type=oci,dest="+tar+",name="+ref)
+		"--opt", "platform="+strings.Join(platforms, ","),
+		"--local", "context="+s.Context,
+		"--local", "dockerfile="+s.ModuleDir,
+		"--output", "type=oci,dest="+s.Dest+",name="+s.Ref)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build image: buildctl build: %w\n%s", err, out)
+		return fmt.Errorf("build image: buildctl build: %w\n%s", err, out)
 	}
-	return tar, nil
+	return nil
 }
 
 // startBuildkitd runs a buildkitd of its own (state under root, serving addr) with the OCI worker on

@@ -78,7 +78,7 @@ func TestTheBinaryStartsTheDaemonOnlyWhenAskedTo(t *testing.T) {
 		stdout, stderr string
 	}{
 		"bare podorder":            {nil, 2, "", "no command given; the node daemon is `podorder daemon`"},
-		"an unknown command":       {[]string{"nosuch"}, 2, "", `unknown command "nosuch"; the commands are: daemon, status, explain, install-hook, version, help`},
+		"an unknown command":       {[]string{"nosuch"}, 2, "", `unknown command "nosuch"; the commands are: daemon, status, timeline, explain, install-hook, enable-nri, version, help`},
 		"the daemon's flags alone": {[]string{"--log-format=json"}, 2, "", "`podorder daemon --log-format=json`"},
 		"help":                     {[]string{"help"}, 0, "  daemon ", ""},
 		"--help":                   {[]string{"--help"}, 0, "  explain ", ""},

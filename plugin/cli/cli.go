@@ -5,19 +5,15 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/podorder/podorder/plugin/daemon"
-	"github.com/podorder/podorder/plugin/explain"
-	"github.com/podorder/podorder/plugin/podstate"
-	"github.com/podorder/podorder/plugin/status"
+	"github.com/podorder/podorder/plugin/nriconfig"
 	"github.com/podorder/podorder/plugin/version"
 )
 
@@ -44,6 +40,9 @@ type Process struct {
 	// cmd/podorder passes daemon.Run under a context SIGTERM and SIGINT cancel. Only
 	// `podorder daemon` calls it.
 	RunDaemon func(cfg daemon.Config, log *slog.Logger) error
+	// Service finds containerd's service by its systemd unit's name, for `podorder enable-nri
+	// --restart`; nil: systemd over its private socket (nriconfig.Unit).
+	Service func(unit string) nriconfig.Service
 }
 
 // command is one of podorder's commands.
@@ -63,8 +62,10 @@ func commands() []command {
 	return []command{
 		{"daemon", "[flags]", "run the node daemon, the NRI plugin that holds containers (the DaemonSet's container)", daemonCmd},
 		{"status", "[-o table|json] [-a] [-store-dir DIR]", "on a node: every held container, what it waits for, since when", statusCmd},
-		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
+		{"timeline", "NAMESPACE/POD [-o text|svg|json|perfetto] [-store-dir DIR]", "on a node: a pod's start and stop as a picture, one bar per container attempt, the critical path marked", timelineCmd},
+		{"explain", "-f FILE|DIR|- [-f ...] [-o text|json|dot|svg] [-n NAMESPACE] [--allow-cross-namespace RULES]", "offline: what podorder would do with each pod template in manifests, and what it would reject", explainCmd},
 		{"install-hook", "SRC DEST", "copy the hook binary onto the node, atomically (the DaemonSet's init container)", installHookCmd},
+		{"enable-nri", "--config FILE [--dry-run] [--restart [--unit UNIT]]", "turn NRI on in containerd's config file, changing only its disable switches (the chart's opt-in init container)", enableNRICmd},
 		{"version", "", "print podorder's version", versionCmd},
 		{"help", "[COMMAND]", "print this list, or a command's flags", helpCmd},
 	}
@@ -221,154 +222,5 @@ func versionCmd(p Process, fs *flag.FlagSet, args []string) int {
 		return code
 	}
 	fmt.Fprintln(p.Stdout, version.Get())
-	return ExitOK
-}
-
-// daemonCmd is `podorder daemon [flags]`: the node daemon, until SIGTERM or SIGINT. A configuration
-// that cannot work exits 2 before the daemon starts.
-func daemonCmd(p Process, fs *flag.FlagSet, args []string) int {
-	var cfg daemon.Config
-	cfg.RegisterFlags(fs)
-	if code, done := noArgs(p, fs, args); done {
-		return code
-	}
-	log, err := cfg.Logger(p.Stderr)
-	if err != nil {
-		fmt.Fprintln(p.Stderr, "podorder daemon:", err)
-		return ExitUsage
-	}
-	info := version.Get()
-	attrs := []any{"version", info.Release}
-	if info.Commit != "" {
-		attrs = append(attrs, "commit", info.Commit)
-	}
-	attrs = append(attrs, "go", info.Go, "nri_socket", cfg.NRISocket, "store_dir", cfg.StoreDir, "hook_binary", cfg.HookBinary, "plugin_index", cfg.PluginIndex)
-	log.Info("podorder starting", attrs...)
-	err = cfg.Validate()
-	if err == nil {
-		_, err = daemon.SetMemoryLimit(p.Getenv, log)
-	}
-	if err != nil {
-		log.Error("podorder cannot start", "error", err)
-		fmt.Fprintln(p.Stderr, "podorder daemon:", err)
-		return ExitUsage
-	}
-	if err := p.RunDaemon(cfg, log); err != nil {
-		log.Error("podorder stopped", "error", err)
-		return ExitFailed
-	}
-	return ExitOK
-}
-
-// installHookCmd is `podorder install-hook SRC DEST`, the DaemonSet's init container: the image has no
-// shell to copy with.
-func installHookCmd(p Process, fs *flag.FlagSet, args []string) int {
-	if code, done := parse(p, fs, args); done {
-		return code
-	}
-	if fs.NArg() != 2 {
-		fmt.Fprintf(p.Stderr, "podorder install-hook: want SRC and DEST, got %d arguments\n", fs.NArg())
-		return ExitUsage
-	}
-	if err := daemon.InstallHook(fs.Arg(0), fs.Arg(1)); err != nil {
-		fmt.Fprintln(p.Stderr, "podorder install-hook:", err)
-		return ExitFailed
-	}
-	return ExitOK
-}
-
-// explainCmd is `podorder explain -f FILE|DIR|- ...`: exit 0 when podorder would accept every pod
-// template, 1 when it would reject one, 2 on a usage or read error or when the manifests hold no
-// pod template at all (a CI job pointed at the wrong files must not pass quietly).
-func explainCmd(p Process, fs *flag.FlagSet, args []string) int {
-	var files []string
-	fs.Func("f", "a manifest file (YAML or JSON, several documents, kind List), a directory (its *.yaml, *.yml and *.json files, sorted, not recursive), or - for standard input; repeatable", func(v string) error {
-		files = append(files, v)
-		return nil
-	})
-	format := fs.String("o", "text", "output format: text or json (one object per pod template, see docs/labels.md)")
-	var opt explain.Options
-	const nsUsage = "the namespace of objects whose manifest names none (default \"default\")"
-	fs.StringVar(&opt.Namespace, "n", "", nsUsage)
-	fs.StringVar(&opt.Namespace, "namespace", "", nsUsage)
-	fs.Func("allow-cross-namespace", "the daemon's --allow-cross-namespace rules (source=target,...) to check pod(namespace/...) dependencies against; none, as the DaemonSet ships it", func(v string) error {
-		rules, err := podstate.ParseCrossNamespaceRules(v)
-		opt.CrossNamespace = rules
-		return err
-	})
-	if code, done := noArgs(p, fs, args); done {
-		return code
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(p.Stderr, "podorder explain: -o %s: want text or json\n", *format)
-		return ExitUsage
-	}
-	if len(files) == 0 {
-		fmt.Fprintln(p.Stderr, "podorder explain: give at least one -f FILE (a directory, or - for standard input)")
-		return ExitUsage
-	}
-	all, err := explain.ReadFiles(p.Stdin, files, opt)
-	if err != nil {
-		fmt.Fprintln(p.Stderr, "podorder explain:", err)
-		return ExitUsage
-	}
-	write := explain.Write
-	if *format == "json" {
-		write = explain.WriteJSON
-	}
-	err = write(p.Stdout, all)
-	switch {
-	case len(all) == 0:
-		fmt.Fprintf(p.Stderr, "podorder explain: no pod template in %s: nothing to explain (podorder reads Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists of them)\n",
-			strings.Join(files, ", "))
-		return ExitUsage
-	case err != nil:
-		fmt.Fprintln(p.Stderr, "podorder explain:", err)
-		return ExitFailed
-	}
-	return ExitOK
-}
-
-// statusCmd is `podorder status`: it asks the daemon of this node, through the socket in its store
-// directory (the DaemonSet's PODORDER_STORE_DIR, which `kubectl exec` inherits).
-func statusCmd(p Process, fs *flag.FlagSet, args []string) int {
-	storeDir := p.Getenv("PODORDER_STORE_DIR")
-	if storeDir == "" {
-		storeDir = "/run/podorder"
-	}
-	fs.StringVar(&storeDir, "store-dir", storeDir, "the daemon's store directory, where its status socket is")
-	format := fs.String("o", "table", "output format: table or json")
-	all := fs.Bool("a", false, "list every container, not only the held ones")
-	if code, done := noArgs(p, fs, args); done {
-		return code
-	}
-	if *format != "table" && *format != "json" {
-		fmt.Fprintf(p.Stderr, "podorder status: -o %s: want table or json\n", *format)
-		return ExitUsage
-	}
-	pods, err := status.Fetch(status.Socket(storeDir))
-	if err != nil {
-		fmt.Fprintln(p.Stderr, "podorder status:", err)
-		return ExitFailed
-	}
-	if *format == "json" {
-		enc := json.NewEncoder(p.Stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(pods)
-	} else {
-		// The node's line first; a daemon from before the preflight has none.
-		node, ok, nerr := status.FetchNode(status.Socket(storeDir))
-		if nerr == nil && ok {
-			nerr = status.WriteNode(p.Stdout, node)
-		}
-		if nerr != nil {
-			fmt.Fprintln(p.Stderr, "podorder status:", nerr)
-		}
-		err = status.WriteTable(p.Stdout, pods, *all, time.Now())
-	}
-	if err != nil {
-		fmt.Fprintln(p.Stderr, "podorder status:", err)
-		return ExitFailed
-	}
 	return ExitOK
 }

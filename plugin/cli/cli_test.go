@@ -8,11 +8,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/podorder/podorder/plugin/daemon"
+	"github.com/podorder/podorder/plugin/podstate"
+	"github.com/podorder/podorder/plugin/preflight"
+	"github.com/podorder/podorder/plugin/status"
 	"github.com/podorder/podorder/plugin/version"
 )
 
@@ -55,18 +59,21 @@ func TestWhatIsNotACommandStartsNothingAndExits2(t *testing.T) {
 		args []string
 		says string
 	}{
-		"no command at all":          {nil, "no command given; the node daemon is `podorder daemon`"},
-		"a mistyped command":         {[]string{"deamon"}, `unknown command "deamon"; the commands are: daemon, status, explain, install-hook, version, help`},
-		"an unknown command":         {[]string{"nosuch", "--log-format=json"}, `unknown command "nosuch"`},
-		"a command in upper case":    {[]string{"DAEMON"}, `unknown command "DAEMON"`},
-		"the old daemon's flags":     {[]string{"--log-format=json", "--probe-host-network"}, "as in `podorder daemon --log-format=json --probe-host-network`"},
-		"help about an unknown name": {[]string{"help", "nosuch"}, `podorder help: unknown command "nosuch"`},
-		"a stray daemon argument":    {[]string{"daemon", "help"}, `podorder daemon: unexpected argument "help"`},
-		"an unknown daemon flag":     {[]string{"daemon", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
-		"install-hook short of DEST": {[]string{"install-hook", "/podorder-hook"}, "podorder install-hook: want SRC and DEST, got 1 arguments"},
-		"version with an argument":   {[]string{"version", "now"}, `podorder version: unexpected argument "now"`},
-		"explain without a file":     {[]string{"explain"}, "podorder explain: give at least one -f FILE"},
-		"status in an unknown form":  {[]string{"status", "-o", "yaml"}, "podorder status: -o yaml: want table or json"},
+		"no command at all":           {nil, "no command given; the node daemon is `podorder daemon`"},
+		"a mistyped command":          {[]string{"deamon"}, `unknown command "deamon"; the commands are: daemon, status, timeline, explain, install-hook, enable-nri, version, help`},
+		"an unknown command":          {[]string{"nosuch", "--log-format=json"}, `unknown command "nosuch"`},
+		"a command in upper case":     {[]string{"DAEMON"}, `unknown command "DAEMON"`},
+		"the old daemon's flags":      {[]string{"--log-format=json", "--probe-host-network"}, "as in `podorder daemon --log-format=json --probe-host-network`"},
+		"help about an unknown name":  {[]string{"help", "nosuch"}, `podorder help: unknown command "nosuch"`},
+		"a stray daemon argument":     {[]string{"daemon", "help"}, `podorder daemon: unexpected argument "help"`},
+		"an unknown daemon flag":      {[]string{"daemon", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		"install-hook short of DEST":  {[]string{"install-hook", "/podorder-hook"}, "podorder install-hook: want SRC and DEST, got 1 arguments"},
+		"version with an argument":    {[]string{"version", "now"}, `podorder version: unexpected argument "now"`},
+		"explain without a file":      {[]string{"explain"}, "podorder explain: give at least one -f FILE"},
+		"status in an unknown form":   {[]string{"status", "-o", "yaml"}, "podorder status: -o yaml: want table or json"},
+		"timeline without a pod":      {[]string{"timeline", "-o", "svg"}, "podorder timeline: name one pod as NAMESPACE/NAME"},
+		"timeline of two pods":        {[]string{"timeline", "a/b", "c/d"}, "podorder timeline: name one pod"},
+		"timeline in an unknown form": {[]string{"timeline", "a/b", "-o", "png"}, "podorder timeline: -o png: want text, svg, json or perfetto"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -265,7 +272,7 @@ func TestExplainReadsDirectoriesFilesAndListsAndSaysWhenThereIsNothingToExplain(
 		"an output format explain does not write": {
 			args:   []string{"-o", "yaml", "-f", single},
 			code:   ExitUsage,
-			stderr: "-o yaml: want text or json",
+			stderr: "-o yaml: want text, json, dot or svg",
 		},
 		"a cross-namespace dependency is a warning as shipped": {
 			args:   []string{"-f", cross},
@@ -299,4 +306,29 @@ func TestExplainReadsDirectoriesFilesAndListsAndSaysWhenThereIsNothingToExplain(
 			}
 		})
 	}
+}
+
+func TestTimelineDrawsThePodTheDaemonServesInEachForm(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	tl := podstate.TimelineReport{Pod: "default/shop", UID: "u1", At: at.Add(time.Second), Entries: []podstate.TimelineEntry{
+		{At: at, Container: "db", ID: "db-1", Kind: podstate.TimelineCreated},
+		{At: at.Add(10 * time.Millisecond), Container: "db", ID: "db-1", Kind: podstate.TimelineRunning},
+		{At: at.Add(800 * time.Millisecond), Container: "db", ID: "db-1", Kind: podstate.TimelineReady, Detail: "probe passed: tcp:5432"},
+	}}
+	require.NoError(t, status.Serve(t.Context(), status.Socket(dir), func() []podstate.PodReport { return nil }, func() []preflight.Verdict { return nil },
+		func(pod string) (podstate.TimelineReport, bool) { return tl, pod == "default/shop" }, slog.New(slog.DiscardHandler)))
+
+	r := invoke(t, "timeline", "default/shop", "-store-dir", dir)
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "* db #0")
+	assert.Contains(t, r.stdout, "ready at 800ms (probe passed: tcp:5432)")
+	for _, format := range []string{"svg", "json", "perfetto"} {
+		r := invoke(t, "timeline", "-o", format, "-store-dir", dir, "default/shop")
+		require.Equal(t, ExitOK, r.code, r.stderr)
+		assert.NotEmpty(t, r.stdout)
+	}
+	r = invoke(t, "timeline", "default/other", "-store-dir", dir)
+	assert.Equal(t, ExitFailed, r.code)
+	assert.Contains(t, r.stderr, "pod default/other: podorder on this node does not know it")
 }

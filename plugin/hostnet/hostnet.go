@@ -28,7 +28,7 @@ func Of(path string) (Identity, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return Identity{}, fmt.Errorf("identify the namespace of %s: %w", path, err)
 	}
-	return Identity{Dev: st.Dev, Ino: st.Ino}, nil
+	return Identity{Dev: uint64(st.Dev), Ino: st.Ino}, nil // Dev is int32 on darwin, where the offline commands build too
 }
 
 // NamedBy reports whether the nsfs file at path names id. It is false when id is unknown or path

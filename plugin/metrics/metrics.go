@@ -26,6 +26,7 @@ type Metrics struct {
 	reconnects     prometheus.Counter
 	conditionErrs  prometheus.Counter
 	preflight      *prometheus.GaugeVec
+	readiness      *prometheus.GaugeVec
 }
 
 // New registers podorder's metrics. holds and apiSynced are read at each scrape: the number of
@@ -68,8 +69,12 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 			Name: "podorder_preflight_ok",
 			Help: "1 when a check of the node passes (nri_socket, containerd_version, runtime_version), 0 when it fails; absent while podorder cannot tell.",
 		}, []string{"check"}),
+		readiness: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "podorder_readiness_events",
+			Help: "1 for the source of the kernel's LISTEN events podorder's probes follow (ebpf), or for none when they poll; 0 for the other.",
+		}, []string{"source"}),
 	}
-	m.registry.MustRegister(m.preflight, m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.storeErrors, m.reconnects, m.conditionErrs,
+	m.registry.MustRegister(m.preflight, m.readiness, m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.storeErrors, m.reconnects, m.conditionErrs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_holds", Help: "Containers held right now."}, holds),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_api_synced", Help: "1 when the node's pod informer has listed the API's pods, 0 when not (or no API)."}, apiSynced),
 		collectors.NewGoCollector(),
@@ -118,6 +123,20 @@ func (m *Metrics) Reconnected() { m.reconnects.Inc() }
 
 // ConditionWriteFailed counts a failed pod-condition write.
 func (m *Metrics) ConditionWriteFailed() { m.conditionErrs.Inc() }
+
+// ReadinessSources are the values of podorder_readiness_events' source label.
+var ReadinessSources = []string{"ebpf", "none"}
+
+// ReadinessEvents records which source of LISTEN events the probes follow: "ebpf", or "none".
+func (m *Metrics) ReadinessEvents(source string) {
+	for _, s := range ReadinessSources {
+		v := 0.0
+		if s == source {
+			v = 1
+		}
+		m.readiness.WithLabelValues(s).Set(v)
+	}
+}
 
 // PreflightChecked records a preflight check's result: 1 pass, 0 fail, no series while unknown.
 func (m *Metrics) PreflightChecked(check string, result preflight.Result) {

@@ -27,6 +27,7 @@ func TestMetricsAreServedWithBoundedLabels(t *testing.T) {
 	m.PreflightChecked("runtime_version", preflight.Fail)
 	m.PreflightChecked("containerd_version", preflight.Pass)
 	m.PreflightChecked("containerd_version", preflight.Unknown)
+	m.ReadinessEvents("ebpf")
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -46,6 +47,8 @@ func TestMetricsAreServedWithBoundedLabels(t *testing.T) {
 		`podorder_condition_write_errors_total 1`,
 		`podorder_preflight_ok{check="nri_socket"} 1`,
 		`podorder_preflight_ok{check="runtime_version"} 0`,
+		`podorder_readiness_events{source="ebpf"} 1`,
+		`podorder_readiness_events{source="none"} 0`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

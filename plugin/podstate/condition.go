@@ -81,6 +81,9 @@ func (p *Pod) ConditionUpdate(now time.Time) []Effect {
 	if last != nil && last.Released == c.Released {
 		c.Since = last.Since
 	}
+	if c.Released && (last == nil || !last.Released) && len(p.Attempts) > 0 {
+		p.note(nil, now, TimelinePodReleased, "no container held: its condition "+ConditionType+" is True")
+	}
 	p.condition = &c
 	return []Effect{SetCondition{c}}
 }

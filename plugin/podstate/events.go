@@ -19,6 +19,7 @@ func (p *Pod) Added(a *Attempt) []Effect {
 		old.Prev = nil // one step back is all an undone creation needs
 	}
 	a.Prev = old
+	p.noteAdded(a)
 	o.wakeFor(p, a)
 	o.add(p.syncProbes()...) // a held attempt waits for its dependencies from now on
 	if a.admitted && old == nil {
@@ -40,6 +41,7 @@ func (p *Pod) Added(a *Attempt) []Effect {
 // hold's deadline counts from here, before the hook's own clock starts.
 func (p *Pod) Starting(a *Attempt, pid uint32, now time.Time) []Effect {
 	var o out
+	p.note(a, now, TimelineStarting, "")
 	o.add(p.track(a, pid)...)
 	ts := a.TS
 	if !ts.Held() || ts.ReleasedAt != nil {
@@ -66,6 +68,7 @@ func (p *Pod) Started(a *Attempt, now time.Time) []Effect {
 		o.add(RuntimeFinding{Container: a.Name()})
 	}
 	a.TS.StartedAt = &now
+	p.note(a, now, TimelineRunning, "")
 	if !a.TS.Held() {
 		o.add(p.markReleased(a, now)...)
 	}
@@ -128,7 +131,9 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 				a.Name(), time.Duration(ts.HoldTimeout), missing, a.Name())
 		}
 		o.add(HoldEnded{A: a, Outcome: outcome, Held: now.Sub(*ts.CreatedAt)})
+		p.note(a, now, TimelineExited, holdOutcome(outcome)).Code = code
 	} else {
+		p.note(a, now, TimelineExited, "").Code = code
 		o.log(slog.LevelDebug, a.Name(), "exited", "container_id", ts.ID, "exit_code", code)
 	}
 	o.add(p.stopped(a, code, now)...)
@@ -142,6 +147,7 @@ func (p *Pod) Exited(a *Attempt, code int32, neverStarted bool, now time.Time) [
 func (p *Pod) undo(a *Attempt, now time.Time) []Effect {
 	var o out
 	name := a.Name()
+	p.note(a, now, TimelineUndone, "")
 	o.endProbe(a)
 	if a.TS.Held() && a.TS.HoldDeadline == nil {
 		// The runtime refused the adjustment podorder returned; containerd's error (in the CRI
@@ -184,6 +190,7 @@ func (p *Pod) PodDependencyChanged(name string, cond dependency.Condition, met b
 		}
 	}
 	var o out
+	p.notePodDependency(a, met, now)
 	o.log(slog.LevelInfo, name, "pod dependency changed", "pod_selector", ts.PodSelector, "met", met)
 	o.write(p, a)
 	o.add(p.release(now)...)

@@ -293,6 +293,14 @@ func (h *harness) checkEffects(effects []Effect, before map[*Attempt]bool) {
 // check runs the invariants that hold between events.
 func (h *harness) check() {
 	t := h.t
+	if n := len(h.p.Timeline.Entries); n > MaxTimeline {
+		t.Fatalf("the timeline holds %d entries, more than %d", n, MaxTimeline)
+	}
+	for _, e := range h.p.Timeline.Entries {
+		if e.Kind == TimelineReleased && e.Detail == "" {
+			t.Fatalf("%s released, and the timeline does not say by what", e.ID)
+		}
+	}
 	for a, tr := range h.truths {
 		if a.TS.Held() && a.TS.ReleasedAt == nil && a.TS.State().Released {
 			t.Fatalf("%s is held and counted started", a.TS.ID)

@@ -129,6 +129,8 @@ type Pod struct {
 	Spec map[string]decl.Container
 	// condition is the pod condition last asked for; nil before the first.
 	condition *PodCondition
+	// Timeline is what happened to the pod's attempts, in event order, bounded (`podorder timeline`).
+	Timeline Timeline
 }
 
 // New returns the state of a pod with no attempts yet, declaring d, on a node that can do what

@@ -136,6 +136,7 @@ func (p *Pod) refreshReady(a *Attempt, now time.Time) []Effect {
 		return nil
 	}
 	ts.ReadyAt = &now
+	p.note(a, now, TimelineReady, readySource(a))
 	return []Effect{Log{Level: slog.LevelInfo, Container: a.Name(), Msg: "ready", Args: []any{"after_release_ms", now.Sub(*ts.ReleasedAt).Milliseconds()}}}
 }
 
@@ -211,6 +212,9 @@ func (p *Pod) Observed(obs Observation, now time.Time) []Effect {
 		}
 	}
 	if obs.Terminating {
+		if !p.Terminating {
+			p.note(nil, now, TimelineTerminating, "the pod is being deleted: its containers stop, dependents first")
+		}
 		o.add(p.terminating()...)
 	}
 	return o

@@ -29,6 +29,7 @@ func (p *Pod) release(now time.Time) []Effect {
 			}
 			if p.anyFailed(a) {
 				ts.HoldFailed = p.missing(a)
+				p.note(a, now, TimelineHoldFailed, ts.HoldFailed)
 				o.log(slog.LevelWarn, name, "hold failed: a dependency can no longer be met", "missing", ts.HoldFailed)
 				o.write(p, a)
 				continue
@@ -36,6 +37,7 @@ func (p *Pod) release(now time.Time) []Effect {
 			if !p.allMet(ts.WaitsFor) {
 				continue
 			}
+			p.noteReleased(a, now)
 			o.add(p.markReleased(a, now)...)
 			elapsed := now.Sub(*ts.CreatedAt).Milliseconds()
 			o.log(slog.LevelInfo, name, "released", "container_id", ts.ID, "waits_for", WaitsFor(ts.WaitsFor), "elapsed_ms", elapsed)
@@ -85,6 +87,7 @@ func (p *Pod) HoldOutlived(a *Attempt, now time.Time) []Effect {
 		return nil
 	}
 	var o out
+	p.note(a, now, TimelineReleased, "still running past its hold's end: its hook let it go")
 	o.add(p.markReleased(a, now)...)
 	o.log(slog.LevelInfo, a.Name(), "released", "container_id", a.TS.ID, "reason", "still running past its hold's end, so its hook let it go")
 	o.write(p, a)

@@ -37,6 +37,7 @@ func (p *Pod) Resynced(a *Attempt, f Found, now time.Time) []Effect {
 	if f.Started && ts.StartedAt == nil && !f.StartedAt.IsZero() {
 		started := f.StartedAt
 		ts.StartedAt = &started
+		p.note(a, started, TimelineRunning, "found at a resynchronization")
 		if !ts.Held() {
 			o.add(p.markReleased(a, started)...)
 		}
@@ -49,6 +50,7 @@ func (p *Pod) Resynced(a *Attempt, f Found, now time.Time) []Effect {
 		}
 		ts.ExitedAt = &exited
 		ts.ExitCode = f.ExitCode
+		p.note(a, exited, TimelineExited, "found at a resynchronization").Code = f.ExitCode
 		o.add(Forget{a})
 		o.endProbe(a)
 		changed = true

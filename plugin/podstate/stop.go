@@ -44,6 +44,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 		}
 		ts.HoldFailed = "stopped by podorder: " + why
 		a.Stop = &Stop{Why: why, At: now}
+		p.note(a, now, TimelineStopping, why+": its hold ends")
 		o.log(slog.LevelInfo, name, "stopping: ending the hold", "reason", why)
 		o.record(false, ReasonStopping, "stopping container %s: %s; it was still held, so its hold ends now", name, why)
 		o.write(p, a)
@@ -51,6 +52,7 @@ func (p *Pod) stop(a *Attempt, why string, now time.Time) []Effect {
 	}
 	sig, grace := a.Declared.StopSignalAndGrace(a.Grace)
 	a.Stop = &Stop{Why: why, Signal: sig, At: now, Grace: grace, pending: ts.StartedAt == nil}
+	p.note(a, now, TimelineStopping, fmt.Sprintf("%s: %s, SIGKILL after %s", why, decl.SignalName(sig), grace))
 	if a.Stop.pending {
 		o.log(slog.LevelInfo, name, "stopping once the runtime's start returns", "reason", why)
 		return o
@@ -91,6 +93,7 @@ func (p *Pod) GraceEnded(a *Attempt, st *Stop) []Effect {
 		return nil // not the stop armed, or one that ended a hold: no process of its own to kill
 	}
 	st.Killed = true
+	p.note(a, st.At.Add(st.Grace), TimelineKilled, "SIGKILL at the end of its grace period")
 	return []Effect{
 		Signal{A: a, Signal: syscall.SIGKILL},
 		Log{Level: slog.LevelWarn, Container: a.Name(), Msg: "killed: still running at the end of its grace period", Args: []any{"grace", st.Grace.String()}},

@@ -8,6 +8,7 @@ package preflight
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func JudgeSocket(r Reachability) Verdict {
 	v := Verdict{Check: NRISocket, Result: Fail, Reason: ReasonNRIUnreachable, Summary: "NRI unreachable (" + string(r.Problem) + ")"}
 	enable := fmt.Sprintf(`enable NRI in containerd's config: the [plugins."io.containerd.nri.v1.nri"] block of podorder's %s `+
 		`(disable = false, socket_path = "%s"), in /etc/containerd/config.toml, or for k3s/rke2 in config-v3.toml.tmpl next to the generated config `+
-		`(docs/install.md, "containerd settings by distribution"); then restart containerd`, nriConfig, r.Path)
+		`(docs/install.md, "containerd settings by distribution"), or let podorder's opt-in init container do it (chart nri.patchConfig.enabled, podorder enable-nri); then restart containerd`, nriConfig, r.Path)
 	const retrying = " Until then podorder holds no container; it keeps retrying."
 	switch r.Problem {
 	case Reachable:
@@ -308,11 +309,14 @@ func Ready(vs []Verdict) (string, bool) {
 	return "podorder is ready on this node: " + strings.Join(summaries, ", "), true
 }
 
-// Header is the status header's line: "node: NRI connected, containerd 2.4.2, runc 1.3.6".
+// Header is the status header's line: "node: NRI connected, containerd 2.4.2, runc 1.3.6". It
+// names the checks of Checks only: other facts the daemon serves with them have lines of their own.
 func Header(vs []Verdict) string {
 	var summaries []string
 	for _, v := range vs {
-		summaries = append(summaries, v.Summary)
+		if slices.Contains(Checks, v.Check) {
+			summaries = append(summaries, v.Summary)
+		}
 	}
 	return "node: " + strings.Join(summaries, ", ")
 }

@@ -75,6 +75,7 @@ func (r *Runner) shareLocked(o owner) *podShare {
 // endLocked counts t out of the active probes: it was stopped or it passed.
 func (r *Runner) endLocked(t *task) {
 	r.active--
+	r.unindexLocked(t)
 	t.pod.probes--
 	t.pod.ns.probes--
 	r.dropLocked(t.pod)

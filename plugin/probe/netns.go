@@ -21,6 +21,7 @@ const selfNetns = "/proc/thread-self/ns/net"
 type nsFile struct {
 	path string
 	f    *os.File
+	ino  uint64 // the namespace's inode, which events name it by; 0 when unknown
 	refs int
 	// diag lists the namespace's listening sockets; created in the namespace by the first attempt.
 	diag diagSocket
@@ -40,6 +41,9 @@ func (r *Runner) openLocked(path string) (*nsFile, error) {
 		r.netns = map[string]*nsFile{}
 	}
 	n := &nsFile{path: path, f: f, refs: 1}
+	if fi, err := f.Stat(); err == nil {
+		n.ino = inode(fi)
+	}
 	r.netns[path] = n
 	return n, nil
 }

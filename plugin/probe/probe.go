@@ -3,6 +3,12 @@
 // every 10 ms at first and backing off to 100 ms, so readiness is seen within milliseconds instead
 // of kubelet's probe period plus its status relist.
 //
+// When the daemon follows a ListenSource (the kernel's LISTEN events, events.go), a probe whose
+// port is closed is not polled every 10 ms: an event for its port makes it due at once, followed
+// by a short burst, and the periodic attempts become a safety net of 100 ms backing off to 1 s.
+// Once its port listens, a probe is polled as without events, since no event says when an HTTP or
+// gRPC server turns ready.
+//
 // An attempt first lists the pod's sockets listening on the probe's port (a sock_diag netlink dump,
 // filtered by port in the kernel, over a socket kept open in the pod's namespace) and connects only
 // once the port listens: polling a closed port costs two dumps and never touches the application.
@@ -100,6 +106,11 @@ type Runner struct {
 	// MaxProbesPerNamespace is how many probes the pods of one namespace may have active at once
 	// (DefaultMaxProbesPerNamespace when zero).
 	MaxProbesPerNamespace int
+	// EventInterval is the period of a probe whose port was closed at its last attempt while a
+	// ListenSource is followed (DefaultEventInterval when zero): the safety net for a lost event.
+	EventInterval time.Duration
+	// EventMaxInterval caps that period's back-off (DefaultEventMaxInterval when zero).
+	EventMaxInterval time.Duration
 	// Log receives failures; slog.Default() when nil.
 	Log *slog.Logger
 	// Attempted, when set, is told of every attempt's outcome (nil error: passed), for metrics. It
@@ -119,6 +130,9 @@ type Runner struct {
 	wake       chan struct{}       // tells the scheduler the earliest due time changed
 	netns      map[string]*nsFile  // open namespaces by path, shared by the probes of a pod
 	ownDiag    diagSocket          // lists the daemon's own namespace's listeners, for hostNetwork pods
+	live       bool                // a ListenSource is followed (Follow)
+	byPort     map[uint16][]*task  // active probes by port, for events
+	ownIno     uint64              // the inode of the daemon's network namespace, once known
 
 	// setns is unix.Setns when nil; tests replace it to make entering or leaving a namespace
 	// fail or panic without root.
@@ -131,6 +145,8 @@ func NewRunner(log *slog.Logger) *Runner {
 		Interval:          DefaultInterval,
 		FastFor:           DefaultFastFor,
 		MaxInterval:       DefaultMaxInterval,
+		EventInterval:     DefaultEventInterval,
+		EventMaxInterval:  DefaultEventMaxInterval,
 		AttemptsPerSecond: DefaultAttemptsPerSecond,
 		Timeout:           DefaultTimeout,
 		Workers:           DefaultWorkers,
@@ -175,17 +191,20 @@ func (r *Runner) StartPod(namespace, podUID, netns string, p *decl.Probe, ready 
 	// kubelet runs no readiness attempt before initialDelaySeconds; neither does podorder.
 	first := time.Now().Add(p.InitialDelay)
 	t := &task{
-		probe:    p,
-		netns:    netns,
-		ready:    ready,
-		interval: positive(r.Interval, DefaultInterval),
-		timeout:  timeout,
-		index:    -1,
-		begun:    first,
-		at:       first,
-		setns:    r.setns,
+		probe:     p,
+		port:      uint16(p.Port),
+		netns:     netns,
+		ready:     ready,
+		interval:  positive(r.Interval, DefaultInterval),
+		timeout:   timeout,
+		index:     -1,
+		notBefore: first,
+		begun:     first,
+		at:        first,
+		setns:     r.setns,
 	}
 	t.period = t.interval
+	t.slowPeriod = positive(r.EventInterval, DefaultEventInterval)
 	if t.setns == nil {
 		t.setns = unix.Setns
 	}
@@ -193,12 +212,16 @@ func (r *Runner) StartPod(namespace, podUID, netns string, p *decl.Probe, ready 
 		if t.ns, err = r.openLocked(netns); err != nil {
 			return nil, err
 		}
+		t.netnsIno = t.ns.ino
+	} else {
+		t.netnsIno = r.ownNetnsLocked()
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.pod = r.shareLocked(o)
 	r.active++
 	t.pod.probes++
 	t.pod.ns.probes++
+	r.indexLocked(t)
 	r.pushLocked(t)
 	return func() { r.stop(t) }, nil
 }

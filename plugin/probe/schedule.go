@@ -56,14 +56,28 @@ func (r *Runner) schedule() {
 
 // scheduleLocked queues t's next attempt one period after start: the fast period at first, doubled
 // after each failure once FastFor has passed, and never shorter than the node-wide budget allows.
+// After an event the burst's gap comes first; while events are followed and the port is closed,
+// the safety net's longer period replaces the fast one.
 func (r *Runner) scheduleLocked(t *task, start time.Time, failed bool) {
-	if failed && start.Sub(t.begun) >= positive(r.FastFor, DefaultFastFor) {
-		t.period = min(2*t.period, max(positive(r.MaxInterval, DefaultMaxInterval), t.interval))
+	t.last = start
+	backOff := failed && start.Sub(t.begun) >= positive(r.FastFor, DefaultFastFor)
+	var period time.Duration
+	switch {
+	case failed && t.burst > 0:
+		t.burst--
+		period = ListenBurstGap
+	case failed && r.live && t.closed:
+		if backOff {
+			t.slowPeriod = min(2*t.slowPeriod, positive(r.EventMaxInterval, DefaultEventMaxInterval))
+		}
+		period = max(t.slowPeriod, t.interval)
+	default:
+		if backOff {
+			t.period = min(2*t.period, max(positive(r.MaxInterval, DefaultMaxInterval), t.interval))
+		}
+		period = t.period
 	}
-	period := t.period
-	if budget := time.Duration(r.active) * time.Second / time.Duration(positive(r.AttemptsPerSecond, DefaultAttemptsPerSecond)); period < budget {
-		period = budget
-	}
+	period = max(period, r.budgetLocked())
 	t.at = start.Add(period)
 	if now := time.Now(); t.at.Before(now) {
 		t.at = now

@@ -13,7 +13,9 @@ import (
 type task struct {
 	pod      *podShare
 	probe    *decl.Probe
+	port     uint16 // the probe's port, its key for events
 	netns    string
+	netnsIno uint64  // the inode of its network namespace, to match events; 0 when unknown
 	ns       *nsFile // nil for the daemon's own namespace; guarded by Runner.mu unless a worker owns the task
 	ready    func()
 	interval time.Duration
@@ -23,8 +25,13 @@ type task struct {
 	cancel   context.CancelFunc
 
 	// Guarded by Runner.mu.
-	begun      time.Time     // when the first attempt was due, which the back-off counts from
+	notBefore  time.Time     // when the first attempt was due: no attempt comes sooner
+	begun      time.Time     // when the first attempt was due, or the last event came: the back-off counts from it
 	period     time.Duration // the current period, Interval until the back-off starts
+	slowPeriod time.Duration // the period while events are live and the port is closed, EventInterval at first
+	burst      int           // attempts left of the burst an event armed
+	closed     bool          // the last attempt found nothing listening on the port
+	last       time.Time     // when the last attempt started
 	passes     int           // consecutive passed attempts, towards the probe's SuccessThreshold
 	at         time.Time     // when the next attempt is due
 	index      int           // position in the due heap, -1 when not in it

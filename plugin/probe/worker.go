@@ -71,6 +71,7 @@ func (r *Runner) finish(t *task, start time.Time, err error) {
 		return
 	case err != nil:
 		t.passes = 0
+		t.closed = errors.Is(err, errNotListening)
 		r.scheduleLocked(t, start, true)
 		r.mu.Unlock()
 		if pe := (*panicError)(nil); errors.As(err, &pe) {

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,9 +30,10 @@ const SocketName = "status.sock"
 // Socket returns the socket path for a store directory.
 func Socket(storeDir string) string { return filepath.Join(storeDir, SocketName) }
 
-// Serve answers GET /status with the snapshot, and GET /node with the preflight's verdicts on the
-// node, until ctx ends.
-func Serve(ctx context.Context, path string, snapshot func() []podstate.PodReport, node func() []preflight.Verdict, log *slog.Logger) error {
+// Serve answers GET /status with the snapshot, GET /node with the preflight's verdicts on the
+// node, and GET /timeline?pod=namespace/name with a pod's timeline, until ctx ends.
+func Serve(ctx context.Context, path string, snapshot func() []podstate.PodReport, node func() []preflight.Verdict,
+	timeline func(pod string) (podstate.TimelineReport, bool), log *slog.Logger) error {
 	_ = os.Remove(path) // a socket left by a previous daemon
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -48,6 +51,15 @@ func Serve(ctx context.Context, path string, snapshot func() []podstate.PodRepor
 	mux.HandleFunc("/node", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(node())
+	})
+	mux.HandleFunc("/timeline", func(w http.ResponseWriter, r *http.Request) {
+		tl, ok := timeline(r.URL.Query().Get("pod"))
+		if !ok {
+			http.Error(w, "no such pod on this node", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(tl)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
@@ -89,16 +101,31 @@ func FetchNode(path string) (_ []preflight.Verdict, ok bool, _ error) {
 	return vs, true, nil
 }
 
-// WriteNode prints the node's header line, then one line per check that fails, with its message.
+// WriteNode prints the node's header line, then one line per check that fails, with its message,
+// then one line for each fact that is no preflight check (the source of readiness events), with
+// its message.
 func WriteNode(out io.Writer, vs []preflight.Verdict) error {
+	var checks, facts []preflight.Verdict
+	for _, v := range vs {
+		if slices.Contains(preflight.Checks, v.Check) {
+			checks = append(checks, v)
+		} else {
+			facts = append(facts, v)
+		}
+	}
 	if _, err := fmt.Fprintln(out, preflight.Header(vs)); err != nil {
 		return err
 	}
-	for _, v := range vs {
+	for _, v := range checks {
 		if v.Result == preflight.Fail {
 			if _, err := fmt.Fprintf(out, "  %s: %s\n", v.Reason, v.Message); err != nil {
 				return err
 			}
+		}
+	}
+	for _, v := range facts {
+		if _, err := fmt.Fprintf(out, "%s (%s)\n", v.Summary, v.Message); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -157,4 +184,26 @@ func WriteTable(out io.Writer, pods []podstate.PodReport, all bool, now time.Tim
 	}
 	_, err := fmt.Fprintf(out, "pods using podorder on this node: %d, held containers: %d\n", len(pods), held)
 	return err
+}
+
+// FetchTimeline reads the timeline of the pod named pod ("namespace/name" or its UID) from the
+// daemon: the pod that runs now, or one of the last ones removed.
+func FetchTimeline(path, pod string) (podstate.TimelineReport, error) {
+	var tl podstate.TimelineReport
+	res, err := client(path).Get("http://podorder/timeline?pod=" + url.QueryEscape(pod))
+	if err != nil {
+		return tl, fmt.Errorf("ask the daemon at %s (is podorder running, with this --store-dir?): %w", path, err)
+	}
+	defer res.Body.Close()
+	switch res.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return tl, fmt.Errorf("pod %s: podorder on this node does not know it (it never used podorder here, or it was removed before the last %d pods the daemon keeps; `podorder status -a` lists the pods it knows)", pod, podstate.KeptTimelines)
+	default:
+		return tl, fmt.Errorf("ask the daemon at %s: %s (a daemon older than this command has no timelines)", path, res.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 16<<20)).Decode(&tl); err != nil {
+		return tl, fmt.Errorf("decode the daemon's answer: %w", err)
+	}
+	return tl, nil
 }

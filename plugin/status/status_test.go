@@ -22,7 +22,8 @@ func TestStatusHeadsItsTableWithTheNodesVerdicts(t *testing.T) {
 		preflight.JudgeContainerd("containerd", "v2.4.2"),
 		preflight.JudgeRuntime(preflight.RuntimeFact{Binary: "/host/runc", Name: "runc", Version: "1.1.5"}),
 	}
-	require.NoError(t, Serve(t.Context(), path, func() []podstate.PodReport { return nil }, func() []preflight.Verdict { return node }, slog.New(slog.DiscardHandler)))
+	require.NoError(t, Serve(t.Context(), path, func() []podstate.PodReport { return nil }, func() []preflight.Verdict { return node },
+		func(string) (podstate.TimelineReport, bool) { return podstate.TimelineReport{}, false }, slog.New(slog.DiscardHandler)))
 
 	vs, ok, err := FetchNode(path)
 	require.NoError(t, err)
@@ -30,6 +31,18 @@ func TestStatusHeadsItsTableWithTheNodesVerdicts(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, WriteNode(&out, vs))
 	assert.Equal(t, "node: NRI connected, containerd 2.4.2, runc 1.1.5\n  PodorderRuntimeTooOld: "+node[2].Message+"\n", out.String())
+}
+
+func TestTheReadinessEventsSourceIsALineOfItsOwnAfterTheHeader(t *testing.T) {
+	vs := []preflight.Verdict{
+		preflight.JudgeSocket(preflight.Reachability{Path: "/var/run/nri/nri.sock"}),
+		{Check: "readiness_events", Result: preflight.Pass, Summary: "readiness events: ebpf", Message: "the kernel's LISTEN events"},
+		preflight.JudgeContainerd("containerd", "v2.4.2"),
+	}
+	var out bytes.Buffer
+	require.NoError(t, WriteNode(&out, vs))
+	assert.Equal(t, "node: NRI connected, containerd 2.4.2\nreadiness events: ebpf (the kernel's LISTEN events)\n", out.String(),
+		"the header names the preflight's checks only")
 }
 
 func TestAnOlderDaemonWithoutTheNodesVerdictsIsNoError(t *testing.T) {
@@ -45,4 +58,17 @@ func TestAnOlderDaemonWithoutTheNodesVerdictsIsNoError(t *testing.T) {
 	_, ok, err := FetchNode(path)
 	require.NoError(t, err)
 	assert.False(t, ok)
+}
+
+func TestATimelineIsServedByPodNameAndAnUnknownPodIsNamed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	want := podstate.TimelineReport{Pod: "ns/shop", UID: "u1", Entries: []podstate.TimelineEntry{{Container: "db", Kind: podstate.TimelineCreated}}}
+	require.NoError(t, Serve(t.Context(), path, func() []podstate.PodReport { return nil }, func() []preflight.Verdict { return nil },
+		func(pod string) (podstate.TimelineReport, bool) { return want, pod == "ns/shop" }, slog.New(slog.DiscardHandler)))
+
+	got, err := FetchTimeline(path, "ns/shop")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	_, err = FetchTimeline(path, "ns/other")
+	assert.ErrorContains(t, err, "pod ns/other: podorder on this node does not know it")
 }

@@ -170,6 +170,17 @@ func TestStopWithOffDropsHostPIDAndKill(t *testing.T) {
 	}
 }
 
+// Probes follow the kernel's LISTEN events by default (the daemon's own default: no flag), and the
+// value turns them off.
+func TestTheChartTurnsReadinessEventsOffOnlyWhenAsked(t *testing.T) {
+	args := []string{"template", "po", "../../charts/podorder", "--namespace", "ops", "--kube-version", "1.37.2", "--show-only", "templates/daemonset.yaml"}
+	assert.NotContains(t, helm(t, args...), "- --readiness-events")
+	assert.Contains(t, helm(t, append(args, "--set", "probes.readinessEvents=none")...), "- --readiness-events=none\n")
+	out, err := exec.Command(Helm(t), append(args, "--set", "probes.readinessEvents=sometimes")...).CombinedOutput()
+	assert.Error(t, err, "the schema refuses a value other than auto and none")
+	assert.Contains(t, string(out), "readinessEvents")
+}
+
 // The health endpoint has no authentication: on the node's network it listens on loopback, where
 // kubelet's probes are sent; in a pod network namespace kubelet probes the pod IP, so it listens
 // there. Metrics need the API to authorize scrapers.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -23,8 +24,9 @@ type object struct {
 	}
 	Subjects []struct{ Kind, Name, Namespace string }
 	Spec     struct {
-		PolicyName      string `json:"policyName"`
-		MatchConditions []struct {
+		PolicyName        string   `json:"policyName"`
+		ValidationActions []string `json:"validationActions"`
+		MatchConditions   []struct {
 			Name, Expression string
 		} `json:"matchConditions"`
 		ParamKind *struct{ APIVersion, Kind string } `json:"paramKind"`
@@ -147,4 +149,44 @@ func keys(objs map[string]object) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+func TestTheValidationWarnComponentRelaxesOnlyTheValidationOfKeys(t *testing.T) {
+	objs := kustomize(t, "resources: [%s]\ncomponents: [%s/components/validation-warn]\n")
+	for key, o := range objs {
+		if !strings.HasPrefix(key, "ValidatingAdmissionPolicyBinding/") {
+			continue
+		}
+		want := []string{"Warn", "Audit"}
+		if key == "ValidatingAdmissionPolicyBinding/podorder-status-writes" {
+			want = []string{"Deny"}
+		}
+		assert.Equal(t, want, o.Spec.ValidationActions, key)
+	}
+}
+
+func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	overlay := t.TempDir()
+	rel, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
+	require.NoError(t, err)
+	body := "resources: [" + rel + "/base]\ncomponents: [" + rel + "/components/enable-nri]\nimages: [{name: registry.local/podorder/podorder, newTag: v9}]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(body), 0o644))
+	out, err := exec.Command(Kubectl(t), "kustomize", overlay).CombinedOutput()
+	require.NoError(t, err, "kubectl kustomize: %s", out)
+	var ds *appsv1.DaemonSet
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		if strings.Contains(doc, "kind: DaemonSet\n") {
+			ds = &appsv1.DaemonSet{}
+			require.NoError(t, yaml.Unmarshal([]byte(doc), ds))
+		}
+	}
+	require.NotNil(t, ds, "the build has a DaemonSet")
+	pod := ds.Spec.Template.Spec
+	assertEnablesNRI(t, pod, "/etc/containerd", "enable-nri", "--config=/host/etc/containerd/config.toml")
+	assert.Equal(t, "registry.local/podorder/podorder:v9", pod.InitContainers[0].Image, "the overlay's image reaches the init container too")
+	chart := renderDaemonSet(t, "nri.patchConfig.enabled=true").Spec.Template.Spec.InitContainers[0]
+	assert.Equal(t, chart.SecurityContext, pod.InitContainers[0].SecurityContext, "the chart's and the component's init containers hold the same rights")
+	assert.Equal(t, chart.Resources, pod.InitContainers[0].Resources)
 }

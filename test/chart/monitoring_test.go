@@ -141,3 +141,35 @@ func TestTheNotesSayWhatIsMissingWithoutTheMutatingPolicies(t *testing.T) {
 	monitoring := notes(t, "--set", "metrics.serviceMonitor.enabled=true")
 	assert.Contains(t, monitoring, "The ServiceMonitor, PodMonitor and PrometheusRule were not rendered")
 }
+
+// The Grafana dashboard ships off; on, it is a ConfigMap Grafana's sidecar loads, holding
+// files/dashboard.json as it is (plugin/metrics checks its queries against the daemon's registry).
+func TestTheGrafanaDashboardIsAConfigMapForGrafanasSidecarWhenAskedFor(t *testing.T) {
+	for _, cm := range render(t)["ConfigMap"] {
+		assert.NotContains(t, cm, "grafana_dashboard", "off by default")
+	}
+	docs := render(t, "--set", "metrics.grafanaDashboard.enabled=true", "--set", "metrics.grafanaDashboard.namespace=monitoring",
+		"--set", "metrics.grafanaDashboard.annotations.grafana_folder=podorder")
+	var dashboard map[string]any
+	for _, doc := range docs["ConfigMap"] {
+		var cm struct {
+			Metadata struct {
+				Name, Namespace     string
+				Labels, Annotations map[string]string
+			}
+			Data map[string]string
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &cm))
+		if cm.Metadata.Labels["grafana_dashboard"] != "1" {
+			continue
+		}
+		assert.Equal(t, "monitoring", cm.Metadata.Namespace)
+		assert.Equal(t, "podorder", cm.Metadata.Annotations["grafana_folder"])
+		want, err := os.ReadFile("../../charts/podorder/files/dashboard.json")
+		require.NoError(t, err)
+		assert.JSONEq(t, string(want), cm.Data["podorder.json"])
+		require.NoError(t, yaml.Unmarshal([]byte(cm.Data["podorder.json"]), &dashboard))
+	}
+	require.NotNil(t, dashboard, "a ConfigMap labelled grafana_dashboard: \"1\"")
+	assert.Equal(t, "podorder", dashboard["title"])
+}

@@ -212,3 +212,25 @@ func metadataName(t *testing.T, doc string) string {
 	require.NoError(t, yaml.Unmarshal([]byte(doc), &obj))
 	return obj.Metadata.Name
 }
+
+func TestTheValidationMayWarnAndAuditForAGradualRolloutAndTheGuardAlwaysDenies(t *testing.T) {
+	actions := func(args ...string) map[string][]string {
+		out := map[string][]string{}
+		for _, doc := range render(t, args...)["ValidatingAdmissionPolicyBinding"] {
+			var b struct {
+				Metadata struct{ Name string }
+				Spec     struct{ ValidationActions []string }
+			}
+			require.NoError(t, yaml.Unmarshal([]byte(doc), &b))
+			out[b.Metadata.Name] = b.Spec.ValidationActions
+		}
+		return out
+	}
+	assert.Equal(t, map[string][]string{"podorder-pod-declarations": {"Deny"}, "podorder-template-declarations": {"Deny"}, "podorder-status-writes": {"Deny"}},
+		actions(), "enforced by default")
+	assert.Equal(t, map[string][]string{"podorder-pod-declarations": {"Warn", "Audit"}, "podorder-template-declarations": {"Warn", "Audit"}, "podorder-status-writes": {"Deny"}},
+		actions(sets("admission.validationActions={Warn,Audit}")...), "the guard on podorder's status writes is never relaxed")
+	out, err := renderErr(t, sets("admission.validationActions={Block}")...)
+	require.Error(t, err)
+	assert.Contains(t, out, "at '/admission/validationActions/0': value must be one of 'Deny', 'Warn', 'Audit'")
+}

@@ -193,4 +193,9 @@ func TestDemo(t *testing.T) {
 	}
 	say("order kept: db ready → api's first line %dms, api ready → web's first line %dms",
 		api.Sub(dbListen).Milliseconds(), web.Sub(apiListen).Milliseconds())
+	say("")
+	say("podorder timeline default/shop (on a node: kubectl -n podorder-system exec ds/podorder -- /podorder timeline default/shop):")
+	for _, l := range strings.Split(strings.TrimRight(checkDemoTimeline(t, po, "default/shop"), "\n"), "\n") {
+		say("    %s", l)
+	}
 }

@@ -50,6 +50,9 @@ type Options struct {
 	// NRISocket replaces the private NRI socket path, e.g. with a node's /var/run/nri/nri.sock so
 	// that podorder's DaemonSet runs as shipped. Only one Env may use such a path at a time.
 	NRISocket string
+	// NRIDisabled writes `disable = true` into the NRI section, as a distribution that ships NRI
+	// off does: containerd then serves no NRI socket until the config says otherwise and it restarts.
+	NRIDisabled bool
 }
 
 // Env is one private containerd and the CRI clients connected to it.
@@ -188,7 +191,7 @@ imports = []
   socket_dir = %[7]q
 
 [plugins."io.containerd.nri.v1.nri"]
-  disable = false
+  disable = %[18]t
   socket_path = %[8]q
   plugin_path = %[9]q
   plugin_config_path = %[10]q
@@ -225,7 +228,7 @@ imports = []
 		e.Address, e.Address+".ttrpc", filepath.Join(e.Dir, "opt"), filepath.Join(e.Dir, "s"),
 		e.NRISocket, filepath.Join(e.Dir, "nri/plugins"), filepath.Join(e.Dir, "nri/conf.d"), nriTimeouts,
 		PauseImage, filepath.Join(e.Dir, "cni/bin"), filepath.Join(e.Dir, "cni/conf"),
-		e.runc, e.runcRoot, opts.ExtraConfig)
+		e.runc, e.runcRoot, opts.ExtraConfig, opts.NRIDisabled)
 }
 
 // start runs containerd and waits until its CRI service answers.
@@ -324,6 +327,9 @@ func (e *Env) Ctr(args ...string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// ConfigPath returns containerd's config file, which Restart reads again.
+func (e *Env) ConfigPath() string { return e.configPath }
 
 // LogPath returns containerd's log file.
 func (e *Env) LogPath() string { return e.logPath }

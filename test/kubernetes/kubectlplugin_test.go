@@ -62,7 +62,12 @@ spec:
 `, harness.WorkloadImage))
 		b.c.WaitFor(t, "default", "pod/held-for-db", "jsonpath={"+conditionPath+".status}=False", time.Minute)
 		node := b.c.Kubectl(t, "get", "pod", "held-for-db", "-o", "jsonpath={.spec.nodeName}")
-		message := b.c.Kubectl(t, "get", "pod", "held-for-db", "-o", "jsonpath={"+conditionPath+".message}")
+		// The message says how db stands, until db runs and stays unready: compare with that one.
+		var message string
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			message = b.c.Kubectl(t, "get", "pod", "held-for-db", "-o", "jsonpath={"+conditionPath+".message}")
+			assert.Contains(c, message, "(db is running but not ready)")
+		}, time.Minute, 100*time.Millisecond)
 		require.Contains(t, message, "app waits for db (ready) since ")
 
 		held := kubectlPodorder("held", "-A")

@@ -39,6 +39,9 @@ metadata:
   name: %[1]s
   namespace: podorder-system
 spec:
+  # This cluster has no kube-proxy: the API server is reached on the node's loopback, as the
+  # DaemonSet does.
+  hostNetwork: true
   serviceAccountName: podorder
   automountServiceAccountToken: true
   terminationGracePeriodSeconds: 1
@@ -63,11 +66,15 @@ spec:
 		b.c.WaitFor(t, "podorder-system", "pod/"+name, "jsonpath={.status.phase}=Running", 2*time.Minute)
 
 		var unreachable cluster.Event
-		require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ok := assert.EventuallyWithT(t, func(c *assert.CollectT) {
 			e, ok := findEvent(b.c.Events(t, "default", node), "PodorderNRIUnreachable")
 			require.True(c, ok, "no PodorderNRIUnreachable Event on node %s", node)
 			unreachable = e
 		}, time.Minute, time.Second)
+		if !ok {
+			logs, _ := b.c.KubectlErr("logs", "-n", "podorder-system", name)
+			t.Fatalf("the podorder pointed where nothing serves NRI logged:\n%s", logs)
+		}
 		assert.Equal(t, "Warning", unreachable.Type)
 		assert.Equal(t, "podorder", unreachable.Source)
 		for _, want := range []string{

@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"crypto/tls"
+	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +23,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/podorder/podorder/plugin/timeline"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -318,6 +321,69 @@ subjects: [{kind: ServiceAccount, name: prometheus, namespace: default}]
 		b.c.Kubectl(t, "delete", "pod", "stuck", "--wait=false")
 		b.c.Kubectl(t, "delete", "clusterrolebinding", "prometheus-podorder-metrics")
 		b.c.Kubectl(t, "delete", "serviceaccount", "-n", "default", "prometheus", "stranger")
+	})
+
+	t.Run("a pod's start is a picture from the daemon, through kubectl exec, also once the pod is gone", func(t *testing.T) {
+		b.c.ApplyYAML(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: pictured
+  namespace: default
+  labels:
+    podorder.dev/after.app: db
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %[1]s
+    imagePullPolicy: Never
+    args: ["--name", "app"]
+  - name: db
+    image: %[1]s
+    imagePullPolicy: Never
+    args: ["--name", "db", "--listen-after", "1s", "--port", "5432"]
+    readinessProbe: {tcpSocket: {port: 5432}, periodSeconds: 1}
+`, harness.WorkloadImage))
+		b.c.WaitPodReady(t, "default", "pictured", 2*time.Minute)
+		exec := func(format string) string {
+			return b.c.Kubectl(t, "-n", "podorder-system", "exec", "ds/podorder", "-c", "podorder", "--", "/podorder", "timeline", "default/pictured", "-o", format)
+		}
+		var chart timeline.Chart
+		require.NoError(t, json.Unmarshal([]byte(exec("json")), &chart))
+		bars := map[string]timeline.Bar{}
+		for _, bar := range chart.Bars {
+			bars[bar.Container] = bar
+		}
+		require.Contains(t, bars, "app")
+		require.Contains(t, bars, "db")
+		app, db := bars["app"], bars["db"]
+		assert.Equal(t, "db (ready)", app.HeldOn)
+		require.NotNil(t, db.Ready, "db's readinessProbe, evaluated by podorder or kubelet")
+		require.NotNil(t, app.Released)
+		assert.Equal(t, "db", app.ReleasedBy)
+		assert.Contains(t, app.ReleasedHow, "db ready (")
+		assert.False(t, app.Released.Before(*db.Ready))
+		var critical []string
+		for _, i := range chart.Critical {
+			critical = append(critical, chart.Bars[i].Container)
+		}
+		assert.Equal(t, []string{"db", "app"}, critical)
+		var svg struct{ XMLName xml.Name }
+		require.NoError(t, xml.Unmarshal([]byte(exec("svg")), &svg))
+		assert.Equal(t, "svg", svg.XMLName.Local)
+		var trace timeline.Trace
+		require.NoError(t, json.Unmarshal([]byte(exec("perfetto")), &trace))
+		assert.Equal(t, "ms", trace.DisplayTimeUnit)
+		assert.NotEmpty(t, trace.TraceEvents)
+		text := exec("text")
+		assert.Contains(t, text, "* db #0")
+		t.Logf("RESULT kubectl -n podorder-system exec ds/podorder -- /podorder timeline default/pictured:\n%s", text)
+
+		b.c.Kubectl(t, "delete", "pod", "pictured", "--wait=true", "--timeout=2m")
+		require.Eventually(t, func() bool {
+			var gone timeline.Chart
+			return json.Unmarshal([]byte(exec("json")), &gone) == nil && gone.Removed
+		}, time.Minute, time.Second, "the daemon keeps a removed pod's timeline")
 	})
 
 	t.Run("podorder's service account may write only its own condition of pods on its own node", func(t *testing.T) {

@@ -64,10 +64,14 @@ release's labels, and the status guard's parameter set to the release's ServiceA
 */}}
 {{- define "podorder.policyFile" -}}
 {{- $root := .root -}}
+{{- $actions := .actions -}}
 {{- range $doc := splitList "\n---\n" ($root.Files.Get .file) }}
 {{- $obj := fromYaml $doc }}
 {{- if $obj.kind }}
 {{- $_ := set $obj.metadata "labels" (merge (include "podorder.labels" $root | fromYaml) ($obj.metadata.labels | default dict)) }}
+{{- if and (eq $obj.kind "ValidatingAdmissionPolicyBinding") $actions }}
+{{- $_ := set $obj.spec "validationActions" $actions }}
+{{- end }}
 {{- if and (eq $obj.kind "ValidatingAdmissionPolicyBinding") $obj.spec.paramRef }}
 {{- $_ := set $obj.spec.paramRef "name" (include "podorder.fullname" $root) }}
 {{- $_ := set $obj.spec.paramRef "namespace" (include "podorder.namespace" $root) }}
