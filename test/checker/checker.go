@@ -51,6 +51,8 @@ type Attempt struct {
 	FinishedCode int
 	// Released is podorder's record of this attempt's release; zero when there is none.
 	Released time.Time
+	// ExitRecorded is podorder's record of this attempt's exit; zero when there is none.
+	ExitRecorded time.Time
 }
 
 // exit returns when and how the attempt's process ended, from the earliest evidence.
@@ -299,7 +301,7 @@ func started(cfg Config, byName map[string]*Container, c *Container, a *Attempt,
 			f.add(Violation, "started although it waits for %s, which the run never created", d.Container)
 			continue
 		}
-		v, why := metAt(cfg, d.Condition, dc.Attempts, s)
+		v, why := metAt(cfg, d.Condition, dc.Attempts, s, a.Released)
 		if v != Checked {
 			f.add(v, "%s (%s): %s", d.Container, d.Condition, why)
 		}
@@ -323,26 +325,31 @@ func newest(attempts []Attempt, t time.Time) []*Attempt {
 	return out
 }
 
-// metAt decides a condition at moment s from the newest attempt then.
-func metAt(cfg Config, cond string, attempts []Attempt, s time.Time) (Verdict, string) {
+// metAt decides a condition at moment s, the dependent's start, from the newest attempt then;
+// released is podorder's release record of the dependent.
+func metAt(cfg Config, cond string, attempts []Attempt, s, released time.Time) (Verdict, string) {
 	cands := newest(attempts, s)
 	if len(cands) == 0 {
 		return Violation, "had no attempt yet"
 	}
-	best, why := metBy(cfg, cond, cands[0], s)
+	best, why := metBy(cfg, cond, cands[0], s, released)
 	for _, a := range cands[1:] {
-		if v, w := metBy(cfg, cond, a, s); v < best {
+		if v, w := metBy(cfg, cond, a, s, released); v < best {
 			best, why = v, w
 		}
 	}
 	return best, why
 }
 
-func metBy(cfg Config, cond string, a *Attempt, s time.Time) (Verdict, string) {
+func metBy(cfg Config, cond string, a *Attempt, s, released time.Time) (Verdict, string) {
 	ex, code, exited := a.exit()
 	endedBefore := func() (Verdict, string, bool) {
 		if !exited || !ex.Before(s) {
 			return Checked, "", false
+		}
+		if !released.IsZero() && !a.ExitRecorded.IsZero() && a.ExitRecorded.Before(released) {
+			return Violation, fmt.Sprintf("podorder recorded the exit (code %d) of its newest attempt %s %s before it released the dependent",
+				code, short(a.ID), released.Sub(a.ExitRecorded).Round(time.Millisecond)), true
 		}
 		if s.Sub(ex) <= cfg.ExitTolerance {
 			return Suspect, fmt.Sprintf("exited (code %d) %s before, within the NRI lag %s", code, s.Sub(ex).Round(time.Millisecond), cfg.ExitTolerance), true

@@ -131,7 +131,7 @@ func attemptEvidence(t *testing.T, env *harness.Env, a *harness.Container, recs 
 	}
 	ca.StartAt, ca.StartEnd = a.StartAt, a.StartAt.Add(a.StartTook)
 	ca.Hooked = strings.Contains(runtimeSpec(t, env, a.ID), "/.podorder/hook")
-	ca.Released = recs.released[a.ID]
+	ca.Released, ca.ExitRecorded = recs.released[a.ID], recs.exited[a.ID]
 	if st := env.ContainerStatus(t, a.ID); st.State == runtimeapi.ContainerState_CONTAINER_EXITED && st.FinishedAt != 0 {
 		ca.Finished, ca.FinishedCode = time.Unix(0, st.FinishedAt), int(st.ExitCode)
 	}
