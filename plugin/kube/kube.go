@@ -218,14 +218,20 @@ func stripStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
 // its first list so that CreateContainer can check names against the pod spec.
 func (s *Source) Start(ctx context.Context, r Observer, timeout time.Duration) error {
 	s.ctx = ctx
-	report := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok {
-			r.PodObserved(string(pod.UID), Observe(pod))
-		}
-	}
 	if _, err := s.nodePods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    report,
-		UpdateFunc: func(_, obj any) { report(obj) },
+		AddFunc: func(obj any) {
+			if pod, ok := obj.(*corev1.Pod); ok {
+				r.PodObserved(string(pod.UID), Observe(pod))
+			}
+		},
+		// A pod's containers never change: the spec comes with its first sight (here, or from the
+		// cache when the runtime creates its first container), so the frequent status updates carry
+		// only kubelet's readiness and the deletion, without translating every readinessProbe again.
+		UpdateFunc: func(_, obj any) {
+			if pod, ok := obj.(*corev1.Pod); ok {
+				r.PodObserved(string(pod.UID), ObserveStatus(pod))
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
@@ -248,7 +254,14 @@ func (s *Source) Start(ctx context.Context, r Observer, timeout time.Duration) e
 
 // Observe captures what podorder's pod state takes from one update of a pod.
 func Observe(pod *corev1.Pod) podstate.Observation {
-	return podstate.Observation{Containers: PodContainers(pod), Ready: ReadyContainers(pod), Terminating: pod.DeletionTimestamp != nil}
+	o := ObserveStatus(pod)
+	o.Containers = PodContainers(pod)
+	return o
+}
+
+// ObserveStatus captures one update of a pod without its spec: kubelet's readiness and the deletion.
+func ObserveStatus(pod *corev1.Pod) podstate.Observation {
+	return podstate.Observation{Ready: ReadyContainers(pod), Terminating: pod.DeletionTimestamp != nil}
 }
 
 // ReadyContainers lists the containers of pod that kubelet reports ready, with the container ID
