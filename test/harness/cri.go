@@ -30,6 +30,9 @@ type PodSpec struct {
 	Name, Namespace, UID string // Namespace defaults to "default", UID to one derived from Name
 	Labels, Annotations  map[string]string
 	Containers           []ContainerSpec
+	// PodNetwork runs the pod in a network namespace of its own (the Env needs
+	// Options.PodNetwork); otherwise it shares the host's, as a hostNetwork pod does.
+	PodNetwork bool
 }
 
 // ContainerSpec is one container of a PodSpec; it always runs WorkloadImage.
@@ -74,8 +77,9 @@ func (p *Pod) Container(name string) *Container {
 	return nil
 }
 
-// RunPod runs a host-network pod sandbox, then creates and starts its containers one after the
-// other in spec order as kubelet's SyncPod does. Container errors are recorded, not fatal.
+// RunPod runs a pod sandbox (on the host network unless spec.PodNetwork), then creates and starts
+// its containers one after the other in spec order as kubelet's SyncPod does. Container errors are
+// recorded, not fatal.
 func (e *Env) RunPod(t testing.TB, spec PodSpec) *Pod {
 	t.Helper()
 	pod, err := e.runSandbox(spec)
@@ -105,6 +109,7 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 		labels[k] = v
 	}
 	// Like kubelet, no Hostname: a host-network pod shares the node's UTS namespace.
+	network := networkMode(spec)
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID, Attempt: 0},
 		LogDirectory: logDir,
@@ -114,7 +119,7 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 			CgroupParent: e.cgroup + "/pod" + spec.UID,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_NODE,
+					Network: network,
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
 					Ipc:     runtimeapi.NamespaceMode_POD,
 				},
@@ -128,6 +133,14 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 		return nil, fmt.Errorf("RunPodSandbox %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
 	return &Pod{ID: res.PodSandboxId, Spec: spec, Config: cfg, LogDir: logDir}, nil
+}
+
+// networkMode is kubelet's choice for a pod's sandbox and its containers.
+func networkMode(spec PodSpec) runtimeapi.NamespaceMode {
+	if spec.PodNetwork {
+		return runtimeapi.NamespaceMode_POD
+	}
+	return runtimeapi.NamespaceMode_NODE
 }
 
 // CreateStartContainer creates and starts one container attempt in pod (a restart when
@@ -157,7 +170,7 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 		Linux: &runtimeapi.LinuxContainerConfig{
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_NODE,
+					Network: networkMode(pod.Spec),
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
 					Ipc:     runtimeapi.NamespaceMode_POD,
 				},
