@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,8 @@ type PodSpec struct {
 	// PodNetwork runs the pod in a network namespace of its own (the Env needs
 	// Options.PodNetwork); otherwise it shares the host's, as a hostNetwork pod does.
 	PodNetwork bool
+	// Attempt is the sandbox's CRI metadata attempt: kubelet makes a new one when the last failed.
+	Attempt uint32
 }
 
 // ContainerSpec is one container of a PodSpec; it always runs WorkloadImage.
@@ -52,6 +55,9 @@ type Pod struct {
 	// LogDir is the sandbox's log_directory; container logs are <name>_<attempt>.log in it.
 	LogDir     string
 	Containers []*Container
+	// mu guards Containers: kubelet, and the tests, create a pod's containers from several
+	// goroutines (a restart while the next container is created).
+	mu sync.Mutex
 }
 
 // Container is the outcome of creating and starting one container attempt.
@@ -69,6 +75,8 @@ type Container struct {
 
 // Container returns the last attempt of the named container, or nil.
 func (p *Pod) Container(name string) *Container {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		if p.Containers[i].Spec.Name == name {
 			return p.Containers[i]
@@ -111,7 +119,7 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 	// Like kubelet, no Hostname: a host-network pod shares the node's UTS namespace.
 	network := networkMode(spec)
 	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID, Attempt: 0},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID, Attempt: spec.Attempt},
 		LogDirectory: logDir,
 		Labels:       labels,
 		Annotations:  spec.Annotations,
@@ -149,7 +157,9 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 	t.Helper()
 	logName := fmt.Sprintf("%s_%d.log", spec.Name, spec.Attempt)
 	c := &Container{Spec: spec, LogPath: filepath.Join(pod.LogDir, logName)}
+	pod.mu.Lock()
 	pod.Containers = append(pod.Containers, c)
+	pod.mu.Unlock()
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: spec.Name, Attempt: spec.Attempt},
 		Image:    &runtimeapi.ImageSpec{Image: WorkloadImage, UserSpecifiedImage: WorkloadImage},
