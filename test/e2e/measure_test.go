@@ -233,7 +233,7 @@ func (m *measurement) releaseOnce(t *testing.T, held bool, port int) (releaseSam
 	delay := rand.N(200 * time.Millisecond)
 	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", fmt.Sprint(port))}
 	spec := harness.PodSpec{Name: m.name("poll"), Containers: []harness.ContainerSpec{
-		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase")}, db}}
+		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase", "--wait-exec")}, db}}
 	if held {
 		spec = harness.PodSpec{Name: m.name("hold"),
 			Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "30s"},
