@@ -23,8 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
