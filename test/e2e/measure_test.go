@@ -38,6 +38,9 @@ func TestMeasure(t *testing.T) {
 	t.Run("a pod without podorder keys costs nothing", func(t *testing.T) { m.withoutKeys(t, samples) })
 	t.Run("a held container's create and start cost nothing", func(t *testing.T) { m.heldCreateStart(t, samples) })
 	t.Run("release latency beside a polling entrypoint", func(t *testing.T) { m.release(t, holds) })
+	t.Run("a whole pod lifecycle costs nothing, beside a no-op NRI plugin", func(t *testing.T) {
+		m.fullCycles(t, samples, envInt("PODORDER_BENCH_BUSY_PODS", 20))
+	})
 }
 
 // measurement is the bed TestMeasure's parts share: one containerd and one podorder.
