@@ -311,6 +311,16 @@ func started(cfg Config, byName map[string]*Container, c *Container, a *Attempt,
 			continue
 		}
 		v, why := metAt(cfg, d.Condition, dc.Attempts, s, a.Released)
+		if v == Violation && !a.Released.IsZero() && a.Released.Before(s) {
+			// podorder decides at its release; the hook execs the process a moment later. A
+			// dependency that held then and stopped holding in between (it crashed while the
+			// hook was being woken, or during an outage that delayed the wake) is a race podorder
+			// cannot close: a release is not taken back.
+			if at, _ := metAt(cfg, d.Condition, dc.Attempts, a.Released, a.Released); at == Checked {
+				v, why = Suspect, fmt.Sprintf("held at podorder's release, not at the process's start %s later: %s",
+					s.Sub(a.Released).Round(time.Millisecond), why)
+			}
+		}
 		if v != Checked {
 			f.add(v, "%s (%s): %s", d.Container, d.Condition, why)
 		}

@@ -252,3 +252,32 @@ func TestCheckCountsAHoldEndedByItsPodsDeletionAsChecked(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckTellsADependencyThatBrokeAfterTheReleaseFromAnEarlyRelease(t *testing.T) {
+	// db runs from 100 ms, crashes at 2 s, and its next attempt is created at 2.1 s and never starts.
+	db := dep("db",
+		run("db-0", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(2000), 1 }),
+		run("db-1", func(a *Attempt) { a.CreateAt, a.CreateEnd, a.StartAt, a.StartEnd = at(2100), at(2110), at(2110), at(2120) }))
+	released := func(rel, start int) Container {
+		return Container{Name: "app", Deps: []Dep{{"db", Started}}, Timeout: 20 * time.Second, Attempts: []Attempt{run("app", func(a *Attempt) {
+			a.Released, a.Start = at(rel), at(start)
+		})}}
+	}
+	tests := []struct {
+		name    string
+		app     Container
+		want    Verdict
+		wantWhy string
+	}{
+		{"released while db ran, started after db crashed", released(1900, 2300), Suspect, "held at podorder's release, not at the process's start 400ms later"},
+		{"released after db's next attempt was created: early", released(2200, 2210), Violation, "never printed START"},
+		{"released and started while db ran", released(1500, 1510), Checked, "met"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := judgeApp(t, cfg, tt.app, db)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+			assert.Contains(t, f.Why[0], tt.wantWhy)
+		})
+	}
+}

@@ -80,15 +80,16 @@ type measured struct {
 	exitLags []time.Duration
 	// wakes: for every held attempt that started, how much later than podorder's release record.
 	wakes []time.Duration
-	// exitTolerance is the NRI lag the checker allowed: exitTolerance, or the longest exit lag
-	// measured in the run if longer.
-	exitTolerance time.Duration
+	// exitTolerance is the NRI lag the checker allowed, and wakeBound the longest release → first
+	// line: the constants, or the longest exit lag measured in the run if longer.
+	exitTolerance, wakeBound time.Duration
 }
 
 func (m *measured) add(o measured) {
 	m.exitLags = append(m.exitLags, o.exitLags...)
 	m.wakes = append(m.wakes, o.wakes...)
 	m.exitTolerance = max(m.exitTolerance, o.exitTolerance)
+	m.wakeBound = max(m.wakeBound, o.wakeBound)
 }
 
 // evidence collects what the run left behind into the checker's input, and the delays seen.
@@ -176,7 +177,7 @@ func logReport(t *testing.T, what string, r checker.Report, m measured) {
 	t.Helper()
 	t.Logf("RESULT %s checker: %s", what, r.Result())
 	t.Logf("RESULT %s delays: NRI exit lag (EXIT line → podorder's record) %s, tolerance %s; release record → first line %s, bound %s",
-		what, summary(m.exitLags), m.exitTolerance, summary(m.wakes), wakeBound)
+		what, summary(m.exitLags), m.exitTolerance, summary(m.wakes), m.wakeBound)
 	for _, l := range r.Breakdown() {
 		t.Logf("  %s", l)
 	}
