@@ -257,7 +257,9 @@ func TestCheckTellsADependencyThatBrokeAfterTheReleaseFromAnEarlyRelease(t *test
 	// db runs from 100 ms, crashes at 2 s, and its next attempt is created at 2.1 s and never starts.
 	db := dep("db",
 		run("db-0", func(a *Attempt) { a.Start, a.Exit, a.ExitCode = at(100), at(2000), 1 }),
-		run("db-1", func(a *Attempt) { a.CreateAt, a.CreateEnd, a.StartAt, a.StartEnd = at(2100), at(2110), at(2110), at(2120) }))
+		run("db-1", func(a *Attempt) {
+			a.CreateAt, a.CreateEnd, a.StartAt, a.StartEnd = at(2100), at(2110), at(2110), at(2120)
+		}))
 	released := func(rel, start int) Container {
 		return Container{Name: "app", Deps: []Dep{{"db", Started}}, Timeout: 20 * time.Second, Attempts: []Attempt{run("app", func(a *Attempt) {
 			a.Released, a.Start = at(rel), at(start)
