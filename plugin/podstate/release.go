@@ -101,6 +101,16 @@ func (o *out) endProbe(a *Attempt) {
 		a.Probing = false
 		o.add(EndProbe{a})
 	}
+	o.endSignal(a)
+}
+
+// endSignal ends the watch of a's readiness signal, and its notify socket, once nothing can use it;
+// once per attempt.
+func (o *out) endSignal(a *Attempt) {
+	if a.Signal != nil && !a.signalEnded {
+		a.Signalling, a.signalEnded = false, true
+		o.add(EndSignal{a})
+	}
 }
 
 // write adds the write of a's tombstone and the wake-ups it calls for.
