@@ -15,7 +15,7 @@ func TestLookupStaysInsideTheRootWhateverItsSymlinksSay(t *testing.T) {
 	root := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "run/app"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "run/app/ready"), nil, 0o644))
-	require.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc-link")))           // absolute: /etc of the root
+	require.NoError(t, os.Symlink("/etc", filepath.Join(root, "etc-link")))            // absolute: /etc of the root
 	require.NoError(t, os.Symlink("../../../../../../etc", filepath.Join(root, "up"))) // relative: clamped at the root
 	require.NoError(t, os.Symlink("/proc/self/root/etc", filepath.Join(root, "magic")))
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
