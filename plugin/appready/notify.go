@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,6 +42,10 @@ func NewNotifier(maxNode int, log *slog.Logger) *Notifier {
 	return &Notifier{proc: "/proc", cap: newCapacity("notify sockets", maxNode), log: log}
 }
 
+// ShortPath names the notify socket in the directory open as dirfd, short enough for a socket
+// address whatever the directory's own path.
+func ShortPath(dirfd int) string { return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + SocketName }
+
 // Socket is one container attempt's notify socket.
 type Socket struct {
 	n      *Notifier
@@ -71,7 +76,14 @@ func (n *Notifier) open(podUID, dir string) (*Socket, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove a stale notify socket: %w", err)
 	}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	// A socket's path is at most 107 bytes, and the store's paths are longer: bind through a
+	// descriptor of the directory instead.
+	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the notify socket's directory: %w", err)
+	}
+	defer unix.Close(dirfd)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: ShortPath(dirfd), Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("bind the notify socket: %w", err)
 	}

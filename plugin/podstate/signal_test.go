@@ -111,9 +111,13 @@ func TestNobodyWaitingForReadinessCostsNoSocketAndNoWatch(t *testing.T) {
 func TestAFileSignalIsWatchedFromTheStartAndEndsAtTheExit(t *testing.T) {
 	f := newPod(t, map[string]string{"podorder.dev/after.app": "db"}, shipped)
 	f.pod.Decl = decl.Parse(map[string]string{"podorder.dev/after.app": "db"}, map[string]string{"podorder.dev/readiness.db": "file:/run/ready"})
+	app, _, _ := f.admitted("app", 0)
+	f.pod.Starting(app, 10, at(0))
 	db, adm, _ := f.admitted("db", 0)
 	assert.False(t, adm.Notify, "a file needs no socket")
 	assert.Equal(t, []string{"watch db 42"}, summary(f.pod.Starting(db, 42, at(0))))
+	f.pod.Started(db, at(0))
+	assert.Contains(t, f.pod.missing(app), "db is running but has not signalled ready (readiness file:/run/ready, the path does not exist in the container yet)")
 	assert.Contains(t, summary(f.pod.Exited(db, 1, false, at(1))), "end signal db")
 	assert.Empty(t, summary(f.pod.SignalSeen(db, at(2))), "an exited attempt is never ready")
 	assert.Nil(t, db.TS.ReadyAt)
