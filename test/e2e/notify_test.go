@@ -63,7 +63,7 @@ func TestNotifyFromAnotherContainerOrTheNodeDoesNotCount(t *testing.T) {
 	pod := env.RunPod(t, spec)
 	app, db := pod.Container("app"), pod.Container("db")
 	require.NoError(t, db.CreateErr)
-	socket := filepath.Join(po.Store.NotifyDir(spec.UID, db.ID), appready.SocketName)
+	socket := filepath.Join(po.Store.NotifyDir(pod.Spec.UID, db.ID), appready.SocketName)
 	require.FileExists(t, socket)
 
 	// A process of the node, root, that can reach the socket's host path.
