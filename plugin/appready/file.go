@@ -94,7 +94,9 @@ func (f *Files) open(pid uint32) (*watch, error) {
 	dir := f.proc + "/" + strconv.FormatUint(uint64(pid), 10)
 	var err error
 	// The container's root as its process sees it; lookups below never leave it.
-	if w.root, err = unix.Open(dir+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+	if w.root, err = unix.Open(dir+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); errors.Is(err, unix.EACCES) {
+		return nil, fmt.Errorf("open the root of process %d: %w: looking inside a container needs CAP_SYS_PTRACE, which the daemon lacks (add SYS_PTRACE to its capabilities)", pid, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("open the root of process %d: %w", pid, err)
 	}
 	if w.mountinfo, err = unix.Open(dir+"/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
