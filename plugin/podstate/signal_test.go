@@ -122,3 +122,12 @@ func TestAFileSignalIsWatchedFromTheStartAndEndsAtTheExit(t *testing.T) {
 	assert.Empty(t, summary(f.pod.SignalSeen(db, at(2))), "an exited attempt is never ready")
 	assert.Nil(t, db.TS.ReadyAt)
 }
+
+func TestAnAttemptAdoptedAfterARestartFallsBackForItsSignalWasNotWatched(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, Node{})
+	db, effects := f.pod.Adopt(Created{Name: "db", ID: "db-1", At: at(0)}, false, true)
+	assert.True(t, db.SignalRefused, "its socket's reader went with the daemon")
+	assert.Contains(t, fmt.Sprint(effects), "readiness signal not watched after podorder restarted")
+	f.pod.Added(db)
+	assert.Empty(t, summary(f.pod.Starting(db, 42, at(0))), "nothing to watch")
+}
