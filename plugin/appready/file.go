@@ -17,6 +17,9 @@ import (
 // made over a directory by a process outside the container's mount namespace).
 const DefaultRecheck = time.Second
 
+// minLookupGap bounds how often one watch looks its path up, whatever events the container causes.
+const minLookupGap = 2 * time.Millisecond
+
 // Files watches paths inside containers.
 type Files struct {
 	proc string
@@ -137,7 +140,14 @@ func (f *Files) recheck() time.Duration {
 func (f *Files) loop(w *watch, p string, ready func()) {
 	buf := make([]byte, 4096)
 	wd, mounts := -1, w.mountinfo
+	var last time.Time
 	for {
+		// A tenant that creates and removes files in the watched directory as fast as it can
+		// must not make the daemon look up as fast: at most one lookup per minLookupGap.
+		if gap := time.Since(last); gap < minLookupGap {
+			time.Sleep(minLookupGap - gap)
+		}
+		last = time.Now()
 		found, dir := lookup(w.root, p)
 		if found {
 			ready()
