@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,10 +61,11 @@ func TestNotifyReadinessReleasesTheDependentOnlyAfterItsREADY1(t *testing.T) {
 
 func TestNotifyFromAnotherContainerOrTheNodeDoesNotCount(t *testing.T) {
 	env, po := setup(t)
-	spec := notifyPod("forged", "--notify-after", "3s")
-	pod := env.RunPod(t, spec)
+	// db says READY=1 only when the test signals it, after both forgeries had every chance.
+	pod := env.RunPod(t, notifyPod("forged", "--notify-on", "USR2"))
 	app, db := pod.Container("app"), pod.Container("db")
 	require.NoError(t, db.CreateErr)
+	started(t, db)
 	socket := filepath.Join(po.Store.NotifyDir(pod.Spec.UID, db.ID), appready.SocketName)
 	require.FileExists(t, socket)
 
@@ -75,24 +78,40 @@ func TestNotifyFromAnotherContainerOrTheNodeDoesNotCount(t *testing.T) {
 	_, err = c.Write([]byte("READY=1"))
 	require.NoError(t, err)
 	c.Close()
+	assertStillHeld(t, app, "a READY=1 from a process of the node")
+	po.waitLog(t, "notify datagram refused", 1, 10*time.Second)
 
 	// A sibling container of the same pod given db's socket directory, as a careless hostPath of
 	// the node's /run would: a socket ignores the read-only mount, so only the check stops it.
 	evil := env.CreateStartContainer(t, pod, harness.ContainerSpec{
 		Name: "evil",
-		Args: args("evil", "--notify-after", "100ms", "--notify-socket", "/evil/"+appready.SocketName),
+		Args: args("evil", "--notify-after", "0s", "--notify-socket", "/evil/"+appready.SocketName),
 		Mounts: []*runtimeapi.Mount{{
 			ContainerPath: "/evil", HostPath: filepath.Dir(socket), Readonly: true,
 		}},
 	})
-	forged := harness.WaitWorkloadEvent(t, evil, "READY", 10*time.Second).At
+	harness.WaitWorkloadEvent(t, evil, "READY", 30*time.Second)
+	assertStillHeld(t, app, "a READY=1 from a sibling container")
+
+	env.Signal(t, db.ID, syscall.SIGUSR2)
 	appStart := started(t, app)
 	ready := harness.WaitWorkloadEvent(t, db, "READY", 10*time.Second).At
-	assert.True(t, appStart.After(ready), "app started %s before db's own READY=1: a forged one counted", ready.Sub(appStart))
-	assert.Greater(t, appStart.Sub(forged), 2*time.Second, "app was released by evil's READY=1")
+	assert.True(t, appStart.After(ready), "app started %s before db's own READY=1", ready.Sub(appStart))
 	recs := po.Logs(t, "notify datagram refused")
-	require.NotEmpty(t, recs, "the forged datagrams were refused and said so")
+	require.NotEmpty(t, recs)
 	assert.Contains(t, fmt.Sprint(recs[0]["reason"]), "which is not a process of this container attempt")
+}
+
+// assertStillHeld checks that c's own process has not started half a second after what came
+// (room for a wrongly counted READY=1 to release it).
+func assertStillHeld(t *testing.T, c *harness.Container, after string) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	lines, err := harness.ReadLog(c.LogPath)
+	require.NoError(t, err)
+	for _, l := range lines {
+		require.False(t, strings.HasPrefix(l, "START "), "%s was released after %s: %s", c.Spec.Name, after, l)
+	}
 }
 
 func TestFileReadinessReleasesTheDependentWhenTheFileAppears(t *testing.T) {

@@ -103,6 +103,8 @@ func run(started time.Time, args []string) int {
 	headerBomb := fs.Int("header-bomb", 0, "answer every HTTP request with 200 and this many bytes of tiny headers, as a hostile server would")
 	marksDir := fs.String("marks", "", "directory to append every line to, as <name>.log, as well")
 	notifyAfter := fs.Duration("notify-after", -1, "send READY=1 to the notify socket this long after the start (systemd's sd_notify; negative: never)")
+	notifyOn := fs.String("notify-on", "", "send READY=1 only once this signal (USR2) arrives, instead of after --notify-after: "+
+		"a test decides when, with no race against its own steps")
 	notifySocket := fs.String("notify-socket", os.Getenv("NOTIFY_SOCKET"), "the notify socket --notify-after sends to (default $NOTIFY_SOCKET)")
 	touchAfter := fs.Duration("touch-after", -1, "create --touch this long after the start (negative: never)")
 	touchPath := fs.String("touch", "", "the file --touch-after creates, with its parent directories")
@@ -121,6 +123,10 @@ func run(started time.Time, args []string) int {
 	usr1 := make(chan os.Signal, 1)
 	if *listenOn == "USR1" {
 		signal.Notify(usr1, syscall.SIGUSR1)
+	}
+	usr2 := make(chan os.Signal, 1)
+	if *notifyOn == "USR2" {
+		signal.Notify(usr2, syscall.SIGUSR2)
 	}
 	if *waitTCP != "" {
 		if *waitRandomPhase {
@@ -166,13 +172,20 @@ func run(started time.Time, args []string) int {
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() { exit <- *exitCode })
 	}
-	if *notifyAfter >= 0 {
-		time.AfterFunc(*notifyAfter, func() {
-			if err := notify(*name, *notifySocket); err != nil {
-				fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
-				exit <- 1
-			}
-		})
+	sendReady := func() {
+		if err := notify(*name, *notifySocket); err != nil {
+			fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+			exit <- 1
+		}
+	}
+	switch {
+	case *notifyOn == "USR2":
+		go func() { <-usr2; sendReady() }()
+	case *notifyOn != "":
+		fmt.Fprintf(os.Stderr, "workload %s: --notify-on %q: only USR2 is known\n", *name, *notifyOn)
+		return 2
+	case *notifyAfter >= 0:
+		time.AfterFunc(*notifyAfter, sendReady)
 	}
 	if *touchAfter >= 0 {
 		time.AfterFunc(*touchAfter, func() {
