@@ -18,7 +18,7 @@ GOFLAGS_STATIC = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.c
 # Helm, for the chart's tests (lint, render, install on the real cluster), built from the module proxy.
 HELM_VERSION ?= v3.22.0
 export PODORDER_HELM ?= $(PODORDER_CACHE)/tools/helm-$(HELM_VERSION)/helm
-UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/) ./test/checker/
+UNIT_PACKAGES = $$($(GO) list ./... | grep -v /test/) ./test/checker/ ./test/stats/
 
 .PHONY: all build image release test-release deps deps-k8s test test-unit test-e2e test-k8s demo bench scale fuzz fuzz-long soak mutants lint clean
 

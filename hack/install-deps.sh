@@ -20,6 +20,8 @@ dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 dpkg -s iproute2 >/dev/null 2>&1 || need_apt+=(iproute2)
 # Debian's runc 1.1.5 blocks `runc start` during a hold: kept only to test that podorder detects it.
 dpkg -s runc >/dev/null 2>&1 || need_apt+=(runc)
+# ptp and host-local give the e2e churn's pods network namespaces of their own (harness.Options.PodNetwork).
+dpkg -s containernetworking-plugins >/dev/null 2>&1 || need_apt+=(containernetworking-plugins)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -54,7 +54,8 @@ func TestAPanicInAHandlerFailsOnlyThatRequest(t *testing.T) {
 
 func TestAHostNetworkPodCannotDeclareAProbeThePodorderNetnsCannotReach(t *testing.T) {
 	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db"}, map[string]string{"podorder.dev/probe.db": "tcp:5432"})
-	f.sb.Linux = nil // hostNetwork: no network namespace of its own
+	// hostNetwork: the sandbox's spec names its other namespaces but no network one of its own.
+	f.sb.Linux = &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "mount"}}}
 	_, _, err := f.create(t, "db")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "podorder.dev/probe.db cannot be run for a hostNetwork pod")

@@ -205,6 +205,12 @@ func (p *Plugin) RemoveContainer(_ context.Context, sb *api.PodSandbox, c *api.C
 // RemovePodSandbox deletes the pod's tombstones and stops its probes.
 func (p *Plugin) RemovePodSandbox(_ context.Context, sb *api.PodSandbox) error {
 	return p.request("RemovePodSandbox", sb, nil, func() error {
+		// kubelet makes a new sandbox for a pod whose sandbox died or whose creation failed, and
+		// removes the old one later: that removal must not take the live pod's tombstones.
+		if pd := p.pods[sb.Uid]; pd != nil && pd.sandbox != "" && pd.sandbox != sb.Id {
+			p.log.Debug("an earlier sandbox of the pod was removed", "pod", pd.Ref, "sandbox", sb.Id, "current_sandbox", pd.sandbox)
+			return nil
+		}
 		p.removePod(sb.Uid)
 		return nil
 	})
@@ -373,20 +379,23 @@ func attemptOf(c *api.Container) uint32 {
 	return uint32(n)
 }
 
-// netnsOf returns the pod's network namespace path, empty for host-network pods: those that name no
-// namespace of their own, and those whose path names the node's (judged by identity, not by path),
-// so that podorder never probes from the node's network on a pod's behalf unless it was allowed to.
-func netnsOf(sb *api.PodSandbox, node hostnet.Identity) string {
-	if sb.Linux == nil {
-		return ""
+// netnsOf returns the pod's network namespace path; host is true for host-network pods: those that
+// name no network namespace of their own, and those whose path names the node's (judged by identity,
+// not by path), so that podorder never probes from the node's network on a pod's behalf unless it
+// was allowed to. A sandbox whose spec the runtime lost names no namespace at all, not even its
+// own IPC or PID one: then the pod's network is unknown (an error), never the node's. containerd
+// 2.4 sends such sandboxes for one whose RunPodSandbox its restart interrupted.
+func netnsOf(sb *api.PodSandbox, node hostnet.Identity) (netns string, host bool, err error) {
+	if sb.Linux == nil || len(sb.Linux.Namespaces) == 0 {
+		return "", false, fmt.Errorf("the runtime names no namespace of pod sandbox %s (its spec is missing, as after an interrupted RunPodSandbox)", sb.Id)
 	}
 	for _, ns := range sb.Linux.Namespaces {
 		if ns.Type == "network" {
 			if node.NamedBy(ns.Path) {
-				return ""
+				return "", true, nil
 			}
-			return ns.Path
+			return ns.Path, false, nil
 		}
 	}
-	return ""
+	return "", true, nil
 }

@@ -24,14 +24,19 @@ type fakeProber struct {
 	started map[int]func()
 	probes  map[int]*decl.Probe
 	owners  map[int]string // "namespace/uid"
+	netns   map[int]string // where each probe looks
 	refuse  error
 }
 
-func (f *fakeProber) StartPod(namespace, podUID, _ string, p *decl.Probe, ready func()) (func(), error) {
+func (f *fakeProber) StartPod(namespace, podUID, netns string, p *decl.Probe, ready func()) (func(), error) {
 	if f.refuse != nil {
 		return nil, f.refuse
 	}
 	f.started[p.Port] = ready
+	if f.netns == nil {
+		f.netns = map[int]string{}
+	}
+	f.netns[p.Port] = netns
 	if f.owners == nil {
 		f.owners = map[int]string{}
 	}

@@ -22,7 +22,13 @@ import (
 // probes, process handles, timers), which the state machine only names.
 type pod struct {
 	*podstate.Pod
-	netns string
+	// sandbox is the ID of the pod sandbox its containers are created in now: kubelet replaces a
+	// pod's sandbox when it dies, keeping the pod's UID.
+	sandbox string
+	// netns is that sandbox's network namespace ("" for the node's); netnsErr says why it is
+	// unknown, and then no probe runs.
+	netns    string
+	netnsErr error
 	// watches maps the synthetic name of a dependency on other pods to the end of its watch.
 	watches map[string]func()
 	// probes, procs and kills hold each attempt's running probe, process handle and pending SIGKILL.
@@ -52,11 +58,11 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	if _, err := p.store.EnsurePod(sb.Uid); err != nil {
 		return nil, err
 	}
-	netns := netnsOf(sb, p.cfg.NodeNetwork)
+	_, host, _ := netnsOf(sb, p.cfg.NodeNetwork)
 	k := p.cfg.Kube
 	node := podstate.Node{
 		Probes:           p.prober != nil,
-		HostNetwork:      netns == "",
+		HostNetwork:      host,
 		ProbeHostNetwork: p.cfg.ProbeHostNetwork,
 		API:              k != nil,
 		PodWatches:       k != nil && k.Pods != nil,
@@ -72,7 +78,6 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 	}
 	pd := &pod{
 		Pod:        podstate.New(sb.Uid, sb.Namespace, sb.Name, decl.Parse(sb.Labels, sb.Annotations), node, spec, lastApplied),
-		netns:      netns,
 		watches:    map[string]func(){},
 		probes:     map[*podstate.Attempt]func(){},
 		procs:      map[*podstate.Attempt]Process{},
@@ -81,6 +86,7 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		containers: map[string]bool{},
 	}
 	p.pods[sb.Uid] = pd
+	p.follow(pd, sb)
 	return pd, nil
 }
 
@@ -100,6 +106,7 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		p.log.Error("cannot prepare tombstones; rejecting container", "pod", ref, "container", c.Name, "error", err)
 		return nil, rejection(ref, c.Name, err)
 	}
+	p.follow(pd, sb)
 	log := p.logger(pd, c.Name)
 	adm, err := pd.Admit(created(c, p.now()))
 	if err != nil {
@@ -370,9 +377,25 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 	}
 }
 
+// follow makes sb the pod's sandbox, where its new containers run and its probes look.
+func (p *Plugin) follow(pd *pod, sb *api.PodSandbox) {
+	if pd.sandbox == sb.Id {
+		return
+	}
+	if pd.sandbox != "" {
+		p.log.Info("the pod has a new sandbox; probing in its network namespace", "pod", pd.Ref, "sandbox", sb.Id, "previous_sandbox", pd.sandbox)
+	}
+	pd.sandbox = sb.Id
+	pd.netns, _, pd.netnsErr = netnsOf(sb, p.cfg.NodeNetwork)
+}
+
 func (p *Plugin) startProbe(pd *pod, a *podstate.Attempt) error {
 	if pd.probes[a] != nil || p.prober == nil {
 		return nil
+	}
+	if pd.netnsErr != nil {
+		// Never from the node's network instead: a port open there would release the dependents.
+		return fmt.Errorf("cannot probe: %w", pd.netnsErr)
 	}
 	stop, err := p.prober.StartPod(pd.Namespace, pd.UID, pd.netns, a.Probe, func() {
 		p.podEvent("probe", pd.UID, pd, func(pd *pod, now time.Time) []podstate.Effect {

@@ -18,9 +18,13 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 	began := time.Now()
 	live := map[string]*api.PodSandbox{}
 	byID := map[string]*api.PodSandbox{}
+	latest := map[string]int64{} // sandbox ID → its newest container's creation
+	for _, c := range containers {
+		latest[c.PodSandboxId] = max(latest[c.PodSandboxId], c.CreatedAt)
+	}
 	for _, sb := range pods {
 		byID[sb.Id] = sb
-		if usesPodorder(sb) {
+		if usesPodorder(sb) && current(sb, live[sb.Uid], latest) {
 			live[sb.Uid] = sb
 		}
 	}
@@ -62,6 +66,7 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 			p.log.Error("cannot prepare tombstones", "pod", sb.Namespace+"/"+sb.Name, "error", err)
 			continue
 		}
+		p.follow(pd, sb)
 		pd.adopted = true
 		for _, id := range ids[uid] {
 			pd.containers[id] = true
@@ -82,6 +87,20 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 	}
 	p.log.Info("synchronized with the runtime", "pods", len(live), "containers", len(containers), "held_containers", held,
 		"elapsed_ms", time.Since(began).Milliseconds())
+}
+
+// current says whether sb, rather than other (nil or another sandbox of the same pod), is where the
+// pod runs now: the sandbox with the newest container, else one whose namespaces the runtime knows.
+// kubelet keeps an old sandbox of a pod until it collects it.
+func current(sb, other *api.PodSandbox, latest map[string]int64) bool {
+	if other == nil {
+		return true
+	}
+	if latest[sb.Id] != latest[other.Id] {
+		return latest[sb.Id] > latest[other.Id]
+	}
+	known := func(sb *api.PodSandbox) bool { return sb.Linux != nil && len(sb.Linux.Namespaces) > 0 }
+	return known(sb) && !known(other)
 }
 
 // loadTombstones adopts what is on disk for containers the plugin does not know yet.

@@ -80,6 +80,8 @@ type Container struct {
 type Pod struct {
 	Name       string
 	Containers []Container
+	// Deleted is when the run deleted the pod (stopped its sandbox); zero if it lived to the end.
+	Deleted time.Time
 }
 
 // Window is a span of the run during which something happened (podorder down, the runtime
@@ -198,7 +200,7 @@ func Check(cfg Config, pods []Pod) Report {
 			}
 			for i := range c.Attempts {
 				a := &c.Attempts[i]
-				f := judge(cfg, byName, &c, a)
+				f := judge(cfg, byName, &c, a, p.Deleted)
 				f.Where = fmt.Sprintf("pod %s container %s attempt %d %s", p.Name, c.Name, i, short(a.ID))
 				r.Counts[f.Verdict]++
 				if f.Verdict == Skipped {
@@ -241,9 +243,11 @@ func (f *finding) add(v Verdict, format string, args ...any) {
 	f.Why = append(f.Why, fmt.Sprintf(format, args...))
 }
 
-func judge(cfg Config, byName map[string]*Container, c *Container, a *Attempt) Finding {
+func judge(cfg Config, byName map[string]*Container, c *Container, a *Attempt, deleted time.Time) Finding {
 	var f finding
-	if a.Failed != "" {
+	// A start that failed (the runtime restarting under the call) may still have run the
+	// process: then it is judged like any other.
+	if a.Failed != "" && a.Start.IsZero() {
 		f.add(Skipped, "never ran: %s", failure(a.Failed))
 		return f.Finding
 	}
@@ -274,7 +278,12 @@ func judge(cfg Config, byName map[string]*Container, c *Container, a *Attempt) F
 		}
 	}
 	liveness(cfg, byName, c, a, &f)
-	if a.Start.IsZero() && f.Verdict == Checked {
+	switch {
+	case !a.Start.IsZero() || f.Verdict != Checked:
+	case !deleted.IsZero() && !deleted.After(a.StartEnd.Add(c.Timeout-cfg.DeadlineMargin)):
+		// Nothing early, and live until then (liveness above): the deletion ended the hold.
+		f.add(Checked, "held until its pod was deleted")
+	default:
 		f.add(TimedOut, "never started; its dependencies were never all met for %s", cfg.Liveness)
 	}
 	if len(f.Why) == 0 {

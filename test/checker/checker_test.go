@@ -199,3 +199,56 @@ func TestCheckCountsEveryHeldAttemptOnceAndSaysWhatEachSkipWas(t *testing.T) {
 	assert.Equal(t, "checked 1, skipped 1, timed-out 1, suspect 0, violations 0", r.Result())
 	assert.Equal(t, []string{`skipped 1: never ran: create failed: plugin "podorder" is required`}, r.Breakdown())
 }
+
+func TestCheckJudgesAStartThatFailedUnderARuntimeRestartByWhatRan(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
+	failed := func(start int) Container {
+		return Container{Name: "app", Deps: []Dep{{"db", Ready}}, Timeout: 20 * time.Second, Attempts: []Attempt{run("app", func(a *Attempt) {
+			a.Failed = "start: StartContainer app in pod p: rpc error: code = Unavailable desc = error reading from server: EOF"
+			if start > 0 {
+				a.Start, a.Released = at(start), at(start-10)
+			}
+		})}}
+	}
+	tests := []struct {
+		name string
+		app  Container
+		want Verdict
+	}{
+		{"its process never ran: skipped", failed(0), Skipped},
+		{"its process ran after db listened: checked", failed(500), Checked},
+		{"its process ran before db listened: a violation", failed(200), Violation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := judgeApp(t, cfg, tt.app, db)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+		})
+	}
+}
+
+func TestCheckCountsAHoldEndedByItsPodsDeletionAsChecked(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start = at(100) }))
+	killed := Container{Name: "app", Deps: []Dep{{"db", Ready}}, Timeout: 20 * time.Second,
+		Attempts: []Attempt{run("app", func(a *Attempt) { a.Finished, a.FinishedCode = at(1500), 137 })}}
+	early := app(200, Dep{"db", Ready})
+	tests := []struct {
+		name    string
+		app     Container
+		deleted time.Time
+		want    Verdict
+		wantWhy string
+	}{
+		{"held, then its pod deleted", killed, at(1400), Checked, "held until its pod was deleted"},
+		{"held, never deleted, never met: timed out", killed, time.Time{}, TimedOut, "never started"},
+		{"started early, then its pod deleted: still a violation", early, at(1400), Violation, "never listened"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Check(cfg, []Pod{{Name: "p", Containers: []Container{tt.app, db}, Deleted: tt.deleted}})
+			require.Len(t, r.Findings, 1)
+			assert.Equal(t, tt.want, r.Findings[0].Verdict, "%v", r.Findings[0].Why)
+			assert.Contains(t, r.Findings[0].Why[0], tt.wantWhy)
+		})
+	}
+}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -13,11 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/podorder/podorder/test/checker"
@@ -65,7 +70,12 @@ type churnContainer struct {
 type churnPod struct {
 	name       string
 	containers []*churnContainer // in creation order (dependents often first)
+	// podNetwork runs the pod in a network namespace of its own; otherwise it is on the host's
+	// network, where podorder probes with --probe-host-network.
+	podNetwork bool
 	pod        *harness.Pod
+	// ran is when its sandbox was created; deleted is when the campaign deleted it mid-hold.
+	ran, deleted time.Time
 }
 
 func envInt(name string, def int) int {
@@ -94,15 +104,21 @@ func (p *ports) take(t *testing.T) int {
 }
 
 // newChurnPod draws a random dependency graph of 3-8 containers: a container may wait only for
-// containers drawn before it, so the graph has no cycle, and the creation order is shuffled.
+// containers drawn before it, so the graph has no cycle, and the creation order is shuffled. Three
+// pods in four get a network namespace of their own, as pods without hostNetwork do; their servers
+// listen on ports that the other pods' servers use too.
 func newChurnPod(t *testing.T, rng *rand.Rand, ports *ports, name string) *churnPod {
 	n := 3 + rng.IntN(6)
+	podNetwork := rng.IntN(4) > 0
 	cs := make([]*churnContainer, n)
 	for i := range cs {
 		c := &churnContainer{name: fmt.Sprintf("c%d", i), timeout: 20 * time.Second}
 		switch r := rng.IntN(20); {
 		case r < 8:
-			c.role, c.port = server, ports.take(t)
+			c.role, c.port = server, 8080+i
+			if !podNetwork {
+				c.port = ports.take(t)
+			}
 		case r < 12:
 			c.role = plain
 		case r < 16:
@@ -131,7 +147,7 @@ func newChurnPod(t *testing.T, rng *rand.Rand, ports *ports, name string) *churn
 		cs[i] = c
 	}
 	rng.Shuffle(n, func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
-	return &churnPod{name: name, containers: cs}
+	return &churnPod{name: name, containers: cs, podNetwork: podNetwork}
 }
 
 func (p *churnPod) spec() harness.PodSpec {
@@ -153,7 +169,7 @@ func (p *churnPod) spec() harness.PodSpec {
 			annotations["podorder.dev/probe."+c.name] = fmt.Sprintf("tcp:%d", c.port)
 		}
 	}
-	return harness.PodSpec{Name: p.name, Labels: labels, Annotations: annotations}
+	return harness.PodSpec{Name: p.name, Labels: labels, Annotations: annotations, PodNetwork: p.podNetwork}
 }
 
 func (c *churnContainer) spec(attempt uint32) harness.ContainerSpec {
@@ -183,19 +199,37 @@ type churn struct {
 	env *harness.Env
 	po  *Podorder
 	rng *rand.Rand
+	// metricsAddr is where the daemon serves its metrics: the injector reads podorder_holds there
+	// to strike while holds are in progress.
+	metricsAddr string
+	// races kills one server in four that a dependent waits for the moment it listens.
+	races bool
 
-	mu     sync.Mutex
-	faults map[string]int
+	mu sync.Mutex
+	// landings are the faults injected, with what was held when each landed; refused counts the
+	// CreateContainer calls containerd's fail-closed validator refused while podorder was down.
+	landings []landing
+	refused  int
 	// kills and outages are the spans during which podorder was dead, or could not act; removed
-	// is when its store was removed.
+	// is when its store was removed; restarted is when containerd last came back.
 	kills, outages []checker.Window
 	removed        []time.Time
+	restarted      time.Time
 }
 
-func (ch *churn) fault(kind string) {
+// landing is one fault and the holds in progress when it struck.
+type landing struct {
+	kind string
+	// holds is podorder_holds just before the fault; -1 when it does not apply.
+	holds int
+	// lag is, for a dependency killed as it became ready, how long after its LISTEN line.
+	lag time.Duration
+}
+
+func (ch *churn) fault(l landing) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	ch.faults[kind]++
+	ch.landings = append(ch.landings, l)
 }
 
 // outage records a span during which podorder could not act.
@@ -209,48 +243,190 @@ func (ch *churn) outage(what string, from time.Time, kill bool) {
 	}
 }
 
-// create makes one container attempt like kubelet: a CreateContainer refused because podorder is
-// down (the fail-closed validator) is retried, as kubelet retries CreateContainerError.
+// unavailable says that a CRI call failed because containerd was not there (restarting): kubelet
+// retries such a call at its next sync.
+func unavailable(err error) bool {
+	return err != nil && status.Code(err) == codes.Unavailable
+}
+
+// create makes one container attempt like kubelet:
+//   - a CreateContainer refused because podorder is down (the fail-closed validator) is retried with
+//     the same attempt number, as kubelet retries a CreateContainerError; nothing was created;
+//   - a CreateContainer or StartContainer that failed because containerd was restarting is retried
+//     as a new attempt, as kubelet's next sync does when the container is missing or still created.
+//     The failed attempt is kept: it may exist, and its process may even run.
 func (ch *churn) create(p *churnPod, c *churnContainer, attempt uint32) *harness.Container {
 	for try := 0; ; try++ {
 		a := ch.env.CreateStartContainer(ch.t, p.pod, c.spec(attempt))
-		if a.CreateErr == nil || try == 200 || !strings.Contains(a.CreateErr.Error(), "podorder") ||
-			!strings.Contains(a.CreateErr.Error(), "required") {
-			ch.mu.Lock()
+		refused := a.CreateErr != nil && strings.Contains(a.CreateErr.Error(), "podorder") && strings.Contains(a.CreateErr.Error(), "required")
+		ch.mu.Lock()
+		if refused {
+			ch.refused++
+		} else {
 			c.attempts = append(c.attempts, a)
-			ch.mu.Unlock()
+		}
+		ch.mu.Unlock()
+		switch {
+		case try == 200:
+			return a
+		case refused:
+		case unavailable(a.CreateErr):
+			attempt++
+		case unavailable(a.StartErr) && ch.stillCreated(a.ID):
+			attempt++
+		default:
 			return a
 		}
 		time.Sleep(100 * time.Millisecond) // kubelet backs off ~10 s; a shorter retry keeps the test short
 	}
 }
 
-// runPod creates a pod and its containers one at a time, then restarts its crashers twice.
-func (ch *churn) runPod(p *churnPod) {
-	p.pod = ch.env.RunPod(ch.t, p.spec())
-	for _, c := range p.containers {
-		ch.create(p, c, 0)
+// stillCreated says, once containerd answers again, whether a container whose StartContainer call
+// failed never started.
+func (ch *churn) stillCreated(id string) bool {
+	for range 600 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := ch.env.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		cancel()
+		if err == nil {
+			return res.Status.State == runtimeapi.ContainerState_CONTAINER_CREATED
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	return false
+}
+
+// exited waits, across containerd restarts, until a container has exited.
+func (ch *churn) exited(id string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := ch.env.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		cancel()
+		if err == nil && res.Status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return true
+		}
+		// Another process's state, through a runtime that may be restarting: polled.
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// pid is a container's process ID (the held runc init, which becomes the workload), from the
+// runtime's verbose status; 0 when it cannot be read.
+func (ch *churn) pid(id string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := ch.env.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		return 0
+	}
+	var info struct{ Pid int }
+	if json.Unmarshal([]byte(res.Info["info"]), &info) != nil {
+		return 0
+	}
+	return info.Pid
+}
+
+// runPod creates a pod and its containers one at a time, restarts its crashers twice, and kills
+// some of its servers the moment they listen, while podorder is releasing their dependents.
+func (ch *churn) runPod(p *churnPod) {
+	spec := p.spec()
+	var pod *harness.Pod
+	for try := 0; ; try++ {
+		var err error
+		// A sandbox whose creation containerd's restart interrupted may exist: kubelet makes the
+		// next attempt, as here.
+		if pod, err = ch.env.TryRunPod(ch.t, spec); err == nil {
+			break
+		}
+		require.True(ch.t, unavailable(err) && try < 200, "pod %s: %v", p.name, err)
+		spec.Attempt++
+		time.Sleep(100 * time.Millisecond)
+	}
+	ch.mu.Lock()
+	p.pod, p.ran = pod, time.Now()
+	ch.mu.Unlock()
+	// A dependency killed as it becomes ready: its dependents are being released at that very
+	// moment (podorder acts on the LISTEN within milliseconds); kubelet then restarts it.
+	var races sync.WaitGroup
+	for _, c := range p.containers {
+		a := ch.create(p, c, 0)
+		if c.role == server && a.StartErr == nil && a.CreateErr == nil && p.waitedReady(c.name) && ch.races && ch.intN(4) == 0 {
+			races.Add(1)
+			go func() { defer races.Done(); ch.killAsReady(p, c, a) }()
+		}
+	}
+	races.Wait()
 	for _, c := range p.containers {
 		if c.role != crasher || c.attempts[0].CreateErr != nil {
 			continue
 		}
-		for attempt := uint32(1); attempt <= 2; attempt++ {
+		for len(c.attempts) < 3 {
 			prev := c.attempts[len(c.attempts)-1]
-			if prev.StartErr != nil {
+			if prev.StartErr != nil || !ch.exited(prev.ID, 90*time.Second) || !p.deletedAt().IsZero() {
 				break
 			}
-			ch.env.WaitExited(ch.t, prev.ID, 90*time.Second)
-			ch.create(p, c, attempt)
+			ch.create(p, c, uint32(len(c.attempts)))
 		}
 	}
 }
 
-// wave creates pods concurrently (8 at a time, as a node's kubelet works several pods at once) and
-// runs during(...) while they are being created.
-func (ch *churn) wave(pods []*churnPod, during func()) {
+// killAsReady kills attempt a of server c the moment its LISTEN line is written, then creates its
+// next attempt.
+func (ch *churn) killAsReady(p *churnPod, c *churnContainer, a *harness.Container) {
+	// SIGKILL to its process, as the kernel's OOM killer would: a CRI StopContainer takes longer
+	// than podorder needs to release the dependents.
+	pid := ch.pid(a.ID)
+	listen, err := harness.AwaitWorkloadEvent(a, "LISTEN", 30*time.Second)
+	if err != nil || pid <= 0 {
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return
+	}
+	ch.fault(landing{kind: faultRace, holds: -1, lag: time.Since(listen.At)})
+	if ch.exited(a.ID, 30*time.Second) && p.deletedAt().IsZero() {
+		ch.mu.Lock()
+		next := uint32(len(c.attempts))
+		ch.mu.Unlock()
+		ch.create(p, c, next)
+	}
+}
+
+// intN draws from the campaign's seeded source, which the pods' goroutines share.
+func (ch *churn) intN(n int) int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.rng.IntN(n)
+}
+
+// waitedReady says whether a container of the pod waits for name to be ready.
+func (p *churnPod) waitedReady(name string) bool {
+	for _, c := range p.containers {
+		for _, d := range c.deps {
+			if d.container == name && d.condition == "ready" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *churnPod) deletedAt() time.Time {
+	// Written by the injector while the pod's goroutine reads it.
+	churnPodsMu.Lock()
+	defer churnPodsMu.Unlock()
+	return p.deleted
+}
+
+var churnPodsMu sync.Mutex
+
+// wave creates pods concurrently (four at a time, as a node's kubelet works several pods at once)
+// while inject, if set, strikes.
+func (ch *churn) wave(pods []*churnPod, inject func(done <-chan struct{})) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 4)
 	for _, p := range pods {
 		wg.Add(1)
 		go func() {
@@ -260,10 +436,162 @@ func (ch *churn) wave(pods []*churnPod, during func()) {
 			ch.runPod(p)
 		}()
 	}
-	if during != nil {
-		during()
+	// The faults strike from the test's own goroutine, where a failed require may stop the test.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if inject != nil {
+		inject(done)
 	}
-	wg.Wait()
+	<-done
+}
+
+// holds reads podorder_holds from the daemon's metrics; -1 when the daemon does not answer.
+func (ch *churn) holds() int {
+	client := http.Client{Timeout: 2 * time.Second}
+	res, err := client.Get("http://" + ch.metricsAddr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "podorder_holds "); ok {
+			if n, err := strconv.ParseFloat(v, 64); err == nil {
+				return int(n)
+			}
+		}
+	}
+	return -1
+}
+
+// strike waits until something is held, then a random moment more (0-150 ms, so that faults
+// land at every stage of a hold), and returns what was held then. It gives up, returning 0, when
+// the wave is done.
+func (ch *churn) strike(done <-chan struct{}) int {
+	for {
+		if n := ch.holds(); n > 0 {
+			time.Sleep(time.Duration(ch.intN(150)) * time.Millisecond)
+			return max(ch.holds(), 0)
+		}
+		select {
+		case <-done:
+			return 0
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// faultPlan is the faults of one wave, in a random order: at full size (200 pods a round) 8 podorder
+// kills, 4 containerd restarts, 2 store removals and 10 pods deleted mid-hold.
+func (ch *churn) faultPlan(pods int) []string {
+	var plan []string
+	for kind, per := range map[string]int{faultKill: 25, faultRestart: 50, faultStore: 100, faultDelete: 20} {
+		for range max(1, pods/per) {
+			plan = append(plan, kind)
+		}
+	}
+	slices.Sort(plan) // map order is not the seed's
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	return plan
+}
+
+const (
+	faultKill    = "podorder kill -9"
+	faultRestart = "containerd restart"
+	faultStore   = "store removed"
+	faultDelete  = "pod deleted mid-hold"
+	faultRace    = "dependency killed as it became ready"
+)
+
+// inject runs plan while the wave runs, each fault at a moment when something is held.
+func (ch *churn) inject(pods []*churnPod, plan []string) func(done <-chan struct{}) {
+	t, po, env := ch.t, ch.po, ch.env
+	return func(done <-chan struct{}) {
+		for _, kind := range plan {
+			holds := ch.strike(done)
+			switch kind {
+			case faultKill:
+				killed := time.Now()
+				po.Kill(t)
+				time.Sleep(time.Duration(200+ch.intN(800)) * time.Millisecond) // the outage itself
+				po.Restart(t)
+				ch.outage(kind, killed, true)
+			case faultRestart:
+				synced := po.countLines(t, "synchronized with the runtime")
+				restarting := time.Now()
+				env.Restart(t)
+				po.waitLog(t, "synchronized with the runtime", synced+1, 2*time.Minute)
+				ch.outage(kind, restarting, false)
+				ch.mu.Lock()
+				ch.restarted = time.Now()
+				ch.mu.Unlock()
+			case faultStore:
+				// Renamed away first: the daemon writes into it concurrently, which a plain
+				// recursive removal would race with. Next to the store, on its file system: a
+				// rename cannot cross devices.
+				trash, err := os.MkdirTemp(filepath.Dir(po.Store.Root), "removed-")
+				require.NoError(t, err)
+				for _, tree := range []string{"pods", "wake"} {
+					gone := filepath.Join(trash, tree)
+					require.NoError(t, os.Rename(filepath.Join(po.Store.Root, tree), gone))
+					require.NoError(t, os.RemoveAll(gone))
+				}
+				ch.mu.Lock()
+				ch.removed = append(ch.removed, time.Now())
+				ch.mu.Unlock()
+			case faultDelete:
+				p := ch.holding(pods)
+				if p == nil {
+					holds = 0
+					break
+				}
+				churnPodsMu.Lock()
+				p.deleted = time.Now()
+				churnPodsMu.Unlock()
+				// What kubelet does first when a pod is deleted; the sandbox is removed with the
+				// others at the round's end, after the evidence is read.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := env.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.pod.ID})
+				cancel()
+				require.NoError(t, err, "StopPodSandbox %s", p.name)
+			}
+			ch.fault(landing{kind: kind, holds: holds})
+		}
+	}
+}
+
+// holding returns a pod, not deleted yet, one of whose containers is held right now (created,
+// its process not started, not exited), or nil.
+func (ch *churn) holding(pods []*churnPod) *churnPod {
+	ch.mu.Lock()
+	order := ch.rng.Perm(len(pods))
+	ch.mu.Unlock()
+	for _, i := range order {
+		p := pods[i]
+		ch.mu.Lock()
+		var held []*harness.Container
+		if p.pod != nil {
+			for _, c := range p.containers {
+				if len(c.deps) > 0 && len(c.attempts) > 0 {
+					if a := c.attempts[len(c.attempts)-1]; a.ID != "" && a.StartErr == nil {
+						held = append(held, a)
+					}
+				}
+			}
+		}
+		ch.mu.Unlock()
+		if !p.deletedAt().IsZero() {
+			continue
+		}
+		for _, a := range held {
+			if lines, _ := harness.ReadLog(a.LogPath); !hasPrefix(lines, "START ") && !hasPrefix(lines, "podorder:") {
+				return p
+			}
+		}
+	}
+	return nil
 }
 
 // settle waits until every held attempt has either started its process or exited.
@@ -340,13 +668,13 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 
 	// Fail closed, as a production node should be: while podorder is down, containers of every pod
 	// are refused and kubelet retries, so nothing starts unordered.
-	env := harness.Start(t, harness.Options{ExtraConfig: failClosedValidator})
+	env := harness.Start(t, harness.Options{ExtraConfig: failClosedValidator, PodNetwork: true})
 	env.ImportWorkloadImages(t)
-	healthPort := freePort(t)
-	po := startPodorder(t, env, "--health-addr=127.0.0.1:"+strconv.Itoa(healthPort))
-	addr := "127.0.0.1:" + strconv.Itoa(healthPort)
-	ch := &churn{t: t, env: env, po: po, rng: rand.New(rand.NewPCG(seed, seed>>1)), faults: map[string]int{}}
-	base, err := ch.stats(addr)
+	healthAddr, metricsAddr := "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	po := startPodorder(t, env, "--health-addr="+healthAddr, "--metrics-addr="+metricsAddr, "--metrics-secure=false")
+	ch := &churn{t: t, env: env, po: po, rng: rand.New(rand.NewPCG(seed, seed>>1)),
+		metricsAddr: metricsAddr, races: true}
+	base, err := ch.stats(healthAddr)
 	require.NoError(t, err)
 
 	var peak daemonStats
@@ -361,7 +689,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			if s, err := ch.stats(addr); err == nil {
+			if s, err := ch.stats(healthAddr); err == nil {
 				peakMu.Lock()
 				peak.goroutines = max(peak.goroutines, s.goroutines)
 				peak.threads = max(peak.threads, s.threads)
@@ -373,82 +701,37 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 
 	var report checker.Report
 	var delays measured
-	containers := 0
+	containers, hostNetworkPods := 0, 0
 	portsInUse := &ports{next: 20000}
 	for round := range rounds {
 		var pods []*churnPod
 		for i := range nPods {
 			pods = append(pods, newChurnPod(t, ch.rng, portsInUse, fmt.Sprintf("churn-%d-%d", round, i)))
 		}
-		half := len(pods) / 2
-
-		// Wave A, with podorder killed -9 in the middle of it and started again.
-		holding := po.countLines(t, "holding")
-		ch.wave(pods[:half], func() {
-			po.waitLog(t, "holding", holding+1, 2*time.Minute)
-			killed := time.Now()
-			po.Kill(t)
-			ch.fault("podorder kill -9")
-			time.Sleep(time.Duration(200+ch.rng.IntN(800)) * time.Millisecond) // the outage itself
-			po.Restart(t)
-			ch.outage("podorder kill -9", killed, true)
-		})
-		ch.settle(pods[:half])
-
-		// containerd restarts between waves (kubelet's own calls would fail and be retried).
-		synced := po.countLines(t, "synchronized with the runtime")
-		restarting := time.Now()
-		env.Restart(t)
-		ch.fault("containerd restart")
-		po.waitLog(t, "synchronized with the runtime", synced+1, time.Minute)
-		ch.outage("containerd restart", restarting, false)
-
-		// Wave B, with the store removed and dependencies killed while it runs.
-		holding = po.countLines(t, "holding")
-		ch.wave(pods[half:], func() {
-			po.waitLog(t, "holding", holding+1, 2*time.Minute)
-			// Renamed away first: the daemon writes into it concurrently, which a plain recursive
-			// removal would race with.
-			// Next to the store, on its file system: a rename cannot cross devices.
-			trash, err := os.MkdirTemp(filepath.Dir(po.Store.Root), "removed-")
-			require.NoError(t, err)
-			for _, tree := range []string{"pods", "wake"} {
-				gone := filepath.Join(trash, tree)
-				require.NoError(t, os.Rename(filepath.Join(po.Store.Root, tree), gone))
-				require.NoError(t, os.RemoveAll(gone))
-			}
-			ch.fault("store removed")
-			ch.mu.Lock()
-			ch.removed = append(ch.removed, time.Now())
-			ch.mu.Unlock()
-		})
-		for _, p := range pods[half:] {
-			for _, c := range p.containers {
-				last := c.attempts[len(c.attempts)-1]
-				if c.role != server || last.CreateErr != nil || last.StartErr != nil || ch.rng.IntN(4) > 0 {
-					continue
-				}
-				env.StopContainer(t, last.ID, 0)
-				ch.fault("dependency killed")
-				env.WaitExited(t, last.ID, 30*time.Second)
-				ch.create(p, c, uint32(len(c.attempts)))
-			}
-		}
-		ch.settle(pods[half:])
+		// One wave: the pods are created four at a time while the faults strike, each at a moment
+		// when podorder holds something.
+		ch.wave(pods, ch.inject(pods, ch.faultPlan(nPods)))
+		ch.settle(pods)
 
 		r, m := ch.check(pods)
 		report = merge(report, r)
 		delays.add(m)
 		for _, p := range pods {
 			containers += len(p.containers)
+			if !p.podNetwork {
+				hostNetworkPods++
+			}
+			ch.removeEarlierSandboxes(p)
 			env.StopPod(t, p.pod)
 		}
-		// Pods created after containerd's restart are removed by RemovePodSandbox at once; for the
-		// ones from before, containerd 2.4.2 sends none (see docs/operating.md), so podorder's next
-		// resynchronization sweeps them.
-		for _, p := range pods[half:] {
-			_, err := os.Stat(po.Store.PodDir(p.pod.Spec.UID))
-			assert.True(t, os.IsNotExist(err), "pod %s's tombstones are gone with the pod", p.name)
+		// Pods created after containerd's last restart are removed by RemovePodSandbox at once; for
+		// the ones from before, containerd 2.4.2 sends none (see docs/operating.md), so podorder's
+		// next resynchronization sweeps them.
+		for _, p := range pods {
+			if p.ran.After(ch.restarted) {
+				_, err := os.Stat(po.Store.PodDir(p.pod.Spec.UID))
+				assert.True(t, os.IsNotExist(err), "pod %s's tombstones are gone with the pod", p.name)
+			}
 		}
 	}
 
@@ -459,7 +742,7 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 	// pods, and after a resynchronization the store is empty.
 	var after daemonStats
 	require.Eventually(t, func() bool {
-		after, err = ch.stats(addr)
+		after, err = ch.stats(healthAddr)
 		// A few of the baseline's neighbours (an HTTP connection of this very sample, a timer
 		// callback) come and go; a leak grows with the pods, hundreds of them.
 		return err == nil && after.goroutines <= base.goroutines+4
@@ -477,13 +760,76 @@ func TestChurnWithFaultsKeepsEveryInvariant(t *testing.T) {
 		}
 	}
 
-	t.Logf("RESULT churn: %d pods, %d containers, %d rounds, faults %v", nPods*rounds, containers, rounds, ch.faults)
+	t.Logf("RESULT churn: %d pods (%d on the host's network), %d containers, %d rounds; %d CreateContainer calls refused while podorder was down",
+		nPods*rounds, hostNetworkPods, containers, rounds, ch.refused)
+	for _, line := range ch.faultSummary() {
+		t.Logf("RESULT churn faults: %s", line)
+	}
 	logReport(t, "churn", report, delays)
 	t.Logf("RESULT churn daemon: baseline goroutines=%d threads=%d rss=%dKiB; peak goroutines=%d threads=%d rss=%dKiB; after goroutines=%d threads=%d rss=%dKiB",
 		base.goroutines, base.threads, base.rssKiB, peak.goroutines, peak.threads, peak.rssKiB, after.goroutines, after.threads, after.rssKiB)
 	for _, f := range report.Of(checker.Violation) {
 		t.Errorf("violation: %s: %s", f.Where, strings.Join(f.Why, "; "))
 	}
+}
+
+// removeEarlierSandboxes removes, as kubelet's garbage collection does, the sandboxes of p that a
+// containerd restart interrupted (p runs in the one made after), while p's own still runs: podorder
+// must keep p's tombstones through their removal.
+func (ch *churn) removeEarlierSandboxes(p *churnPod) {
+	t := ch.t
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := ch.env.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{harness.LabelPodUID: p.pod.Spec.UID}}})
+	require.NoError(t, err)
+	for _, sb := range res.Items {
+		if sb.Id == p.pod.ID {
+			continue
+		}
+		_, err := ch.env.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id})
+		require.NoError(t, err)
+		_, err = ch.env.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id})
+		require.NoError(t, err)
+		if _, err := os.Stat(ch.po.Store.PodDir(p.pod.Spec.UID)); p.deletedAt().IsZero() {
+			assert.NoError(t, err, "pod %s: the removal of an earlier sandbox leaves the live pod's tombstones", p.name)
+		}
+	}
+}
+
+// faultSummary says, per kind, how many faults struck and what was held when they did.
+func (ch *churn) faultSummary() []string {
+	byKind := map[string][]landing{}
+	for _, l := range ch.landings {
+		byKind[l.kind] = append(byKind[l.kind], l)
+	}
+	var out []string
+	for _, kind := range slices.Sorted(maps.Keys(byKind)) {
+		ls := byKind[kind]
+		if kind == faultRace {
+			var lags []time.Duration
+			for _, l := range ls {
+				lags = append(lags, l.lag)
+			}
+			out = append(out, fmt.Sprintf("%s ×%d, killed after its LISTEN line: %s", kind, len(ls), summary(lags)))
+			continue
+		}
+		var during int
+		var held []int
+		for _, l := range ls {
+			if l.holds > 0 {
+				during++
+				held = append(held, l.holds)
+			}
+		}
+		slices.Sort(held)
+		line := fmt.Sprintf("%s ×%d, %d while something was held", kind, len(ls), during)
+		if len(held) > 0 {
+			line += fmt.Sprintf(" (holds in progress: median %d, min %d, max %d)", held[len(held)/2], held[0], held[len(held)-1])
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // failClosedValidator makes containerd refuse every container while podorder is not registered.
@@ -500,6 +846,13 @@ func (ch *churn) check(pods []*churnPod) (checker.Report, measured) {
 	cfg.Kills, cfg.Outages, cfg.StoreRemoved = slices.Clone(ch.kills), slices.Clone(ch.outages), slices.Clone(ch.removed)
 	ch.mu.Unlock()
 	in, m := evidence(ch.t, ch.env, ch.po, pods)
+	// The NRI lag is what this run measured, if longer than the constant's: an exit podorder could
+	// not know of yet is a suspect, not a violation. (A release after podorder recorded the exit is
+	// a violation whatever the lag.)
+	if len(m.exitLags) > 0 {
+		cfg.ExitTolerance = max(cfg.ExitTolerance, slices.Max(m.exitLags))
+	}
+	m.exitTolerance = cfg.ExitTolerance
 	return checker.Check(cfg, in), m
 }
 

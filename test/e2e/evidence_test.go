@@ -21,7 +21,8 @@ const (
 	// exitTolerance is the NRI lag: how long after a workload's EXIT line podorder records its exit
 	// (containerd tells NRI after the process is gone). Measured here over two 16-pod churns, 126
 	// exits under faults: p50 7 ms, p99 146 ms, max 146 ms; the proof campaign's are under 70 ms.
-	// A dependency that exited within it before its dependent started is suspect, not passed.
+	// A dependency that exited within it before its dependent started is suspect, not passed. A
+	// run that measures a longer lag allows that instead (churn.check).
 	exitTolerance = 250 * time.Millisecond
 	// startRace: a "started" dependency that is held itself is released in the same step as its
 	// dependents, and their hooks are woken together, so its first line may trail theirs (seen
@@ -79,11 +80,15 @@ type measured struct {
 	exitLags []time.Duration
 	// wakes: for every held attempt that started, how much later than podorder's release record.
 	wakes []time.Duration
+	// exitTolerance is the NRI lag the checker allowed: exitTolerance, or the longest exit lag
+	// measured in the run if longer.
+	exitTolerance time.Duration
 }
 
 func (m *measured) add(o measured) {
 	m.exitLags = append(m.exitLags, o.exitLags...)
 	m.wakes = append(m.wakes, o.wakes...)
+	m.exitTolerance = max(m.exitTolerance, o.exitTolerance)
 }
 
 // evidence collects what the run left behind into the checker's input, and the delays seen.
@@ -93,7 +98,7 @@ func evidence(t *testing.T, env *harness.Env, po *Podorder, pods []*churnPod) ([
 	var out []checker.Pod
 	var m measured
 	for _, p := range pods {
-		cp := checker.Pod{Name: p.name}
+		cp := checker.Pod{Name: p.name, Deleted: p.deletedAt()}
 		for _, c := range p.containers {
 			cc := checker.Container{Name: c.name, Timeout: c.timeout}
 			for _, d := range c.deps {
@@ -126,8 +131,9 @@ func attemptEvidence(t *testing.T, env *harness.Env, a *harness.Container, recs 
 		ca.Failed = "create: " + a.CreateErr.Error()
 		return ca
 	case a.StartErr != nil:
+		// Kept going: a start that failed because containerd restarted under the call may still
+		// have run the process, which the checker then judges like any other.
 		ca.Failed = "start: " + a.StartErr.Error()
-		return ca
 	}
 	ca.StartAt, ca.StartEnd = a.StartAt, a.StartAt.Add(a.StartTook)
 	ca.Hooked = strings.Contains(runtimeSpec(t, env, a.ID), "/.podorder/hook")
@@ -170,7 +176,7 @@ func logReport(t *testing.T, what string, r checker.Report, m measured) {
 	t.Helper()
 	t.Logf("RESULT %s checker: %s", what, r.Result())
 	t.Logf("RESULT %s delays: NRI exit lag (EXIT line → podorder's record) %s, tolerance %s; release record → first line %s, bound %s",
-		what, summary(m.exitLags), exitTolerance, summary(m.wakes), wakeBound)
+		what, summary(m.exitLags), m.exitTolerance, summary(m.wakes), wakeBound)
 	for _, l := range r.Breakdown() {
 		t.Logf("  %s", l)
 	}

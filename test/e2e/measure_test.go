@@ -38,6 +38,9 @@ func TestMeasure(t *testing.T) {
 	t.Run("a pod without podorder keys costs nothing", func(t *testing.T) { m.withoutKeys(t, samples) })
 	t.Run("a held container's create and start cost nothing", func(t *testing.T) { m.heldCreateStart(t, samples) })
 	t.Run("release latency beside a polling entrypoint", func(t *testing.T) { m.release(t, holds) })
+	t.Run("a whole pod lifecycle costs nothing, beside a no-op NRI plugin", func(t *testing.T) {
+		m.fullCycles(t, samples, envInt("PODORDER_BENCH_BUSY_PODS", 20))
+	})
 }
 
 // measurement is the bed TestMeasure's parts share: one containerd and one podorder.
@@ -233,7 +236,7 @@ func (m *measurement) releaseOnce(t *testing.T, held bool, port int) (releaseSam
 	delay := rand.N(200 * time.Millisecond)
 	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", fmt.Sprint(port))}
 	spec := harness.PodSpec{Name: m.name("poll"), Containers: []harness.ContainerSpec{
-		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase")}, db}}
+		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase", "--wait-exec")}, db}}
 	if held {
 		spec = harness.PodSpec{Name: m.name("hold"),
 			Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "30s"},

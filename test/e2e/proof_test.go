@@ -27,7 +27,7 @@ func TestCheckerCatchesPlantedBugs(t *testing.T) {
 	env := harness.Start(t, harness.Options{})
 	env.ImportWorkloadImages(t)
 	po := startPodorder(t, env)
-	ch := &churn{t: t, env: env, po: po, rng: rand.New(rand.NewPCG(1, 2)), faults: map[string]int{}}
+	ch := &churn{t: t, env: env, po: po, rng: rand.New(rand.NewPCG(1, 2))}
 	ports := &ports{next: 21000}
 
 	pods := proofPods(t, ports)

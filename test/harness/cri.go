@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,11 @@ type PodSpec struct {
 	Name, Namespace, UID string // Namespace defaults to "default", UID to one derived from Name
 	Labels, Annotations  map[string]string
 	Containers           []ContainerSpec
+	// PodNetwork runs the pod in a network namespace of its own (the Env needs
+	// Options.PodNetwork); otherwise it shares the host's, as a hostNetwork pod does.
+	PodNetwork bool
+	// Attempt is the sandbox's CRI metadata attempt: kubelet makes a new one when the last failed.
+	Attempt uint32
 }
 
 // ContainerSpec is one container of a PodSpec; it always runs WorkloadImage.
@@ -51,6 +57,9 @@ type Pod struct {
 	// LogDir is the sandbox's log_directory; container logs are <name>_<attempt>.log in it.
 	LogDir     string
 	Containers []*Container
+	// mu guards Containers: kubelet, and the tests, create a pod's containers from several
+	// goroutines (a restart while the next container is created).
+	mu sync.Mutex
 }
 
 // Container is the outcome of creating and starting one container attempt.
@@ -68,6 +77,8 @@ type Container struct {
 
 // Container returns the last attempt of the named container, or nil.
 func (p *Pod) Container(name string) *Container {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		if p.Containers[i].Spec.Name == name {
 			return p.Containers[i]
@@ -76,8 +87,9 @@ func (p *Pod) Container(name string) *Container {
 	return nil
 }
 
-// RunPod runs a host-network pod sandbox, then creates and starts its containers one after the
-// other in spec order as kubelet's SyncPod does. Container errors are recorded, not fatal.
+// RunPod runs a pod sandbox (on the host network unless spec.PodNetwork), then creates and starts
+// its containers one after the other in spec order as kubelet's SyncPod does. Container errors are
+// recorded, not fatal.
 func (e *Env) RunPod(t testing.TB, spec PodSpec) *Pod {
 	t.Helper()
 	pod, err := e.runSandbox(spec)
@@ -107,8 +119,9 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 		labels[k] = v
 	}
 	// Like kubelet, no Hostname: a host-network pod shares the node's UTS namespace.
+	network := networkMode(spec)
 	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID, Attempt: 0},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID, Attempt: spec.Attempt},
 		LogDirectory: logDir,
 		Labels:       labels,
 		Annotations:  spec.Annotations,
@@ -116,7 +129,7 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 			CgroupParent: e.cgroup + "/pod" + spec.UID,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_NODE,
+					Network: network,
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
 					Ipc:     runtimeapi.NamespaceMode_POD,
 				},
@@ -132,13 +145,23 @@ func (e *Env) runSandbox(spec PodSpec) (*Pod, error) {
 	return &Pod{ID: res.PodSandboxId, Spec: spec, Config: cfg, LogDir: logDir}, nil
 }
 
+// networkMode is kubelet's choice for a pod's sandbox and its containers.
+func networkMode(spec PodSpec) runtimeapi.NamespaceMode {
+	if spec.PodNetwork {
+		return runtimeapi.NamespaceMode_POD
+	}
+	return runtimeapi.NamespaceMode_NODE
+}
+
 // CreateStartContainer creates and starts one container attempt in pod (a restart when
 // spec.Attempt > 0) and appends it to pod.Containers.
 func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *Container {
 	t.Helper()
 	logName := fmt.Sprintf("%s_%d.log", spec.Name, spec.Attempt)
 	c := &Container{Spec: spec, LogPath: filepath.Join(pod.LogDir, logName)}
+	pod.mu.Lock()
 	pod.Containers = append(pod.Containers, c)
+	pod.mu.Unlock()
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: spec.Name, Attempt: spec.Attempt},
 		Image:    &runtimeapi.ImageSpec{Image: WorkloadImage, UserSpecifiedImage: WorkloadImage},
@@ -160,7 +183,7 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 		Linux: &runtimeapi.LinuxContainerConfig{
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_NODE,
+					Network: networkMode(pod.Spec),
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
 					Ipc:     runtimeapi.NamespaceMode_POD,
 				},

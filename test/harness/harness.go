@@ -53,6 +53,11 @@ type Options struct {
 	// NRIDisabled writes `disable = true` into the NRI section, as a distribution that ships NRI
 	// off does: containerd then serves no NRI socket until the config says otherwise and it restarts.
 	NRIDisabled bool
+	// PodNetwork gives containerd a pod network (CNI ptp with host-local addresses from
+	// PodSubnet, state in Dir), so that pods whose PodSpec.PodNetwork is set get a network namespace
+	// of their own, as a Kubernetes pod without hostNetwork does. Needs Debian's
+	// containernetworking-plugins (hack/install-deps.sh installs it).
+	PodNetwork bool
 }
 
 // Env is one private containerd and the CRI clients connected to it.
@@ -141,6 +146,11 @@ func Start(t testing.TB, opts Options) *Env {
 	for _, d := range []string{"cni/conf", "cni/bin", "nri/plugins", "nri/conf.d", "pods", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatalf("create %s: %v", d, err)
+		}
+	}
+	if opts.PodNetwork {
+		if err := e.installPodNetwork(); err != nil {
+			t.Fatalf("pod network: %v", err)
 		}
 	}
 	if err := os.WriteFile(e.configPath, []byte(e.config(opts)), 0o644); err != nil {

@@ -76,6 +76,29 @@ func TestPrivateContainerdRunsAPodOfWorkloadsWithNRIEnabled(t *testing.T) {
 	assert.NotContains(t, string(log), "NRI interface is disabled")
 }
 
+// TestPodNetworkGivesEachPodANetworkNamespaceOfItsOwn runs two pod-network pods whose servers listen
+// on one port, which on the host's network only one of them could.
+func TestPodNetworkGivesEachPodANetworkNamespaceOfItsOwn(t *testing.T) {
+	env := Start(t, Options{PodNetwork: true})
+	env.ImportWorkloadImages(t)
+	const port = "18090"
+	var pods []*Pod
+	for _, name := range []string{"one", "two"} {
+		pod := env.RunPod(t, PodSpec{Name: name, PodNetwork: true,
+			Containers: []ContainerSpec{{Name: "s", Args: []string{"--name", "s", "--listen-after", "0s", "--port", port}}}})
+		require.NoError(t, pod.Containers[0].StartErr)
+		pods = append(pods, pod)
+	}
+	for _, pod := range pods {
+		WaitWorkloadEvent(t, pod.Container("s"), "LISTEN", 10*time.Second)
+	}
+	_, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+	require.Error(t, err, "the servers listen in their pods' network namespaces, not on the host's")
+	for _, pod := range pods {
+		env.StopPod(t, pod)
+	}
+}
+
 // TestRestartKeepsPodsRunningAndClientsWorking restarts the private containerd under a running pod.
 func TestRestartKeepsPodsRunningAndClientsWorking(t *testing.T) {
 	env := Start(t, Options{})

@@ -28,6 +28,7 @@ import (
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/test/cluster"
 	"github.com/podorder/podorder/test/harness"
+	"github.com/podorder/podorder/test/stats"
 )
 
 // PodorderImage is the image the tests build from the Dockerfile (build/image) and deploy.
@@ -510,8 +511,8 @@ func measureAgainstNativeOrdering(t *testing.T, b *bed, runs int) {
 		}},
 		{"entrypoints polling every 1s", func(name string, d delays) string {
 			return manifest(pod{Name: name, Containers: []container{
-				{Name: "web", Args: append([]string{"--wait-tcp", "127.0.0.1:8081"}, listen(8080, d.web)...), Extra: ready(8080)},
-				{Name: "api", Args: append([]string{"--wait-tcp", "127.0.0.1:5432"}, listen(8081, d.api)...), Extra: ready(8081)},
+				{Name: "web", Args: append([]string{"--wait-tcp", "127.0.0.1:8081", "--wait-random-phase", "--wait-exec"}, listen(8080, d.web)...), Extra: ready(8080)},
+				{Name: "api", Args: append([]string{"--wait-tcp", "127.0.0.1:5432", "--wait-random-phase", "--wait-exec"}, listen(8081, d.api)...), Extra: ready(8081)},
 				{Name: "db", Args: listen(5432, d.db), Extra: ready(5432)},
 			}}, "")
 		}},
@@ -523,46 +524,46 @@ func measureAgainstNativeOrdering(t *testing.T, b *bed, runs int) {
 			}}, "")
 		}},
 	}
-	serving := map[string][]time.Duration{}
-	var ideal []time.Duration
+	// Each round gives all variants the same delays and runs them in a random order, so that the
+	// ratios are paired per round; the floor is measured in podorder's own pod of the round: its
+	// db's LISTEN, plus api's and web's own time to listen, which no ordering can skip.
+	serving := make([][]float64, len(variants)) // variant → round → seconds
+	var floor []float64
 	for i := range runs {
 		// Uniform over one period of kubelet's probes: readiness lands at a random phase of it.
 		jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(time.Second))) }
 		d := delays{db: jitter(), api: jitter(), web: jitter()}
-		for j, v := range variants {
+		for _, j := range rand.Perm(len(variants)) {
+			v := variants[j]
 			name := fmt.Sprintf("m%d-v%d", i, j)
 			began := time.Now()
 			b.c.ApplyYAML(t, v.yaml(name, d))
 			b.c.WaitPodReady(t, "default", name, 2*time.Minute)
 			took := b.event(t, name, "web", "LISTEN").At.Sub(began)
-			serving[v.name] = append(serving[v.name], took)
-			if j == len(variants)-1 {
-				// The floor starts all three at once; a chain cannot beat it plus db's and api's own
-				// time to listen, which it must wait for in turn.
-				ideal = append(ideal, took+d.db+d.api)
+			serving[j] = append(serving[j], took.Seconds())
+			if j == 0 {
+				floor = append(floor, (b.event(t, name, "db", "LISTEN").At.Sub(began) + d.api + d.web).Seconds())
 			}
 			b.c.Kubectl(t, "delete", "pod", name, "--wait=true", "--timeout=60s")
 		}
 	}
-	const floor = "no ordering + db's and api's own start"
-	podorder := serving[variants[0].name]
-	t.Logf("RESULT kubelet, pod created → web serving, 3-level chain, %d pods per variant, interleaved:", runs)
-	t.Logf("RESULT   %-40s %8s %8s %s", "variant", "median", "max", "ratio to podorder")
-	for _, v := range variants {
-		t.Logf("RESULT   %-40s %8s %8s x%.2f", v.name, med(serving[v.name]), maxOf(serving[v.name]), ratio(serving[v.name], podorder))
+	podorder := serving[0]
+	t.Logf("RESULT kubelet, pod created → web serving, 3-level chain, %d rounds of every variant in a random order:", runs)
+	t.Logf("RESULT   %-40s %8s %8s  %s", "variant", "median", "max", "paired ratio to podorder, 95% bootstrap interval")
+	for j, v := range variants {
+		t.Logf("RESULT   %-40s %8s %8s  %s", v.name, secs(stats.Median(serving[j])), secs(stats.Quantile(serving[j], 1)), pairedRatio(serving[j], podorder))
 	}
-	t.Logf("RESULT   %-40s %8s %8s x%.2f (podorder / this: %.2f, goal ≤ 1.20)", floor, med(ideal), maxOf(ideal), ratio(ideal, podorder), ratio(podorder, ideal))
+	t.Logf("RESULT   %-40s %8s %8s  podorder / floor: %s (goal ≤ 1.05)", "floor: podorder's db LISTEN + api's and web's own start",
+		secs(stats.Median(floor)), secs(stats.Quantile(floor, 1)), pairedRatio(podorder, floor))
 }
 
-func med(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2].Round(10 * time.Millisecond)
+// pairedRatio is the median of a[i]/b[i] over the rounds with its 95% bootstrap interval.
+func pairedRatio(a, b []float64) string {
+	r := stats.Ratios(a, b)
+	ci := stats.MedianCI(r, 2000, 1)
+	return fmt.Sprintf("×%.2f [%.2f, %.2f]", stats.Median(r), ci.Lo, ci.Hi)
 }
 
-func maxOf(d []time.Duration) time.Duration { return slices.Max(d).Round(10 * time.Millisecond) }
-
-// ratio is how many times podorder's median the other one's is.
-func ratio(other, podorder []time.Duration) float64 {
-	return float64(med(other)) / float64(med(podorder))
+func secs(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(10 * time.Millisecond)
 }

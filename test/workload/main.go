@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -94,6 +95,7 @@ func run(started time.Time, args []string) int {
 	printID := fs.Bool("print-id", false, "print uid, gid and whether / is read-only")
 	waitTCP := fs.String("wait-tcp", "", "host:port to poll before starting, like a wait-for-it entrypoint wrapper (the baseline podorder replaces)")
 	waitEvery := fs.Duration("wait-every", time.Second, "poll period of --wait-tcp")
+	waitExec := fs.Bool("wait-exec", false, "once --wait-tcp connects, exec this program again without the --wait flags, as `wait-for-it host:port -- app` execs the app: START is then stamped by a new process, as for a held container")
 	waitRandomPhase := fs.Bool("wait-random-phase", false, "wait a random part of --wait-every before the first poll of --wait-tcp, "+
 		"so that the polls fall at a random phase to the port's opening, as for a poller that started at an unrelated moment")
 	stealFor := fs.Duration("steal-wakes", 0, "for this long, read every FIFO under /.podorder but the container's own wake FIFO, as a hostile sibling would")
@@ -139,6 +141,9 @@ func run(started time.Time, args []string) int {
 				break
 			}
 			time.Sleep(*waitEvery) // the baseline being measured is a polling loop
+		}
+		if *waitExec {
+			return execWithoutWait(fs)
 		}
 		started = time.Now()
 	}
@@ -242,6 +247,23 @@ func touch(name, path string) error {
 	}
 	mark("TOUCH %s %d", name, time.Now().UnixNano())
 	return os.WriteFile(path, nil, 0o644)
+}
+
+// execWithoutWait replaces the process with the workload run with the flags set in fs but its
+// --wait ones.
+func execWithoutWait(fs *flag.FlagSet) int {
+	rest := []string{os.Args[0], "run"}
+	fs.Visit(func(f *flag.Flag) {
+		if !strings.HasPrefix(f.Name, "wait-") {
+			rest = append(rest, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	self, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(self, rest, os.Environ())
+	}
+	fmt.Fprintf(os.Stderr, "workload: exec after the wait: %v\n", err)
+	return 2
 }
 
 // listen opens the port, marks LISTEN, and serves HTTP 200 in the background (with bomb bytes of

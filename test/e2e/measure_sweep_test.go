@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/podorder/podorder/test/harness"
+	"github.com/podorder/podorder/test/stats"
+)
+
+// TestMeasureReleaseSweep measures the release latency — the dependency's port opening (its own
+// LISTEN line, stamped before listen(2)) → the dependent's first line — in pods with network
+// namespaces of their own, for dependencies that become ready 0.2 s, 2 s, 5 s and 15 s after they
+// start: past every fast window a poller or podorder's own probing might have. Beside podorder,
+// the entrypoint it replaces polls the port every 10 ms and every 100 ms, each at a random phase.
+//
+// Each round runs the three variants at once with one listen delay, started in a random order, so
+// that the machine's load at that moment hits all three; a round's ratios are paired, and each
+// table gives the median of the per-round ratios with a 95% bootstrap interval, not a ratio of two
+// unpaired medians. PODORDER_BENCH=1 (make bench) runs it; PODORDER_BENCH_SWEEP_ROUNDS (default
+// 100) and PODORDER_BENCH_SWEEP_PARALLEL (rounds at once, default 6) size it.
+func TestMeasureReleaseSweep(t *testing.T) {
+	if os.Getenv("PODORDER_BENCH") != "1" {
+		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
+	}
+	rounds := envInt("PODORDER_BENCH_SWEEP_ROUNDS", 100)
+	parallel := envInt("PODORDER_BENCH_SWEEP_PARALLEL", 6)
+	env := harness.Start(t, harness.Options{PodNetwork: true})
+	env.ImportWorkloadImages(t)
+	po := startPodorder(t, env, "--log-level=info")
+	t.Logf("readiness events: %s", readinessSource(t, po))
+
+	variants := []sweepVariant{
+		{name: "podorder (tcp probe, kernel LISTEN events)", held: true},
+		{name: "entrypoint polling every 10 ms, random phase", every: 10 * time.Millisecond},
+		{name: "entrypoint polling every 100 ms, random phase", every: 100 * time.Millisecond},
+	}
+	var pods int
+	var mu sync.Mutex
+	name := func(prefix string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		pods++
+		return fmt.Sprintf("%s-%d", prefix, pods)
+	}
+	for _, ready := range []time.Duration{200 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second} {
+		lat := make([][]float64, len(variants)) // variant → round → seconds
+		for done := 0; done < rounds; {
+			batch := min(parallel, rounds-done)
+			results := make([][]float64, batch)
+			errs := make(chan error, batch*len(variants))
+			var wg sync.WaitGroup
+			for r := range batch {
+				results[r] = make([]float64, len(variants))
+				delay := ready + rand.N(100*time.Millisecond) // one delay for the round's three
+				for _, v := range rand.Perm(len(variants)) {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						d, err := variants[v].once(t, env, name("sweep"), delay)
+						results[r][v] = d.Seconds()
+						errs <- err
+					}()
+				}
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+			for _, res := range results {
+				for v := range variants {
+					lat[v] = append(lat[v], res[v])
+				}
+			}
+			done += batch
+		}
+		logSweep(t, ready, variants, lat)
+	}
+}
+
+// sweepVariant is how the dependent waits: held by podorder, or polling by itself every every.
+type sweepVariant struct {
+	name  string
+	held  bool
+	every time.Duration
+}
+
+// once runs one pod (app waits for db, which listens delay after it starts) and returns db's
+// LISTEN → app's START; the pod is removed before it returns.
+func (v sweepVariant) once(t *testing.T, env *harness.Env, name string, delay time.Duration) (time.Duration, error) {
+	const port = "8080" // each pod has a network namespace of its own
+	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", port)}
+	spec := harness.PodSpec{Name: name, PodNetwork: true, Containers: []harness.ContainerSpec{
+		{Name: "app", Args: args("app", "--wait-tcp", "127.0.0.1:"+port, "--wait-every", v.every.String(), "--wait-random-phase", "--wait-exec")}, db}}
+	if v.held {
+		spec.Labels = map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "2m"}
+		spec.Annotations = map[string]string{"podorder.dev/probe.db": "tcp:" + port}
+		spec.Containers[0] = harness.ContainerSpec{Name: "app", Args: args("app")}
+	}
+	pod, err := env.TryRunPod(t, spec)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = env.TryStopPod(pod) }()
+	listen, err := harness.AwaitWorkloadEvent(pod.Container("db"), "LISTEN", delay+time.Minute)
+	if err != nil {
+		return 0, fmt.Errorf("pod %s: %w", name, err)
+	}
+	start, err := harness.AwaitWorkloadEvent(pod.Container("app"), "START", time.Minute)
+	if err != nil {
+		return 0, fmt.Errorf("pod %s: %w", name, err)
+	}
+	if !start.At.After(listen.At) {
+		return 0, fmt.Errorf("pod %s (%s): app started at %s, before db listened at %s", name, v.name,
+			start.At.Format(time.StampMicro), listen.At.Format(time.StampMicro))
+	}
+	return start.At.Sub(listen.At), nil
+}
+
+// logSweep prints one ready time's table: per variant its median and p99 (or max), and its paired
+// per-round ratio to podorder with a 95% bootstrap interval.
+func logSweep(t *testing.T, ready time.Duration, variants []sweepVariant, lat [][]float64) {
+	t.Helper()
+	var b strings.Builder
+	n := len(lat[0])
+	fmt.Fprintf(&b, "RESULT release latency, dependency ready %s (+0-100 ms) after its start, pod network namespaces, %d rounds of the %d variants at once\n", ready, n, len(variants))
+	fmt.Fprintf(&b, "RESULT   %-48s %10s %16s %28s\n", "variant", "median", "p99 (or max)", "paired ratio to podorder")
+	for v, variant := range variants {
+		tail := "p99 " + fmtDuration(seconds(stats.Quantile(lat[v], 0.99)))
+		if n < 100 {
+			tail = "max " + fmtDuration(seconds(stats.Quantile(lat[v], 1)))
+		}
+		ratio := "1"
+		if v > 0 {
+			r := stats.Ratios(lat[v], lat[0])
+			ci := stats.MedianCI(r, 2000, 1)
+			ratio = fmt.Sprintf("×%.1f [%.1f, %.1f]", stats.Median(r), ci.Lo, ci.Hi)
+		}
+		fmt.Fprintf(&b, "RESULT   %-48s %10s %16s %28s\n", variant.name, fmtDuration(seconds(stats.Median(lat[v]))), tail, ratio)
+	}
+	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
