@@ -21,6 +21,11 @@ const (
 	// WakePath is where the container's own wake directory is bind-mounted, read-only (its FIFO
 	// stays writable: special files ignore the flag, which is why no other container sees it).
 	WakePath = "/.podorder/wake"
+	// NotifyPath is where the container attempt's own notify directory is bind-mounted, read-only
+	// (its socket stays writable, as a FIFO: every sender is checked by its credentials instead).
+	NotifyPath = "/.podorder/notify"
+	// NotifySocketPath is the container's NOTIFY_SOCKET, in NotifyPath.
+	NotifySocketPath = NotifyPath + "/notify"
 )
 
 // HoldTarget names a held container for its hook's messages.
@@ -84,6 +89,22 @@ func Mounts(hookBinary string, t HoldTarget) *api.ContainerAdjustment {
 		Source:      t.WakeDir,
 		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 	})
+	return adj
+}
+
+// addNotify gives a container its notify socket: the attempt's own directory, and NOTIFY_SOCKET
+// naming the socket in it, as Podman's sdnotify=container does.
+func addNotify(adj *api.ContainerAdjustment, dir string) *api.ContainerAdjustment {
+	if adj == nil {
+		adj = &api.ContainerAdjustment{}
+	}
+	adj.AddMount(&api.Mount{
+		Destination: NotifyPath,
+		Type:        "bind",
+		Source:      dir,
+		Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+	})
+	adj.AddEnv("NOTIFY_SOCKET", NotifySocketPath)
 	return adj
 }
 

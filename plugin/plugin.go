@@ -33,6 +33,24 @@ type Prober interface {
 	StartPod(namespace, podUID, netns string, p *decl.Probe, ready func()) (stop func(), err error)
 }
 
+// Signals watches for the readiness containers' own processes give; package appready implements
+// it. Each ready func is called at most once, from any goroutine.
+type Signals interface {
+	// OpenNotify binds a notify socket in dir, a directory of one container attempt of the pod.
+	OpenNotify(podUID, dir string) (NotifySocket, error)
+	// WatchFile calls ready once path exists in the mount namespace of process pid.
+	WatchFile(podUID string, pid uint32, path string, ready func()) (stop func(), err error)
+}
+
+// NotifySocket is one container attempt's notify socket.
+type NotifySocket interface {
+	// Arm starts reading: the first READY=1 from a process of the attempt whose process is pid
+	// calls ready.
+	Arm(pid uint32, ready func()) error
+	// Close ends the reading and removes the socket; it may be called more than once.
+	Close()
+}
+
 // Config is what the plugin needs from the daemon's flags.
 type Config struct {
 	// HookBinary is the host path of the static hook, bind-mounted into held containers.
@@ -52,6 +70,9 @@ type Config struct {
 	NodeNetwork hostnet.Identity
 	// Processes stops containers for stop-with; nil when podorder cannot (stop-with is then refused).
 	Processes Processes
+	// Signals watches for readiness given by containers' own processes (podorder.dev/readiness.<c>:
+	// notify or file:<path>); nil refuses them, and such containers' readiness comes from kubelet.
+	Signals Signals
 	// Metrics receives what podorder measures; nil records nothing.
 	Metrics Metrics
 	// RuntimeConnected, when set, is told the runtime's name and version at each NRI connection

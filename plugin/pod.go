@@ -35,6 +35,8 @@ type pod struct {
 	probes map[*podstate.Attempt]func()
 	procs  map[*podstate.Attempt]Process
 	kills  map[*podstate.Attempt]*time.Timer
+	// signals holds each attempt's notify socket or path watch.
+	signals map[*podstate.Attempt]*signalWatch
 	// containers holds the IDs of the pod's containers that the runtime has not removed.
 	containers map[string]bool
 	// stepStart is when the event being handled arrived, for the release latency.
@@ -80,6 +82,7 @@ func (p *Plugin) podFor(sb *api.PodSandbox) (*pod, error) {
 		probes:     map[*podstate.Attempt]func(){},
 		procs:      map[*podstate.Attempt]Process{},
 		kills:      map[*podstate.Attempt]*time.Timer{},
+		signals:    map[*podstate.Attempt]*signalWatch{},
 		containers: map[string]bool{},
 	}
 	p.pods[sb.Uid] = pd
@@ -123,20 +126,101 @@ func (p *Plugin) createContainer(sb *api.PodSandbox, c *api.Container) (*api.Con
 		log.Error("cannot record pod dependencies; rejecting container", "error", err)
 		return nil, rejection(ref, c.Name, err)
 	}
+	var notify *signalWatch
+	var notifyErr error
+	if adm.Notify {
+		notify, notifyErr = p.openNotify(pd, c.Id)
+	}
 	if err := p.add(pd, a); err != nil {
 		log.Error("cannot record container; rejecting it", "error", err)
+		p.endSignal(pd, a, notify)
 		return nil, rejection(ref, c.Name, err)
 	}
 	pd.containers[c.Id] = true
+	if notifyErr != nil {
+		p.apply(pd, pd.SignalRefused(a, notifyErr, p.now()))
+	} else if notify != nil {
+		pd.signals[a] = notify
+	}
 	target := HoldTarget{Pod: ref, Container: c.Name, ID: c.Id, PodDir: p.store.PodDir(pd.UID), WakeDir: wakeDir}
+	var adj *api.ContainerAdjustment
 	switch {
 	case a.TS.Held():
-		return Adjustment(p.cfg.HookBinary, target, a.Declared), nil
+		adj = Adjustment(p.cfg.HookBinary, target, a.Declared)
 	case adm.Mounts:
 		// Only for its preStop hook, which waits for its dependents when the pod is deleted.
-		return Mounts(p.cfg.HookBinary, target), nil
+		adj = Mounts(p.cfg.HookBinary, target)
 	}
-	return nil, nil
+	if notify != nil {
+		adj = addNotify(adj, notify.dir)
+	}
+	return adj, nil
+}
+
+// signalWatch is what the shell holds for an attempt's readiness signal: its notify socket and
+// directory, or the stop of its path watch.
+type signalWatch struct {
+	socket NotifySocket
+	dir    string
+	id     string
+	stop   func()
+}
+
+// openNotify makes a container attempt's notify socket, in a directory of its own.
+func (p *Plugin) openNotify(pd *pod, id string) (*signalWatch, error) {
+	if p.cfg.Signals == nil {
+		return nil, errors.New("this podorder runs without readiness signals")
+	}
+	dir, err := p.store.EnsureNotify(pd.UID, id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.cfg.Signals.OpenNotify(pd.UID, dir)
+	if err != nil {
+		p.store.RemoveNotify(pd.UID, id) //nolint:errcheck // best effort; the pod's removal takes it anyway
+		return nil, err
+	}
+	return &signalWatch{socket: s, dir: dir, id: id}, nil
+}
+
+// watchSignal starts watching for a's readiness signal from its process pid on.
+func (p *Plugin) watchSignal(pd *pod, a *podstate.Attempt, pid uint32) error {
+	seen := func() {
+		p.podEvent("readiness signal", pd.UID, pd, func(pd *pod, now time.Time) []podstate.Effect { return pd.SignalSeen(a, now) })
+	}
+	switch {
+	case a.Signal.Kind == decl.ReadinessNotify:
+		w := pd.signals[a]
+		if w == nil {
+			return errors.New("it has no notify socket")
+		}
+		return w.socket.Arm(pid, seen)
+	case p.cfg.Signals == nil:
+		return errors.New("this podorder runs without readiness signals")
+	}
+	stop, err := p.cfg.Signals.WatchFile(pd.UID, pid, a.Signal.Path, seen)
+	if err != nil {
+		return err
+	}
+	pd.signals[a] = &signalWatch{stop: stop}
+	return nil
+}
+
+// endSignal ends w, a's readiness signal watch, and removes its notify directory.
+func (p *Plugin) endSignal(pd *pod, a *podstate.Attempt, w *signalWatch) {
+	if w == nil {
+		return
+	}
+	delete(pd.signals, a)
+	if w.stop != nil {
+		w.stop()
+	}
+	if w.socket != nil {
+		w.socket.Close()
+		if err := p.store.RemoveNotify(pd.UID, w.id); err != nil {
+			p.logger(pd, a.Name()).Warn("cannot remove the notify socket's directory; it goes with the pod", "error", err)
+		}
+	}
 }
 
 // created is the runtime's container attempt as podstate takes it.
@@ -184,6 +268,9 @@ func (p *Plugin) removePod(uid string) {
 		}
 		for a := range pd.kills {
 			p.untrack(pd, a)
+		}
+		for a, w := range pd.signals {
+			p.endSignal(pd, a, w)
 		}
 		p.keepTimeline(pd)
 		delete(p.pods, uid)
@@ -238,6 +325,12 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 			}
 		case podstate.EndProbe:
 			p.endProbe(pd, e.A)
+		case podstate.WatchSignal:
+			if err := p.watchSignal(pd, e.A, e.PID); err != nil {
+				effects = append(effects, pd.SignalRefused(e.A, err, p.now())...)
+			}
+		case podstate.EndSignal:
+			p.endSignal(pd, e.A, pd.signals[e.A])
 		case podstate.Signal:
 			if err := p.signal(pd, e.A, e.Signal); err != nil {
 				effects = append(effects, pd.SignalFailed(e.A, err, errors.Is(err, stopper.ErrExited))...)

@@ -12,8 +12,9 @@ import (
 	"strings"
 )
 
-// Store is a tombstone directory tree: <Root>/pods/<pod UID>/<container>.json, and one wake FIFO per
-// held container in a directory of its own, <Root>/wake/<pod UID>/<container>/wake. A held container
+// Store is a tombstone directory tree: <Root>/pods/<pod UID>/<container>.json, one wake FIFO per
+// held container in a directory of its own, <Root>/wake/<pod UID>/<container>/wake, and the notify
+// socket of each container attempt whose readiness is its READY=1, <Root>/notify/<pod UID>/<container ID>/. A held container
 // gets its pod's tombstone directory (regular files only, mounted read-only) and its own wake
 // directory: a FIFO ignores a read-only mount, so no container may see another's.
 type Store struct {
@@ -24,6 +25,7 @@ type Store struct {
 const (
 	podsDir   = "pods"
 	wakeDir   = "wake"
+	notifyDir = "notify"
 	wakeName  = "wake"
 	fileExt   = ".json"
 	wakeExt   = ".wake"
@@ -79,13 +81,53 @@ func (s Store) EnsurePod(podUID string) (string, error) {
 	return dir, nil
 }
 
-// RemovePod deletes a pod's tombstones and wake FIFOs. It removes through an os.Root opened on each
+// NotifyDir is the directory of one container attempt's notify socket, mounted into it alone.
+func (s Store) NotifyDir(podUID, containerID string) string {
+	return filepath.Join(s.Root, notifyDir, podUID, containerID)
+}
+
+// EnsureNotify creates the directory of a container attempt's notify socket: one per attempt, so
+// that a new attempt never shares a socket with the previous one.
+func (s Store) EnsureNotify(podUID, containerID string) (string, error) {
+	if err := ValidUID(podUID); err != nil {
+		return "", err
+	}
+	if !validName(containerID) {
+		return "", fmt.Errorf("invalid container ID %q", truncate(containerID))
+	}
+	dir := s.NotifyDir(podUID, containerID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create notify directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create notify directory: %w", err)
+	}
+	return dir, nil
+}
+
+// RemoveNotify deletes one attempt's notify directory, socket included.
+func (s Store) RemoveNotify(podUID, containerID string) error {
+	if ValidUID(podUID) != nil || !validName(containerID) {
+		return nil
+	}
+	root, err := os.OpenRoot(filepath.Join(s.Root, notifyDir, podUID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove notify directory: %w", err)
+	}
+	defer root.Close()
+	return root.RemoveAll(containerID)
+}
+
+// RemovePod deletes a pod's tombstones, wake FIFOs and notify sockets. It removes through an os.Root opened on each
 // tree, so that even a UID that slipped past validation cannot reach outside the store.
 func (s Store) RemovePod(podUID string) error {
 	if err := ValidUID(podUID); err != nil {
 		return fmt.Errorf("remove tombstones: %w", err)
 	}
-	for _, tree := range []string{podsDir, wakeDir} {
+	for _, tree := range []string{podsDir, wakeDir, notifyDir} {
 		root, err := os.OpenRoot(filepath.Join(s.Root, tree))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -107,7 +149,7 @@ func (s Store) RemovePod(podUID string) error {
 func (s Store) Pods() ([]string, error) {
 	seen := map[string]bool{}
 	var uids []string
-	for _, tree := range []string{podsDir, wakeDir} {
+	for _, tree := range []string{podsDir, wakeDir, notifyDir} {
 		entries, err := os.ReadDir(filepath.Join(s.Root, tree))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/plugin/appready"
 	"github.com/podorder/podorder/plugin/kernlisten"
 	"github.com/podorder/podorder/plugin/preflight"
 	"github.com/podorder/podorder/plugin/probe"
@@ -83,4 +85,22 @@ func followListenEvents(ctx context.Context, mode string, prober *probe.Runner, 
 		e.set("none", "the kernel's LISTEN events stopped; "+polling, slog.LevelWarn, err)
 	}()
 	return e
+}
+
+// appSignals is appready's notify sockets and path watches as the plugin takes them.
+type appSignals struct {
+	notify *appready.Notifier
+	files  *appready.Files
+}
+
+func (s appSignals) OpenNotify(podUID, dir string) (plugin.NotifySocket, error) {
+	sock, err := s.notify.Open(podUID, dir)
+	if err != nil {
+		return nil, err
+	}
+	return sock, nil
+}
+
+func (s appSignals) WatchFile(podUID string, pid uint32, path string, ready func()) (func(), error) {
+	return s.files.Watch(podUID, pid, path, ready)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/podorder/podorder/hooks/tombstone"
 	"github.com/podorder/podorder/plugin"
+	"github.com/podorder/podorder/plugin/appready"
 	"github.com/podorder/podorder/plugin/hostnet"
 	"github.com/podorder/podorder/plugin/kube"
 	"github.com/podorder/podorder/plugin/kubeauth"
@@ -67,6 +68,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.StopWith {
 		pcfg.Processes = plugin.OSProcesses
 	}
+	notifier := appready.NewNotifier(0, log)
+	notifier.Datagram = m.NotifyDatagram
+	pcfg.Signals = appSignals{notify: notifier, files: appready.NewFiles(0, log)}
 	if pcfg.NodeNetwork, err = hostnet.Node(); err != nil {
 		log.Warn("cannot identify the node's network namespace: a pod counts as hostNetwork only when it names no network namespace", "error", err)
 	}

@@ -8,7 +8,8 @@
 //	annotation  podorder.dev/after.<c>: "db, cache:started, migrate:completed"
 //	either      podorder.dev/timeout.<c>: "5m"
 //	annotation  podorder.dev/probe.<c>: "tcp:5432" | "http:8080/healthz"
-//	either      podorder.dev/readiness.<c>: podorder | kubelet
+//	either      podorder.dev/readiness.<c>: podorder | kubelet | notify
+//	annotation  podorder.dev/readiness.<c>: file:/run/ready
 //	label       podorder.dev/stop-with.<c>: main.worker_failed
 //	annotation  podorder.dev/stop-with.<c>: "main, worker:failed"
 //	either      podorder.dev/stop-grace.<c>: "20s"
@@ -22,6 +23,7 @@ package decl
 import (
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +58,12 @@ const (
 	MaxPodSelectorKeys = 8
 	// MaxProbes is the most podorder.dev/probe keys of one pod.
 	MaxProbes = 16
+	// MaxSignals is the most containers of one pod whose readiness is a signal of their own
+	// (podorder.dev/readiness.<c>: notify or file:<path>): each costs the daemon a socket or a
+	// watch.
+	MaxSignals = 16
+	// MaxReadinessPath is the longest path of podorder.dev/readiness.<c>: file:<path>.
+	MaxReadinessPath = 512
 	// MaxTimeout is the longest hold a container may declare.
 	MaxTimeout = 24 * time.Hour
 	// maxQuoted is how much of a declared value an error message repeats.
@@ -85,6 +93,48 @@ type Declared struct {
 	// KubeletReadiness opts the container out of podorder evaluating its readinessProbe: the
 	// containers that wait for it to be ready wait for kubelet's verdict instead.
 	KubeletReadiness bool
+	// Signal is how the container's own process says it is ready (podorder.dev/readiness.<c>:
+	// notify or file:<path>); nil when it declares none. It then alone decides the container's
+	// readiness: podorder runs no probe for it and does not wait for kubelet's verdict.
+	Signal *Signal
+}
+
+// Signal is a readiness the container's own process gives: a READY=1 datagram on its
+// NOTIFY_SOCKET, or a path appearing in its mount namespace.
+type Signal struct {
+	// Kind is ReadinessNotify or ReadinessFile.
+	Kind string
+	// Path is the absolute, clean path of ReadinessFile.
+	Path string
+}
+
+// String formats the signal as it is declared: "notify", "file:/run/ready".
+func (s *Signal) String() string {
+	if s.Kind == ReadinessFile {
+		return ReadinessFile + ":" + s.Path
+	}
+	return s.Kind
+}
+
+// ReadinessPath checks the path of podorder.dev/readiness.<c>: file:<path>. It is resolved inside
+// the container's root by the daemon, which refuses to leave it anyway; a path that is not
+// absolute and clean is refused here so that what the owner wrote is what is watched.
+func ReadinessPath(p string) (string, error) {
+	const want = "want file:<absolute path>, such as file:/run/ready: clean (no '.', '..', '//' or trailing '/'), printable ASCII without spaces"
+	switch {
+	case len(p) > MaxReadinessPath:
+		return "", fmt.Errorf("the path has %d bytes, more than the %d podorder reads: %s", len(p), MaxReadinessPath, want)
+	case !strings.HasPrefix(p, "/") || p == "/":
+		return "", fmt.Errorf("path %s is not absolute: %s", Quote(p), want)
+	case path.Clean(p) != p:
+		return "", fmt.Errorf("path %s is not clean: %s", Quote(p), want)
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] > '~' {
+			return "", fmt.Errorf("path %s has a byte that is not printable ASCII: %s", Quote(p), want)
+		}
+	}
+	return p, nil
 }
 
 // Pod is a pod's parsed declarations.

@@ -64,6 +64,25 @@ func TestParseReadsLabelAndAnnotationForms(t *testing.T) {
 			want:        &Declared{Timeout: DefaultTimeout},
 		},
 		{
+			name:      "readiness notify: the container's own READY=1 decides",
+			labels:    map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"},
+			container: "db",
+			want:      &Declared{Timeout: DefaultTimeout, Signal: &Signal{Kind: ReadinessNotify}},
+		},
+		{
+			name:        "readiness file: a path appearing in the container decides",
+			annotations: map[string]string{"podorder.dev/readiness.db": " file:/run/db/ready.sock "},
+			container:   "db",
+			want:        &Declared{Timeout: DefaultTimeout, Signal: &Signal{Kind: ReadinessFile, Path: "/run/db/ready.sock"}},
+		},
+		{
+			name:        "the same readiness as a label and an annotation is fine",
+			labels:      map[string]string{"podorder.dev/readiness.db": "notify"},
+			annotations: map[string]string{"podorder.dev/readiness.db": "notify"},
+			container:   "db",
+			want:        &Declared{Timeout: DefaultTimeout, Signal: &Signal{Kind: ReadinessNotify}},
+		},
+		{
 			name:      "a container without keys has no hold",
 			labels:    map[string]string{"podorder.dev/after.app": "db"},
 			container: "db",
@@ -102,7 +121,24 @@ func TestParseRejectsBadDeclarationsWithActionableMessages(t *testing.T) {
 		{"probe port out of range", nil, map[string]string{"podorder.dev/probe.db": "tcp:70000"}, "db", []string{"port 1-65535"}},
 		{"unknown kind", map[string]string{"podorder.dev/afterr.app": "db"}, nil, "app", []string{`unknown key kind "afterr"`, "readiness.app"}},
 		{"unknown readiness source", map[string]string{"podorder.dev/readiness.db": "both"}, nil, "db",
-			[]string{`label podorder.dev/readiness.db="both": want podorder`, "or kubelet (wait for kubelet's verdict)"}},
+			[]string{`label podorder.dev/readiness.db="both": want podorder`, "kubelet (wait for kubelet's verdict)", "notify", "file:<absolute path>"}},
+		{"file readiness in a label", map[string]string{"podorder.dev/readiness.db": "file:ready"}, nil, "db",
+			[]string{"only read from an annotation", "move it to the annotation podorder.dev/readiness.db"}},
+		{"file readiness with a relative path", nil, map[string]string{"podorder.dev/readiness.db": "file:run/ready"}, "db",
+			[]string{`path "run/ready" is not absolute`, "want file:<absolute path>"}},
+		{"file readiness escaping with ..", nil, map[string]string{"podorder.dev/readiness.db": "file:/run/../../etc/shadow"}, "db",
+			[]string{`path "/run/../../etc/shadow" is not clean`}},
+		{"file readiness with a trailing slash", nil, map[string]string{"podorder.dev/readiness.db": "file:/run/"}, "db",
+			[]string{`is not clean`}},
+		{"file readiness of the root", nil, map[string]string{"podorder.dev/readiness.db": "file:/"}, "db",
+			[]string{`path "/" is not absolute`}},
+		{"file readiness with a space", nil, map[string]string{"podorder.dev/readiness.db": "file:/run/my ready"}, "db",
+			[]string{`not printable ASCII`}},
+		{"file readiness path too long", nil, map[string]string{"podorder.dev/readiness.db": "file:/" + strings.Repeat("a", MaxReadinessPath)}, "db",
+			[]string{"more than the 512 podorder reads"}},
+		{"label and annotation disagree on readiness", map[string]string{"podorder.dev/readiness.db": "notify"},
+			map[string]string{"podorder.dev/readiness.db": "kubelet"}, "db",
+			[]string{`annotation podorder.dev/readiness.db="kubelet": conflicts with the other readiness "notify" for db: keep one`}},
 		{"self dependency", map[string]string{"podorder.dev/after.app": "app"}, nil, "app", []string{"container app waits for itself"}},
 		{"two-cycle names the cycle", map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "a"}, nil, "b",
 			[]string{"dependency cycle a → b → a", "remove one of these dependencies"}},
@@ -170,12 +206,18 @@ func TestParseEnforcesTheDeclarationLimits(t *testing.T) {
 	for i := 0; i <= MaxProbes; i++ {
 		manyProbes[fmt.Sprintf("podorder.dev/probe.c%d", i)] = "tcp:80"
 	}
+	manySignals := map[string]string{"podorder.dev/after.app": "c0"}
+	for i := 0; i <= MaxSignals; i++ {
+		manySignals[fmt.Sprintf("podorder.dev/readiness.c%d", i)] = "notify"
+	}
 	tests := []struct {
 		name        string
 		annotations map[string]string
 		container   string
 		wantErr     string
 	}{
+		{"more readiness signals than the pod limit", manySignals, "c3",
+			fmt.Sprintf("the pod declares %d podorder.dev/readiness keys of notify or file:<path>, more than the %d", MaxSignals+1, MaxSignals)},
 		{"a value over the byte limit is refused before it is parsed",
 			map[string]string{"podorder.dev/after.app": strings.Repeat("pod(a=b),", 30000)}, "app",
 			fmt.Sprintf("the value has 270000 bytes, more than the %d podorder reads", MaxValueBytes)},

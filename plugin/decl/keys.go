@@ -35,6 +35,13 @@ const (
 	ReadinessPodorder = "podorder"
 	// ReadinessKubelet waits for kubelet's own verdict, as reported through the API.
 	ReadinessKubelet = "kubelet"
+	// ReadinessNotify gives the container a NOTIFY_SOCKET of its own: it is ready when one of its
+	// own processes sends READY=1 there (systemd's sd_notify protocol).
+	ReadinessNotify = "notify"
+	// ReadinessFile, followed by an absolute path ("file:/run/ready"), makes the container ready
+	// when that path exists inside its own mount namespace. Annotation only: a label value cannot
+	// hold '/'.
+	ReadinessFile = "file"
 )
 
 // kind is one kind of podorder.dev/ key, "podorder.dev/<name>.<container>": how the daemon reads
@@ -69,7 +76,7 @@ var kinds = []kind{
 	{name: KindStopWith, read: (*reader).readStopWith, labelSyntax: stopWithLabelSyntax, check: &labelListCheck},
 	{name: KindStopGrace, read: (*reader).readStopGrace, labelSyntax: durationSyntax, annotationSyntax: durationSyntax, check: &stopGraceCheck},
 	{name: KindStopSignal, read: (*reader).readStopSignal, labelSyntax: stopSignalSyntax, annotationSyntax: stopSignalSyntax, check: &stopSignalCheck},
-	{name: KindReadiness, read: (*reader).readReadiness, labelSyntax: readinessSyntax, annotationSyntax: readinessSyntax, check: &readinessCheck},
+	{name: KindReadiness, read: (*reader).readReadiness, labelSyntax: readinessLabelSyntax, annotationSyntax: readinessSyntax, check: &readinessCheck},
 }
 
 // The admission policy's rules over values.
@@ -86,10 +93,13 @@ var (
 // The syntax of values, as RE2 patterns; a label value cannot hold ':', ',' or spaces, so the label
 // forms of after and stop-with join with '.' and '_'.
 const (
-	containerNameSyntax = `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`
-	durationSyntax      = `^ *([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+ *$`
-	probeSyntax         = `^ *(tcp:[0-9]{1,5}|http:[0-9]{1,5}(/[!-~]*)?) *$`
-	readinessSyntax     = `^ *(` + ReadinessPodorder + `|` + ReadinessKubelet + `) *$`
+	containerNameSyntax  = `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`
+	durationSyntax       = `^ *([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+ *$`
+	probeSyntax          = `^ *(tcp:[0-9]{1,5}|http:[0-9]{1,5}(/[!-~]*)?) *$`
+	readinessLabelSyntax = `^ *(` + ReadinessPodorder + `|` + ReadinessKubelet + `|` + ReadinessNotify + `) *$`
+	// readinessSyntax accepts any printable path after file:; the daemon refuses one that is not
+	// clean or too long (readinessPath).
+	readinessSyntax = `^ *(` + ReadinessPodorder + `|` + ReadinessKubelet + `|` + ReadinessNotify + `|` + ReadinessFile + `:/[!-~]*) *$`
 )
 
 var (
@@ -122,8 +132,9 @@ var (
 
 const (
 	probeGrammar     = "want tcp:<port> or http:<port>/<path>, port 1-65535, the path printable ASCII"
-	readinessGrammar = "want " + ReadinessPodorder + " (podorder evaluates the readinessProbe itself, the default) or " +
-		ReadinessKubelet + " (wait for kubelet's verdict)"
+	readinessGrammar = "want " + ReadinessPodorder + " (podorder evaluates the readinessProbe itself, the default), " +
+		ReadinessKubelet + " (wait for kubelet's verdict), " + ReadinessNotify + " (the container sends READY=1 to its $NOTIFY_SOCKET) or " +
+		ReadinessFile + ":<absolute path> (ready once that path exists in the container; annotation only)"
 )
 
 // kindNamed returns the kind of a key, "after" for podorder.dev/after.<c>.
@@ -183,13 +194,30 @@ func (r *reader) readTimeout(k key) error {
 	return nil
 }
 
-// readReadiness reads podorder.dev/readiness.<c>.
+// readReadiness reads podorder.dev/readiness.<c>; a label and an annotation may both say it, alike.
 func (r *reader) readReadiness(k key) error {
-	switch strings.TrimSpace(k.value) {
-	case ReadinessKubelet:
-		r.pod.hold(k.container).KubeletReadiness = true
-	case ReadinessPodorder:
-		r.pod.hold(k.container)
+	v := strings.TrimSpace(k.value)
+	if prev, dup := r.readiness[k.container]; dup && prev != v {
+		return fmt.Errorf("conflicts with the other readiness %s for %s: keep one", Quote(prev), k.container)
+	}
+	r.readiness[k.container] = v
+	h := r.pod.hold(k.container)
+	switch {
+	case v == ReadinessKubelet:
+		h.KubeletReadiness = true
+	case v == ReadinessPodorder:
+	case v == ReadinessNotify:
+		h.Signal = &Signal{Kind: ReadinessNotify}
+	case strings.HasPrefix(v, ReadinessFile+":"):
+		if k.source != "annotation" {
+			return fmt.Errorf("%s:<path> is only read from an annotation (a label value cannot hold '/'): move it to the annotation %s%s.%s",
+				ReadinessFile, Domain, KindReadiness, k.container)
+		}
+		path, err := ReadinessPath(strings.TrimPrefix(v, ReadinessFile+":"))
+		if err != nil {
+			return err
+		}
+		h.Signal = &Signal{Kind: ReadinessFile, Path: path}
 	default:
 		return errors.New(readinessGrammar)
 	}

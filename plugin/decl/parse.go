@@ -18,11 +18,12 @@ func Parse(labels, annotations map[string]string) *Pod {
 		return p
 	}
 	r := &reader{
-		pod:      p,
-		deps:     map[string]map[string]declared{},
-		podDeps:  map[string]map[string]PodDependency{},
-		timeouts: map[string]string{},
-		stops:    map[string]map[string]ExitCondition{},
+		pod:       p,
+		deps:      map[string]map[string]declared{},
+		podDeps:   map[string]map[string]PodDependency{},
+		timeouts:  map[string]string{},
+		readiness: map[string]string{},
+		stops:     map[string]map[string]ExitCondition{},
 	}
 	r.readAll("label", labels)
 	r.readAll("annotation", annotations)
@@ -51,6 +52,8 @@ type reader struct {
 	podDeps map[string]map[string]PodDependency
 	// timeouts maps a container to the value of its first timeout key.
 	timeouts map[string]string
+	// readiness maps a container to the value of its first readiness key.
+	readiness map[string]string
 	// stops maps a container to the containers it stops with and on which exits.
 	stops map[string]map[string]ExitCondition
 }
@@ -108,7 +111,7 @@ func (r *reader) read(source, k, v string) {
 func (p *Pod) checkPodLimits() {
 	selectors := map[string]PodDependency{}
 	keys := map[string]bool{}
-	var withPods, withProbes []string
+	var withPods, withProbes, withSignals []string
 	for _, c := range sortedKeys(p.Declared) {
 		h := p.Declared[c]
 		if len(h.Pods) > 0 {
@@ -127,6 +130,15 @@ func (p *Pod) checkPodLimits() {
 		}
 		if h.Probe != nil {
 			withProbes = append(withProbes, c)
+		}
+		if h.Signal != nil {
+			withSignals = append(withSignals, c)
+		}
+	}
+	if len(withSignals) > MaxSignals {
+		for _, c := range withSignals {
+			p.fail(c, fmt.Errorf("the pod declares %d %s%s keys of %s or %s:<path>, more than the %d podorder watches per pod: "+
+				"keep them on the containers others wait for", len(withSignals), Domain, KindReadiness, ReadinessNotify, ReadinessFile, MaxSignals))
 		}
 	}
 	if len(selectors) > MaxPodDependencies {

@@ -76,12 +76,13 @@ var valueSamples = map[string]struct{ valid, invalid, daemonOnly []string }{
 		daemonOnly: []string{"tcp:0", "tcp:70000"},
 	},
 	KindReadiness + " label": {
-		valid:   []string{"kubelet", "podorder"},
-		invalid: []string{"", "both", "Kubelet"},
+		valid:   []string{"kubelet", "podorder", "notify"},
+		invalid: []string{"", "both", "Kubelet", "file", "file_ready", "Notify"},
 	},
 	KindReadiness + " annotation": {
-		valid:   []string{"kubelet", " podorder "},
-		invalid: []string{"", "both", "kubelet, podorder"},
+		valid:      []string{"kubelet", " podorder ", "notify", "file:/run/ready", " file:/var/run/app.sock "},
+		invalid:    []string{"", "both", "kubelet, podorder", "file:", "file:run/ready", "file: /run/ready", "file:/run/my ready"},
+		daemonOnly: []string{"file:/run/../etc", "file:/run/", "file:/", "file:/a//b", "file:/" + strings.Repeat("a", MaxReadinessPath)},
 	},
 }
 

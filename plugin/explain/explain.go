@@ -294,6 +294,12 @@ func readinessOf(ps *podstate.Pod, c decl.Container) string {
 	r := ps.ReadinessOf(c.Name)
 	h, _ := ps.Decl.For(c.Name)
 	switch {
+	case r.Signal != nil && r.Signal.Kind == decl.ReadinessNotify:
+		return fmt.Sprintf("its own READY=1 on the NOTIFY_SOCKET podorder gives it (%s%s.%s: %s), from a process of the container; not its readinessProbe",
+			decl.Domain, decl.KindReadiness, c.Name, decl.ReadinessNotify)
+	case r.Signal != nil:
+		return fmt.Sprintf("%s existing inside the container (%s%s.%s: %s), seen by inotify and mount events; not its readinessProbe",
+			r.Signal.Path, decl.Domain, decl.KindReadiness, c.Name, r.Signal)
 	case r.Probe != nil && !r.Probe.Readiness && r.Kubelet:
 		return fmt.Sprintf("podorder's probe %s every 10 ms, and kubelet's verdict on its readinessProbe", r.Probe)
 	case r.Probe != nil && !r.Probe.Readiness:

@@ -164,6 +164,34 @@ spec:
 	assert.Contains(t, out.String(), "  api is ready on its readinessProbe http:8080/healthz, evaluated by podorder every 10 ms\n")
 }
 
+func TestAContainersOwnReadinessSignalIsWhatExplainSays(t *testing.T) {
+	ws, err := Read(strings.NewReader(`apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  labels:
+    podorder.dev/after.web: api.db
+    podorder.dev/readiness.api: notify
+  annotations:
+    podorder.dev/readiness.db: file:/run/db/ready
+spec:
+  containers:
+  - name: web
+    image: x
+  - name: api
+    image: x
+    readinessProbe: {tcpSocket: {port: 8080}}
+  - name: db
+    image: x
+`), Options{})
+	require.NoError(t, err)
+	assert.Empty(t, ws[0].Errors)
+	assert.Equal(t, map[string]string{
+		"api": "its own READY=1 on the NOTIFY_SOCKET podorder gives it (podorder.dev/readiness.api: notify), from a process of the container; not its readinessProbe",
+		"db":  "/run/db/ready existing inside the container (podorder.dev/readiness.db: file:/run/db/ready), seen by inotify and mount events; not its readinessProbe",
+	}, ws[0].Readiness)
+}
+
 func TestWhatPodorderWillDoIsInTheWorkload(t *testing.T) {
 	const stopWithOnly = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/stop-with.proxy: main_failed\nspec:\n  terminationGracePeriodSeconds: 7\n  containers:\n  - {name: main}\n  - {name: proxy}\n"
 	const cycle = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    podorder.dev/after.a: b\n    podorder.dev/after.b: c\n    podorder.dev/after.c: a\n    podorder.dev/after.web: a\nspec:\n  containers:\n  - {name: a}\n  - {name: b}\n  - {name: c}\n  - {name: web}\n  - {name: db}\n"

@@ -22,6 +22,7 @@ type Metrics struct {
 	releaseLatency prometheus.Histogram
 	nriDuration    *prometheus.HistogramVec
 	probeAttempts  *prometheus.CounterVec
+	notifyGrams    *prometheus.CounterVec
 	storeErrors    prometheus.Counter
 	reconnects     prometheus.Counter
 	conditionErrs  prometheus.Counter
@@ -49,6 +50,10 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 			Help:    "Time spent in podorder's NRI handlers, under the runtime's node-wide NRI lock, by event.",
 			Buckets: []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}, []string{"event"}),
+		notifyGrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podorder_notify_datagrams_total",
+			Help: "Datagrams read from containers' notify sockets: counted (a READY=1 from a process of the container attempt), ignored (no READY=1) or refused (over 4 KiB, passing file descriptors, or sent by a process of another container or of the node).",
+		}, []string{"result"}),
 		probeAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podorder_probe_attempts_total",
 			Help: "Attempts of podorder's own readiness probes, by result (passed or failed).",
@@ -74,7 +79,7 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 			Help: "1 for the source of the kernel's LISTEN events podorder's probes follow (ebpf), or for none when they poll; 0 for the other.",
 		}, []string{"source"}),
 	}
-	m.registry.MustRegister(m.preflight, m.readiness, m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.storeErrors, m.reconnects, m.conditionErrs,
+	m.registry.MustRegister(m.preflight, m.readiness, m.holdDuration, m.releaseLatency, m.nriDuration, m.probeAttempts, m.notifyGrams, m.storeErrors, m.reconnects, m.conditionErrs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_holds", Help: "Containers held right now."}, holds),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podorder_api_synced", Help: "1 when the node's pod informer has listed the API's pods, 0 when not (or no API)."}, apiSynced),
 		collectors.NewGoCollector(),
@@ -85,6 +90,9 @@ func New(holds func() float64, apiSynced func() float64) *Metrics {
 	}
 	m.probeAttempts.WithLabelValues("passed")
 	m.probeAttempts.WithLabelValues("failed")
+	for _, r := range []string{"counted", "ignored", "refused"} {
+		m.notifyGrams.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -123,6 +131,10 @@ func (m *Metrics) Reconnected() { m.reconnects.Inc() }
 
 // ConditionWriteFailed counts a failed pod-condition write.
 func (m *Metrics) ConditionWriteFailed() { m.conditionErrs.Inc() }
+
+// NotifyDatagram counts one datagram read from a notify socket, by its result: counted, ignored or
+// refused.
+func (m *Metrics) NotifyDatagram(result string) { m.notifyGrams.WithLabelValues(result).Inc() }
 
 // ReadinessSources are the values of podorder_readiness_events' source label.
 var ReadinessSources = []string{"ebpf", "none"}

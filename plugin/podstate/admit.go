@@ -88,6 +88,10 @@ type Admission struct {
 	Mounts bool
 	// Watch lists the dependencies on other pods the shell must watch for a held attempt.
 	Watch []decl.PodDependency
+	// Notify is set when the container gets a notify socket of its own (its NOTIFY_SOCKET): its
+	// readiness is podorder.dev/readiness.<c>: notify and a container of the pod waits for it to
+	// be ready. If the shell cannot make one, SignalRefused says so.
+	Notify bool
 }
 
 // Admit decides on a new attempt of a container: what it waits for, whether it is held, whether it
@@ -105,7 +109,7 @@ func (p *Pod) Admit(c Created) (Admission, error) {
 	held := hold != nil && len(hold.After) > 0
 	a := p.attempt(c, hold, held)
 	a.admitted = true
-	adm := Admission{A: a, Mounts: a.Wakes}
+	adm := Admission{A: a, Mounts: a.Wakes, Notify: a.Signal != nil && a.Signal.Kind == decl.ReadinessNotify}
 	if held {
 		adm.Watch = hold.Pods
 	}
@@ -162,7 +166,11 @@ func (p *Pod) attempt(c Created, hold *decl.Declared, held bool) *Attempt {
 		ts.WaitsFor = hold.After
 		ts.HoldTimeout = tombstone.Duration(hold.Timeout)
 	}
-	return &Attempt{TS: ts, Declared: hold, Wakes: held || p.Decl.DependedOn(c.Name), Grace: c.Grace}
+	a := &Attempt{TS: ts, Declared: hold, Wakes: held || p.Decl.DependedOn(c.Name), Grace: c.Grace}
+	if hold != nil && hold.Signal != nil && p.Decl.WaitedReady(c.Name) {
+		a.Signal = hold.Signal
+	}
+	return a
 }
 
 // Adopt is a container attempt the runtime created while podorder was away, found at a
@@ -181,6 +189,13 @@ func (p *Pod) Adopt(c Created, hooked, ran bool) (*Attempt, []Effect) {
 		o.record(true, ReasonUnheld, "container %s was created while podorder was not running and started without waiting for %s", c.Name, Describe(hold))
 	}
 	a := p.attempt(c, hold, hooked && hold != nil)
+	if a.Signal != nil {
+		// Its notify socket's reader, or the watch of its path, went with the daemon; a READY=1
+		// sent meanwhile is lost. Its readiness comes from the other sources, as for a refused probe.
+		a.SignalRefused = true
+		o.log(slog.LevelWarn, c.Name, "readiness signal not watched after podorder restarted; readiness comes from kubelet, or from the release without the API",
+			"readiness", a.Signal.String())
+	}
 	if a.TS.Held() && ran {
 		// podorder wrote this attempt's tombstone before the runtime created it, so the store was
 		// removed since: the hook, started already, has the old directory mounted.

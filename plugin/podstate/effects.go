@@ -39,6 +39,17 @@ type StartProbe struct{ A *Attempt }
 // EndProbe ends A's probe, if one runs.
 type EndProbe struct{ A *Attempt }
 
+// WatchSignal makes the shell watch for A's readiness signal (A.Signal) from its process PID on:
+// a READY=1 datagram on its notify socket sent by a process of A, or A.Signal.Path existing in
+// PID's mount namespace. SignalSeen or SignalRefused follows.
+type WatchSignal struct {
+	A   *Attempt
+	PID uint32
+}
+
+// EndSignal ends the watch of A's readiness signal, and closes and removes its notify socket.
+type EndSignal struct{ A *Attempt }
+
 // Signal sends Signal to A's process through the handle the shell holds; if that fails, the shell
 // reports it with SignalFailed.
 type Signal struct {
@@ -88,6 +99,8 @@ func (Wake) effect()            {}
 func (Record) effect()          {}
 func (Log) effect()             {}
 func (StartProbe) effect()      {}
+func (WatchSignal) effect()     {}
+func (EndSignal) effect()       {}
 func (EndProbe) effect()        {}
 func (Signal) effect()          {}
 func (ArmKill) effect()         {}

@@ -16,6 +16,7 @@ func (p *Pod) Added(a *Attempt) []Effect {
 	if old != nil {
 		o.add(EndProbe{old})
 		old.Probing = false
+		o.endSignal(old)
 		old.Prev = nil // one step back is all an undone creation needs
 	}
 	a.Prev = old
@@ -43,6 +44,11 @@ func (p *Pod) Starting(a *Attempt, pid uint32, now time.Time) []Effect {
 	var o out
 	p.note(a, now, TimelineStarting, "")
 	o.add(p.track(a, pid)...)
+	a.pid = pid
+	if a.Signal != nil && !a.SignalRefused && !a.Signalling && !a.signalEnded && pid != 0 {
+		a.Signalling = true
+		o.add(WatchSignal{A: a, PID: pid})
+	}
 	ts := a.TS
 	if !ts.Held() || ts.ReleasedAt != nil {
 		return o

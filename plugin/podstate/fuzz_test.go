@@ -35,6 +35,8 @@ func FuzzPodState(f *testing.F) {
 		{5, 0, 0, 1, 0, 8, 200, 0, 1, 1, 1, 2, 1},
 		{0, 0, 0, 1, 0, 10, 0, 0, 1, 1, 1, 2, 1, 6, 0},
 		{3, 0, 1, 1, 1, 2, 1, 0, 0, 1, 0, 2, 0, 3, 1, 0, 11, 1, 7, 1},
+		{6, 0, 0, 1, 0, 0, 1, 1, 1, 2, 1, 5, 1, 14, 1, 0, 2, 1, 2, 2, 2},
+		{6, 0, 0, 1, 0, 0, 1, 1, 1, 15, 1, 2, 1, 5, 1, 3, 1, 0, 1, 1, 1, 2, 1, 14, 1},
 	} {
 		f.Add(seed)
 	}
@@ -68,6 +70,10 @@ var scenarios = []scenario{
 	{labels: map[string]string{"podorder.dev/after.a": "b_started.c_completed", "podorder.dev/after.b": "c"},
 		annotations: map[string]string{"podorder.dev/probe.c": "tcp:5432"}, node: Node{Probes: true, API: true, StopWith: true}},
 	{labels: map[string]string{"podorder.dev/after.a": "b", "podorder.dev/timeout.a": "2s", "podorder.dev/after.c": "a_started"}},
+	// b's readiness is its own READY=1, though it has a readinessProbe podorder and kubelet could judge.
+	{labels: map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.c": "b_started", "podorder.dev/readiness.b": "notify"},
+		node: Node{Probes: true, API: true},
+		spec: []decl.Container{{Name: "a"}, {Name: "b", ReadinessProbe: true, ReadinessCheck: &decl.Probe{Kind: "tcp", Port: 1, Readiness: true}}, {Name: "c"}}},
 }
 
 var names = []string{"a", "b", "c"}
@@ -82,6 +88,8 @@ type truth struct {
 	undone    bool // its creation was undone: it never ran
 	readyAt   []time.Time
 	refused   bool // the node refused its probe
+	signalled bool // its own process signalled its readiness
+	sigRefuse bool // the shell could not watch for its signal
 	ran       bool // its own process ran at some point
 	outlived  bool // counted running because it outlived its hold
 	deadline  time.Time
@@ -123,7 +131,7 @@ func (h *harness) do(op, arg byte) {
 	a, tr := h.current(arg)
 	before := h.releasedNow()
 	var effects []Effect
-	switch op % 14 {
+	switch op % 16 {
 	case 0: // kubelet creates a new attempt, once the previous one exited
 		name := names[int(arg)%len(names)]
 		if a != nil && !tr.exited {
@@ -208,6 +216,19 @@ func (h *harness) do(op, arg byte) {
 			return
 		}
 		effects = p.RuntimeCheckDue(a)
+	case 14: // the attempt's own process signals its readiness, and the shell sees it
+		if a == nil || !a.Signalling || tr.exited {
+			return
+		}
+		tr.signalled = true
+		tr.readyAt = append(tr.readyAt, now)
+		effects = p.SignalSeen(a, now)
+	case 15: // the shell cannot watch for the attempt's signal
+		if a == nil || a.Signal == nil {
+			return
+		}
+		tr.sigRefuse = true
+		effects = p.SignalRefused(a, errors.New("no capacity"), now)
 	}
 	h.checkEffects(effects, before)
 }
@@ -313,6 +334,9 @@ func (h *harness) check() {
 			}
 			if len(tr.readyAt) == 0 && h.judged(tr) {
 				t.Fatalf("%s is counted ready, and no readiness source it has said so", a.TS.ID)
+			}
+			if a.Signal != nil && !tr.sigRefuse && !tr.signalled {
+				t.Fatalf("%s is counted ready, and its own process never signalled it", a.TS.ID)
 			}
 		}
 		if h.p.Attempts[tr.name] != a || !a.Holding() || a.Blind || a.TS.HoldFailed != "" || !tr.hasDeadln || !h.now.Before(tr.deadline) {

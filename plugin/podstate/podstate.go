@@ -34,6 +34,7 @@ const (
 	ReasonDependencyFailed = "PodorderDependencyFailed"
 	ReasonRejected         = "PodorderRejected"
 	ReasonProbeRefused     = "PodorderProbeRefused"
+	ReasonSignalRefused    = "PodorderReadinessRefused"
 	ReasonUnheld           = "PodorderUnheld"
 	ReasonStopping         = "PodorderStopping"
 	ReasonStopped          = "PodorderStopped"
@@ -78,6 +79,21 @@ type Attempt struct {
 	// ProbeRefused is set when the node could not run the probe: readiness then comes from the
 	// other sources, rather than never.
 	ProbeRefused bool
+	// Signal is the readiness this attempt's own process gives (notify or file), when its container
+	// declares one and a container of the pod waits for it to be ready; nil otherwise.
+	Signal *decl.Signal
+	// Signalling is set while the shell watches for the signal (WatchSignal until EndSignal).
+	Signalling bool
+	// SignalRefused is set when the shell cannot watch for the signal: readiness then comes from
+	// the other sources, as for a refused probe, rather than never.
+	SignalRefused bool
+	// SignalledAt is when the signal was seen: a READY=1 from a process of this attempt, or the
+	// path existing in its mount namespace. Not in the tombstone: ReadyAt is.
+	SignalledAt *time.Time
+	// signalEnded is set once EndSignal was asked for a.
+	signalEnded bool
+	// pid is the attempt's process as the runtime started it, which the signal is checked against.
+	pid uint32
 	// Blind is set on a held attempt whose hook cannot see the store any more (it was removed under
 	// podorder): a release written now would never reach it, so none is.
 	Blind bool

@@ -37,6 +37,10 @@ func summary(effects []Effect) []string {
 			out = append(out, "probe "+e.A.Name())
 		case EndProbe:
 			out = append(out, "end probe "+e.A.Name())
+		case WatchSignal:
+			out = append(out, fmt.Sprintf("watch %s %d", e.A.Name(), e.PID))
+		case EndSignal:
+			out = append(out, "end signal "+e.A.Name())
 		case Signal:
 			out = append(out, "signal "+e.A.Name()+" "+decl.SignalName(e.Signal))
 		case ArmKill:

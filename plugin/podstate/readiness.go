@@ -33,7 +33,7 @@ func (p *Pod) probeFor(name string, h *decl.Declared) *decl.Probe {
 		return nil
 	case h != nil && h.Probe != nil:
 		return h.Probe
-	case h != nil && h.KubeletReadiness, !p.Node.API, !p.Node.reachable():
+	case h != nil && (h.KubeletReadiness || h.Signal != nil), !p.Node.API, !p.Node.reachable():
 		return nil
 	}
 	return p.Spec[name].ReadinessCheck
@@ -58,12 +58,17 @@ type Readiness struct {
 	Probe *decl.Probe
 	// Kubelet is set when kubelet's verdict is a source.
 	Kubelet bool
+	// Signal is the container's own readiness signal (notify or file), the only source when set.
+	Signal *decl.Signal
 }
 
 // ReadinessOf says what decides the readiness of the container called name, as the daemon decides it
 // (for `podorder explain`).
 func (p *Pod) ReadinessOf(name string) Readiness {
 	h, _ := p.Decl.For(name)
+	if h != nil && h.Signal != nil && p.Decl.WaitedReady(name) {
+		return Readiness{Signal: h.Signal}
+	}
 	return Readiness{Probe: p.probeFor(name, h), Kubelet: p.kubeletJudges(name)}
 }
 
@@ -118,7 +123,9 @@ func (p *Pod) markReleased(a *Attempt, now time.Time) []Effect {
 //   - when podorder evaluates a's own readinessProbe, either verdict on that check is enough,
 //     podorder's or kubelet's: podorder's is usually first, and kubelet's covers a probe that has
 //     not decided yet, so podorder's probe can only make readiness sooner, never later;
-//   - else its podorder.dev/probe must pass, and kubelet's readiness too when that is a source.
+//   - else its podorder.dev/probe must pass, and kubelet's readiness too when that is a source;
+//   - a container whose own process signals its readiness (notify, file) is ready on that signal
+//     alone, unless it could not be watched.
 func (p *Pod) refreshReady(a *Attempt, now time.Time) []Effect {
 	ts := a.TS
 	if ts.ReadyAt != nil || ts.ReleasedAt == nil || ts.ExitedAt != nil {
@@ -126,6 +133,10 @@ func (p *Pod) refreshReady(a *Attempt, now time.Time) []Effect {
 	}
 	p.chooseProbe(a)
 	switch {
+	case a.Signal != nil && !a.SignalRefused:
+		if a.SignalledAt == nil {
+			return nil
+		}
 	case p.Probed(a) && a.Probe.Readiness:
 		if ts.ProbeReadyAt == nil && ts.KubeletReadyAt == nil {
 			return nil
@@ -152,6 +163,45 @@ func (p *Pod) ProbePassed(a *Attempt, now time.Time) []Effect {
 	o.add(p.refreshReady(a, now)...)
 	o.write(p, a)
 	o.add(p.release(now)...)
+	return o
+}
+
+// SignalSeen is a's readiness signal seen by the shell: a READY=1 datagram that the shell checked
+// came from a process of a, or a's path existing in a's mount namespace. It counts only for a's
+// current attempt, and (through refreshReady) only once a is released.
+func (p *Pod) SignalSeen(a *Attempt, now time.Time) []Effect {
+	if p.Attempts[a.Name()] != a || a.Signal == nil || a.TS.ExitedAt != nil || a.SignalledAt != nil {
+		return nil
+	}
+	var o out
+	a.SignalledAt = &now
+	o.endSignal(a)
+	o.log(slog.LevelInfo, a.Name(), "readiness signalled", "readiness", a.Signal.String())
+	o.add(p.refreshReady(a, now)...)
+	o.write(p, a)
+	o.add(p.release(now)...)
+	return o
+}
+
+// SignalRefused is the shell unable to watch for a's readiness signal (the node's or the pod's
+// capacity is used up, or the kernel refuses what it needs): readiness comes from the other
+// sources, as for a refused probe.
+func (p *Pod) SignalRefused(a *Attempt, err error, now time.Time) []Effect {
+	if p.Attempts[a.Name()] != a || a.Signal == nil || a.SignalRefused {
+		return nil
+	}
+	var o out
+	a.Signalling = false
+	a.SignalRefused = true
+	sig := a.Signal.String()
+	o.log(slog.LevelError, a.Name(), "cannot watch the readiness signal; readiness comes from kubelet, or from the release without the API", "readiness", sig, "error", err)
+	o.record(true, ReasonSignalRefused, "the readiness %s of container %s cannot be watched: %v; its readiness comes from kubelet instead", sig, a.Name(), err)
+	o.endSignal(a)
+	o.add(p.refreshReady(a, now)...)
+	if a.TS.ReadyAt != nil {
+		o.write(p, a)
+		o.add(p.release(now)...)
+	}
 	return o
 }
 

@@ -20,7 +20,20 @@ func TestReadinessOfSaysWhatDecidesAContainersReadiness(t *testing.T) {
 		spec                []decl.Container
 		probe               string // the check podorder runs, "" for none
 		kubelet             bool
+		signal              string // the container's own signal, "" for none
 	}{
+		"readiness notify: its own READY=1 alone, not its readinessProbe nor kubelet": {
+			labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"},
+			node:   shipped, spec: []decl.Container{withProbe}, signal: "notify",
+		},
+		"readiness file: the path appearing alone": {
+			labels: waits, annotations: map[string]string{"podorder.dev/readiness.db": "file:/run/ready"},
+			node: shipped, spec: []decl.Container{withProbe}, signal: "file:/run/ready",
+		},
+		"readiness notify, but nobody waits for it to be ready: nothing to watch": {
+			labels: map[string]string{"podorder.dev/after.app": "db_started", "podorder.dev/readiness.db": "notify"},
+			node:   shipped, spec: []decl.Container{withProbe}, kubelet: true,
+		},
 		"its readinessProbe, run by podorder; kubelet's verdict counts too": {
 			labels: waits, node: shipped, spec: []decl.Container{withProbe}, probe: check.String(), kubelet: true,
 		},
@@ -70,6 +83,11 @@ func TestReadinessOfSaysWhatDecidesAContainersReadiness(t *testing.T) {
 			}
 			assert.Equal(t, tt.probe, probe, "probe")
 			assert.Equal(t, tt.kubelet, r.Kubelet, "kubelet")
+			signal := ""
+			if r.Signal != nil {
+				signal = r.Signal.String()
+			}
+			assert.Equal(t, tt.signal, signal, "signal")
 		})
 	}
 }

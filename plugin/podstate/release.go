@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podorder/podorder/hooks/dependency"
+	"github.com/podorder/podorder/plugin/decl"
 )
 
 // release records, for every held attempt whose dependencies are all met, that it may start,
@@ -101,6 +102,16 @@ func (o *out) endProbe(a *Attempt) {
 		a.Probing = false
 		o.add(EndProbe{a})
 	}
+	o.endSignal(a)
+}
+
+// endSignal ends the watch of a's readiness signal, and its notify socket, once nothing can use it;
+// once per attempt.
+func (o *out) endSignal(a *Attempt) {
+	if a.Signal != nil && !a.signalEnded {
+		a.Signalling, a.signalEnded = false, true
+		o.add(EndSignal{a})
+	}
 }
 
 // write adds the write of a's tombstone and the wake-ups it calls for.
@@ -131,6 +142,10 @@ func (p *Pod) missing(a *Attempt) string {
 			out = append(out, fmt.Sprintf("no pod matching %s is %s", da.TS.PodSelector, d.Condition))
 			continue
 		}
+		if da := p.Attempts[d.Container]; da != nil && s.Released && !s.Ready && !s.Exited && da.Signal != nil && !da.SignalRefused {
+			out = append(out, fmt.Sprintf("%s is running but has not signalled ready (readiness %s)", d.Container, signalWaitedFor(da.Signal)))
+			continue
+		}
 		out = append(out, dependency.Describe(d, s))
 	}
 	return strings.Join(out, "; ")
@@ -143,4 +158,12 @@ func (p *Pod) names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// signalWaitedFor says what a container's own readiness signal still waits for.
+func signalWaitedFor(s *decl.Signal) string {
+	if s.Kind == decl.ReadinessNotify {
+		return "notify, no READY=1 from its own processes on its NOTIFY_SOCKET yet"
+	}
+	return s.String() + ", the path does not exist in the container yet"
 }

@@ -192,6 +192,9 @@ func readySource(a *Attempt) string {
 	if t := ts.ProbeReadyAt; t != nil && !t.Before(last) && a.Probe != nil {
 		how = "probe passed: " + strings.TrimPrefix(a.Probe.String(), "readinessProbe ")
 	}
+	if a.SignalledAt != nil && !a.SignalRefused {
+		how = "its own signal: " + a.Signal.String()
+	}
 	return how
 }
 

@@ -45,6 +45,8 @@ type ContainerSpec struct {
 	RunAsUser      *int64
 	ReadOnlyRootfs bool
 	Attempt        uint32 // CRI metadata attempt (kubelet's restart count)
+	// Mounts are host paths bind-mounted into the container, as a hostPath volume.
+	Mounts []*runtimeapi.Mount
 }
 
 // Pod is a running pod sandbox and the containers the harness created in it.
@@ -164,6 +166,7 @@ func (e *Env) CreateStartContainer(t testing.TB, pod *Pod, spec ContainerSpec) *
 		Metadata: &runtimeapi.ContainerMetadata{Name: spec.Name, Attempt: spec.Attempt},
 		Image:    &runtimeapi.ImageSpec{Image: WorkloadImage, UserSpecifiedImage: WorkloadImage},
 		Args:     spec.Args,
+		Mounts:   spec.Mounts,
 		LogPath:  logName,
 		Labels: map[string]string{
 			LabelContainerName: spec.Name,

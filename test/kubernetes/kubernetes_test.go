@@ -265,6 +265,24 @@ func TestOnARealKubelet(t *testing.T) {
 		assert.True(t, appStart.After(*db.KubeletReadyAt), "app started %s before kubelet called db ready", db.KubeletReadyAt.Sub(appStart))
 	})
 
+	t.Run("readiness notify releases on the dependency's own READY=1, not on its readinessProbe", func(t *testing.T) {
+		// db listens at once and has a 1 s readinessProbe that passes long before its READY=1: only
+		// the datagram on the NOTIFY_SOCKET podorder gave it may release app.
+		b.apply(t, pod{Name: "notified", Labels: map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, Containers: []container{
+			{Name: "app", Args: []string{"--port", "8080"}, Extra: tcpReady(8080)},
+			{Name: "db", Args: []string{"--port", "5432", "--notify-after", "3s"}, Extra: tcpReady(5432)},
+		}})
+		appStart := b.waitEvent(t, "notified", "app", "START", 2*time.Minute).At
+		ready := b.event(t, "notified", "db", "READY").At
+		dbListen := b.event(t, "notified", "db", "LISTEN").At
+		assert.True(t, appStart.After(ready), "app started %s before db's READY=1", ready.Sub(appStart))
+		assert.Greater(t, ready.Sub(dbListen), 2*time.Second, "db's port was open long before: its probe did not decide")
+		assert.Less(t, appStart.Sub(ready), time.Second, "released by the datagram")
+		b.c.WaitPodReady(t, "default", "notified", 2*time.Minute)
+		assert.Contains(t, b.reasons(t, "notified"), "PodorderReleased: container app released ")
+		t.Logf("RESULT readiness notify on a real kubelet: db READY=1 → app first line %s", appStart.Sub(ready))
+	})
+
 	t.Run("three-level chain starts in order", func(t *testing.T) {
 		// c also has podorder's own probe, run inside the pod's network namespace: ready needs both.
 		b.apply(t, pod{Name: "chain", Labels: map[string]string{"podorder.dev/after.a": "b", "podorder.dev/after.b": "c"},

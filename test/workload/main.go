@@ -9,6 +9,8 @@
 //	ID <name> uid=<n> gid=<n> rootfs=<ro|rw>  with --print-id
 //	STEAL <name> fifos=<n> bytes=<n>  with --steal-wakes: FIFOs of others found under /.podorder
 //	BOMB <name> <n>                   with --header-bomb: the n-th answer of tiny headers was sent
+//	READY <name> <unix-nanos>        with --notify-after: just before READY=1 is sent to $NOTIFY_SOCKET
+//	TOUCH <name> <unix-nanos>        with --touch-after: just before --touch's file is created
 //
 // Build it static (CGO_ENABLED=0): the image holds nothing else.
 package main
@@ -102,6 +104,12 @@ func run(started time.Time, args []string) int {
 	ignoreTerm := fs.Bool("ignore-term", false, "mark stop signals but keep running, like a program stuck in shutdown")
 	headerBomb := fs.Int("header-bomb", 0, "answer every HTTP request with 200 and this many bytes of tiny headers, as a hostile server would")
 	marksDir := fs.String("marks", "", "directory to append every line to, as <name>.log, as well")
+	notifyAfter := fs.Duration("notify-after", -1, "send READY=1 to the notify socket this long after the start (systemd's sd_notify; negative: never)")
+	notifyOn := fs.String("notify-on", "", "send READY=1 only once this signal (USR2) arrives, instead of after --notify-after: "+
+		"a test decides when, with no race against its own steps")
+	notifySocket := fs.String("notify-socket", os.Getenv("NOTIFY_SOCKET"), "the notify socket --notify-after sends to (default $NOTIFY_SOCKET)")
+	touchAfter := fs.Duration("touch-after", -1, "create --touch this long after the start (negative: never)")
+	touchPath := fs.String("touch", "", "the file --touch-after creates, with its parent directories")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -117,6 +125,10 @@ func run(started time.Time, args []string) int {
 	usr1 := make(chan os.Signal, 1)
 	if *listenOn == "USR1" {
 		signal.Notify(usr1, syscall.SIGUSR1)
+	}
+	usr2 := make(chan os.Signal, 1)
+	if *notifyOn == "USR2" {
+		signal.Notify(usr2, syscall.SIGUSR2)
 	}
 	if *waitTCP != "" {
 		if *waitRandomPhase {
@@ -165,6 +177,29 @@ func run(started time.Time, args []string) int {
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() { exit <- *exitCode })
 	}
+	sendReady := func() {
+		if err := notify(*name, *notifySocket); err != nil {
+			fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+			exit <- 1
+		}
+	}
+	switch {
+	case *notifyOn == "USR2":
+		go func() { <-usr2; sendReady() }()
+	case *notifyOn != "":
+		fmt.Fprintf(os.Stderr, "workload %s: --notify-on %q: only USR2 is known\n", *name, *notifyOn)
+		return 2
+	case *notifyAfter >= 0:
+		time.AfterFunc(*notifyAfter, sendReady)
+	}
+	if *touchAfter >= 0 {
+		time.AfterFunc(*touchAfter, func() {
+			if err := touch(*name, *touchPath); err != nil {
+				fmt.Fprintf(os.Stderr, "workload %s: %v\n", *name, err)
+				exit <- 1
+			}
+		})
+	}
 
 	code := 0
 	for waiting := true; waiting; {
@@ -182,6 +217,36 @@ func run(started time.Time, args []string) int {
 	}
 	mark("EXIT %s %d %d", *name, time.Now().UnixNano(), code)
 	return code
+}
+
+// notify sends READY=1 to the notify socket as sd_notify(3) does, one datagram, and marks READY
+// first: the daemon may act on it before this goroutine gets to print.
+func notify(name, socket string) error {
+	if socket == "" {
+		return fmt.Errorf("--notify-after: no NOTIFY_SOCKET")
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: socket, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", socket, err)
+	}
+	defer c.Close()
+	mark("READY %s %d", name, time.Now().UnixNano())
+	if _, err := c.Write([]byte("STATUS=serving\nREADY=1\n")); err != nil {
+		return fmt.Errorf("notify %s: %w", socket, err)
+	}
+	return nil
+}
+
+// touch creates path (its parents first) and marks TOUCH just before the file appears.
+func touch(name, path string) error {
+	if path == "" {
+		return fmt.Errorf("--touch-after: no --touch path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	mark("TOUCH %s %d", name, time.Now().UnixNano())
+	return os.WriteFile(path, nil, 0o644)
 }
 
 // execWithoutWait replaces the process with the workload run with the flags set in fs but its
