@@ -1,8 +1,10 @@
 package plugin
 
 import (
+	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/stretchr/testify/assert"
@@ -95,4 +97,25 @@ func TestSynchronizeFindsAPodInTheSandboxOfItsNewestContainer(t *testing.T) {
 			assert.Equal(t, "/var/run/netns/cni-2", f.p.pods["uid-1"].netns)
 		})
 	}
+}
+
+func TestADependencyThatExitedWhilePodorderWasAwayHoldsItsDependents(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db_started"}, nil)
+	db, _, err := f.create(t, "db")
+	require.NoError(t, err)
+	f.start(t, db)
+	require.NotNil(t, f.tomb(t, "db").ReleasedAt)
+
+	// A new daemon (a rollout): db crashed meanwhile, and containerd lists no exited container.
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, nil)
+	require.NoError(t, err)
+	assert.True(t, f.tomb(t, "db").ExitCodeUnknown, "db's absence is its exit")
+
+	f.p = restarted
+	app, adj, err := f.create(t, "app")
+	require.NoError(t, err)
+	require.NotNil(t, adj)
+	f.start(t, app)
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "db's process is gone: never release on it")
 }

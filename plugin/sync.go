@@ -75,6 +75,9 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		for _, c := range newest[uid] {
 			p.syncContainer(pd, c)
 		}
+		// containerd 2.4 lists no exited container to NRI: an attempt that exited while podorder
+		// was away (a daemon restart, a DaemonSet rollout) is known only by its absence.
+		p.apply(pd, pd.Listed(ids[uid], p.now()))
 		for _, a := range pd.Attempts {
 			if a.Holding() {
 				held++

@@ -68,6 +68,8 @@ type State struct {
 	Ready    bool
 	Exited   bool
 	ExitCode int32
+	// ExitUnknown: it exited, but with a code nobody has told podorder yet.
+	ExitUnknown bool
 }
 
 // Verdict is the outcome of evaluating one dependency.
@@ -92,7 +94,7 @@ func Evaluate(c Condition, s State) Verdict {
 	}
 	switch c {
 	case Started:
-		if s.Released && (!s.Exited || s.ExitCode == 0) {
+		if s.Released && (!s.Exited || s.ExitCode == 0 && !s.ExitUnknown) {
 			return Met
 		}
 	case Ready:
@@ -101,7 +103,7 @@ func Evaluate(c Condition, s State) Verdict {
 		}
 	case Completed:
 		// An attempt whose process never ran did not complete, whatever exit code it reports.
-		if s.Exited && s.Released {
+		if s.Exited && s.Released && !s.ExitUnknown {
 			if s.ExitCode == 0 {
 				return Met
 			}
@@ -116,6 +118,8 @@ func Describe(d Dependency, s State) string {
 	switch {
 	case !s.Exists:
 		return fmt.Sprintf("%s has not been created yet", d.Container)
+	case s.Exited && s.ExitUnknown:
+		return fmt.Sprintf("%s exited while podorder was away, with an exit code podorder does not know (the Kubernetes API tells it, when podorder uses the API)", d.Container)
 	case s.Exited && s.ExitCode != 0 && d.Condition == Completed:
 		return fmt.Sprintf("%s exited with code %d (waiting for %s needs exit code 0)", d.Container, s.ExitCode, d.Condition)
 	case s.Exited && s.ExitCode != 0:

@@ -56,3 +56,11 @@ func TestDescribeNamesWhatIsMissing(t *testing.T) {
 	assert.Contains(t, Describe(Dependency{"m", Completed}, State{Exists: true, Released: true, Exited: true, ExitCode: 3}), "exited with code 3")
 	assert.Contains(t, Describe(Dependency{"db", Ready}, State{Exists: true, Released: true}), "not ready")
 }
+
+func TestAnExitWithAnUnknownCodeMeetsNothingAndFailsNothing(t *testing.T) {
+	unknown := State{Exists: true, Released: true, Exited: true, ExitUnknown: true}
+	for _, c := range []Condition{Started, Ready, Completed} {
+		assert.Equal(t, Waiting, Evaluate(c, unknown), "%s", c)
+	}
+	assert.Contains(t, Describe(Dependency{"m", Completed}, unknown), "exit code podorder does not know")
+}

@@ -54,6 +54,10 @@ type Tombstone struct {
 	ReadyAt        *time.Time `json:"ready_at,omitempty"`
 	ExitedAt       *time.Time `json:"exited_at,omitempty"`
 	ExitCode       int32      `json:"exit_code,omitempty"`
+	// ExitCodeUnknown marks an exit podorder learned only as an absence: the attempt exited while
+	// podorder was away, and the runtime lists no exited container at a resynchronization. Its
+	// ExitCode then means nothing until the Kubernetes API says it.
+	ExitCodeUnknown bool `json:"exit_code_unknown,omitempty"`
 }
 
 // Held reports whether this attempt declared dependencies.
@@ -65,11 +69,12 @@ func (t *Tombstone) State() dependency.State {
 		return dependency.State{}
 	}
 	return dependency.State{
-		Exists:   true,
-		Released: t.released(),
-		Ready:    t.ReadyAt != nil,
-		Exited:   t.ExitedAt != nil,
-		ExitCode: t.ExitCode,
+		Exists:      true,
+		Released:    t.released(),
+		Ready:       t.ReadyAt != nil,
+		Exited:      t.ExitedAt != nil,
+		ExitCode:    t.ExitCode,
+		ExitUnknown: t.ExitCodeUnknown,
 	}
 }
 

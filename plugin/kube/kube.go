@@ -209,9 +209,19 @@ func stripStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
 	}
 	out := make([]corev1.ContainerStatus, len(ss))
 	for i, cs := range ss {
-		out[i] = corev1.ContainerStatus{Name: cs.Name, Ready: cs.Ready, ContainerID: cs.ContainerID}
+		out[i] = corev1.ContainerStatus{Name: cs.Name, Ready: cs.Ready, ContainerID: cs.ContainerID,
+			State: corev1.ContainerState{Terminated: stripTerminated(cs.State.Terminated)}, LastTerminationState: corev1.ContainerState{Terminated: stripTerminated(cs.LastTerminationState.Terminated)}}
 	}
 	return out
+}
+
+// stripTerminated keeps of a terminated state what ExitedContainers reads: the attempt and its code
+// (not the message, up to 4 KiB per container).
+func stripTerminated(t *corev1.ContainerStateTerminated) *corev1.ContainerStateTerminated {
+	if t == nil {
+		return nil
+	}
+	return &corev1.ContainerStateTerminated{ContainerID: t.ContainerID, ExitCode: t.ExitCode}
 }
 
 // Start runs the node's pod informer, feeding kubelet's readiness into r, and waits up to timeout for
@@ -261,7 +271,33 @@ func Observe(pod *corev1.Pod) podstate.Observation {
 
 // ObserveStatus captures one update of a pod without its spec: kubelet's readiness and the deletion.
 func ObserveStatus(pod *corev1.Pod) podstate.Observation {
-	return podstate.Observation{Ready: ReadyContainers(pod), Terminating: pod.DeletionTimestamp != nil}
+	return podstate.Observation{Ready: ReadyContainers(pod), Exited: ExitedContainers(pod), Terminating: pod.DeletionTimestamp != nil}
+}
+
+// ExitedContainers lists the container attempts of pod that kubelet reports terminated, now or as
+// their last state, with their runtime IDs and exit codes: how podorder learns the code of an exit
+// that happened while it was away.
+func ExitedContainers(pod *corev1.Pod) []podstate.ExitedContainer {
+	var out []podstate.ExitedContainer
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, cs := range list {
+			for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+				if term == nil || term.ContainerID == "" {
+					continue
+				}
+				out = append(out, podstate.ExitedContainer{Name: cs.Name, ID: runtimeID(term.ContainerID), Code: term.ExitCode})
+			}
+		}
+	}
+	return out
+}
+
+// runtimeID is a container ID without its runtime's prefix ("containerd://").
+func runtimeID(id string) string {
+	if _, bare, ok := strings.Cut(id, "://"); ok {
+		return bare
+	}
+	return id
 }
 
 // ReadyContainers lists the containers of pod that kubelet reports ready, with the container ID
@@ -273,11 +309,7 @@ func ReadyContainers(pod *corev1.Pod) []podstate.ReadyContainer {
 			if !cs.Ready || cs.ContainerID == "" {
 				continue
 			}
-			_, id, ok := strings.Cut(cs.ContainerID, "://")
-			if !ok {
-				id = cs.ContainerID
-			}
-			out = append(out, podstate.ReadyContainer{Name: cs.Name, ID: id})
+			out = append(out, podstate.ReadyContainer{Name: cs.Name, ID: runtimeID(cs.ContainerID)})
 		}
 	}
 	return out

@@ -21,6 +21,20 @@ func TestReadyContainersMatchesByContainerID(t *testing.T) {
 	assert.Equal(t, []podstate.ReadyContainer{{Name: "db", ID: "abc"}}, ReadyContainers(pod))
 }
 
+func TestExitedContainersGivesEachTerminatedAttemptItsCode(t *testing.T) {
+	pod := &corev1.Pod{Status: corev1.PodStatus{
+		InitContainerStatuses: []corev1.ContainerStatus{
+			{Name: "migrate", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://m1", ExitCode: 0}}},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "db", ContainerID: "containerd://d2", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://d1", ExitCode: 137}}},
+			{Name: "app", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}}, // no attempt: unmatchable
+		},
+	}}
+	assert.Equal(t, []podstate.ExitedContainer{{Name: "migrate", ID: "m1", Code: 0}, {Name: "db", ID: "d1", Code: 137}}, ExitedContainers(pod))
+}
+
 func TestPodMeetsEachCondition(t *testing.T) {
 	yes := true
 	ready := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},

@@ -85,8 +85,9 @@ func realisticPod(i int) *corev1.Pod {
 	status := func(name string, ready bool) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: name, Ready: ready, ContainerID: "containerd://" + strings.Repeat("ab", 32), Image: "registry.example.com/team/" + name + ":v1.2.3",
 			ImageID: "registry.example.com/team/" + name + "@sha256:" + strings.Repeat("cd", 32), RestartCount: 1,
-			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: strings.Repeat("last words ", 40)}}}
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: strings.Repeat("last words ", 40),
+				ContainerID: "containerd://" + strings.Repeat("ef", 32)}}}
 	}
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{status("migrate", false), status("proxy", true)}
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{status("app", true), status("cache", false), status("worker", true)}
@@ -144,6 +145,7 @@ func TestStripNodePodKeepsWhatKubeReads(t *testing.T) {
 			assert.Equal(t, pod.ResourceVersion, stripped.ResourceVersion)
 			assert.Equal(t, pod.DeletionTimestamp != nil, stripped.DeletionTimestamp != nil, "Terminating")
 			assert.Equal(t, ReadyContainers(pod), ReadyContainers(stripped))
+			assert.Equal(t, ExitedContainers(pod), ExitedContainers(stripped))
 			assert.Equal(t, PodContainers(pod), PodContainers(stripped))
 			for _, c := range append(PodContainers(pod), decl.Container{Name: "ghost"}) {
 				full, got := findContainer(pod, c.Name), findContainer(stripped, c.Name)

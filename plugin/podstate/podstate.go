@@ -147,6 +147,9 @@ type Pod struct {
 	condition *PodCondition
 	// Timeline is what happened to the pod's attempts, in event order, bounded (`podorder timeline`).
 	Timeline Timeline
+	// exitCodes are the exit codes of the pod's terminated containers by runtime ID, as the
+	// Kubernetes API last showed them: an exit podorder missed while away is read here.
+	exitCodes map[string]int32
 }
 
 // New returns the state of a pod with no attempts yet, declaring d, on a node that can do what

@@ -243,6 +243,15 @@ type Observation struct {
 	Ready []ReadyContainer
 	// Terminating is set once the pod is being deleted.
 	Terminating bool
+	// Exited lists the containers kubelet reports terminated (now or as their last state), with
+	// their runtime IDs and exit codes.
+	Exited []ExitedContainer
+}
+
+// ExitedContainer is a container attempt kubelet reports terminated.
+type ExitedContainer struct {
+	Name, ID string
+	Code     int32
 }
 
 // ReadyContainer is a container kubelet reports ready, with its runtime ID.
@@ -259,6 +268,20 @@ func (p *Pod) Observed(obs Observation, now time.Time) []Effect {
 	for _, rc := range obs.Ready {
 		if a := p.Current(rc.Name, rc.ID); a != nil {
 			o.add(p.kubeletReady(a, now)...)
+		}
+	}
+	if obs.Exited != nil || p.exitCodes != nil {
+		// Each update carries the whole status: the map is replaced, so it stays the pod's size.
+		p.exitCodes = make(map[string]int32, len(obs.Exited))
+		for _, e := range obs.Exited {
+			p.exitCodes[e.ID] = e.Code
+		}
+		for _, name := range p.names() {
+			if a := p.Attempts[name]; a.TS.ExitCodeUnknown {
+				if code, ok := p.exitCodes[a.TS.ID]; ok {
+					o.add(p.exitLearned(a, code, now)...)
+				}
+			}
 		}
 	}
 	if obs.Terminating {

@@ -1,0 +1,73 @@
+package podstate
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// containerd 2.4 lists no exited container to NRI at a resynchronization: an attempt that exited
+// while podorder was away is known only by its absence (found by the kubelet churn campaign: a
+// dependent of a crashed `started` dependency was released after a DaemonSet rollout).
+
+func TestAnAttemptTheRuntimeNoLongerListsCountsAsExitedWithAnUnknownCode(t *testing.T) {
+	tests := []struct {
+		name      string
+		condition string
+	}{
+		{"started", "db_started"},
+		{"completed", "db_completed"},
+		{"ready", "db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newPod(t, map[string]string{"podorder.dev/after.app": tt.condition}, Node{})
+			db, _ := f.run("db", 0)
+			// podorder away; db exits; podorder comes back and creates no event for db but its absence.
+			effects := summary(f.pod.Listed(nil, at(5)))
+			assert.Contains(t, effects, "forget db")
+			require.NotNil(t, db.TS.ExitedAt)
+			assert.True(t, db.TS.ExitCodeUnknown)
+			app, _ := f.run("app", 6)
+			assert.Nil(t, app.TS.ReleasedAt, "a dependency whose process is gone holds its dependents, whatever its condition")
+			assert.Contains(t, f.pod.missing(app), "exit code podorder does not know")
+		})
+	}
+}
+
+func TestTheAPIsExitCodeEndsAnUnknownExit(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, Node{API: true})
+	migrate, _ := f.run("migrate", 0)
+	app, _ := f.run("app", 1)
+	f.pod.Listed([]string{app.TS.ID}, at(5))
+	require.True(t, migrate.TS.ExitCodeUnknown)
+	assert.Nil(t, app.TS.ReleasedAt)
+
+	// Another container's exit, or readiness alone, changes nothing.
+	f.pod.Observed(Observation{Exited: []ExitedContainer{{Name: "other", ID: "other-1", Code: 0}}}, at(6))
+	assert.Nil(t, app.TS.ReleasedAt)
+	effects := summary(f.pod.Observed(Observation{Exited: []ExitedContainer{{Name: "migrate", ID: migrate.TS.ID, Code: 0}}}, at(7)))
+	assert.Contains(t, effects, "event PodorderReleased")
+	assert.False(t, migrate.TS.ExitCodeUnknown)
+	assert.NotNil(t, app.TS.ReleasedAt, "migrate completed, as the API says")
+}
+
+func TestAnExitCodeTheAPIShowedBeforeTheResynchronizationIsUsedAtOnce(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, Node{API: true})
+	migrate, _ := f.run("migrate", 0)
+	app, _ := f.run("app", 1)
+	f.pod.Observed(Observation{Exited: []ExitedContainer{{Name: "migrate", ID: migrate.TS.ID, Code: 3}}}, at(4))
+	f.pod.Listed([]string{app.TS.ID}, at(5))
+	assert.False(t, migrate.TS.ExitCodeUnknown)
+	assert.Equal(t, int32(3), migrate.TS.ExitCode)
+	assert.Nil(t, app.TS.ReleasedAt)
+	assert.Contains(t, f.pod.missing(app), "exited with code 3")
+}
+
+func TestAnAttemptNeverStartedThatTheRuntimeNoLongerListsIsUndone(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "db_started"}, Node{})
+	f.create("db", 0)
+	f.pod.Listed(nil, at(5))
+	assert.NotContains(t, f.pod.Attempts, "db", "removed unstarted: forgotten")
+}
