@@ -290,9 +290,23 @@ func (k *kubeChurn) heldPods() []string {
 	return out
 }
 
+// waitHeld waits until some attempt of the campaign is held right now (podorder logged "holding"
+// for it, and the runtime started it: its hook waits), so that a fault lands on a hold in progress.
+// The recorder's look is the event, every recordEvery.
+func (k *kubeChurn) waitHeld(timeout time.Duration) {
+	k.t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(recordEvery) {
+		if len(k.heldPods()) > 0 {
+			return
+		}
+	}
+	k.t.Fatalf("no hold in progress within %s", timeout)
+}
+
 // settle waits until no attempt of the campaign is held: each held one has started its process or
 // ended (a crasher's next attempt may be held anew later; it is judged as far as it got).
 func (k *kubeChurn) settle(timeout time.Duration) {
+	k.t.Helper()
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(recordEvery) {
 		if len(k.heldPods()) == 0 {
 			return
@@ -301,11 +315,12 @@ func (k *kubeChurn) settle(timeout time.Duration) {
 	k.t.Fatalf("holds still in progress after %s: %v", timeout, k.heldPods())
 }
 
-// holdsAt counts the campaign's attempts that were held at moment at.
+// holdsAt counts the campaign's attempts that were held at moment at, as podorder sees a hold:
+// created with its hook, its process not yet started, not ended.
 func holdsAt(attempts []seenAttempt, lines map[string][]string, at time.Time) int {
 	n := 0
 	for _, a := range attempts {
-		if a.Namespace != "default" || !a.Hooked || a.Started.IsZero() || a.Started.After(at) || (!a.Finished.IsZero() && a.Finished.Before(at)) {
+		if a.Namespace != "default" || !a.Hooked || a.Created.After(at) || (!a.Finished.IsZero() && a.Finished.Before(at)) {
 			continue
 		}
 		started := false
@@ -358,8 +373,10 @@ func TestChurnOnARealKubelet(t *testing.T) {
 
 	// The previous release, deployed as an operator had it: its own manifests, its image.
 	b.apiHost, b.apiPort = apiAddress(t, c)
-	previous := b.writeOverlay(t, im.previousManifests, "previous")
-	current := b.writeOverlay(t, filepath.Join(repo, "daemonset", "kubernetes-1.36"), "test")
+	// Debug logs, in both releases: podorder's record of each exit is at debug level, and the
+	// checker holds a release to it (an exit recorded before the release is no NRI lag).
+	previous := b.writeOverlay(t, im.previousManifests, "previous", "PODORDER_LOG_LEVEL", "debug")
+	current := b.writeOverlay(t, filepath.Join(repo, "daemonset", "kubernetes-1.36"), "test", "PODORDER_LOG_LEVEL", "debug")
 	c.Kubectl(t, "apply", "-k", previous)
 	c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
 	rec.waitSynchronized(t, time.Time{}, time.Minute)
@@ -381,6 +398,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	holding := rec.count("holding")
 	k.apply(ws[:half])
 	rec.waitCount(t, "holding", holding, 2*time.Minute)
+	k.waitHeld(2 * time.Minute)
 	k.podorderDown("DaemonSet rollout from the previous release", func() { c.Kubectl(t, "apply", "-k", current) })
 	c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.updatedNumberScheduled}=1", 2*time.Minute)
 
@@ -389,6 +407,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	holding = rec.count("holding")
 	k.apply(ws[half:])
 	rec.waitCount(t, "holding", holding, 2*time.Minute)
+	k.waitHeld(2 * time.Minute)
 	k.podorderDown("podorder pod deleted with grace 0", func() {
 		name := c.Kubectl(t, "get", "pods", "-n", "podorder-system", "-o", "jsonpath={.items[0].metadata.name}")
 		c.Kubectl(t, "delete", "pod", "-n", "podorder-system", name, "--grace-period=0", "--force", "--wait=false")
@@ -407,12 +426,12 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	for i, name := range rolled {
 		if i == 0 {
 			rec.waitCount(t, "holding", holding, 2*time.Minute)
+			k.waitHeld(2 * time.Minute)
 		}
 		k.faults = append(k.faults, fault{kind: "Deployment rollout", at: time.Now()})
 		c.Kubectl(t, "patch", "deployment", name, "-n", "default", "-p", `{"spec":{"template":{"metadata":{"annotations":{"churn.podorder.dev/rev":"2"}}}}}`)
 	}
-	holding = rec.count("holding")
-	rec.waitCount(t, "holding", holding, 2*time.Minute)
+	k.waitHeld(2 * time.Minute)
 	held := k.heldPods()
 	k.rng.Shuffle(len(held), func(i, j int) { held[i], held[j] = held[j], held[i] })
 	for _, name := range held[:min(len(held), max(1, nPods/4))] {
@@ -426,6 +445,8 @@ func TestChurnOnARealKubelet(t *testing.T) {
 
 	end := time.Now()
 	rec.close()
+	// Gone before the cluster's teardown, which would wait on the Jobs' pods' tracking finalizers.
+	c.Kubectl(t, "delete", "deployments,jobs", "-n", "default", "--all", "--wait=true", "--timeout=120s")
 	attempts := rec.attempts()
 	lines := map[string][]string{}
 	for _, a := range attempts {
@@ -445,12 +466,15 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	report := checker.Check(cfg, pods)
 
 	containers, nAttempts, removed := 0, 0, 0
-	var wakes []time.Duration
+	var wakes, exitLags []time.Duration
 	for _, p := range pods {
 		containers += len(p.Containers)
 		for _, c := range p.Containers {
 			nAttempts += len(c.Attempts)
 			for _, a := range c.Attempts {
+				if !a.Exit.IsZero() && !a.ExitRecorded.IsZero() {
+					exitLags = append(exitLags, a.ExitRecorded.Sub(a.Exit))
+				}
 				if !a.Start.IsZero() && !a.Released.IsZero() && len(c.Deps) > 0 {
 					wakes = append(wakes, a.Start.Sub(a.Released))
 				}
@@ -465,14 +489,18 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	t.Logf("RESULT kubelet churn: %d workloads, %d pods, %d containers, %d attempts, %d podorder daemons, in %s; %s",
 		nPods, len(pods), containers, nAttempts, len(rec.podorderAttempts()), time.Since(began).Round(time.Second), report.Result())
 	for _, f := range k.faults {
-		what := fmt.Sprintf("%s at +%s, %d holds in progress", f.kind, f.at.Sub(began).Round(100*time.Millisecond), holdsAt(attempts, lines, f.at))
+		n := holdsAt(attempts, lines, f.at)
+		what := fmt.Sprintf("%s at +%s, %d holds in progress", f.kind, f.at.Sub(began).Round(100*time.Millisecond), n)
+		if n == 0 {
+			t.Errorf("the fault %q at +%s landed on no hold in progress", f.kind, f.at.Sub(began).Round(100*time.Millisecond))
+		}
 		if !f.outage.From.IsZero() {
 			what += fmt.Sprintf(", podorder out for %s", f.outage.To.Sub(f.outage.From).Round(100*time.Millisecond))
 		}
 		t.Logf("RESULT kubelet churn fault: %s", what)
 	}
-	t.Logf("RESULT kubelet churn delays: release record → first line %s, bound %s; %d attempts removed by kubelet before seen exited (end inferred within %s)",
-		durations(wakes), wakeBound, removed, recordEvery)
+	t.Logf("RESULT kubelet churn delays: NRI exit lag (EXIT line → podorder's record) %s, tolerance %s; release record → first line %s, bound %s; %d attempts removed by kubelet before seen exited (end inferred within %s)",
+		durations(exitLags), exitTolerance, durations(wakes), wakeBound, removed, recordEvery)
 	if im.fallback != "" {
 		t.Logf("RESULT kubelet churn: the previous release was NOT tested: %s", im.fallback)
 	}
@@ -486,8 +514,48 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	rec.mu.Unlock()
 	for _, f := range report.Of(checker.Violation) {
 		t.Errorf("violation: %s: %s", f.Where, strings.Join(f.Why, "; "))
+		for _, p := range pods {
+			if strings.Contains(f.Where, "pod "+p.Name+" ") {
+				t.Logf("the pod's attempts, from the test's start (+s):\n%s", podTimeline(p, began))
+			}
+		}
+	}
+	if t.Failed() {
+		keepEvidence(t, rec.keep, filepath.Join(repo, "_output", "kubechurn-evidence"))
 	}
 	require.NotZero(t, report.Counts[checker.Checked], "the campaign checked holds")
+}
+
+// podTimeline lists a pod's attempts with what each showed, in seconds from began: what a reader
+// of a violation needs first.
+func podTimeline(p checker.Pod, began time.Time) string {
+	since := func(at time.Time) string {
+		if at.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", at.Sub(began).Seconds())
+	}
+	var sb strings.Builder
+	for _, c := range p.Containers {
+		fmt.Fprintf(&sb, "  %s after %v:\n", c.Name, c.Deps)
+		for _, a := range c.Attempts {
+			fmt.Fprintf(&sb, "    %.12s created %s started %s hooked %v released %s START %s LISTEN %s EXIT %s (%d) finished %s (%d) %s\n",
+				a.ID, since(a.CreateAt), since(a.StartAt), a.Hooked, since(a.Released), since(a.Start), since(a.Listen),
+				since(a.Exit), a.ExitCode, since(a.Finished), a.FinishedCode, a.Failed)
+		}
+	}
+	return sb.String()
+}
+
+// keepEvidence copies the kept logs (every attempt's and every podorder daemon's) out of the
+// cluster's directory, which its teardown removes, for the reader of a failure.
+func keepEvidence(t *testing.T, from, to string) {
+	_ = os.RemoveAll(to)
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		t.Logf("keep the evidence: %v: %s", err, out)
+		return
+	}
+	t.Logf("the kept logs are in %s (<container id>.log)", to)
 }
 
 // durations describes delays: how many, median, 99th percentile and maximum.

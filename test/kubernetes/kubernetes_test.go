@@ -100,8 +100,9 @@ func apiAddress(t *testing.T, c *cluster.Cluster) (host, port string) {
 // writeOverlay writes a kustomize overlay of the manifests in base that changes only podorder's
 // image tag and the API server's address, and returns its directory. This cluster has no
 // kube-proxy, so the kubernetes Service IP leads nowhere: the overlay points podorder's
-// in-cluster config at the API server itself.
-func (b *bed) writeOverlay(t *testing.T, base, tag string) string {
+// in-cluster config at the API server itself. env adds environment variables to the daemon, as
+// name, value pairs.
+func (b *bed) writeOverlay(t *testing.T, base, tag string, env ...string) string {
 	t.Helper()
 	overlay := t.TempDir()
 	// kustomize takes a base only by relative path.
@@ -120,6 +121,9 @@ patches:
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[2]s"}}
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[3]s"}}
 `, rel, b.apiHost, b.apiPort, tag)
+	for i := 0; i+1 < len(env); i += 2 {
+		kustomization += fmt.Sprintf("      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: %s, value: %q}}\n", env[i], env[i+1])
+	}
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
 	return overlay
 }
