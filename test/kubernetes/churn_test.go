@@ -520,6 +520,11 @@ func TestChurnOnARealKubelet(t *testing.T) {
 			}
 		}
 	}
+	if len(report.Of(checker.Violation)) > 0 {
+		for _, w := range cfg.Outages {
+			t.Logf("podorder was out from +%.3f to +%.3f (%s)", w.From.Sub(began).Seconds(), w.To.Sub(began).Seconds(), w.What)
+		}
+	}
 	if t.Failed() {
 		keepEvidence(t, rec.keep, filepath.Join(repo, "_output", "kubechurn-evidence"))
 	}

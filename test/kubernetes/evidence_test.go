@@ -22,11 +22,16 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
-// What the checker tolerates on this bed. The bounds are test/e2e's (measured there on the CRI bed,
-// same containerd and runc, 2 cores); kubelet adds no step between podorder's record and the hook.
+// What the checker tolerates on this bed. startRace and wakeBound are test/e2e's (measured there on
+// the CRI bed, same containerd and runc, 2 cores): kubelet adds no step between podorder's release
+// and the hook. The NRI lag is this bed's own; each run's RESULT line reports the lags it saw.
 const (
 	// exitTolerance is the NRI lag: how long after a workload's EXIT line podorder may learn of it.
-	exitTolerance = 250 * time.Millisecond
+	// Here containerd also serves kubelet, and the campaign rolls pods while podorder resynchronizes:
+	// measured over a short run, 55 exits, p50 78 ms, p99 491 ms, max 644 ms (the CRI bed's is
+	// under 150 ms). A dependency that exited within it before its dependent started is suspect,
+	// and a violation all the same when podorder had recorded the exit before the release.
+	exitTolerance = time.Second
 	// startRace: a held "started" dependency is released in the same step as its dependents, and
 	// their hooks are woken together, so its first line may trail theirs.
 	startRace = 100 * time.Millisecond
