@@ -42,6 +42,7 @@ func TestKubeletEvidenceReportsAPlantedEarlyStart(t *testing.T) {
 		wantWhy   string
 		wantPods  int
 		extraPods []seenAttempt
+		dbLines   []string
 	}{
 		"a dependent released after its dependency listened is checked": {
 			appLines: []string{line("START", "app", 2050)},
@@ -84,6 +85,25 @@ func TestKubeletEvidenceReportsAPlantedEarlyStart(t *testing.T) {
 			want:    checker.Skipped,
 			wantWhy: "kubelet never started it",
 		},
+		"a dependency that exited just before the start, unknown to podorder yet, is suspect (the NRI lag)": {
+			dbLines:  append(dbLines[:2:2], line("EXIT", "db", 2100)+" 1"),
+			appLines: []string{line("START", "app", 2300)},
+			daemon:   []string{daemonLog("released", "app-1", 2250, "")},
+			want:     checker.Suspect,
+			wantWhy:  "within the NRI lag",
+		},
+		"a release after podorder recorded its dependency's exit is a violation": {
+			dbLines:  append(dbLines[:2:2], line("EXIT", "db", 2100)+" 1"),
+			appLines: []string{line("START", "app", 2300)},
+			daemon:   []string{daemonLog("exited", "db-1", 2150, `,"exit_code":1`), daemonLog("released", "app-1", 2250, "")},
+			want:     checker.Violation,
+			wantWhy:  "podorder recorded the exit (code 1)",
+		},
+		"a hold never released although its dependency was ready is a liveness violation": {
+			app:     func(a *seenAttempt) { a.Finished, a.ExitCode = at(10_000), 2 },
+			want:    checker.Violation,
+			wantWhy: "never released",
+		},
 		"pods outside the campaign are left out": {
 			appLines: []string{line("START", "app", 2050)},
 			daemon:   []string{daemonLog("released", "app-1", 2030, "")},
@@ -102,6 +122,9 @@ func TestKubeletEvidenceReportsAPlantedEarlyStart(t *testing.T) {
 			}
 			attempts := append([]seenAttempt{a, db}, tt.extraPods...)
 			lines := map[string][]string{"app-1": tt.appLines, "db-1": dbLines}
+			if tt.dbLines != nil {
+				lines["db-1"] = tt.dbLines
+			}
 			pods := kubeletEvidence(workloads, attempts, lines, recordsOf([][]logRecord{parseRecords(tt.daemon)}))
 			require.Len(t, pods, 1, "one pod of the campaign")
 			require.Len(t, pods[0].Containers, 2)
