@@ -488,6 +488,24 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	}
 	t.Logf("RESULT kubelet churn: %d workloads, %d pods, %d containers, %d attempts, %d podorder daemons, in %s; %s",
 		nPods, len(pods), containers, nAttempts, len(rec.podorderAttempts()), time.Since(began).Round(time.Second), report.Result())
+	// What the upgrade carried over: holds begun under the previous release (their hook is that
+	// release's) that a later daemon released.
+	carried := 0
+	if daemons := rec.daemonRecords(); len(k.faults) > 0 && len(daemons) > 1 {
+		upgrade := k.faults[0].at
+		created := map[string]time.Time{}
+		for _, a := range attempts {
+			created[a.ID] = a.Created
+		}
+		for _, d := range daemons[1:] {
+			for _, r := range d {
+				if at, ok := created[r.ContainerID]; ok && r.Msg == "released" && r.Reason == "" && at.Before(upgrade) {
+					carried++
+				}
+			}
+		}
+	}
+	t.Logf("RESULT kubelet churn upgrade: %d holds begun under the previous release were released by this release's daemon", carried)
 	for _, f := range k.faults {
 		n := holdsAt(attempts, lines, f.at)
 		what := fmt.Sprintf("%s at +%s, %d holds in progress", f.kind, f.at.Sub(began).Round(100*time.Millisecond), n)
