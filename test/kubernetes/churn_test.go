@@ -478,7 +478,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 			lines[a.ID] = a.lines()
 		}
 	}
-	recs := recordsOf(rec.daemonRecords())
+	recs := recordsOf(rec.daemonRecords(), end)
 	cfg := kubeletCheckerConfig(end)
 	for _, f := range k.faults {
 		if !f.outage.From.IsZero() {
@@ -486,7 +486,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 			cfg.Outages = append(cfg.Outages, f.outage)
 		}
 	}
-	pods := kubeletEvidence(workloads, attempts, lines, recs)
+	pods := kubeletEvidence(workloads, attempts, lines, recs, end)
 	report := checker.Check(cfg, pods)
 
 	containers, nAttempts, removed := 0, 0, 0

@@ -308,11 +308,15 @@ type podorderRecords struct {
 	released, exited map[string]time.Time
 }
 
-// recordsOf collects podorder's release and exit records over every daemon the node ran.
-func recordsOf(daemons [][]logRecord) podorderRecords {
+// recordsOf collects podorder's release and exit records over every daemon the node ran, up to
+// end: the daemons log on while the evidence is read, about attempts the recorder no longer sees.
+func recordsOf(daemons [][]logRecord, end time.Time) podorderRecords {
 	recs := podorderRecords{released: map[string]time.Time{}, exited: map[string]time.Time{}}
 	for _, d := range daemons {
 		for _, rec := range d {
+			if rec.Time.After(end) {
+				continue
+			}
 			into := map[string]map[string]time.Time{"released": recs.released, "exited": recs.exited}[rec.Msg]
 			// A "released" with a reason is podorder inferring, after a hold's end, that a hook it
 			// lost track of let its container go: not a decision to hold it to.
@@ -327,10 +331,11 @@ func recordsOf(daemons [][]logRecord) podorderRecords {
 	return recs
 }
 
-// kubeletEvidence turns what the recorder saw into the checker's input: one checker.Pod per pod
-// (by UID) of the campaign's workloads, each container's attempts in creation order. lines are
-// the workload lines of each attempt, by container ID.
-func kubeletEvidence(workloads map[string]*workload, attempts []seenAttempt, lines map[string][]string, recs podorderRecords) []checker.Pod {
+// kubeletEvidence turns what the recorder saw until end into the checker's input: one checker.Pod
+// per pod (by UID) of the campaign's workloads, each container's attempts in creation order. lines
+// are the workload lines of each attempt, by container ID; those after end are left out, as the
+// recorder stopped looking then (a restart kubelet made later would be missing beside them).
+func kubeletEvidence(workloads map[string]*workload, attempts []seenAttempt, lines map[string][]string, recs podorderRecords, end time.Time) []checker.Pod {
 	byPod := map[string][]seenAttempt{}
 	var uids []string
 	for _, a := range attempts {
@@ -352,7 +357,7 @@ func kubeletEvidence(workloads map[string]*workload, attempts []seenAttempt, lin
 			cc := checker.Container{Name: c.name, Deps: c.deps, Timeout: c.timeout}
 			for _, a := range as {
 				if a.Name == c.name {
-					cc.Attempts = append(cc.Attempts, attemptOf(a, lines[a.ID], recs))
+					cc.Attempts = append(cc.Attempts, attemptOf(a, lines[a.ID], recs, end))
 				}
 			}
 			p.Containers = append(p.Containers, cc)
@@ -369,7 +374,7 @@ func workloadOf(pod string) string {
 	return name
 }
 
-func attemptOf(a seenAttempt, lines []string, recs podorderRecords) checker.Attempt {
+func attemptOf(a seenAttempt, lines []string, recs podorderRecords, end time.Time) checker.Attempt {
 	ca := checker.Attempt{ID: a.ID, CreateAt: a.Created, CreateEnd: a.Created}
 	if a.Started.IsZero() {
 		ca.Failed = "start: kubelet never started it (its pod went first)"
@@ -385,7 +390,7 @@ func attemptOf(a seenAttempt, lines []string, recs podorderRecords) checker.Atte
 	}
 	for _, l := range lines {
 		ev, err := harness.ParseWorkloadEvent(l)
-		if err != nil {
+		if err != nil || ev.At.After(end) {
 			continue
 		}
 		switch ev.Kind {

@@ -104,6 +104,14 @@ func TestKubeletEvidenceReportsAPlantedEarlyStart(t *testing.T) {
 			want:    checker.Violation,
 			wantWhy: "never released",
 		},
+		"what happened after the recorder stopped is left out": {
+			// db never listened by the end; app's start after it (beside a db attempt the recorder
+			// never saw) would read as an early start.
+			dbLines:  []string{line("START", "db", 110)},
+			appLines: []string{line("START", "app", 70_000)},
+			daemon:   []string{daemonLog("released", "app-1", 69_990, "")},
+			want:     checker.TimedOut,
+		},
 		"pods outside the campaign are left out": {
 			appLines: []string{line("START", "app", 2050)},
 			daemon:   []string{daemonLog("released", "app-1", 2030, "")},
@@ -125,7 +133,7 @@ func TestKubeletEvidenceReportsAPlantedEarlyStart(t *testing.T) {
 			if tt.dbLines != nil {
 				lines["db-1"] = tt.dbLines
 			}
-			pods := kubeletEvidence(workloads, attempts, lines, recordsOf([][]logRecord{parseRecords(tt.daemon)}))
+			pods := kubeletEvidence(workloads, attempts, lines, recordsOf([][]logRecord{parseRecords(tt.daemon)}, at(60_000)), at(60_000))
 			require.Len(t, pods, 1, "one pod of the campaign")
 			require.Len(t, pods[0].Containers, 2)
 
@@ -149,7 +157,7 @@ func TestAnAttemptRemovedBeforeItWasSeenExitedEndsAtTheLookThatMissedIt(t *testi
 	// noticed, so a hold on it is not owed a release until the end of the run.
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	a := seenAttempt{ID: "x", Started: t0, Finished: t0.Add(time.Second), ExitCode: -1, Removed: true}
-	ca := attemptOf(a, nil, podorderRecords{})
+	ca := attemptOf(a, nil, podorderRecords{}, t0.Add(time.Minute))
 	assert.Equal(t, t0.Add(time.Second), ca.Finished)
 	assert.Equal(t, -1, ca.FinishedCode)
 }
