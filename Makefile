@@ -87,10 +87,16 @@ test-e2e: deps
 # The churn and fault campaign at full size: 200 pods with random dependency graphs per round, three
 # rounds, podorder killed -9, containerd restarted, the store removed and dependencies killed while
 # they start; an invariant checker reports every violation. test-e2e runs it with 16 pods, one round.
+# Then the same checker on the real kubelet (test/kubernetes, TestChurnOnARealKubelet): 40 Deployments
+# and Jobs while podorder is upgraded from its previous release, its pod deleted, Deployments rolled
+# and held pods deleted; test-k8s runs it with 8. Both run; the target fails if either does.
 SOAK_PODS ?= 200
 SOAK_ROUNDS ?= 3
-soak: deps _output
-	PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT|violation' ; exit $${PIPESTATUS[0]}
+SOAK_KUBE_PODS ?= 40
+soak: deps deps-k8s _output
+	@PODORDER_SOAK_PODS=$(SOAK_PODS) PODORDER_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 90m -v -run 'TestChurn' ./test/e2e/ 2>&1 | tee _output/soak.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT|violation' ; cri=$${PIPESTATUS[0]}; \
+	PODORDER_SOAK_KUBE_PODS=$(SOAK_KUBE_PODS) $(GO) test -count=1 -timeout 60m -v -run '^TestChurnOnARealKubelet$$' ./test/kubernetes/ 2>&1 | tee _output/soak-kube.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok|panic)|$(FAILURE_LINES)|RESULT|violation' ; kube=$${PIPESTATUS[0]}; \
+	test $$cri -eq 0 -a $$kube -eq 0
 
 # Planted bugs, each behind a build tag (mutant_<name>, in the mutant_*.go files next to the function
 # it swaps): for each, the daemon and the hook are built with it and the proof campaign

@@ -76,33 +76,9 @@ func (b *bed) deployPodorder(t *testing.T) {
 	out, err := b.env.Ctr("-n", harness.Namespace, "images", "import", tar)
 	require.NoError(t, err, out)
 
-	// This cluster has no kube-proxy, so the kubernetes Service IP leads nowhere: the overlay
-	// points podorder's in-cluster config at the API server itself.
-	kubeconfig, err := os.ReadFile(b.c.Kubeconfig)
-	require.NoError(t, err)
-	m := regexp.MustCompile(`server: "?https://([0-9.]+):([0-9]+)`).FindSubmatch(kubeconfig)
-	require.NotNil(t, m, "API server address in %s", b.c.Kubeconfig)
-	apiHost, apiPort := string(m[1]), string(m[2])
-	overlay := t.TempDir()
-	// kustomize takes a base only by relative path.
-	base, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset", "kubernetes-1.36"))
-	require.NoError(t, err)
-	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %[1]s
-images:
-  - name: registry.local/podorder/podorder
-    newTag: test
-patches:
-  - target: {kind: DaemonSet, name: podorder}
-    patch: |-
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[2]s"}}
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[3]s"}}
-`, base, apiHost, apiPort)
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
-	b.overlay, b.apiHost, b.apiPort = overlay, apiHost, apiPort
-	b.c.Kubectl(t, "apply", "-k", overlay)
+	b.apiHost, b.apiPort = apiAddress(t, b.c)
+	b.overlay = b.writeOverlay(t, filepath.Join(repo, "daemonset", "kubernetes-1.36"), "test")
+	b.c.Kubectl(t, "apply", "-k", b.overlay)
 	b.c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -110,6 +86,47 @@ patches:
 			t.Logf("podorder logs:\n%s", out)
 		}
 	})
+}
+
+// apiAddress is where the cluster's API server listens, from its admin kubeconfig.
+func apiAddress(t *testing.T, c *cluster.Cluster) (host, port string) {
+	t.Helper()
+	kubeconfig, err := os.ReadFile(c.Kubeconfig)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`server: "?https://([0-9.]+):([0-9]+)`).FindSubmatch(kubeconfig)
+	require.NotNil(t, m, "API server address in %s", c.Kubeconfig)
+	return string(m[1]), string(m[2])
+}
+
+// writeOverlay writes a kustomize overlay of the manifests in base that changes only podorder's
+// image tag and the API server's address, and returns its directory. This cluster has no
+// kube-proxy, so the kubernetes Service IP leads nowhere: the overlay points podorder's
+// in-cluster config at the API server itself. env adds environment variables to the daemon, as
+// name, value pairs.
+func (b *bed) writeOverlay(t *testing.T, base, tag string, env ...string) string {
+	t.Helper()
+	overlay := t.TempDir()
+	// kustomize takes a base only by relative path.
+	rel, err := filepath.Rel(overlay, base)
+	require.NoError(t, err)
+	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %[1]s
+images:
+  - name: registry.local/podorder/podorder
+    newTag: %[4]s
+patches:
+  - target: {kind: DaemonSet, name: podorder}
+    patch: |-
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_HOST, value: "%[2]s"}}
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: KUBERNETES_SERVICE_PORT, value: "%[3]s"}}
+`, rel, b.apiHost, b.apiPort, tag)
+	for i := 0; i+1 < len(env); i += 2 {
+		kustomization += fmt.Sprintf("      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: %s, value: %q}}\n", env[i], env[i+1])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
+	return overlay
 }
 
 // shareNetnsMounts makes /var/run/netns a shared mount, as `ip netns` does and as systemd hosts have
