@@ -98,7 +98,7 @@ func (f *Files) open(pid uint32) (*watch, error) {
 	var err error
 	// The container's root as its process sees it; lookups below never leave it.
 	if w.root, err = unix.Open(dir+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); errors.Is(err, unix.EACCES) {
-		return nil, fmt.Errorf("open the root of process %d: %w: looking inside a container needs CAP_SYS_PTRACE, which the daemon lacks (add SYS_PTRACE to its capabilities)", pid, err)
+		return nil, fmt.Errorf("open the root of process %d: %w: looking inside a container needs CAP_SYS_PTRACE, which the daemon lacks: install with the chart's fileReadiness=true or the kustomize component daemonset/components/file-readiness", pid, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("open the root of process %d: %w", pid, err)
 	}

@@ -215,3 +215,27 @@ func TestTheChartPutsHealthWhereKubeletProbesIt(t *testing.T) {
 		})
 	}
 }
+
+func TestFileReadinessGrantsSysPtraceOnlyWhenAskedFor(t *testing.T) {
+	tests := map[string]struct {
+		set  []string
+		want []string
+	}{
+		"off (the default)":  {nil, []string{"SYS_ADMIN", "KILL"}},
+		"on":                 {[]string{"--set", "fileReadiness=true"}, []string{"SYS_ADMIN", "KILL", "SYS_PTRACE"}},
+		"on, stop-with off":  {[]string{"--set", "fileReadiness=true", "--set", "stopWith=false"}, []string{"SYS_ADMIN", "SYS_PTRACE"}},
+		"off, stop-with off": {[]string{"--set", "stopWith=false"}, []string{"SYS_ADMIN"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			out := helm(t, append([]string{"template", "po", "../../charts/podorder", "--kube-version", "1.37.2", "--show-only", "templates/daemonset.yaml"}, tt.set...)...)
+			var ds appsv1.DaemonSet
+			require.NoError(t, yaml.Unmarshal([]byte(out), &ds))
+			var got []string
+			for _, c := range ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add {
+				got = append(got, string(c))
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -190,3 +190,29 @@ func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
 	assert.Equal(t, chart.SecurityContext, pod.InitContainers[0].SecurityContext, "the chart's and the component's init containers hold the same rights")
 	assert.Equal(t, chart.Resources, pod.InitContainers[0].Resources)
 }
+
+func TestTheFileReadinessComponentGrantsSysPtrace(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	overlay := t.TempDir()
+	rel, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
+	require.NoError(t, err)
+	body := "resources: [" + rel + "/base]\ncomponents: [" + rel + "/components/file-readiness]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(body), 0o644))
+	out, err := exec.Command(Kubectl(t), "kustomize", overlay).CombinedOutput()
+	require.NoError(t, err, "kubectl kustomize: %s", out)
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		if !strings.Contains(doc, "kind: DaemonSet\n") {
+			continue
+		}
+		var ds appsv1.DaemonSet
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &ds))
+		var caps []string
+		for _, c := range ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add {
+			caps = append(caps, string(c))
+		}
+		assert.Equal(t, []string{"SYS_ADMIN", "KILL", "SYS_PTRACE"}, caps)
+		return
+	}
+	t.Fatal("the build has no DaemonSet")
+}
