@@ -39,6 +39,8 @@ func (f *fakeWatcher) Watch(ns, sel string, cond dependency.Condition, update fu
 // ends in "-noprobe", and podorder can run it itself (tcp:5432) when the name ends in "-fast".
 type fakeSpecs map[string][]string
 
+func (f fakeSpecs) Status(string) (podstate.Observation, bool) { return podstate.Observation{}, false }
+
 func (f fakeSpecs) Containers(uid string) ([]decl.Container, bool) {
 	names, ok := f[uid]
 	var out []decl.Container

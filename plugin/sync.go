@@ -78,6 +78,13 @@ func (p *Plugin) synchronize(pods []*api.PodSandbox, containers []*api.Container
 		// containerd 2.4 lists no exited container to NRI: an attempt that exited while podorder
 		// was away (a daemon restart, a DaemonSet rollout) is known only by its absence.
 		p.apply(pd, pd.Listed(ids[uid], p.now()))
+		// The API's view of the pod catches up on what the runtime forgot: the exit codes of
+		// attempts gone, and attempts that ran and exited while podorder was away.
+		if k := p.cfg.Kube; k != nil && k.Specs != nil {
+			if obs, ok := k.Specs.Status(uid); ok {
+				p.apply(pd, pd.Observed(obs, p.now()))
+			}
+		}
 		for _, a := range pd.Attempts {
 			if a.Holding() {
 				held++

@@ -221,7 +221,7 @@ func stripTerminated(t *corev1.ContainerStateTerminated) *corev1.ContainerStateT
 	if t == nil {
 		return nil
 	}
-	return &corev1.ContainerStateTerminated{ContainerID: t.ContainerID, ExitCode: t.ExitCode}
+	return &corev1.ContainerStateTerminated{ContainerID: t.ContainerID, ExitCode: t.ExitCode, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt}
 }
 
 // Start runs the node's pod informer, feeding kubelet's readiness into r, and waits up to timeout for
@@ -281,11 +281,12 @@ func ExitedContainers(pod *corev1.Pod) []podstate.ExitedContainer {
 	var out []podstate.ExitedContainer
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
 		for _, cs := range list {
-			for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+			for i, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
 				if term == nil || term.ContainerID == "" {
 					continue
 				}
-				out = append(out, podstate.ExitedContainer{Name: cs.Name, ID: runtimeID(term.ContainerID), Code: term.ExitCode})
+				out = append(out, podstate.ExitedContainer{Name: cs.Name, ID: runtimeID(term.ContainerID), Code: term.ExitCode,
+					Current: i == 0, StartedAt: term.StartedAt.Time, FinishedAt: term.FinishedAt.Time})
 			}
 		}
 	}
@@ -328,6 +329,17 @@ func (s *Source) nodePod(uid string) *corev1.Pod {
 		return nil
 	}
 	return objs[0].(*corev1.Pod)
+}
+
+// Status returns what the API shows of a pod of this node now (its spec, kubelet's readiness and
+// terminated containers, its deletion): after a resynchronization, what changed while podorder
+// was away.
+func (s *Source) Status(podUID string) (podstate.Observation, bool) {
+	pod := s.nodePod(podUID)
+	if pod == nil {
+		return podstate.Observation{}, false
+	}
+	return Observe(pod), true
 }
 
 // Containers implements kubeapi.PodSpecs from the node's pod informer.

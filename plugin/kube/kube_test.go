@@ -32,7 +32,7 @@ func TestExitedContainersGivesEachTerminatedAttemptItsCode(t *testing.T) {
 			{Name: "app", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}}, // no attempt: unmatchable
 		},
 	}}
-	assert.Equal(t, []podstate.ExitedContainer{{Name: "migrate", ID: "m1", Code: 0}, {Name: "db", ID: "d1", Code: 137}}, ExitedContainers(pod))
+	assert.Equal(t, []podstate.ExitedContainer{{Name: "migrate", ID: "m1", Code: 0, Current: true}, {Name: "db", ID: "d1", Code: 137}}, ExitedContainers(pod))
 }
 
 func TestPodMeetsEachCondition(t *testing.T) {

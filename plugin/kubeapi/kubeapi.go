@@ -27,6 +27,8 @@ type PodSpecs interface {
 	// Containers returns the pod's init and regular containers in spec order, with what decides
 	// their readiness; false if unknown.
 	Containers(podUID string) ([]decl.Container, bool)
+	// Status returns what the API shows of the pod now; false if unknown.
+	Status(podUID string) (podstate.Observation, bool)
 }
 
 // Recorder records Events on pods (rate-limited and aggregated like kubelet's).

@@ -252,6 +252,10 @@ type Observation struct {
 type ExitedContainer struct {
 	Name, ID string
 	Code     int32
+	// Current says it is the container's newest attempt (its state, not its last state), which
+	// started and finished at StartedAt and FinishedAt.
+	Current               bool
+	StartedAt, FinishedAt time.Time
 }
 
 // ReadyContainer is a container kubelet reports ready, with its runtime ID.
@@ -282,6 +286,9 @@ func (p *Pod) Observed(obs Observation, now time.Time) []Effect {
 					o.add(p.exitLearned(a, code, now)...)
 				}
 			}
+		}
+		for _, e := range obs.Exited {
+			o.add(p.ranWhileAway(e, now)...)
 		}
 	}
 	if obs.Terminating {

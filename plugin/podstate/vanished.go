@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/podorder/podorder/hooks/tombstone"
 )
 
 // Listed is the runtime's list of the pod's container IDs at a resynchronization. An attempt
@@ -78,4 +80,43 @@ func (p *Pod) stopOnAnyExit(a *Attempt, now time.Time) []Effect {
 		}
 	}
 	return o
+}
+
+// ranWhileAway takes kubelet's newest attempt of a container, terminated, when podorder never saw
+// it: created and exited while podorder was away, it is in no NRI event and in no runtime list, and
+// only the Kubernetes API says it ran (kubelet's status of the node's own pods, which tenants
+// cannot write). It is taken only when podorder's own newest attempt of that container has exited
+// (or there is none), so it can only be newer; a hold on it ended long ago, and it counts for
+// dependents as what it was: started, then exited with its code.
+func (p *Pod) ranWhileAway(e ExitedContainer, now time.Time) []Effect {
+	prev := p.Attempts[e.Name]
+	if !e.Current || e.ID == "" || e.StartedAt.IsZero() || e.FinishedAt.IsZero() ||
+		prev != nil && (prev.TS.ExitedAt == nil || prev.TS.PodSelector != "") || p.knows(e.Name, e.ID) {
+		return nil
+	}
+	if prev != nil {
+		prev.Prev = nil // one step back, as for any new attempt
+	}
+	started, finished := e.StartedAt, e.FinishedAt
+	ts := &tombstone.Tombstone{Container: e.Name, ID: e.ID, CreatedAt: &started, StartedAt: &started, ReleasedAt: &started,
+		ExitedAt: &finished, ExitCode: e.Code}
+	a := &Attempt{TS: ts, Prev: prev}
+	p.Attempts[e.Name] = a
+	var o out
+	p.note(a, finished, TimelineExited, "ran while podorder was away (from the Kubernetes API)").Code = e.Code
+	o.log(slog.LevelInfo, e.Name, "an attempt ran and exited while podorder was away (from the Kubernetes API)",
+		"container_id", e.ID, "exit_code", e.Code)
+	o.write(p, a)
+	o.add(p.release(now)...)
+	return o
+}
+
+// knows says whether an attempt of container with that ID is among the attempts podorder keeps.
+func (p *Pod) knows(container, id string) bool {
+	for a := p.Attempts[container]; a != nil; a = a.Prev {
+		if a.TS.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -71,3 +71,28 @@ func TestAnAttemptNeverStartedThatTheRuntimeNoLongerListsIsUndone(t *testing.T) 
 	f.pod.Listed(nil, at(5))
 	assert.NotContains(t, f.pod.Attempts, "db", "removed unstarted: forgotten")
 }
+
+func TestAnAttemptThatRanWhilePodorderWasAwayIsTakenFromTheAPI(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, Node{API: true})
+	app, _ := f.run("app", 0)
+	// migrate was created, ran and exited 0 while podorder was away: no NRI event, no runtime list.
+	ran := ExitedContainer{Name: "migrate", ID: "m-7", Code: 0, Current: true, StartedAt: at(1), FinishedAt: at(2)}
+	old := ran
+	old.Current = false
+	f.pod.Observed(Observation{Exited: []ExitedContainer{old}}, at(3))
+	assert.Nil(t, app.TS.ReleasedAt, "a last state is not the newest attempt")
+	effects := summary(f.pod.Observed(Observation{Exited: []ExitedContainer{ran}}, at(3)))
+	assert.Contains(t, effects, "write migrate")
+	assert.NotNil(t, app.TS.ReleasedAt, "migrate completed, as kubelet reports")
+	assert.Equal(t, "m-7", f.pod.Attempts["migrate"].TS.ID)
+}
+
+func TestTheAPIsTerminatedAttemptNeverReplacesOneThatRuns(t *testing.T) {
+	f := newPod(t, map[string]string{"podorder.dev/after.app": "migrate_completed"}, Node{API: true})
+	migrate, _ := f.run("migrate", 0)
+	app, _ := f.run("app", 1)
+	// kubelet's status still shows the previous attempt as current, while podorder's runs.
+	f.pod.Observed(Observation{Exited: []ExitedContainer{{Name: "migrate", ID: "m-old", Code: 0, Current: true, StartedAt: at(-5), FinishedAt: at(-4)}}}, at(2))
+	assert.Same(t, migrate, f.pod.Attempts["migrate"])
+	assert.Nil(t, app.TS.ReleasedAt)
+}
