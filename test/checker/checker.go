@@ -531,8 +531,11 @@ func liveness(cfg Config, byName map[string]*Container, c *Container, a *Attempt
 		}
 	}
 	for _, removed := range cfg.StoreRemoved {
-		if !removed.Before(from) && removed.Before(to) {
-			return // the hook reads a removed directory: the hold ends at its timeout
+		// The store is bind-mounted when the runtime creates the container's task, somewhere
+		// between the CRI create and the start's return: a removal from the creation on leaves
+		// the hook reading a removed directory, and the hold ends at its timeout.
+		if !removed.Before(a.CreateAt) && removed.Before(to) {
+			return
 		}
 	}
 	met := []span{{from, to}}

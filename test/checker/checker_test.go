@@ -283,3 +283,26 @@ func TestCheckTellsADependencyThatBrokeAfterTheReleaseFromAnEarlyRelease(t *test
 		})
 	}
 }
+
+func TestAStoreRemovalExcusesOnlyHoldsCreatedBeforeIt(t *testing.T) {
+	db := dep("db", run("db", func(a *Attempt) { a.Start, a.Listen = at(100), at(300) }))
+	timedOut := Container{Name: "app", Deps: []Dep{{"db", Ready}}, Timeout: 20 * time.Second,
+		Attempts: []Attempt{run("app", func(a *Attempt) { a.Finished, a.FinishedCode = at(20_100), 255 })}}
+	tests := []struct {
+		name    string
+		removed int
+		want    Verdict
+	}{
+		{"removed between its creation and its start's return: blind, excused", 15, TimedOut},
+		{"removed during the hold", 5000, TimedOut},
+		{"removed before its creation: it mounts the new store, not excused", -100, Violation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg
+			c.StoreRemoved = []time.Time{at(tt.removed)}
+			f := judgeApp(t, c, timedOut, db)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+		})
+	}
+}

@@ -533,14 +533,14 @@ func (ch *churn) inject(pods []*churnPod, plan []string) func(done <-chan struct
 				// rename cannot cross devices.
 				trash, err := os.MkdirTemp(filepath.Dir(po.Store.Root), "removed-")
 				require.NoError(t, err)
+				ch.mu.Lock()
+				ch.removed = append(ch.removed, time.Now()) // before: a hook may read the directory gone from now on
+				ch.mu.Unlock()
 				for _, tree := range []string{"pods", "wake"} {
 					gone := filepath.Join(trash, tree)
 					require.NoError(t, os.Rename(filepath.Join(po.Store.Root, tree), gone))
 					require.NoError(t, os.RemoveAll(gone))
 				}
-				ch.mu.Lock()
-				ch.removed = append(ch.removed, time.Now())
-				ch.mu.Unlock()
 			case faultDelete:
 				p := ch.holding(pods)
 				for p == nil && ch.strike(done) > 0 {

@@ -146,14 +146,15 @@ func TestMeasureReadinessEvents(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 to measure")
 	}
-	blocks := envInt("PODORDER_BENCH_BLOCKS", 2)  // A B B A per block
-	perBlock := envInt("PODORDER_BENCH_PODS", 10) // pods per variant per block
-	waiting := envInt("PODORDER_BENCH_WAITING", 50)
+	blocks := envInt("PODORDER_BENCH_BLOCKS", 2)     // A B B A per block
+	perBlock := envInt("PODORDER_BENCH_PODS", 10)    // pods per variant per block
+	waiting := envInt("PODORDER_BENCH_WAITING", 500) // the node's cap is 512
 	window := 10 * time.Second
 
 	env := harness.Start(t, harness.Options{})
 	env.ImportWorkloadImages(t)
-	po := startPodorder(t, env, "--log-level=info")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	po := startPodorder(t, env, "--log-level=info", "--metrics-addr="+metricsAddr, "--metrics-secure=false")
 	base := slices.Clone(po.args)
 	use := func(variant string) {
 		po.Kill(t)
@@ -189,21 +190,35 @@ func TestMeasureReadinessEvents(t *testing.T) {
 		row{variant: "  polling: LISTEN → probe passed", d: durations(latency["none"], ready), noRatio: true},
 		row{variant: "  events: LISTEN → probe passed", d: durations(latency["auto"], ready), noRatio: true})
 
-	// N pods whose db never listens: their probes wait on closed ports for the whole window.
+	// N probes that wait on closed ports for the whole window: pods of an app waiting for up to 15
+	// dbs that never listen (a pod may run 16 probes), spread over namespaces (128 probes each).
+	const perPod, podsPerNamespace = 15, 8
 	var pods []*harness.Pod
-	for i := range waiting {
-		port := ps.take(t)
-		pods = append(pods, env.RunPod(t, harness.PodSpec{Name: fmt.Sprintf("wait-%d", i),
-			Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "30m"},
-			Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("tcp:%d", port)},
-			Containers: []harness.ContainerSpec{{Name: "app", Args: args("app")},
-				{Name: "db", Args: args("db", "--listen-after", "1h", "--port", strconv.Itoa(port))}}}))
+	for i := 0; i*perPod < waiting; i++ {
+		n := min(perPod, waiting-i*perPod)
+		spec := harness.PodSpec{Name: fmt.Sprintf("wait-%d", i), Namespace: fmt.Sprintf("wait-%d", i/podsPerNamespace),
+			Labels:      map[string]string{"podorder.dev/timeout.app": "30m"},
+			Annotations: map[string]string{},
+			Containers:  []harness.ContainerSpec{{Name: "app", Args: args("app")}}}
+		var after []string
+		for k := range n {
+			db, port := fmt.Sprintf("db%d", k), ps.take(t)
+			after = append(after, db)
+			spec.Annotations["podorder.dev/probe."+db] = fmt.Sprintf("tcp:%d", port)
+			spec.Containers = append(spec.Containers, harness.ContainerSpec{Name: db, Args: args(db, "--listen-after", "1h", "--port", strconv.Itoa(port))})
+		}
+		spec.Labels["podorder.dev/after.app"] = strings.Join(after, ".")
+		pods = append(pods, env.RunPod(t, spec))
 	}
 	defer func() {
 		for _, p := range pods {
 			_ = env.TryStopPod(p)
 		}
 	}()
+	require.Eventually(t, func() bool {
+		return strings.Contains(scrape(t, metricsAddr), fmt.Sprintf("podorder_holds %d", len(pods)))
+	},
+		2*time.Minute, 100*time.Millisecond, "every app held")
 	cpu := map[string][]time.Duration{}
 	for range blocks {
 		for _, variant := range order {
