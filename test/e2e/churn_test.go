@@ -481,11 +481,11 @@ func (ch *churn) strike(done <-chan struct{}) int {
 	}
 }
 
-// faultPlan is the faults of one wave, in a random order: at full size (200 pods a round) 8 podorder
-// kills, 4 containerd restarts, 2 store removals and 10 pods deleted mid-hold.
+// faultPlan is the faults of one wave, in a random order: at full size (200 pods a round) 20 podorder
+// kills, 10 containerd restarts, 4 store removals and 20 pods deleted mid-hold.
 func (ch *churn) faultPlan(pods int) []string {
 	var plan []string
-	for kind, per := range map[string]int{faultKill: 25, faultRestart: 50, faultStore: 100, faultDelete: 20} {
+	for kind, per := range map[string]int{faultKill: 10, faultRestart: 20, faultStore: 50, faultDelete: 10} {
 		for range max(1, pods/per) {
 			plan = append(plan, kind)
 		}
