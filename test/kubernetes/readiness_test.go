@@ -158,7 +158,7 @@ metadata:
 spec:
   containers:
   - {name: db, image: %[1]s}
-`, harness.WorkloadImage), "podorder: default/bad-readiness: label podorder.dev/readiness.db=both: want podorder (podorder evaluates the readinessProbe itself, the default) or kubelet"},
+`, harness.WorkloadImage), "podorder: default/bad-readiness: label podorder.dev/readiness.db=both: want podorder (podorder evaluates the readinessProbe itself, the default), kubelet (wait for kubelet's verdict), notify (the container sends READY=1 to its $NOTIFY_SOCKET) or file:<absolute path>"},
 			"deployment, bad timeout": {fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
