@@ -53,8 +53,8 @@ type Options struct {
 	// NRIDisabled writes `disable = true` into the NRI section, as a distribution that ships NRI
 	// off does: containerd then serves no NRI socket until the config says otherwise and it restarts.
 	NRIDisabled bool
-	// PodNetwork gives containerd a pod network (CNI ptp with host-local addresses from
-	// PodSubnet, state in Dir), so that pods whose PodSpec.PodNetwork is set get a network namespace
+	// PodNetwork gives containerd a pod network (CNI ptp with host-local addresses from a /24 of
+	// 10.231.0.0/16, state in Dir), so that pods whose PodSpec.PodNetwork is set get a network namespace
 	// of their own, as a Kubernetes pod without hostNetwork does. Needs Debian's
 	// containernetworking-plugins (hack/install-deps.sh installs it).
 	PodNetwork bool
