@@ -19,13 +19,13 @@ func (e *Env) CNIBinDir() string { return filepath.Join(e.Dir, "cni/bin") }
 // cniPluginDir is where Debian's containernetworking-plugins installs the plugins.
 const cniPluginDir = "/usr/lib/cni"
 
-// podSubnets are the pod networks' addresses (Options.PodNetwork): outside the cluster bed's pod
-// subnet, so that the two never meet in the host's routes. Each bed draws a /24 of it, so that two
-// beds at once (a test's and a benchmark's) seldom hand out the same address.
-const podSubnets = "10.231.0.0/16"
+// podSubnet is a bed's pod network (Options.PodNetwork): a /24 of 10.231.0.0/16, outside the
+// cluster bed's pod subnet so that the two never meet in the host's routes, drawn per bed so that
+// two beds at once (a test's and a benchmark's) seldom hand out the same address.
+func podSubnet() string { return fmt.Sprintf("10.231.%d.0/24", rand.N(256)) }
 
 // installPodNetwork links the ptp and host-local plugins and writes a network that gives each pod
-// sandbox a veth pair and a /32 from a /24 of podSubnets: containerd wants an address on the sandbox's eth0,
+// sandbox a veth pair and a /32 from podSubnet(): containerd wants an address on the sandbox's eth0,
 // and ptp, unlike a bridge, creates no device that another bed could share. Addresses are
 // allocated in Dir, so they go with the bed.
 func (e *Env) installPodNetwork() error {
@@ -47,6 +47,6 @@ func (e *Env) installPodNetwork() error {
     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
   }]
 }
-`, fmt.Sprintf("10.231.%d.0/24", rand.N(256)), filepath.Join(e.Dir, "cni-ipam"))
+`, podSubnet(), filepath.Join(e.Dir, "cni-ipam"))
 	return os.WriteFile(filepath.Join(e.CNIConfDir(), "10-podorder-e2e.conflist"), []byte(conf), 0o644)
 }
