@@ -165,13 +165,16 @@ func TestTheValidationWarnComponentRelaxesOnlyTheValidationOfKeys(t *testing.T) 
 	}
 }
 
-func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
+// componentDaemonSet builds the base with one component (and extra kustomization lines) and
+// returns its DaemonSet.
+func componentDaemonSet(t *testing.T, component, extra string) *appsv1.DaemonSet {
+	t.Helper()
 	repo, err := filepath.Abs("../..")
 	require.NoError(t, err)
 	overlay := t.TempDir()
 	rel, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
 	require.NoError(t, err)
-	body := "resources: [" + rel + "/base]\ncomponents: [" + rel + "/components/enable-nri]\nimages: [{name: registry.local/podorder/podorder, newTag: v9}]\n"
+	body := "resources: [" + rel + "/base]\ncomponents: [" + rel + "/components/" + component + "]\n" + extra
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(body), 0o644))
 	out, err := exec.Command(Kubectl(t), "kustomize", overlay).CombinedOutput()
 	require.NoError(t, err, "kubectl kustomize: %s", out)
@@ -183,7 +186,11 @@ func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
 		}
 	}
 	require.NotNil(t, ds, "the build has a DaemonSet")
-	pod := ds.Spec.Template.Spec
+	return ds
+}
+
+func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
+	pod := componentDaemonSet(t, "enable-nri", "images: [{name: registry.local/podorder/podorder, newTag: v9}]\n").Spec.Template.Spec
 	assertEnablesNRI(t, pod, "/etc/containerd", "enable-nri", "--config=/host/etc/containerd/config.toml")
 	assert.Equal(t, "registry.local/podorder/podorder:v9", pod.InitContainers[0].Image, "the overlay's image reaches the init container too")
 	chart := renderDaemonSet(t, "nri.patchConfig.enabled=true").Spec.Template.Spec.InitContainers[0]
@@ -192,27 +199,10 @@ func TestTheEnableNRIComponentAddsTheSameInitContainer(t *testing.T) {
 }
 
 func TestTheFileReadinessComponentGrantsSysPtrace(t *testing.T) {
-	repo, err := filepath.Abs("../..")
-	require.NoError(t, err)
-	overlay := t.TempDir()
-	rel, err := filepath.Rel(overlay, filepath.Join(repo, "daemonset"))
-	require.NoError(t, err)
-	body := "resources: [" + rel + "/base]\ncomponents: [" + rel + "/components/file-readiness]\n"
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(body), 0o644))
-	out, err := exec.Command(Kubectl(t), "kustomize", overlay).CombinedOutput()
-	require.NoError(t, err, "kubectl kustomize: %s", out)
-	for _, doc := range strings.Split(string(out), "\n---\n") {
-		if !strings.Contains(doc, "kind: DaemonSet\n") {
-			continue
-		}
-		var ds appsv1.DaemonSet
-		require.NoError(t, yaml.Unmarshal([]byte(doc), &ds))
-		var caps []string
-		for _, c := range ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add {
-			caps = append(caps, string(c))
-		}
-		assert.Equal(t, []string{"SYS_ADMIN", "KILL", "SYS_PTRACE"}, caps)
-		return
+	ds := componentDaemonSet(t, "file-readiness", "")
+	var caps []string
+	for _, c := range ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add {
+		caps = append(caps, string(c))
 	}
-	t.Fatal("the build has no DaemonSet")
+	assert.Equal(t, []string{"SYS_ADMIN", "KILL", "SYS_PTRACE"}, caps)
 }
