@@ -58,6 +58,9 @@ type Tombstone struct {
 	// podorder was away, and the runtime lists no exited container at a resynchronization. Its
 	// ExitCode then means nothing until the Kubernetes API says it.
 	ExitCodeUnknown bool `json:"exit_code_unknown,omitempty"`
+	// Blind marks a hold whose hook reads a store directory that was removed under the daemon: it
+	// can never see a release, so podorder never records one, across its own restarts too.
+	Blind bool `json:"blind,omitempty"`
 }
 
 // Held reports whether this attempt declared dependencies.

@@ -113,7 +113,7 @@ func TestAContainerCreatedWhilePodorderWasAwayIsReportedUnheldOrBlind(t *testing
 	}{
 		"without podorder's hook: it runs unheld":                    {hooked: false, effects: []string{"event PodorderUnheld"}},
 		"with the hook, not started: held as usual":                  {hooked: true, held: true},
-		"with the hook, started since: its hook sees an old store":   {hooked: true, ran: true, held: true, blind: true, effects: []string{"blind app"}},
+		"with the hook, started since: its hook sees an old store":   {hooked: true, ran: true, held: true, blind: true, effects: []string{"write app", "blind app"}},
 		"without the hook, started since: unheld, and nothing blind": {hooked: false, ran: true, effects: []string{"event PodorderUnheld"}},
 	}
 	for name, tt := range tests {
@@ -122,7 +122,7 @@ func TestAContainerCreatedWhilePodorderWasAwayIsReportedUnheldOrBlind(t *testing
 			a, effects := p.Adopt(Created{Name: "app", ID: "app-1", At: t0}, tt.hooked, tt.ran)
 			assert.Equal(t, tt.effects, summary(effects))
 			assert.Equal(t, tt.held, a.TS.Held(), "held")
-			assert.Equal(t, tt.blind, a.Blind, "blind")
+			assert.Equal(t, tt.blind, a.TS.Blind, "blind")
 		})
 	}
 }

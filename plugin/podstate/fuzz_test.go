@@ -200,7 +200,7 @@ func (h *harness) do(op, arg byte) {
 	case 10: // the store was removed and made again
 		effects = p.StoreRecreated()
 	case 11: // a blind hold's end comes while its attempt still runs
-		if a == nil || !a.Blind || tr.exited || !tr.started {
+		if a == nil || !a.TS.Blind || tr.exited || !tr.started {
 			return
 		}
 		tr.outlived = true
@@ -362,7 +362,7 @@ func (h *harness) check() {
 				t.Fatalf("%s is counted ready, and its own process never signalled it", a.TS.ID)
 			}
 		}
-		if h.p.Attempts[tr.name] != a || !a.Holding() || a.Blind || a.TS.HoldFailed != "" || !tr.hasDeadln || !h.now.Before(tr.deadline) {
+		if h.p.Attempts[tr.name] != a || !a.Holding() || a.TS.Blind || a.TS.HoldFailed != "" || !tr.hasDeadln || !h.now.Before(tr.deadline) {
 			continue
 		}
 		met := true

@@ -94,9 +94,6 @@ type Attempt struct {
 	signalEnded bool
 	// pid is the attempt's process as the runtime started it, which the signal is checked against.
 	pid uint32
-	// Blind is set on a held attempt whose hook cannot see the store any more (it was removed under
-	// podorder): a release written now would never reach it, so none is.
-	Blind bool
 	// Wakes is set when the container has a wake FIFO: it is held, or others wait for it (its preStop
 	// hook waits for them while the pod is deleted).
 	Wakes bool

@@ -22,7 +22,7 @@ func (p *Pod) release(now time.Time) []Effect {
 		for _, name := range p.names() {
 			a := p.Attempts[name]
 			ts := a.TS
-			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" || a.Blind {
+			if !ts.Held() || ts.HoldDeadline == nil || ts.ReleasedAt != nil || ts.ExitedAt != nil || ts.HoldFailed != "" || ts.Blind {
 				continue
 			}
 			if !releasable(ts, now) {
@@ -69,17 +69,26 @@ func (p *Pod) StoreRecreated() []Effect {
 // then ends the hold at its timeout, the container exits and kubelet starts a new attempt, which
 // sees the new directory. A container still running well past its hold's end must have been let go
 // by its hook (else the runtime would have ended it): HoldOutlived then counts it released.
+// The mark is in a's tombstone, so that a daemon restarted meanwhile does not release a instead
+// (found by the churn: a blind hold released after a restart let a dependent waiting for it
+// `started` run while its own process never did).
 func (p *Pod) markBlind(a *Attempt) []Effect {
-	if a.Blind {
+	if a.TS.Blind {
 		return nil
 	}
-	a.Blind = true
-	end := a.TS.CreatedAt.Add(time.Duration(a.TS.HoldTimeout) + HookGrace + time.Second)
-	return []Effect{
-		Log{Level: slog.LevelWarn, Container: a.Name(), Msg: "held since before the store was removed: its hook cannot see a release; it ends at its timeout",
-			Args: []any{"container_id", a.TS.ID, "counted_running_after", end.Format(time.RFC3339)}},
-		ArmBlindEnd{A: a, At: end},
-	}
+	a.TS.Blind = true
+	end := blindEnd(a)
+	var o out
+	o.log(slog.LevelWarn, a.Name(), "held since before the store was removed: its hook cannot see a release; it ends at its timeout",
+		"container_id", a.TS.ID, "counted_running_after", end.Format(time.RFC3339))
+	o.write(p, a)
+	o.add(ArmBlindEnd{A: a, At: end})
+	return o
+}
+
+// blindEnd is when a blind hold's hook has given up for sure.
+func blindEnd(a *Attempt) time.Time {
+	return a.TS.CreatedAt.Add(time.Duration(a.TS.HoldTimeout) + HookGrace + time.Second)
 }
 
 // HoldOutlived is a blind attempt still running past its hold's end: its hook let it go.

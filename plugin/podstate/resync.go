@@ -65,10 +65,18 @@ func (p *Pod) Resynced(a *Attempt, f Found, now time.Time) []Effect {
 // again, and holds are re-evaluated, so a held container is released when — and not before — its
 // dependencies are met.
 func (p *Pod) Resumed(now time.Time) []Effect {
-	for _, a := range p.Attempts {
+	var o out
+	for _, name := range p.names() {
+		a := p.Attempts[name]
 		if a.TS.ReleasedAt != nil && a.TS.ProbeReadyAt == nil && a.TS.ExitedAt == nil {
 			p.chooseProbe(a)
 		}
+		if a.TS.Blind && a.Holding() {
+			// Its end's timer went with a daemon that restarted; arming it twice is harmless.
+			o.add(ArmBlindEnd{A: a, At: blindEnd(a)})
+		}
 	}
-	return append(p.syncProbes(), p.release(now)...)
+	o.add(p.syncProbes()...)
+	o.add(p.release(now)...)
+	return o
 }

@@ -96,3 +96,21 @@ func TestTheAPIsTerminatedAttemptNeverReplacesOneThatRuns(t *testing.T) {
 	assert.Same(t, migrate, f.pod.Attempts["migrate"])
 	assert.Nil(t, app.TS.ReleasedAt)
 }
+
+func TestABlindHoldStaysBlindAcrossADaemonRestart(t *testing.T) {
+	labels := map[string]string{"podorder.dev/after.app": "db", "podorder.dev/after.web": "app_started"}
+	f := newPod(t, labels, Node{})
+	app, _ := f.run("app", 0)
+	f.pod.StoreRecreated()
+	require.True(t, app.TS.Blind)
+
+	// A new daemon loads the tombstones podorder wrote, then db becomes ready.
+	g := newPod(t, labels, Node{})
+	g.pod.Loaded(app.TS)
+	effects := summary(g.pod.Resumed(at(1)))
+	assert.Contains(t, effects, "blind app", "its end is armed again")
+	g.run("db", 2)
+	web, _ := g.run("web", 3)
+	assert.Nil(t, g.pod.Attempts["app"].TS.ReleasedAt, "never released: its hook cannot see it")
+	assert.Nil(t, web.TS.ReleasedAt, "so web, waiting for app to start, is not released either")
+}
