@@ -98,8 +98,9 @@ type Config struct {
 	// ExitTolerance is how late podorder may learn of an exit: the runtime tells NRI after the
 	// process is gone. A dependency that ended within it before its dependent's start is suspect.
 	ExitTolerance time.Duration
-	// StartRace is how much later than its dependent a "started" dependency released in the same
-	// step may print its first line: both hooks are woken together. Within it: suspect.
+	// StartRace is how much later than its dependent a "started" dependency that was not held may
+	// print its first line: podorder counts it started when the runtime's start returns. Within it:
+	// suspect. (A held one counts from its release: see sameStep.)
 	StartRace time.Duration
 	// Liveness is the longest a hold may outlast its dependencies being all met (by their lines).
 	Liveness time.Duration
@@ -380,10 +381,17 @@ func metBy(cfg Config, cond string, a *Attempt, s, released time.Time) (Verdict,
 		switch {
 		case a.Start.IsZero():
 			return Violation, fmt.Sprintf("its newest attempt %s never printed START", short(a.ID))
-		case a.Start.After(s.Add(cfg.StartRace)):
+		case a.Start.After(s) && sameStep(cfg, a, released):
+			// podorder counts a held dependency started at its release (docs/labels.md): both hooks
+			// are woken in one step, and which process runs first is the scheduler's choice.
+			return Suspect, fmt.Sprintf("started %s later: released in the same step as its dependent, its own process %s after its release (wake bound %s)",
+				a.Start.Sub(s).Round(time.Millisecond), a.Start.Sub(a.Released).Round(time.Millisecond), cfg.WakeBound)
+		case a.Start.After(s.Add(cfg.StartRace)) || a.Start.After(s) && !a.Released.IsZero():
 			return Violation, fmt.Sprintf("its newest attempt %s started %s later", short(a.ID), a.Start.Sub(s).Round(time.Millisecond))
 		case a.Start.After(s):
-			return Suspect, fmt.Sprintf("started %s later, within the race of two hooks woken together (%s)", a.Start.Sub(s).Round(time.Millisecond), cfg.StartRace)
+			// Not held: podorder counts it started when the runtime's start returned, a moment
+			// before its process prints.
+			return Suspect, fmt.Sprintf("started %s later, within the runtime's start (%s)", a.Start.Sub(s).Round(time.Millisecond), cfg.StartRace)
 		}
 		if code != 0 {
 			if v, w, ended := endedBefore(); ended {
@@ -414,6 +422,13 @@ func metBy(cfg Config, cond string, a *Attempt, s, released time.Time) (Verdict,
 		return Checked, ""
 	}
 	return Violation, fmt.Sprintf("unknown condition %q", cond)
+}
+
+// sameStep says that dependency attempt a was held and released by podorder no later than the
+// dependent's release, and that its own process then started within the wake bound: a dependent
+// released on a held `started` dependency in one step.
+func sameStep(cfg Config, a *Attempt, released time.Time) bool {
+	return !a.Released.IsZero() && !released.IsZero() && !a.Released.After(released) && a.Start.Sub(a.Released) <= cfg.WakeBound
 }
 
 // span is a half-open interval of time; a zero To runs to the end of the run.

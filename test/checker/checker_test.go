@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -61,8 +62,8 @@ func TestCheckJudgesEachConditionByTheDependencysOwnLines(t *testing.T) {
 			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(400) }))}, Checked, "met"},
 		{"started: a held dependency counted at its runtime start, its START a second later", app(500, Dep{"db", Started}),
 			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(1500) }))}, Violation, "db (started): its newest attempt db started 1s later"},
-		{"started: two hooks woken together, the dependency's line 5 ms later", app(500, Dep{"db", Started}),
-			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(505) }))}, Suspect, "within the race"},
+		{"started: not held, the dependency's line 5 ms after its runtime start", app(500, Dep{"db", Started}),
+			[]Container{dep("db", run("db", func(a *Attempt) { a.Start = at(505) }))}, Suspect, "within the runtime's start"},
 		{"started: the dependency never ran", app(500, Dep{"db", Started}),
 			[]Container{dep("db", run("db", nil))}, Violation, "never printed START"},
 		{"started: the dependency crashed long before", app(5000, Dep{"db", Started}),
@@ -303,6 +304,31 @@ func TestAStoreRemovalExcusesOnlyHoldsCreatedBeforeIt(t *testing.T) {
 			c.StoreRemoved = []time.Time{at(tt.removed)}
 			f := judgeApp(t, c, timedOut, db)
 			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+		})
+	}
+}
+
+func TestAHeldStartedDependencyReleasedInTheSameStepIsASuspectWhateverItsWake(t *testing.T) {
+	held := func(released, start int) Container {
+		return dep("db", run("db", func(a *Attempt) { a.Released, a.Start = at(released), at(start) }))
+	}
+	app := app(510, Dep{"db", Started}) // released at 500
+	tests := []struct {
+		name    string
+		db      Container
+		want    Verdict
+		wantWhy string
+	}{
+		{"released together, its process 300 ms later", held(500, 800), Suspect, "released in the same step"},
+		{"released together, its process never within the wake bound", held(500, 1200), Violation, "started 690ms later"},
+		{"released after its dependent: early", held(520, 530), Violation, "started 20ms later"},
+		{"never released (counted at its runtime start)", dep("db", run("db", func(a *Attempt) { a.Start = at(800) })), Violation, "started 290ms later"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := judgeApp(t, cfg, app, tt.db)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+			assert.Contains(t, strings.Join(f.Why, "; "), tt.wantWhy)
 		})
 	}
 }

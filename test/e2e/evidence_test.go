@@ -24,9 +24,9 @@ const (
 	// A dependency that exited within it before its dependent started is suspect, not passed. A
 	// run that measures a longer lag allows that instead (churn.check).
 	exitTolerance = 250 * time.Millisecond
-	// startRace: a "started" dependency that is held itself is released in the same step as its
-	// dependents, and their hooks are woken together, so its first line may trail theirs (seen
-	// here: 0-1 ms, in about one pod in ten). Within it: suspect.
+	// startRace: a "started" dependency that is not held counts from its runtime start, a moment
+	// before its first line. Within it: suspect. (A held one counts from its release, and its
+	// first line may trail its dependents' by its own wake: checker.sameStep.)
 	startRace = 100 * time.Millisecond
 	// wakeBound is the longest from podorder's release record to the held process's first line
 	// (seen here: p50 9 ms, max 49 ms over 51 releases of a churn); a hook that was not woken sees

@@ -79,7 +79,7 @@ func TestAHeldDependencyCountsAsStartedOnlyOnceItsOwnProcessRuns(t *testing.T) {
 	// are released in one step and their hooks woken together, so app's first line may lead
 	// proxy's by that race, never by proxy's second of hold.
 	app, proxy := started(t, pod.Container("app")), started(t, pod.Container("proxy"))
-	assert.False(t, app.Before(proxy.Add(-startRace)), "app started %s before proxy's own process", proxy.Sub(app))
+	assert.False(t, app.Before(proxy.Add(-wakeBound)), "app started %s before proxy's own process", proxy.Sub(app))
 }
 
 func TestCompletedConditionReleasesOnExitZero(t *testing.T) {

@@ -32,8 +32,8 @@ const (
 	// under 150 ms). A dependency that exited within it before its dependent started is suspect,
 	// and a violation all the same when podorder had recorded the exit before the release.
 	exitTolerance = time.Second
-	// startRace: a held "started" dependency is released in the same step as its dependents, and
-	// their hooks are woken together, so its first line may trail theirs.
+	// startRace: a "started" dependency that is not held counts from its runtime start, a moment
+	// before its first line.
 	startRace = 100 * time.Millisecond
 	// wakeBound is the longest from podorder's release record to the held process's first line.
 	wakeBound = 500 * time.Millisecond
