@@ -210,9 +210,18 @@ func stripStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {
 	out := make([]corev1.ContainerStatus, len(ss))
 	for i, cs := range ss {
 		out[i] = corev1.ContainerStatus{Name: cs.Name, Ready: cs.Ready, ContainerID: cs.ContainerID,
-			State: corev1.ContainerState{Terminated: stripTerminated(cs.State.Terminated)}, LastTerminationState: corev1.ContainerState{Terminated: stripTerminated(cs.LastTerminationState.Terminated)}}
+			State:                corev1.ContainerState{Running: stripRunning(cs.State.Running), Terminated: stripTerminated(cs.State.Terminated)},
+			LastTerminationState: corev1.ContainerState{Terminated: stripTerminated(cs.LastTerminationState.Terminated)}}
 	}
 	return out
+}
+
+// stripRunning keeps that a container runs: then its last state is not its newest attempt.
+func stripRunning(r *corev1.ContainerStateRunning) *corev1.ContainerStateRunning {
+	if r == nil {
+		return nil
+	}
+	return &corev1.ContainerStateRunning{}
 }
 
 // stripTerminated keeps of a terminated state what ExitedContainers reads: the attempt and its code
@@ -281,12 +290,18 @@ func ExitedContainers(pod *corev1.Pod) []podstate.ExitedContainer {
 	var out []podstate.ExitedContainer
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
 		for _, cs := range list {
-			for i, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+			// The newest attempt is the state's; a container waiting to be restarted (a back-off)
+			// has none, and its last state is its newest attempt then.
+			newest := cs.State.Terminated
+			if newest == nil && cs.State.Running == nil {
+				newest = cs.LastTerminationState.Terminated
+			}
+			for _, term := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
 				if term == nil || term.ContainerID == "" {
 					continue
 				}
 				out = append(out, podstate.ExitedContainer{Name: cs.Name, ID: runtimeID(term.ContainerID), Code: term.ExitCode,
-					Current: i == 0, StartedAt: term.StartedAt.Time, FinishedAt: term.FinishedAt.Time})
+					Current: term == newest, StartedAt: term.StartedAt.Time, FinishedAt: term.FinishedAt.Time})
 			}
 		}
 	}

@@ -30,9 +30,13 @@ func TestExitedContainersGivesEachTerminatedAttemptItsCode(t *testing.T) {
 			{Name: "db", ContainerID: "containerd://d2", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://d1", ExitCode: 137}}},
 			{Name: "app", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}}, // no attempt: unmatchable
+			// In a back-off before its restart: its last state is its newest attempt.
+			{Name: "job", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://j3", ExitCode: 0}}},
 		},
 	}}
-	assert.Equal(t, []podstate.ExitedContainer{{Name: "migrate", ID: "m1", Code: 0, Current: true}, {Name: "db", ID: "d1", Code: 137}}, ExitedContainers(pod))
+	assert.Equal(t, []podstate.ExitedContainer{{Name: "migrate", ID: "m1", Code: 0, Current: true}, {Name: "db", ID: "d1", Code: 137},
+		{Name: "job", ID: "j3", Code: 0, Current: true}}, ExitedContainers(pod))
 }
 
 func TestPodMeetsEachCondition(t *testing.T) {
