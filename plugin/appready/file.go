@@ -165,8 +165,26 @@ func (f *Files) loop(w *watch, p string, ready func()) {
 					unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_ATTRIB|unix.IN_ONLYDIR)
 			}
 		}
+		// Look again now that the watch is in place: what appeared between the lookup and the
+		// watch made no event for it. A deeper directory appearing meanwhile is watched next.
+		again, moved := false, false
+		if dir >= 0 && wd >= 0 {
+			var deeper int
+			again, deeper = lookup(w.root, p)
+			if deeper >= 0 {
+				moved = !sameFile(dir, deeper)
+				unix.Close(deeper)
+			}
+		}
 		if dir >= 0 {
 			unix.Close(dir)
+		}
+		if again {
+			ready()
+			return
+		}
+		if moved {
+			continue
 		}
 		// poll(2) skips a negative descriptor: the mount table once its process is gone.
 		fds := []unix.PollFd{{Fd: int32(w.stop), Events: unix.POLLIN}, {Fd: int32(mounts), Events: unix.POLLPRI}}
@@ -191,6 +209,15 @@ func (f *Files) loop(w *watch, p string, ready func()) {
 			}
 		}
 	}
+}
+
+// sameFile says whether two descriptors name one file.
+func sameFile(a, b int) bool {
+	var sa, sb unix.Stat_t
+	if unix.Fstat(a, &sa) != nil || unix.Fstat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // lookup resolves p inside root. It returns whether p exists, and otherwise a descriptor of the
