@@ -118,6 +118,10 @@ type Config struct {
 	StoreRemoved []time.Time
 	// End is when the evidence was collected: a process still running runs until then.
 	End time.Time
+	// ExitCodesFromAPI says podorder had the Kubernetes API, where kubelet shows the exit codes of
+	// attempts that exited while podorder could not see it. Without it such an exit's code is
+	// unknown to podorder for good, and the holds waiting for it to complete wait to their timeout.
+	ExitCodesFromAPI bool
 }
 
 // Verdict is the outcome for one held attempt.
@@ -435,7 +439,8 @@ func sameStep(cfg Config, a *Attempt, released time.Time) bool {
 type span struct{ from, to time.Time }
 
 // metSpans returns when, by the lines of its attempts, a condition on a container held.
-func metSpans(cond string, attempts []Attempt, end time.Time) []span {
+func metSpans(cfg Config, cond string, attempts []Attempt) []span {
+	end := cfg.End
 	var out []span
 	var live []*Attempt
 	for i := range attempts {
@@ -450,11 +455,15 @@ func metSpans(cond string, attempts []Attempt, end time.Time) []span {
 			until = live[i+1].CreateAt
 		}
 		ex, code, exited := a.exit()
+		// An exit podorder never recorded, because it came while podorder could not see the
+		// runtime, has a code podorder cannot know without the API: for podorder it is neither
+		// a success nor still running.
+		unseen := exited && a.ExitRecorded.IsZero() && !cfg.ExitCodesFromAPI && outage(cfg, ex.Add(-cfg.ExitTolerance), ex.Add(cfg.ExitTolerance))
 		var from, to time.Time
 		switch cond {
 		case Started:
 			from, to = a.Start, until
-			if exited && code != 0 {
+			if exited && (code != 0 || unseen) {
 				to = ex
 			}
 		case Ready:
@@ -463,7 +472,7 @@ func metSpans(cond string, attempts []Attempt, end time.Time) []span {
 				to = ex
 			}
 		case Completed:
-			if exited && code == 0 {
+			if exited && code == 0 && !unseen {
 				from, to = ex, until
 			}
 		}
@@ -559,7 +568,7 @@ func liveness(cfg Config, byName map[string]*Container, c *Container, a *Attempt
 		if dc == nil {
 			return
 		}
-		met = intersect(met, metSpans(d.Condition, dc.Attempts, cfg.End))
+		met = intersect(met, metSpans(cfg, d.Condition, dc.Attempts))
 	}
 	for _, m := range met {
 		if held := usable(cfg, m.from, m.to); held > cfg.Liveness {

@@ -332,3 +332,27 @@ func TestAHeldStartedDependencyReleasedInTheSameStepIsASuspectWhateverItsWake(t 
 		})
 	}
 }
+
+func TestAnExitPodorderCouldNotSeeIsNoCompletionWithoutTheAPI(t *testing.T) {
+	// migrate exited 0 at 1 s, during a runtime restart; podorder never recorded the exit.
+	migrate := dep("migrate", run("migrate", func(a *Attempt) { a.Start, a.Exit = at(100), at(1000) }))
+	timedOut := Container{Name: "app", Deps: []Dep{{"migrate", Completed}}, Timeout: 20 * time.Second,
+		Attempts: []Attempt{run("app", func(a *Attempt) { a.Finished, a.FinishedCode = at(20_100), 255 })}}
+	restart := cfg
+	restart.Outages = []Window{{From: at(900), To: at(1500), What: "containerd restart"}}
+	tests := []struct {
+		name string
+		cfg  func(Config) Config
+		want Verdict
+	}{
+		{"no API: the code is unknown to podorder, the hold ends at its timeout", func(c Config) Config { return c }, TimedOut},
+		{"with the API: kubelet tells the code, so a hold that never ends is a liveness violation", func(c Config) Config { c.ExitCodesFromAPI = true; return c }, Violation},
+		{"no API, the exit seen: a liveness violation", func(c Config) Config { c.Outages = nil; return c }, Violation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := judgeApp(t, tt.cfg(restart), timedOut, migrate)
+			assert.Equal(t, tt.want, f.Verdict, "%v", f.Why)
+		})
+	}
+}

@@ -48,6 +48,8 @@ func kubeletCheckerConfig(end time.Time) checker.Config {
 		WakeBound:      wakeBound,
 		DeadlineMargin: podstate.DeadlineMargin,
 		End:            end,
+		// The shipped DaemonSet has the API: kubelet's status tells the codes of exits podorder missed.
+		ExitCodesFromAPI: true,
 	}
 }
 
