@@ -407,6 +407,8 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	c.Kubectl(t, "apply", "-k", previous)
 	c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
 	rec.waitSynchronized(t, time.Time{}, time.Minute)
+	before, _ := sampleDaemon()
+	sampler := startPeakSampler()
 
 	workloads := map[string]*workload{}
 	var ws []*workload
@@ -474,6 +476,11 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	rec.close()
 	// Gone before the cluster's teardown, which would wait on the Jobs' pods' tracking finalizers.
 	c.Kubectl(t, "delete", "deployments,jobs", "-n", "default", "--all", "--wait=true", "--timeout=120s")
+	_, _ = c.KubectlErr("wait", "pods", "-n", "default", "--all", "--for=delete", "--timeout=120s") // none left is no error here
+	peak := sampler.end()
+	after, _ := sampleDaemon()
+	t.Logf("RESULT kubelet churn daemon (the shipped DaemonSet, API on): the previous release's before the workloads %s; peak over every daemon %s; this release's once the workloads were gone %s",
+		before, peak, after)
 	attempts := rec.attempts()
 	lines := map[string][]string{}
 	for _, a := range attempts {

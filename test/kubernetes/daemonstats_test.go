@@ -1,0 +1,91 @@
+package kubernetes
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// daemonStats is what the campaign watches of the node's podorder daemon, with the API on.
+type daemonStats struct{ rssKiB, threads int }
+
+func (s daemonStats) String() string {
+	return fmt.Sprintf("VmRSS %.1f MiB, %d threads", float64(s.rssKiB)/1024, s.threads)
+}
+
+// sampleDaemon reads the memory and threads of the podorder daemon that runs now, if one does.
+func sampleDaemon() (daemonStats, bool) {
+	matches, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, m := range matches {
+		cmd, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(cmd, "\x00"), []byte{0})
+		if string(args[0]) != "/podorder" || len(args) < 2 || string(args[1]) != "daemon" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(filepath.Dir(m), "status"))
+		if err != nil {
+			continue
+		}
+		var s daemonStats
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			switch k {
+			case "VmRSS":
+				s.rssKiB = n
+			case "Threads":
+				s.threads = n
+			}
+		}
+		f.Close()
+		return s, s.rssKiB > 0
+	}
+	return daemonStats{}, false
+}
+
+// peakSampler keeps the peak of the daemon's stats, whichever daemon runs, every 200 ms until stop.
+type peakSampler struct {
+	mu   sync.Mutex
+	peak daemonStats
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startPeakSampler() *peakSampler {
+	p := &peakSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			if s, ok := sampleDaemon(); ok {
+				p.mu.Lock()
+				p.peak.rssKiB, p.peak.threads = max(p.peak.rssKiB, s.rssKiB), max(p.peak.threads, s.threads)
+				p.mu.Unlock()
+			}
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return p
+}
+
+// end stops sampling and returns the peak.
+func (p *peakSampler) end() daemonStats {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peak
+}
