@@ -407,7 +407,6 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	c.Kubectl(t, "apply", "-k", previous)
 	c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.numberReady}=1", 2*time.Minute)
 	rec.waitSynchronized(t, time.Time{}, time.Minute)
-	before, _ := sampleDaemon()
 	sampler := startPeakSampler()
 
 	workloads := map[string]*workload{}
@@ -430,6 +429,10 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	k.waitHeld(2 * time.Minute)
 	k.podorderDown("DaemonSet rollout from the previous release", func() { c.Kubectl(t, "apply", "-k", current) })
 	c.WaitFor(t, "podorder-system", "daemonset/podorder", "jsonpath={.status.updatedNumberScheduled}=1", 2*time.Minute)
+	// This release's first daemon, holding wave A's pods (the previous release names its
+	// process otherwise).
+	var upgraded daemonStats
+	require.Eventually(t, func() (ok bool) { upgraded, ok = sampleDaemon(); return ok }, time.Minute, 100*time.Millisecond, "this release's daemon runs")
 
 	// Wave B under this release: podorder's pod deleted at once, then Deployments rolled and held
 	// pods deleted, each while holds are in progress.
@@ -479,8 +482,8 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	_, _ = c.KubectlErr("wait", "pods", "-n", "default", "--all", "--for=delete", "--timeout=120s") // none left is no error here
 	peak := sampler.end()
 	after, _ := sampleDaemon()
-	t.Logf("RESULT kubelet churn daemon (the shipped DaemonSet, API on): the previous release's before the workloads %s; peak over every daemon %s; this release's once the workloads were gone %s",
-		before, peak, after)
+	t.Logf("RESULT kubelet churn daemon (the shipped DaemonSet, API on): this release's first, holding wave A's pods after the upgrade, %s; peak over every daemon %s; the last once the workloads were gone %s",
+		upgraded, peak, after)
 	attempts := rec.attempts()
 	lines := map[string][]string{}
 	for _, a := range attempts {
