@@ -482,7 +482,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 	_, _ = c.KubectlErr("wait", "pods", "-n", "default", "--all", "--for=delete", "--timeout=120s") // none left is no error here
 	peak := sampler.end()
 	after, _ := sampleDaemon()
-	t.Logf("RESULT kubelet churn daemon (the shipped DaemonSet, API on): this release's first, holding wave A's pods after the upgrade, %s; peak over every daemon %s; the last once the workloads were gone %s",
+	t.Logf("RESULT kubelet churn daemon (the shipped DaemonSet, API on): this release's first, holding wave A's pods after the upgrade, %s; peak over this release's daemons %s; the last once the workloads were gone %s",
 		upgraded, peak, after)
 	attempts := rec.attempts()
 	lines := map[string][]string{}
