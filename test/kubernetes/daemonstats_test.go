@@ -53,8 +53,8 @@ func sampleDaemon() (daemonStats, bool) {
 	return daemonStats{}, false
 }
 
-// peakSampler keeps the peak of the daemon's stats, whichever of this release's daemons runs, every 200 ms until
-// stop.
+// peakSampler keeps the peak of the daemon's stats, whichever of this release's daemons runs,
+// every 200 ms until stop.
 type peakSampler struct {
 	mu   sync.Mutex
 	peak daemonStats
