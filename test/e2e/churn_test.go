@@ -312,22 +312,6 @@ func (ch *churn) exited(id string, timeout time.Duration) bool {
 	return false
 }
 
-// pid is a container's process ID (the held runc init, which becomes the workload), from the
-// runtime's verbose status; 0 when it cannot be read.
-func (ch *churn) pid(id string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := ch.env.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
-	if err != nil {
-		return 0
-	}
-	var info struct{ Pid int }
-	if json.Unmarshal([]byte(res.Info["info"]), &info) != nil {
-		return 0
-	}
-	return info.Pid
-}
-
 // runPod creates a pod and its containers one at a time, restarts its crashers twice, and kills
 // some of its servers the moment they listen, while podorder is releasing their dependents.
 func (ch *churn) runPod(p *churnPod) {
@@ -377,9 +361,12 @@ func (ch *churn) runPod(p *churnPod) {
 func (ch *churn) killAsReady(p *churnPod, c *churnContainer, a *harness.Container) {
 	// SIGKILL to its process, as the kernel's OOM killer would: a CRI StopContainer takes longer
 	// than podorder needs to release the dependents.
-	pid := ch.pid(a.ID)
+	pid, err := ch.env.PID(a.ID)
+	if err != nil {
+		return
+	}
 	listen, err := harness.AwaitWorkloadEvent(a, "LISTEN", 30*time.Second)
-	if err != nil || pid <= 0 {
+	if err != nil {
 		return
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

@@ -245,19 +245,29 @@ func (e *Env) StopPod(t testing.TB, pod *Pod) {
 // PID comes from containerd's verbose status.
 func (e *Env) Signal(t testing.TB, id string, sig syscall.Signal) {
 	t.Helper()
+	pid, err := e.PID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("signal %s to container %s (pid %d): %v", sig, id, pid, err)
+	}
+}
+
+// PID returns a container's process ID (a held container's runc init, which becomes its
+// workload), from containerd's verbose status.
+func (e *Env) PID(id string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), criTimeout)
 	defer cancel()
 	res, err := e.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
 	if err != nil {
-		t.Fatalf("ContainerStatus %s: %v", id, err)
+		return 0, fmt.Errorf("ContainerStatus %s: %w", id, err)
 	}
 	var info struct{ Pid int }
 	if err := json.Unmarshal([]byte(res.Info["info"]), &info); err != nil || info.Pid <= 0 {
-		t.Fatalf("container %s: no pid in its verbose status (%v)", id, err)
+		return 0, fmt.Errorf("container %s: no pid in its verbose status (%v)", id, err)
 	}
-	if err := syscall.Kill(info.Pid, sig); err != nil {
-		t.Fatalf("signal %s to container %s (pid %d): %v", sig, id, info.Pid, err)
-	}
+	return info.Pid, nil
 }
 
 // ContainerStatus returns the CRI status of a container.
