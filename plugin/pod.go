@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -183,6 +184,31 @@ func (p *Plugin) openNotify(pd *pod, id string) (*signalWatch, error) {
 	return &signalWatch{socket: s, dir: dir, id: id}, nil
 }
 
+// reopenNotify binds an attempt's notify socket again after a restart of the daemon, whose socket
+// went with it: at the same path, in the directory the container has mounted since its creation.
+// The directory must still be there — one made anew would not be the one mounted.
+func (p *Plugin) reopenNotify(pd *pod, id string) (*signalWatch, error) {
+	if p.cfg.Signals == nil {
+		return nil, errors.New("this podorder runs without readiness signals")
+	}
+	fi, err := os.Stat(p.store.NotifyDir(pd.UID, id))
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bind its notify socket again: the directory mounted into it at its creation is gone: %w", err)
+	}
+	dir, err := p.store.EnsureNotify(pd.UID, id) // validates the ID read from the tombstone
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.cfg.Signals.OpenNotify(pd.UID, dir)
+	if err != nil {
+		return nil, err
+	}
+	return &signalWatch{socket: s, dir: dir, id: id}, nil
+}
+
 // watchSignal starts watching for a's readiness signal from its process pid on.
 func (p *Plugin) watchSignal(pd *pod, a *podstate.Attempt, pid uint32) error {
 	seen := func() {
@@ -192,7 +218,11 @@ func (p *Plugin) watchSignal(pd *pod, a *podstate.Attempt, pid uint32) error {
 	case a.Signal.Kind == decl.ReadinessNotify:
 		w := pd.signals[a]
 		if w == nil {
-			return errors.New("it has no notify socket")
+			var err error
+			if w, err = p.reopenNotify(pd, a.TS.ID); err != nil {
+				return err
+			}
+			pd.signals[a] = w
 		}
 		return w.socket.Arm(pid, seen)
 	case p.cfg.Signals == nil:
@@ -295,8 +325,13 @@ func (p *Plugin) step(pd *pod, event func(now time.Time) []podstate.Effect) {
 	p.apply(pd, pd.ConditionUpdate(p.now()))
 }
 
-// apply carries out effects in order; effects that fail may add events, whose effects follow.
+// apply carries out effects in order; effects that fail may add events, whose effects follow. The
+// hooks' wake-ups and the log lines come last, once each: they are on the path from a release to
+// the container's process, where a hook woken before its own release is written reads the old
+// tombstone and sleeps again, and a line written to a slow stderr would delay the release behind it.
 func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
+	var wakes []string
+	var logs []podstate.Log
 	for i := 0; i < len(effects); i++ {
 		switch e := effects[i].(type) {
 		case podstate.Write:
@@ -312,13 +347,13 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 				p.logger(pd, e.Container).Error("cannot remove tombstone", "error", err)
 			}
 		case podstate.Wake:
-			if err := p.store.Wake(pd.UID, e.Container); err != nil {
-				p.logger(pd, e.Container).Warn("cannot wake the hook; it wakes at its timeout at the latest", "error", err)
+			if !slices.Contains(wakes, e.Container) {
+				wakes = append(wakes, e.Container)
 			}
 		case podstate.Record:
 			p.event(pd, e.Warning, e.Reason, "%s", e.Message)
 		case podstate.Log:
-			p.logger(pd, e.Container).Log(context.Background(), e.Level, e.Msg, e.Args...)
+			logs = append(logs, e)
 		case podstate.StartProbe:
 			if err := p.startProbe(pd, e.A); err != nil {
 				effects = append(effects, pd.ProbeRefused(e.A, err, p.now())...)
@@ -374,6 +409,14 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 		default:
 			panic(fmt.Sprintf("podorder: unknown effect %T", e))
 		}
+	}
+	for _, c := range wakes {
+		if err := p.store.Wake(pd.UID, c); err != nil {
+			p.logger(pd, c).Warn("cannot wake the hook; it wakes at its timeout at the latest", "error", err)
+		}
+	}
+	for _, e := range logs {
+		p.logger(pd, e.Container).Log(context.Background(), e.Level, e.Msg, e.Args...)
 	}
 }
 

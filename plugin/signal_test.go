@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/stretchr/testify/assert"
@@ -137,4 +139,60 @@ func TestAFileContainerIsWatchedFromItsStartUntilItsExit(t *testing.T) {
 	assert.True(t, w.stopped, "the watch ends with the attempt")
 	w.ready()
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "a late signal of an exited attempt counts for nothing")
+}
+
+func TestANotifySocketIsBoundAgainAfterADaemonRestartAndItsREADY1Counts(t *testing.T) {
+	f, _ := withSignals(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, nil)
+	app, appAdj, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	db, dbAdj, err := f.create(t, "db")
+	require.NoError(t, err)
+	db.Pid = 4242
+	f.start(t, db)
+	dir := f.store.NotifyDir(f.sb.Uid, db.Id)
+
+	// A new daemon: nothing in memory, the store on disk, and the runtime's view of both containers
+	// with what the first daemon's adjustments gave them.
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	s := &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
+	restarted.cfg.Signals = s
+	for c, adj := range map[*api.Container]*api.ContainerAdjustment{app: appAdj, db: dbAdj} {
+		c.State, c.StartedAt, c.Hooks, c.Mounts = api.ContainerState_CONTAINER_RUNNING, time.Now().UnixNano(), adj.Hooks, adj.Mounts
+	}
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
+	require.NoError(t, err)
+	require.Contains(t, s.sockets, dir, "bound again in the directory db has mounted")
+	sock := s.sockets[dir]
+	assert.EqualValues(t, 4242, sock.pid, "senders are checked against db's process still")
+	assert.Nil(t, f.tomb(t, "app").ReleasedAt)
+
+	sock.ready()
+	assert.NotNil(t, f.tomb(t, "db").ReadyAt)
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "a READY=1 after the restart releases app")
+	assert.True(t, sock.closed)
+}
+
+func TestANotifySocketWhoseDirectoryIsGoneAfterARestartFallsBack(t *testing.T) {
+	f, _ := withSignals(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, nil)
+	app, appAdj, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	db, dbAdj, err := f.create(t, "db")
+	require.NoError(t, err)
+	db.Pid = 4242
+	f.start(t, db)
+	require.NoError(t, os.RemoveAll(f.store.NotifyDir(f.sb.Uid, db.Id)))
+
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	s := &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
+	restarted.cfg.Signals = s
+	for c, adj := range map[*api.Container]*api.ContainerAdjustment{app: appAdj, db: dbAdj} {
+		c.State, c.StartedAt, c.Hooks, c.Mounts = api.ContainerState_CONTAINER_RUNNING, time.Now().UnixNano(), adj.Hooks, adj.Mounts
+	}
+	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
+	require.NoError(t, err)
+	assert.Empty(t, s.sockets, "a directory made anew would not be the one db has mounted")
+	assert.Contains(t, f.logs.String(), "the directory mounted into it at its creation is gone")
+	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "without the API, db's release is its readiness, as for a refused socket")
 }

@@ -147,6 +147,8 @@ func (p *Plugin) syncContainer(pd *pod, c *api.Container) {
 		CreatedAt: time.Unix(0, c.CreatedAt),
 		ExitCode:  c.ExitCode,
 		Grace:     podGrace(c.Annotations),
+		// The runtime reports the mounts it made, whoever asked for them.
+		NotifyMounted: hasNotifyMount(c),
 	}
 	if c.StartedAt != 0 {
 		f.StartedAt = time.Unix(0, c.StartedAt)
@@ -163,6 +165,16 @@ func hasPodorderHook(c *api.Container) bool {
 	}
 	for _, h := range c.Hooks.StartContainer {
 		if h.Path == HookPath {
+			return true
+		}
+	}
+	return false
+}
+
+// hasNotifyMount reports whether c has a notify directory mounted where podorder mounts it.
+func hasNotifyMount(c *api.Container) bool {
+	for _, m := range c.Mounts {
+		if m.Destination == NotifyPath {
 			return true
 		}
 	}

@@ -211,7 +211,12 @@ func (p *Pod) Loaded(ts *tombstone.Tombstone) {
 		return
 	}
 	hold, _ := p.Decl.For(ts.Container)
-	p.Attempts[ts.Container] = &Attempt{TS: ts, Declared: hold}
+	a := &Attempt{TS: ts, Declared: hold}
+	if hold != nil && hold.Signal != nil && p.Decl.WaitedReady(ts.Container) {
+		// Watched again once Resynced knows its process (resumeSignal).
+		a.Signal = hold.Signal
+	}
+	p.Attempts[ts.Container] = a
 }
 
 // StandIn returns the synthetic stand-in for a dependency on other pods, for Added once its

@@ -1,6 +1,11 @@
 package podstate
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	"github.com/podorder/podorder/plugin/decl"
+)
 
 // Found is an attempt as the runtime reports it at a resynchronization.
 type Found struct {
@@ -15,6 +20,9 @@ type Found struct {
 	ExitCode                         int32
 	// Grace is the pod's terminationGracePeriodSeconds, as kubelet passed it to the container.
 	Grace time.Duration
+	// NotifyMounted is set when the container has its notify directory mounted, as podorder gives
+	// it at CreateContainer when it could open the socket.
+	NotifyMounted bool
 }
 
 // Resynced brings a up to date with what happened while podorder was away: a start (a held
@@ -58,7 +66,34 @@ func (p *Pod) Resynced(a *Attempt, f Found, now time.Time) []Effect {
 	if changed {
 		o.write(p, a)
 	}
+	o.add(p.resumeSignal(a, f, now)...)
 	return o
+}
+
+// resumeSignal watches again for the readiness signal of an attempt that podorder learned from its
+// tombstone after a restart: the watch went with the daemon that started it. A notify socket is
+// bound again at the path the container has mounted, so a READY=1 sent from now on counts; one
+// sent while podorder was away found no reader and is lost. An attempt not started yet is watched
+// from its start, as any other.
+func (p *Pod) resumeSignal(a *Attempt, f Found, now time.Time) []Effect {
+	ts := a.TS
+	if a.Signal == nil || a.SignalRefused || a.Signalling || a.signalEnded || ts.ReadyAt != nil || ts.ExitedAt != nil {
+		return nil
+	}
+	var why error
+	switch {
+	case a.Signal.Kind == decl.ReadinessNotify && !f.NotifyMounted:
+		why = errors.New("it was created without its notify socket (podorder could not open one then)")
+	case !f.Running:
+		return nil
+	case f.PID == 0:
+		why = errors.New("the runtime names no process of it to check senders against")
+	default:
+		a.pid = f.PID
+		a.Signalling = true
+		return []Effect{WatchSignal{A: a, PID: f.PID}}
+	}
+	return p.SignalRefused(a, why, now)
 }
 
 // Resumed ends a resynchronization: the probes of released attempts that still need them start

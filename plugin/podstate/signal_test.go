@@ -131,3 +131,89 @@ func TestAnAttemptAdoptedAfterARestartFallsBackForItsSignalWasNotWatched(t *test
 	f.pod.Added(db)
 	assert.Empty(t, summary(f.pod.Starting(db, 42, at(0))), "nothing to watch")
 }
+
+// restartedWithDBRunning is notifyPod after a daemon restart: app held waiting for db, db released
+// and running as process 42 but not signalled yet, both known to the new daemon only from their
+// tombstones.
+func restartedWithDBRunning(t *testing.T) (g *fixture, app, db *Attempt) {
+	f := notifyPod(t)
+	oldApp, _, _ := f.admitted("app", 0)
+	f.pod.Starting(oldApp, 10, at(0))
+	f.pod.Started(oldApp, at(0))
+	oldDB, _, _ := f.admitted("db", 1)
+	f.pod.Starting(oldDB, 42, at(1))
+	f.pod.Started(oldDB, at(1))
+	require.NotNil(t, oldDB.TS.ReleasedAt)
+	require.Nil(t, oldDB.TS.ReadyAt)
+
+	g = notifyPod(t)
+	g.pod.Loaded(oldApp.TS)
+	g.pod.Loaded(oldDB.TS)
+	return g, g.pod.Attempts["app"], g.pod.Attempts["db"]
+}
+
+func TestASignalStillAwaitedAtADaemonRestartIsWatchedAgain(t *testing.T) {
+	g, app, db := restartedWithDBRunning(t)
+	found := Found{Started: true, Running: true, PID: 42, NotifyMounted: true, CreatedAt: at(1), StartedAt: at(1)}
+	assert.Contains(t, summary(g.pod.Resynced(db, found, at(5))), "watch db 42", "its socket is bound again, checked against the same process")
+	assert.Empty(t, summary(g.pod.Resynced(db, found, at(6))), "watched once, whatever the resynchronizations")
+	g.pod.Resumed(at(6))
+	g.pod.kubeletReady(db, at(7))
+	assert.Nil(t, db.TS.ReadyAt, "kubelet's verdict is still not db's READY=1")
+	assert.Nil(t, app.TS.ReleasedAt)
+	assert.Subset(t, summary(g.pod.SignalSeen(db, at(8))), []string{"end signal db", "ended app released"})
+	require.NotNil(t, app.TS.ReleasedAt)
+	assert.Equal(t, at(8), *app.TS.ReleasedAt, "released by the READY=1 sent after the restart")
+}
+
+func TestASignalThatCannotBeWatchedAgainAfterARestartFallsBack(t *testing.T) {
+	tests := map[string]struct {
+		found Found
+		why   string
+	}{
+		"created without its notify socket": {
+			found: Found{Started: true, Running: true, PID: 42, CreatedAt: at(1), StartedAt: at(1)},
+			why:   "it was created without its notify socket",
+		},
+		"the runtime names no process": {
+			found: Found{Started: true, Running: true, NotifyMounted: true, CreatedAt: at(1), StartedAt: at(1)},
+			why:   "the runtime names no process of it",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			g, app, db := restartedWithDBRunning(t)
+			effects := g.pod.Resynced(db, tt.found, at(5))
+			assert.Contains(t, summary(effects), "event "+ReasonSignalRefused)
+			assert.Contains(t, fmt.Sprint(effects), tt.why)
+			assert.True(t, db.SignalRefused)
+			g.pod.kubeletReady(db, at(6))
+			assert.Equal(t, at(6), *app.TS.ReleasedAt, "kubelet's verdict decides instead")
+		})
+	}
+}
+
+func TestASignalOfAnAttemptNotStartedAtARestartIsWatchedFromItsStart(t *testing.T) {
+	f := notifyPod(t)
+	oldDB, _, _ := f.admitted("db", 1)
+	g := notifyPod(t)
+	g.pod.Loaded(oldDB.TS)
+	db := g.pod.Attempts["db"]
+	assert.Empty(t, summary(g.pod.Resynced(db, Found{NotifyMounted: true, CreatedAt: at(1)}, at(2))), "no process yet")
+	assert.Contains(t, summary(g.pod.Starting(db, 42, at(3))), "watch db 42")
+}
+
+func TestASignalAlreadySeenBeforeARestartIsNotWatchedAgain(t *testing.T) {
+	f := notifyPod(t)
+	app, _, _ := f.admitted("app", 0)
+	f.pod.Starting(app, 10, at(0))
+	oldDB, _, _ := f.admitted("db", 1)
+	f.pod.Starting(oldDB, 42, at(1))
+	f.pod.Started(oldDB, at(1))
+	f.pod.SignalSeen(oldDB, at(2))
+	require.NotNil(t, oldDB.TS.ReadyAt)
+	g := notifyPod(t)
+	g.pod.Loaded(oldDB.TS)
+	found := Found{Started: true, Running: true, PID: 42, NotifyMounted: true, CreatedAt: at(1), StartedAt: at(1)}
+	assert.Empty(t, summary(g.pod.Resynced(g.pod.Attempts["db"], found, at(5))))
+}
