@@ -217,3 +217,15 @@ func TestASignalAlreadySeenBeforeARestartIsNotWatchedAgain(t *testing.T) {
 	found := Found{Started: true, Running: true, PID: 42, NotifyMounted: true, CreatedAt: at(1), StartedAt: at(1)}
 	assert.Empty(t, summary(g.pod.Resynced(g.pod.Attempts["db"], found, at(5))))
 }
+
+func TestAFileSignalStillAwaitedAtADaemonRestartIsWatchedAgainWithoutAnySocket(t *testing.T) {
+	labels, annotations := map[string]string{"podorder.dev/after.app": "db"}, map[string]string{"podorder.dev/readiness.db": "file:/run/ready"}
+	f := newPod(t, labels, shipped)
+	f.pod.Decl = decl.Parse(labels, annotations)
+	old, _, _ := f.admitted("db", 0)
+	g := newPod(t, labels, shipped)
+	g.pod.Decl = decl.Parse(labels, annotations)
+	g.pod.Loaded(old.TS)
+	found := Found{Started: true, Running: true, PID: 42, CreatedAt: at(0), StartedAt: at(0)}
+	assert.Contains(t, summary(g.pod.Resynced(g.pod.Attempts["db"], found, at(1))), "watch db 42", "a path needs no mount")
+}

@@ -102,6 +102,27 @@ func TestNotifyFromAnotherContainerOrTheNodeDoesNotCount(t *testing.T) {
 	assert.Contains(t, fmt.Sprint(recs[0]["reason"]), "which is not a process of this container attempt")
 }
 
+func TestNotifyAfterADaemonRestartStillReleasesTheDependent(t *testing.T) {
+	env, po := setup(t)
+	// db says READY=1 only when the test signals it: after podorder was killed and started again.
+	pod := env.RunPod(t, notifyPod("notify-restart", "--notify-on", "USR2"))
+	app, db := pod.Container("app"), pod.Container("db")
+	started(t, db)
+	require.FileExists(t, filepath.Join(po.Store.NotifyDir(pod.Spec.UID, db.ID), appready.SocketName))
+
+	po.Kill(t)
+	po.Restart(t)
+	assertStillHeld(t, app, "podorder's restart")
+
+	env.Signal(t, db.ID, syscall.SIGUSR2)
+	appStart := started(t, app)
+	ready := harness.WaitWorkloadEvent(t, db, "READY", 10*time.Second).At
+	assert.True(t, appStart.After(ready), "app started %s before db's READY=1", ready.Sub(appStart))
+	assert.Less(t, appStart.Sub(ready), time.Second, "released by the READY=1 on the socket bound again, not by a timeout")
+	assert.Empty(t, po.Logs(t, "cannot watch the readiness signal"))
+	t.Logf("RESULT notify after a restart: db READY=1 → app first line %s", appStart.Sub(ready))
+}
+
 // assertStillHeld checks that c's own process has not started half a second after what came
 // (room for a wrongly counted READY=1 to release it).
 func assertStillHeld(t *testing.T, c *harness.Container, after string) {
