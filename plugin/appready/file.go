@@ -33,6 +33,9 @@ type Files struct {
 	// resolveErr is set when the kernel cannot resolve a path inside a root safely (openat2 with
 	// RESOLVE_IN_ROOT, Linux 5.6): then no path is watched at all.
 	resolveErr error
+	// opened, when set, is called between the opening of a process's /proc entries and the check
+	// that the process pinned is still there: tests end the process there.
+	opened func()
 }
 
 // NewFiles returns a Files holding at most maxNode watches (0: DefaultMaxFilesPerNode). It checks
@@ -92,7 +95,43 @@ func (f *Files) Watch(podUID string, pid uint32, p string, ready func()) (stop f
 	return stop, nil
 }
 
+// open opens what a watch of process pid needs. A pid names whichever process has it now: the
+// container's process could exit and its number go to another process before /proc/<pid> is opened,
+// which would watch that process's root instead. A pidfd pins the process first; once the /proc
+// entries are open, the pinned process still being there (not reaped) proves that the number was
+// never freed in between, so they are its. pidfd_open needs Linux 5.3, below the 5.6 openat2 needs.
 func (f *Files) open(pid uint32) (*watch, error) {
+	pidfd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil {
+		return nil, fmt.Errorf("pin process %d with a pidfd: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	w, err := f.openProc(pid)
+	if err != nil {
+		return nil, err
+	}
+	if f.opened != nil {
+		f.opened()
+	}
+	if err := stillThere(pidfd); err != nil {
+		w.close()
+		return nil, fmt.Errorf("process %d exited while its root was opened (its number may be another process's now): %w", pid, err)
+	}
+	return w, nil
+}
+
+// stillThere reports, as an error, that the process of pidfd has been reaped, after which its
+// number may be reused. Signal 0 checks without signalling; EPERM (a daemon without CAP_KILL, the
+// chart's stopWith=false) comes only after the kernel found the process, so it means still there.
+func stillThere(pidfd int) error {
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	return nil
+}
+
+// openProc opens process pid's root and mount table, and the watch's own eventfd and inotify.
+func (f *Files) openProc(pid uint32) (*watch, error) {
 	w := &watch{root: -1, mountinfo: -1, inotify: -1, stop: -1}
 	dir := f.proc + "/" + strconv.FormatUint(uint64(pid), 10)
 	var err error

@@ -2,6 +2,7 @@ package appready
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -129,4 +130,53 @@ func TestWatchRefusesAPathThatIsNotAbsoluteAndClean(t *testing.T) {
 		_, err := f.Watch("pod", uint32(os.Getpid()), p, func() {})
 		assert.Error(t, err, p)
 	}
+}
+
+// reapedPID is the number of a process that has exited and been reaped.
+func reapedPID(t *testing.T) uint32 {
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	return uint32(cmd.Process.Pid)
+}
+
+func TestAProcessThatIsGoneBeforeItsWatchIsRefused(t *testing.T) {
+	f := NewFiles(0, quiet)
+	_, err := f.Watch("pod", reapedPID(t), "/run/ready", func() {})
+	require.ErrorContains(t, err, "pin process")
+	assert.ErrorIs(t, err, unix.ESRCH)
+}
+
+func TestAProcessThatExitsWhileItsRootIsOpenedIsRefusedForItsNumberMayBeReused(t *testing.T) {
+	f := NewFiles(1, quiet)
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	f.opened = func() {
+		// Between its /proc entries' opening and the check: reaped, its number is free for another.
+		require.NoError(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+	}
+	_, err := f.Watch("pod", uint32(cmd.Process.Pid), "/run/ready", func() { t.Error("ready") })
+	require.ErrorContains(t, err, "exited while its root was opened")
+	assert.ErrorIs(t, err, unix.ESRCH)
+
+	f.opened = nil
+	stop, err := f.Watch("pod", uint32(os.Getpid()), filepath.Join(t.TempDir(), "never"), func() {})
+	require.NoError(t, err, "the refused watch gave its place back")
+	stop()
+}
+
+func TestAProcessStillThereIsOneAPidfdPinned(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	require.NoError(t, err)
+	defer unix.Close(pidfd)
+	assert.NoError(t, stillThere(pidfd), "running")
+	require.NoError(t, cmd.Process.Kill())
+	time.Sleep(50 * time.Millisecond)
+	assert.NoError(t, stillThere(pidfd), "exited but not reaped: its number is not free yet")
+	_ = cmd.Wait()
+	assert.ErrorIs(t, stillThere(pidfd), unix.ESRCH, "reaped")
 }
