@@ -88,6 +88,9 @@ func (r *Runner) Listened(events []Listen) {
 			r.heardLocked(t, now)
 		}
 	}
+	// Start the attempts made due here, rather than through the scheduler's goroutine: a hand-off
+	// between goroutines costs a wake-up, on the path from the event to the release.
+	r.dispatchDueLocked(now)
 }
 
 // heardLocked restarts t's probing as if it had just begun, with a burst, and makes it due now.

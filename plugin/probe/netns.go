@@ -68,25 +68,16 @@ func (r *Runner) releaseLocked(t *task) {
 // dial connects to the probe's port from the pod's namespace, once something listens on it. Listing
 // the listeners needs no namespace switch (the namespace's diag socket was created in it), so an
 // attempt on a closed port costs two netlink dumps and no connection; the thread enters the
-// namespace only to create the socket it connects with.
+// namespace only to create the socket it connects with (see connect).
 func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Conn, addr string, err error) {
 	addrs, err := r.listening(ctx, t, tainted)
 	if err != nil {
 		return nil, "", err
 	}
-	var d net.Dialer
-	err = r.inNetns(t, tainted, func() error {
-		var err error
-		for _, addr = range addrs {
-			if conn, err = d.DialContext(ctx, "tcp", addr); err == nil {
-				return nil
-			}
+	for _, addr = range addrs {
+		if conn, err = r.connect(ctx, t, tainted, addr); err == nil || *tainted {
+			break
 		}
-		return err
-	})
-	if err != nil && conn != nil {
-		conn.Close()
-		conn = nil
 	}
 	return conn, addr, err
 }

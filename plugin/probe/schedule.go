@@ -36,9 +36,7 @@ func (r *Runner) schedule() {
 	for {
 		r.mu.Lock()
 		now := time.Now()
-		for len(r.due) > 0 && !r.due[0].at.After(now) {
-			r.dispatchLocked(heap.Pop(&r.due).(*task))
-		}
+		r.dispatchDueLocked(now)
 		if len(r.due) == 0 {
 			r.scheduling = false
 			r.mu.Unlock()
@@ -51,6 +49,13 @@ func (r *Runner) schedule() {
 		case <-r.wake:
 			timer.Stop()
 		}
+	}
+}
+
+// dispatchDueLocked hands every probe due by now to the workers.
+func (r *Runner) dispatchDueLocked(now time.Time) {
+	for len(r.due) > 0 && !r.due[0].at.After(now) {
+		r.dispatchLocked(heap.Pop(&r.due).(*task))
 	}
 }
 

@@ -50,11 +50,13 @@ func TestMeasureReleaseSweep(t *testing.T) {
 		pods++
 		return fmt.Sprintf("%s-%d", prefix, pods)
 	}
-	for _, ready := range []time.Duration{200 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second} {
+	for _, ready := range sweepReadyTimes(t) {
 		lat := make([][]float64, len(variants)) // variant → round → seconds
+		var parts []releaseParts                // podorder's rounds, split at its records
 		for done := 0; done < rounds; {
 			batch := min(parallel, rounds-done)
 			results := make([][]float64, batch)
+			split := make([]releaseParts, batch)
 			errs := make(chan error, batch*len(variants))
 			var wg sync.WaitGroup
 			for r := range batch {
@@ -64,8 +66,11 @@ func TestMeasureReleaseSweep(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						d, err := variants[v].once(t, env, name("sweep"), delay)
-						results[r][v] = d.Seconds()
+						s, err := variants[v].once(t, env, po, name("sweep"), delay)
+						results[r][v] = s.total().Seconds()
+						if variants[v].held {
+							split[r] = s
+						}
 						errs <- err
 					}()
 				}
@@ -80,9 +85,11 @@ func TestMeasureReleaseSweep(t *testing.T) {
 					lat[v] = append(lat[v], res[v])
 				}
 			}
+			parts = append(parts, split...)
 			done += batch
 		}
 		logSweep(t, ready, variants, lat)
+		logReleaseParts(t, parts)
 	}
 }
 
@@ -93,9 +100,62 @@ type sweepVariant struct {
 	every time.Duration
 }
 
+// sweepReadyTimes are the dependency's ready times swept: PODORDER_BENCH_SWEEP_READY (a comma-separated
+// list of durations) or 0.2 s, 2 s, 5 s and 15 s.
+func sweepReadyTimes(t *testing.T) []time.Duration {
+	list := os.Getenv("PODORDER_BENCH_SWEEP_READY")
+	if list == "" {
+		return []time.Duration{200 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second}
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		require.NoError(t, err, "PODORDER_BENCH_SWEEP_READY")
+		out = append(out, d)
+	}
+	return out
+}
+
+// releaseParts are one release's moments: db's LISTEN line, podorder's ready record of db, its
+// release record of app, and app's START line. The records are the daemon's clock, the lines the
+// workloads'; all read the same host clock.
+type releaseParts struct{ listen, ready, released, start time.Time }
+
+func (p releaseParts) total() time.Duration { return p.start.Sub(p.listen) }
+
+// logReleaseParts splits podorder's release latency at its own records, so the time it spends
+// (event and probe; decision and tombstone; wake, hook exit, runc's exec and the app's start) can
+// be told from the rest.
+func logReleaseParts(t *testing.T, parts []releaseParts) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "RESULT   podorder's release split at its records (%d releases): %-24s %10s %16s\n", len(parts), "", "median", "p99 (or max)")
+	for _, seg := range []struct {
+		name     string
+		from, to func(releaseParts) time.Time
+	}{
+		{"LISTEN line → ready record (event, probe's connect)", func(p releaseParts) time.Time { return p.listen }, func(p releaseParts) time.Time { return p.ready }},
+		{"ready record → release record (decision)", func(p releaseParts) time.Time { return p.ready }, func(p releaseParts) time.Time { return p.released }},
+		{"release record → START line (tombstone, wake, hook exit, exec, app start)", func(p releaseParts) time.Time { return p.released }, func(p releaseParts) time.Time { return p.start }},
+	} {
+		var d []float64
+		for _, p := range parts {
+			d = append(d, seg.to(p).Sub(seg.from(p)).Seconds())
+		}
+		tail := "p99 " + fmtDuration(seconds(stats.Quantile(d, 0.99)))
+		if len(d) < 100 {
+			tail = "max " + fmtDuration(seconds(stats.Quantile(d, 1)))
+		}
+		fmt.Fprintf(&b, "RESULT     %-80s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail)
+	}
+	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
+}
+
 // once runs one pod (app waits for db, which listens delay after it starts) and returns db's
-// LISTEN → app's START; the pod is removed before it returns.
-func (v sweepVariant) once(t *testing.T, env *harness.Env, name string, delay time.Duration) (time.Duration, error) {
+// LISTEN and app's START, and for podorder its records between them; the pod is removed before it
+// returns.
+func (v sweepVariant) once(t *testing.T, env *harness.Env, po *Podorder, name string, delay time.Duration) (releaseParts, error) {
+	var s releaseParts
 	const port = "8080" // each pod has a network namespace of its own
 	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", port)}
 	spec := harness.PodSpec{Name: name, PodNetwork: true, Containers: []harness.ContainerSpec{
@@ -107,22 +167,34 @@ func (v sweepVariant) once(t *testing.T, env *harness.Env, name string, delay ti
 	}
 	pod, err := env.TryRunPod(t, spec)
 	if err != nil {
-		return 0, err
+		return s, err
 	}
 	defer func() { _ = env.TryStopPod(pod) }()
 	listen, err := harness.AwaitWorkloadEvent(pod.Container("db"), "LISTEN", delay+time.Minute)
 	if err != nil {
-		return 0, fmt.Errorf("pod %s: %w", name, err)
+		return s, fmt.Errorf("pod %s: %w", name, err)
 	}
 	start, err := harness.AwaitWorkloadEvent(pod.Container("app"), "START", time.Minute)
 	if err != nil {
-		return 0, fmt.Errorf("pod %s: %w", name, err)
+		return s, fmt.Errorf("pod %s: %w", name, err)
 	}
 	if !start.At.After(listen.At) {
-		return 0, fmt.Errorf("pod %s (%s): app started at %s, before db listened at %s", name, v.name,
+		return s, fmt.Errorf("pod %s (%s): app started at %s, before db listened at %s", name, v.name,
 			start.At.Format(time.StampMicro), listen.At.Format(time.StampMicro))
 	}
-	return start.At.Sub(listen.At), nil
+	s.listen, s.start = listen.At, start.At
+	if v.held {
+		db, err := po.Store.Read(pod.Spec.UID, "db")
+		if err != nil || db == nil || db.ReadyAt == nil {
+			return s, fmt.Errorf("pod %s: no ready record of db (err %v)", name, err)
+		}
+		app, err := po.Store.Read(pod.Spec.UID, "app")
+		if err != nil || app == nil || app.ReleasedAt == nil {
+			return s, fmt.Errorf("pod %s: no release record of app (err %v)", name, err)
+		}
+		s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
+	}
+	return s, nil
 }
 
 // logSweep prints one ready time's table: per variant its median and p99 (or max), and its paired
