@@ -47,11 +47,13 @@ func main() {
 	if r.Timeout <= 0 || len(r.Waits) == 0 {
 		fail(fmt.Errorf("podorder-hook: need --timeout and at least one <container>=<condition> argument"))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	ctx, _ := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	if err := hooks.Wait(ctx, r); err != nil {
 		fail(err)
 	}
+	// Exit at once: runc execs the container's process when this one is gone, and stopping the
+	// signal handling first would wait for its goroutine on another thread.
+	os.Exit(0)
 }
 
 // drain is the preStop mode. kubelet ends it at the grace period's end at the latest.
