@@ -25,7 +25,8 @@ import (
 // that the machine's load at that moment hits all three; a round's ratios are paired, and each
 // table gives the median of the per-round ratios with a 95% bootstrap interval, not a ratio of two
 // unpaired medians. PODORDER_BENCH=1 (make bench) runs it; PODORDER_BENCH_SWEEP_ROUNDS (default
-// 100) and PODORDER_BENCH_SWEEP_PARALLEL (rounds at once, default 6) size it.
+// 100) and PODORDER_BENCH_SWEEP_PARALLEL (rounds at once, default 6) size it;
+// PODORDER_BENCH_SWEEP_READY lists other ready times.
 func TestMeasureReleaseSweep(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
@@ -119,7 +120,11 @@ func sweepReadyTimes(t *testing.T) []time.Duration {
 // releaseParts are one release's moments: db's LISTEN line, podorder's ready record of db, its
 // release record of app, and app's START line. The records are the daemon's clock, the lines the
 // workloads'; all read the same host clock.
-type releaseParts struct{ listen, ready, released, start time.Time }
+type releaseParts struct {
+	listen, ready, released, start time.Time
+	// pid is app's process, as the kernel trace names it.
+	pid int
+}
 
 func (p releaseParts) total() time.Duration { return p.start.Sub(p.listen) }
 
@@ -193,6 +198,9 @@ func (v sweepVariant) once(t *testing.T, env *harness.Env, po *Podorder, name st
 			return s, fmt.Errorf("pod %s: no release record of app (err %v)", name, err)
 		}
 		s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
+		if s.pid, err = env.PID(pod.Container("app").ID); err != nil {
+			return s, fmt.Errorf("pod %s: %w", name, err)
+		}
 	}
 	return s, nil
 }
@@ -222,3 +230,67 @@ func logSweep(t *testing.T, ready time.Duration, variants []sweepVariant, lat []
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// TestMeasureReleaseSplit splits podorder's release latency at every moment that can be seen:
+// podorder's own records (db ready, app released), the kernel's record of the hook's exit and of
+// runc's exec of app's program, and app's first line. It runs one pod at a time, alone on the
+// machine, so that the kernel's events of one release cannot be mistaken for another's, and so
+// that what it shows is each part's own cost rather than contention. PODORDER_BENCH=1 (make bench)
+// runs it; PODORDER_BENCH_SPLIT_ROUNDS (default 100) sizes it.
+func TestMeasureReleaseSplit(t *testing.T) {
+	if os.Getenv("PODORDER_BENCH") != "1" {
+		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
+	}
+	rounds := envInt("PODORDER_BENCH_SPLIT_ROUNDS", 100)
+	env := harness.Start(t, harness.Options{PodNetwork: true})
+	env.ImportWorkloadImages(t)
+	po := startPodorder(t, env, "--log-level=info")
+	t.Logf("readiness events: %s", readinessSource(t, po))
+	trace := startKernelTrace(t, 8080, "hook", "/workload")
+	v := sweepVariant{name: "podorder", held: true}
+	var parts []releaseParts
+	for i := range rounds {
+		s, err := v.once(t, env, po, fmt.Sprintf("split-%d", i), 200*time.Millisecond+rand.N(100*time.Millisecond))
+		require.NoError(t, err)
+		parts = append(parts, s)
+	}
+	listens, exits, execs := trace.read(t)
+	type split struct {
+		releaseParts
+		listening, hookExit, exec time.Time
+	}
+	var splits []split
+	for _, p := range parts {
+		listening, heard := lastBetween(listens, p.listen, p.ready)
+		if hookExit, exec, ok := hookExitAndExec(exits, execs, p.pid); heard && ok && hookExit.After(p.released) && !exec.After(p.start) {
+			splits = append(splits, split{p, listening, hookExit, exec})
+		}
+	}
+	require.NotEmpty(t, splits, "the kernel trace has no hook exit and exec for any release")
+	var b strings.Builder
+	fmt.Fprintf(&b, "RESULT release split, dependency ready 0.2 s (+0-100 ms) after its start, one pod at a time in its own network namespace, %d of %d releases traced\n", len(splits), len(parts))
+	fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", "part (whose)", "median", "p99 (or max)")
+	for _, seg := range []struct {
+		name     string
+		from, to func(split) time.Time
+	}{
+		{"db's LISTEN line → its socket listening: the program's own listen(2) (the app)", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.listening }},
+		{"listening → db's ready record: the event, the probe's connect (podorder)", func(s split) time.Time { return s.listening }, func(s split) time.Time { return s.ready }},
+		{"ready record → app's release record: the decision (podorder)", func(s split) time.Time { return s.ready }, func(s split) time.Time { return s.released }},
+		{"release record → the hook's exit: tombstone, wake, the hook's read and exit (podorder)", func(s split) time.Time { return s.released }, func(s split) time.Time { return s.hookExit }},
+		{"the hook's exit → app's program exec'd: runc's return from the hook, execve (runc, kernel)", func(s split) time.Time { return s.hookExit }, func(s split) time.Time { return s.exec }},
+		{"exec'd → app's START line: the program's own start (the app)", func(s split) time.Time { return s.exec }, func(s split) time.Time { return s.start }},
+		{"total: db's LISTEN line → app's START line", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.start }},
+	} {
+		var d []float64
+		for _, s := range splits {
+			d = append(d, seg.to(s).Sub(seg.from(s)).Seconds())
+		}
+		tail := "p99 " + fmtDuration(seconds(stats.Quantile(d, 0.99)))
+		if len(d) < 100 {
+			tail = "max " + fmtDuration(seconds(stats.Quantile(d, 1)))
+		}
+		fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail)
+	}
+	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
+}
