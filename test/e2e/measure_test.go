@@ -22,14 +22,13 @@ import (
 // with compared variants interleaved so that drift on the machine hits both. It does assert what
 // must hold whatever the speed: a held container starts only after what it waits for.
 //
-// PODORDER_BENCH_SAMPLES (default 100) sets the samples per create+start variant and
-// PODORDER_BENCH_HOLDS (default 200) the holds of the release measurement, for a quick run.
+// PODORDER_BENCH_SAMPLES (default 100) sets the samples per create+start variant, for a quick run.
+// The release latency is TestMeasureReleaseSweep's and TestMeasureReleaseSplit's.
 func TestMeasure(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
 	}
 	samples := envInt("PODORDER_BENCH_SAMPLES", 100)
-	holds := envInt("PODORDER_BENCH_HOLDS", 200)
 	env := harness.Start(t, harness.Options{})
 	env.ImportWorkloadImages(t)
 	po := startPodorder(t, env)
@@ -37,7 +36,6 @@ func TestMeasure(t *testing.T) {
 
 	t.Run("a pod without podorder keys costs nothing", func(t *testing.T) { m.withoutKeys(t, samples) })
 	t.Run("a held container's create and start cost nothing", func(t *testing.T) { m.heldCreateStart(t, samples) })
-	t.Run("release latency beside a polling entrypoint", func(t *testing.T) { m.release(t, holds) })
 	t.Run("a whole pod lifecycle costs nothing, beside a no-op NRI plugin", func(t *testing.T) {
 		m.fullCycles(t, samples, envInt("PODORDER_BENCH_BUSY_PODS", 20))
 	})
@@ -165,109 +163,6 @@ func (m *measurement) heldCreateStart(t *testing.T, n int) {
 type releaseSample struct {
 	listen, start time.Time
 	ready         time.Time // podorder's ready record of the dependency; zero for the poller
-}
-
-// release measures, over n holds, the time from a dependency's port opening (its own LISTEN line,
-// stamped before listen(2)) to its dependent's first line, with podorder (a tcp probe on the
-// dependency) beside the entrypoint podorder replaces: a loop that tries the port every 100 ms.
-//
-// The dependency listens after a random delay (0-200 ms), and the poller waits a random part of its
-// period before its first try, so its tries fall at a random phase to the port's opening; a poller
-// started in lockstep with the dependency would always hit (or always just miss) the port. Each
-// hold is timed on its own; a few pods run at once (PODORDER_BENCH_PARALLEL pairs, default 2) to
-// keep the run short, which adds the node's usual contention to both variants alike.
-func (m *measurement) release(t *testing.T, n int) {
-	parallel := envInt("PODORDER_BENCH_PARALLEL", 2)
-	var podorder, polling []releaseSample
-	for done := 0; done < n; {
-		batch := min(parallel, n-done)
-		type outcome struct {
-			held bool
-			s    releaseSample
-			err  error
-		}
-		results := make(chan outcome, 2*batch)
-		var wg sync.WaitGroup
-		for range batch {
-			for _, held := range []bool{true, false} {
-				port := m.takePort(t)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s, err := m.releaseOnce(t, held, port)
-					results <- outcome{held, s, err}
-				}()
-			}
-		}
-		wg.Wait()
-		close(results)
-		for r := range results {
-			require.NoError(t, r.err)
-			require.True(t, r.s.start.After(r.s.listen), "the dependent started at %s, before its dependency listened at %s (held: %v)",
-				r.s.start.Format(time.StampMicro), r.s.listen.Format(time.StampMicro), r.held)
-			if r.held {
-				podorder = append(podorder, r.s)
-			} else {
-				polling = append(polling, r.s)
-			}
-		}
-		done += batch
-	}
-	since := func(ss []releaseSample, from, to func(releaseSample) time.Time) []time.Duration {
-		var d []time.Duration
-		for _, s := range ss {
-			d = append(d, to(s).Sub(from(s)))
-		}
-		return d
-	}
-	listen := func(s releaseSample) time.Time { return s.listen }
-	ready := func(s releaseSample) time.Time { return s.ready }
-	start := func(s releaseSample) time.Time { return s.start }
-	logTable(t, "dependency's port open → dependent's first line (random listen delay 0-200 ms)",
-		row{variant: "entrypoint polling every 100 ms, random phase", d: since(polling, listen, start)},
-		row{variant: "podorder (tcp probe)", d: since(podorder, listen, start)},
-		row{variant: "  of which port open → ready recorded", d: since(podorder, listen, ready), noRatio: true},
-		row{variant: "  of which ready recorded → first line", d: since(podorder, ready, start), noRatio: true})
-}
-
-// releaseOnce runs one pod whose app waits for db's port, held by podorder or polling by itself,
-// and returns the moments; the pod is removed before it returns.
-func (m *measurement) releaseOnce(t *testing.T, held bool, port int) (releaseSample, error) {
-	delay := rand.N(200 * time.Millisecond)
-	db := harness.ContainerSpec{Name: "db", Args: args("db", "--listen-after", delay.String(), "--port", fmt.Sprint(port))}
-	spec := harness.PodSpec{Name: m.name("poll"), Containers: []harness.ContainerSpec{
-		{Name: "app", Args: args("app", "--wait-tcp", fmt.Sprintf("127.0.0.1:%d", port), "--wait-every", "100ms", "--wait-random-phase", "--wait-exec")}, db}}
-	if held {
-		spec = harness.PodSpec{Name: m.name("hold"),
-			Labels:      map[string]string{"podorder.dev/after.app": "db", "podorder.dev/timeout.app": "30s"},
-			Annotations: map[string]string{"podorder.dev/probe.db": fmt.Sprintf("tcp:%d", port)},
-			Containers:  []harness.ContainerSpec{{Name: "app", Args: args("app")}, db}}
-	}
-	pod, err := m.env.TryRunPod(t, spec)
-	if err != nil {
-		return releaseSample{}, err
-	}
-	defer func() { _ = m.env.TryStopPod(pod) }()
-	var s releaseSample
-	for _, w := range []struct {
-		c    string
-		kind string
-		at   *time.Time
-	}{{"app", "START", &s.start}, {"db", "LISTEN", &s.listen}} {
-		ev, err := harness.AwaitWorkloadEvent(pod.Container(w.c), w.kind, 30*time.Second)
-		if err != nil {
-			return s, fmt.Errorf("pod %s: %w", spec.Name, err)
-		}
-		*w.at = ev.At
-	}
-	if held {
-		ts, err := m.po.Store.Read(pod.Spec.UID, "db")
-		if err != nil || ts == nil || ts.ReadyAt == nil {
-			return s, fmt.Errorf("pod %s: no ready record of db (err %v)", spec.Name, err)
-		}
-		s.ready = *ts.ReadyAt
-	}
-	return s, nil
 }
 
 // row is one variant of a RESULT table.
