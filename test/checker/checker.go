@@ -124,6 +124,26 @@ type Config struct {
 	ExitCodesFromAPI bool
 }
 
+// What the checker tolerates on the beds it was measured on (containerd v2.4.2, runc v1.3.6, 2
+// cores), for both the CRI bed and the real kubelet: kubelet adds no step between podorder's
+// release and the hook. Each run's RESULT line reports what it saw of each; a run that measures
+// more may allow that instead.
+const (
+	// DefaultExitTolerance is the NRI lag: how long after a workload's EXIT line podorder records
+	// its exit (containerd tells NRI after the process is gone). Measured on the CRI bed over two
+	// 16-pod churns, 126 exits under faults: p50 7 ms, p99 146 ms, max 146 ms; the proof
+	// campaign's are under 70 ms.
+	DefaultExitTolerance = 250 * time.Millisecond
+	// DefaultStartRace: a "started" dependency that is not held counts from its runtime start, a
+	// moment before its first line. (A held one counts from its release, and its first line may
+	// trail its dependents' by its own wake: sameStep.)
+	DefaultStartRace = 100 * time.Millisecond
+	// DefaultWakeBound is the longest from podorder's release record to the held process's first
+	// line (seen: p50 9 ms, max 49 ms over 51 releases of a churn); a hook that was not woken sees
+	// its release only at its own re-read, up to 1 s later.
+	DefaultWakeBound = 500 * time.Millisecond
+)
+
 // Verdict is the outcome for one held attempt.
 type Verdict int
 

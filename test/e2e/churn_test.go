@@ -348,7 +348,7 @@ func (ch *churn) runPod(p *churnPod) {
 		}
 		for len(c.attempts) < 3 {
 			prev := c.attempts[len(c.attempts)-1]
-			if prev.StartErr != nil || !ch.exited(prev.ID, 90*time.Second) || !p.deletedAt().IsZero() {
+			if prev.StartErr != nil || !ch.exited(prev.ID, 90*time.Second) || !ch.deletedAt(p).IsZero() {
 				break
 			}
 			ch.create(p, c, uint32(len(c.attempts)))
@@ -373,7 +373,7 @@ func (ch *churn) killAsReady(p *churnPod, c *churnContainer, a *harness.Containe
 		return
 	}
 	ch.fault(landing{kind: faultRace, holds: -1, lag: time.Since(listen.At)})
-	if ch.exited(a.ID, 30*time.Second) && p.deletedAt().IsZero() {
+	if ch.exited(a.ID, 30*time.Second) && ch.deletedAt(p).IsZero() {
 		ch.mu.Lock()
 		next := uint32(len(c.attempts))
 		ch.mu.Unlock()
@@ -400,14 +400,13 @@ func (p *churnPod) waitedReady(name string) bool {
 	return false
 }
 
-func (p *churnPod) deletedAt() time.Time {
-	// Written by the injector while the pod's goroutine reads it.
-	churnPodsMu.Lock()
-	defer churnPodsMu.Unlock()
+// deletedAt is when the campaign deleted p mid-hold, zero if it did not: the injector writes it
+// while p's goroutine reads it, under ch.mu like the rest of the campaign's state.
+func (ch *churn) deletedAt(p *churnPod) time.Time {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
 	return p.deleted
 }
-
-var churnPodsMu sync.Mutex
 
 // wave creates pods concurrently (four at a time, as a node's kubelet works several pods at once)
 // while inject, if set, strikes.
@@ -536,9 +535,9 @@ func (ch *churn) inject(pods []*churnPod, plan []string) func(done <-chan struct
 				if p == nil {
 					continue // the wave ended with nothing held: not a deletion mid-hold
 				}
-				churnPodsMu.Lock()
+				ch.mu.Lock()
 				p.deleted = time.Now()
-				churnPodsMu.Unlock()
+				ch.mu.Unlock()
 				// What kubelet does first when a pod is deleted; the sandbox is removed with the
 				// others at the round's end, after the evidence is read.
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -571,7 +570,7 @@ func (ch *churn) holding(pods []*churnPod) *churnPod {
 			}
 		}
 		ch.mu.Unlock()
-		if !p.deletedAt().IsZero() {
+		if !ch.deletedAt(p).IsZero() {
 			continue
 		}
 		for _, a := range held {
@@ -780,7 +779,7 @@ func (ch *churn) removeEarlierSandboxes(p *churnPod) {
 		require.NoError(t, err)
 		_, err = ch.env.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id})
 		require.NoError(t, err)
-		if _, err := os.Stat(ch.po.Store.PodDir(p.pod.Spec.UID)); p.deletedAt().IsZero() {
+		if _, err := os.Stat(ch.po.Store.PodDir(p.pod.Spec.UID)); ch.deletedAt(p).IsZero() {
 			assert.NoError(t, err, "pod %s: the removal of an earlier sandbox leaves the live pod's tombstones", p.name)
 		}
 	}

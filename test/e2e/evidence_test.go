@@ -15,32 +15,13 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
-// What the checker tolerates in this bed (containerd v2.4.2, runc v1.3.6, 2 cores). Each run's
-// RESULT line reports what it saw of the first and the last.
-const (
-	// exitTolerance is the NRI lag: how long after a workload's EXIT line podorder records its exit
-	// (containerd tells NRI after the process is gone). Measured here over two 16-pod churns, 126
-	// exits under faults: p50 7 ms, p99 146 ms, max 146 ms; the proof campaign's are under 70 ms.
-	// A dependency that exited within it before its dependent started is suspect, not passed. A
-	// run that measures a longer lag allows that instead (churn.check).
-	exitTolerance = 250 * time.Millisecond
-	// startRace: a "started" dependency that is not held counts from its runtime start, a moment
-	// before its first line. Within it: suspect. (A held one counts from its release, and its
-	// first line may trail its dependents' by its own wake: checker.sameStep.)
-	startRace = 100 * time.Millisecond
-	// wakeBound is the longest from podorder's release record to the held process's first line
-	// (seen here: p50 9 ms, max 49 ms over 51 releases of a churn); a hook that was not woken sees
-	// its release only at its own re-read, up to 1 s later.
-	wakeBound = 500 * time.Millisecond
-)
-
 // checkerConfig is the checker's configuration for a run that ended now.
 func checkerConfig() checker.Config {
 	return checker.Config{
-		ExitTolerance:  exitTolerance,
-		StartRace:      startRace,
+		ExitTolerance:  checker.DefaultExitTolerance,
+		StartRace:      checker.DefaultStartRace,
 		Liveness:       2*time.Second + probe.DefaultMaxInterval,
-		WakeBound:      wakeBound,
+		WakeBound:      checker.DefaultWakeBound,
 		DeadlineMargin: podstate.DeadlineMargin,
 		End:            time.Now(),
 	}
@@ -99,7 +80,7 @@ func evidence(t *testing.T, env *harness.Env, po *Podorder, pods []*churnPod) ([
 	var out []checker.Pod
 	var m measured
 	for _, p := range pods {
-		cp := checker.Pod{Name: p.name, Deleted: p.deletedAt()}
+		cp := checker.Pod{Name: p.name, Deleted: p.deleted} // the campaign is over: nothing writes it now
 		for _, c := range p.containers {
 			cc := checker.Container{Name: c.name, Timeout: c.timeout}
 			for _, d := range c.deps {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/podorder/podorder/test/checker"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -170,7 +171,7 @@ func checkScaleOrder(pod *harness.Pod) error {
 		{"cache START", "api START", 0}, {"db LISTEN", "web START", 0},
 		// web waits for api ready, which without a probe is api released: both are released in one
 		// step and their hooks woken together, so api's first line may trail web's a little.
-		{"api START", "web START", startRace},
+		{"api START", "web START", checker.DefaultStartRace},
 	} {
 		if !at[o.after].After(at[o.before].Add(-o.race)) {
 			return fmt.Errorf("pod %s: %s at %s is not after %s at %s", pod.Spec.Name, o.after, at[o.after].Format(time.StampMicro), o.before, at[o.before].Format(time.StampMicro))

@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/podorder/podorder/plugin/decl"
+	"github.com/podorder/podorder/test/checker"
 	"github.com/podorder/podorder/test/harness"
 )
 
@@ -79,7 +80,7 @@ func TestAHeldDependencyCountsAsStartedOnlyOnceItsOwnProcessRuns(t *testing.T) {
 	// are released in one step and their hooks woken together, so app's first line may lead
 	// proxy's by that race, never by proxy's second of hold.
 	app, proxy := started(t, pod.Container("app")), started(t, pod.Container("proxy"))
-	assert.False(t, app.Before(proxy.Add(-wakeBound)), "app started %s before proxy's own process", proxy.Sub(app))
+	assert.False(t, app.Before(proxy.Add(-checker.DefaultWakeBound)), "app started %s before proxy's own process", proxy.Sub(app))
 }
 
 func TestCompletedConditionReleasesOnExitZero(t *testing.T) {

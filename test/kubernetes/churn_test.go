@@ -555,7 +555,7 @@ func TestChurnOnARealKubelet(t *testing.T) {
 		t.Logf("RESULT kubelet churn fault: %s", what)
 	}
 	t.Logf("RESULT kubelet churn delays: NRI exit lag (EXIT line → podorder's record) %s, tolerance %s; release record → first line %s, bound %s; %d attempts removed by kubelet before seen exited (end inferred within %s)",
-		durations(exitLags), exitTolerance, durations(wakes), wakeBound, removed, recordEvery)
+		durations(exitLags), exitTolerance, durations(wakes), checker.DefaultWakeBound, removed, recordEvery)
 	if im.fallback != "" {
 		t.Logf("RESULT kubelet churn: the previous release was NOT tested: %s", im.fallback)
 	}

@@ -22,30 +22,21 @@ import (
 	"github.com/podorder/podorder/test/harness"
 )
 
-// What the checker tolerates on this bed. startRace and wakeBound are test/e2e's (measured there on
-// the CRI bed, same containerd and runc, 2 cores): kubelet adds no step between podorder's release
-// and the hook. The NRI lag is this bed's own; each run's RESULT line reports the lags it saw.
-const (
-	// exitTolerance is the NRI lag: how long after a workload's EXIT line podorder may learn of it.
-	// Here containerd also serves kubelet, and the campaign rolls pods while podorder resynchronizes:
-	// measured over a short run, 55 exits, p50 78 ms, p99 491 ms, max 644 ms (the CRI bed's is
-	// under 150 ms). A dependency that exited within it before its dependent started is suspect,
-	// and a violation all the same when podorder had recorded the exit before the release.
-	exitTolerance = time.Second
-	// startRace: a "started" dependency that is not held counts from its runtime start, a moment
-	// before its first line.
-	startRace = 100 * time.Millisecond
-	// wakeBound is the longest from podorder's release record to the held process's first line.
-	wakeBound = 500 * time.Millisecond
-)
+// exitTolerance is this bed's NRI lag: how long after a workload's EXIT line podorder may learn of
+// it. Here containerd also serves kubelet, and the campaign rolls pods while podorder
+// resynchronizes: measured over a short run, 55 exits, p50 78 ms, p99 491 ms, max 644 ms (the CRI
+// bed's is under 150 ms: checker.DefaultExitTolerance). A dependency that exited within it before
+// its dependent started is suspect, and a violation all the same when podorder had recorded the
+// exit before the release. The other tolerances are the checker's defaults.
+const exitTolerance = time.Second
 
 // kubeletCheckerConfig is the checker's configuration for a kubelet run that ended at end.
 func kubeletCheckerConfig(end time.Time) checker.Config {
 	return checker.Config{
 		ExitTolerance:  exitTolerance,
-		StartRace:      startRace,
+		StartRace:      checker.DefaultStartRace,
 		Liveness:       2*time.Second + probe.DefaultMaxInterval,
-		WakeBound:      wakeBound,
+		WakeBound:      checker.DefaultWakeBound,
 		DeadlineMargin: podstate.DeadlineMargin,
 		End:            end,
 		// The shipped DaemonSet has the API: kubelet's status tells the codes of exits podorder missed.
