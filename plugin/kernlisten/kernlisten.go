@@ -6,6 +6,10 @@
 // or run time), keeps only that state in the kernel and writes the socket's port, family and
 // network namespace into a bounded ring buffer; Watch reads it and hands the events to the probes.
 //
+// No event is lost unseen: when the ring buffer is full the program counts the events it could not
+// write, and Watch, which reads that count after every batch, reports the loss, so that every probe
+// waiting on a closed port is attempted again.
+//
 // It needs no tracefs: a raw tracepoint is attached by name through bpf(2), and the offsets of
 // the socket's fields come from the kernel's BTF (/sys/kernel/btf/vmlinux). Open fails, saying
 // why, when any of that is missing; the probes then poll as they do without it.
@@ -38,8 +42,7 @@ const (
 	// tcpListen is the kernel's TCP_LISTEN.
 	tcpListen = 10
 	// ringBytes bounds the events waiting to be read: 16 bytes each (an 8-byte header and the
-	// event), so 4,096 of them. When it is full the kernel drops new events, and the probes'
-	// periodic attempts see those ports instead.
+	// event), so 4,096 of them. When it is full the program drops new events and counts them.
 	ringBytes = 64 << 10
 	// maxBatch is how many events are handed to the probes at once, under one lock.
 	maxBatch = 64
@@ -49,7 +52,9 @@ const (
 
 // Source is the eBPF program attached to the tracepoint and the ring buffer it writes to.
 type Source struct {
-	ring   *ebpf.Map
+	ring *ebpf.Map
+	// lost is a one-element array: how many events the program could not write to a full ring.
+	lost   *ebpf.Map
 	prog   *ebpf.Program
 	link   link.Link
 	reader *ringbuf.Reader
@@ -88,10 +93,13 @@ func Open() (_ *Source, err error) {
 	if s.ring, err = ebpf.NewMap(&ebpf.MapSpec{Name: "podorder_listen", Type: ebpf.RingBuf, MaxEntries: ringBytes}); err != nil {
 		return nil, withMemlock(fmt.Errorf("create the ring buffer (kernel 5.8 or later): %w", err), memlockErr)
 	}
+	if s.lost, err = ebpf.NewMap(&ebpf.MapSpec{Name: "podorder_lost", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}); err != nil {
+		return nil, withMemlock(fmt.Errorf("create the lost-event counter: %w", err), memlockErr)
+	}
 	if s.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "podorder_listen",
 		Type:         ebpf.RawTracepoint,
-		Instructions: program(off, s.ring.FD()),
+		Instructions: program(off, s.ring.FD(), s.lost.FD()),
 		// bpf_probe_read_kernel is offered only to programs that declare a GPL-compatible license.
 		License: "Dual BSD/GPL",
 	}); err != nil {
@@ -128,20 +136,26 @@ func (s *Source) Close() error {
 	if s.ring != nil {
 		errs = append(errs, s.ring.Close())
 	}
+	if s.lost != nil {
+		errs = append(errs, s.lost.Close())
+	}
 	return errors.Join(errs...)
 }
 
 // Watch hands the events to listened, in batches of up to 64 with duplicates dropped, from the
-// calling goroutine, until ctx ends (it then returns nil) or reading fails. It closes the source
-// when it returns.
+// calling goroutine, until ctx ends (it then returns nil) or reading fails. A batch read after the
+// program dropped events to a full ring ends with a Lost event. It closes the source when it
+// returns.
 func (s *Source) Watch(ctx context.Context, listened func([]probe.Listen)) error {
 	defer s.Close()
-	// Closing the reader is what interrupts a blocked read.
-	stop := context.AfterFunc(ctx, func() { s.reader.Close() })
+	// A flush interrupts a blocked read (it returns what the ring holds, then ErrFlushed). Closing
+	// the reader would too, but not safely: AvailableBytes reads the ring a close frees.
+	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
 	defer stop()
 	var rec ringbuf.Record
-	batch := make([]probe.Listen, 0, maxBatch)
-	for {
+	batch := make([]probe.Listen, 0, maxBatch+1)
+	var seenLost uint64
+	for ctx.Err() == nil {
 		batch = batch[:0]
 		for len(batch) == 0 || len(batch) < maxBatch && s.reader.AvailableBytes() > 0 {
 			if err := s.reader.ReadInto(&rec); err != nil {
@@ -157,8 +171,26 @@ func (s *Source) Watch(ctx context.Context, listened func([]probe.Listen)) error
 				batch = append(batch, ev)
 			}
 		}
+		// The count is read after the batch: a loss is reported once the ring has room again, with
+		// the events that were written before it.
+		lost, err := s.lostCount()
+		if err != nil {
+			return fmt.Errorf("read the lost-event counter: %w", err)
+		}
+		if lost != seenLost {
+			seenLost = lost
+			batch = append(batch, probe.Listen{Lost: true})
+		}
 		listened(batch)
 	}
+	return nil
+}
+
+// lostCount is how many events the program has dropped to a full ring since it was loaded.
+func (s *Source) lostCount() (uint64, error) {
+	var n uint64
+	err := s.lost.Lookup(uint32(0), &n)
+	return n, err
 }
 
 func contains(batch []probe.Listen, ev probe.Listen) bool {
@@ -183,12 +215,13 @@ func decode(b []byte) (probe.Listen, bool) {
 }
 
 // program is the eBPF program: on a socket entering TCP_LISTEN, write {netns inode u32, port u16,
-// family u16} to the ring buffer; on any other state change, nothing. The socket's fields are
-// read with bpf_probe_read_kernel at offsets from BTF.
-func program(off offsets, ring int) asm.Instructions {
+// family u16} to the ring buffer, or count it in lost when the ring is full; on any other state
+// change, nothing. The socket's fields are read with bpf_probe_read_kernel at offsets from BTF.
+func program(off offsets, ring, lost int) asm.Instructions {
 	const (
 		ev    = -8  // the event, on the stack
 		netp  = -16 // the struct net pointer, on the stack
+		key   = -20 // the lost counter's key, on the stack
 		sk    = asm.R6
 		state = asm.R7
 	)
@@ -228,6 +261,16 @@ func program(off offsets, ring int) asm.Instructions {
 		asm.Mov.Imm(asm.R3, eventSize),
 		asm.Mov.Imm(asm.R4, 0),
 		asm.FnRingbufOutput.Call(),
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+		// The ring is full: count the event, atomically (events come from every CPU).
+		asm.StoreImm(asm.RFP, key, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, lost),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, key),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
 	)

@@ -147,6 +147,34 @@ func TestAListenerInAnotherNetworkNamespaceIsReportedWithThatNamespace(t *testin
 	assert.Equal(t, uint16(unix.AF_INET), ev.Family)
 }
 
+// Events the program could not write to a full ring are counted, and the next batch read says so.
+func TestEventsDroppedByAFullRingAreReportedAsLost(t *testing.T) {
+	s := open(t)
+	// Nothing reads yet: more listeners than the ring holds (ringBytes / 16) fill it.
+	for range ringBytes/16 + 100 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		require.NoError(t, ln.Close())
+	}
+	lost, err := s.lostCount()
+	require.NoError(t, err)
+	require.Positive(t, lost, "the program counts what it could not write")
+
+	events := watch(t, s)
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Lost {
+				assert.Zero(t, ev.Port, "a Lost event names no port")
+				return
+			}
+		case <-deadline:
+			require.FailNow(t, "the loss was not reported")
+		}
+	}
+}
+
 func TestAConnectedSocketIsNoListenEvent(t *testing.T) {
 	events := watch(t, open(t))
 	l, err := net.Listen("tcp4", "127.0.0.1:0")

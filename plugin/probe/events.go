@@ -18,6 +18,10 @@ type Listen struct {
 	// Netns is the inode number of the socket's network namespace, as stat(2) shows it for
 	// /proc/<pid>/ns/net; 0 when unknown, which matches every namespace.
 	Netns uint64
+	// Lost says that the source dropped events before this one (its buffer was full): any port
+	// may have started listening unseen, so every probe is attempted again. Its other fields are
+	// zero.
+	Lost bool
 }
 
 // ListenSource reports the node's sockets as they start listening (kernlisten is one).
@@ -30,11 +34,12 @@ type ListenSource interface {
 // Settings of probes while a ListenSource is live.
 const (
 	// DefaultEventInterval is the period of a probe whose port was closed at its last attempt
-	// while events are live: the kernel says when the port listens, so this is only the safety net
-	// for an event lost to a full ring buffer.
-	DefaultEventInterval = 100 * time.Millisecond
-	// DefaultEventMaxInterval is where that period's back-off stops.
-	DefaultEventMaxInterval = time.Second
+	// while events are live: the kernel says when the port listens, and a source says when it lost
+	// events (a Lost event), so this is only a safety net, against what no event says.
+	DefaultEventInterval = time.Second
+	// DefaultEventMaxInterval is where that period's back-off stops: 500 probes waiting on closed
+	// ports then cost 50 attempts a second, about 0.3% of a core.
+	DefaultEventMaxInterval = 10 * time.Second
 	// ListenBurst is how many attempts follow, ListenBurstGap apart, the one an event makes due:
 	// the kernel announces TCP_LISTEN a moment before the socket accepts connections, and HTTP or
 	// gRPC servers often answer ready a moment after they listen.
@@ -73,14 +78,19 @@ func (r *Runner) setLive(live bool) {
 }
 
 // Listened makes due at once every probe of an event's port in the event's namespace (in every
-// namespace when the event does not say), and arms its burst. It costs a map lookup per event:
-// a probe that is already due, waiting for a worker or running is not queued again, and no probe
-// is attempted sooner after its last attempt than the node's attempt budget allows.
+// namespace when the event does not say), and arms its burst; after a Lost event, every probe. It
+// costs a map lookup per event: a probe that is already due, waiting for a worker or running is
+// not queued again, and no probe is attempted sooner after its last attempt than the node's
+// attempt budget allows.
 func (r *Runner) Listened(events []Listen) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ev := range events {
+		if ev.Lost {
+			r.lostLocked(now)
+			continue
+		}
 		for _, t := range r.byPort[ev.Port] {
 			if ev.Netns != 0 && t.netnsIno != 0 && ev.Netns != t.netnsIno {
 				continue
@@ -91,6 +101,17 @@ func (r *Runner) Listened(events []Listen) {
 	// Start the attempts made due here, rather than through the scheduler's goroutine: a hand-off
 	// between goroutines costs a wake-up, on the path from the event to the release.
 	r.dispatchDueLocked(now)
+}
+
+// lostLocked makes every probe due, as if each had heard its port: events were lost, and any of
+// them may have been its port's. The node's attempt budget spreads the attempts.
+func (r *Runner) lostLocked(now time.Time) {
+	for _, ts := range r.byPort {
+		for _, t := range ts {
+			r.heardLocked(t, now)
+		}
+	}
+	r.logger().Warn("readiness events were lost (the kernel's buffer was full); attempting every waiting probe again")
 }
 
 // heardLocked restarts t's probing as if it had just begun, with a burst, and makes it due now.

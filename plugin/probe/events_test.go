@@ -265,6 +265,31 @@ func TestWhileEventsAreLiveAClosedPortIsProbedAtTheSafetyNetsPeriod(t *testing.T
 	waitReady(t, ch)
 }
 
+// A source that lost events says so, and every waiting probe is attempted again: the lost event
+// may have been its port's.
+func TestLostEventsMakeEveryWaitingProbeDue(t *testing.T) {
+	r, _ := eventRunner()
+	attempts := countAttempts(r)
+	follow(t, r)
+	a := reservePort(t)
+	b := closedPort(t)
+	ready, ch := signal()
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: a.port}, ready)
+	require.NoError(t, err)
+	defer stop()
+	stop, err = r.Start("", &decl.Probe{Kind: "tcp", Port: b}, func() {})
+	require.NoError(t, err)
+	defer stop()
+	attempts.waitFor(t, a.port, 1)
+	attempts.waitFor(t, b, 1)
+	assert.Greater(t, waitingIn(t, r, taskOf(t, r, a.port)), 50*time.Minute, "a closed port waits for its event")
+
+	a.listen(t) // its event is lost
+	r.Listened([]Listen{{Lost: true}})
+	waitReady(t, ch)
+	attempts.waitFor(t, b, 2)
+}
+
 func TestAPortThatListensButIsNotReadyIsPolledAsWithoutEvents(t *testing.T) {
 	r, _ := eventRunner()
 	attempts := countAttempts(r)

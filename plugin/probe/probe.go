@@ -5,9 +5,9 @@
 //
 // When the daemon follows a ListenSource (the kernel's LISTEN events, events.go), a probe whose
 // port is closed is not polled every 10 ms: an event for its port makes it due at once, followed
-// by a short burst, and the periodic attempts become a safety net of 100 ms backing off to 1 s.
-// Once its port listens, a probe is polled as without events, since no event says when an HTTP or
-// gRPC server turns ready.
+// by a short burst, and the periodic attempts become a safety net of 1 s backing off to 10 s (a
+// source that loses events says so, and every probe is attempted then). Once its port listens, a
+// probe is polled as without events, since no event says when an HTTP or gRPC server turns ready.
 //
 // An attempt first lists the pod's sockets listening on the probe's port (a sock_diag netlink dump,
 // filtered by port in the kernel, over a socket kept open in the pod's namespace) and connects only
@@ -107,7 +107,7 @@ type Runner struct {
 	// (DefaultMaxProbesPerNamespace when zero).
 	MaxProbesPerNamespace int
 	// EventInterval is the period of a probe whose port was closed at its last attempt while a
-	// ListenSource is followed (DefaultEventInterval when zero): the safety net for a lost event.
+	// ListenSource is followed (DefaultEventInterval when zero): a safety net.
 	EventInterval time.Duration
 	// EventMaxInterval caps that period's back-off (DefaultEventMaxInterval when zero).
 	EventMaxInterval time.Duration
