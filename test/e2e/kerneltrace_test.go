@@ -80,8 +80,11 @@ func startKernelTrace(t *testing.T, port int, comm, program string) *kernelTrace
 // traceLine is one line of the trace file: its timestamp in seconds and the event's fields.
 var traceLine = regexp.MustCompile(`\s([0-9]+\.[0-9]+): (sched_process_exit|sched_process_exec|inet_sock_set_state): (.*)$`)
 
-// read returns the listens, exits and execs recorded so far, oldest first.
-func (k *kernelTrace) read(t *testing.T) (listens, exits, execs []kernelMoment) {
+// kernelRecords are a trace's moments by kind, oldest first.
+type kernelRecords struct{ listens, exits, execs []kernelMoment }
+
+// read returns what was recorded so far.
+func (k *kernelTrace) read(t *testing.T) (r kernelRecords) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(k.dir, "trace"))
 	if err != nil {
@@ -108,14 +111,14 @@ func (k *kernelTrace) read(t *testing.T) (listens, exits, execs []kernelMoment) 
 		at := time.Unix(0, int64(secs*1e9)).Add(k.offset)
 		switch m[2] {
 		case "inet_sock_set_state":
-			listens = append(listens, kernelMoment{at, 0})
+			r.listens = append(r.listens, kernelMoment{at, 0})
 		case "sched_process_exit":
-			exits = append(exits, kernelMoment{at, pid})
+			r.exits = append(r.exits, kernelMoment{at, pid})
 		default:
-			execs = append(execs, kernelMoment{at, pid})
+			r.execs = append(r.execs, kernelMoment{at, pid})
 		}
 	}
-	return listens, exits, execs
+	return r
 }
 
 // lastBetween returns the last moment in ms within (from, to].

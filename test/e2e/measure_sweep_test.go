@@ -25,14 +25,15 @@ import (
 // that the machine's load at that moment hits all three; a round's ratios are paired, and each
 // table gives the median of the per-round ratios with a 95% bootstrap interval, not a ratio of two
 // unpaired medians. PODORDER_BENCH=1 (make bench) runs it; PODORDER_BENCH_SWEEP_ROUNDS (default
-// 100) and PODORDER_BENCH_SWEEP_PARALLEL (rounds at once, default 6) size it;
+// 100) and PODORDER_BENCH_SWEEP_PARALLEL (rounds at once, 400 ms apart, default 4) size it;
 // PODORDER_BENCH_SWEEP_READY lists other ready times.
 func TestMeasureReleaseSweep(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
 	}
 	rounds := envInt("PODORDER_BENCH_SWEEP_ROUNDS", 100)
-	parallel := envInt("PODORDER_BENCH_SWEEP_PARALLEL", 6)
+	parallel := envInt("PODORDER_BENCH_SWEEP_PARALLEL", 4)
+	const stagger = 400 * time.Millisecond
 	env := harness.Start(t, harness.Options{PodNetwork: true})
 	env.ImportWorkloadImages(t)
 	po := startPodorder(t, env, "--log-level=info")
@@ -63,10 +64,14 @@ func TestMeasureReleaseSweep(t *testing.T) {
 			for r := range batch {
 				results[r] = make([]float64, len(variants))
 				delay := ready + rand.N(100*time.Millisecond) // one delay for the round's three
+				// The rounds of a batch start stagger apart, so that one round's releases do not
+				// land on the others' pod creations; the variants of a round start together.
+				after := time.Duration(r) * stagger
 				for _, v := range rand.Perm(len(variants)) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
+						<-time.After(after)
 						s, err := variants[v].once(t, env, po, name("sweep"), delay)
 						results[r][v] = s.total().Seconds()
 						if variants[v].held {
@@ -233,10 +238,12 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 
 // TestMeasureReleaseSplit splits podorder's release latency at every moment that can be seen:
 // podorder's own records (db ready, app released), the kernel's record of the hook's exit and of
-// runc's exec of app's program, and app's first line. It runs one pod at a time, alone on the
-// machine, so that the kernel's events of one release cannot be mistaken for another's, and so
-// that what it shows is each part's own cost rather than contention. PODORDER_BENCH=1 (make bench)
-// runs it; PODORDER_BENCH_SPLIT_ROUNDS (default 100) sizes it.
+// runc's exec of app's program, and app's first line; for a tcp probe also the kernel's record of
+// db's socket listening. It runs one pod at a time, alone on the machine, so that the kernel's
+// events of one release cannot be mistaken for another's, and so that what it shows is each part's
+// own cost rather than contention: first with db ready when its port listens (a tcp probe, the
+// kernel's LISTEN event), then when it sends READY=1 (notify). PODORDER_BENCH=1 (make bench) runs
+// it; PODORDER_BENCH_SPLIT_ROUNDS (default 100 of each) sizes it.
 func TestMeasureReleaseSplit(t *testing.T) {
 	if os.Getenv("PODORDER_BENCH") != "1" {
 		t.Skip("set PODORDER_BENCH=1 (make bench) to measure")
@@ -247,41 +254,99 @@ func TestMeasureReleaseSplit(t *testing.T) {
 	po := startPodorder(t, env, "--log-level=info")
 	t.Logf("readiness events: %s", readinessSource(t, po))
 	trace := startKernelTrace(t, 8080, "hook", "/workload")
-	v := sweepVariant{name: "podorder", held: true}
-	var parts []releaseParts
+	delay := func() time.Duration { return 200*time.Millisecond + rand.N(100*time.Millisecond) }
+	tcp := sweepVariant{name: "podorder", held: true}
+	var listens, notifies []releaseParts
 	for i := range rounds {
-		s, err := v.once(t, env, po, fmt.Sprintf("split-%d", i), 200*time.Millisecond+rand.N(100*time.Millisecond))
+		s, err := tcp.once(t, env, po, fmt.Sprintf("split-%d", i), delay())
 		require.NoError(t, err)
-		parts = append(parts, s)
+		listens = append(listens, s)
 	}
-	listens, exits, execs := trace.read(t)
+	for i := range rounds {
+		s, err := notifyOnce(t, env, po, fmt.Sprintf("split-notify-%d", i), delay())
+		require.NoError(t, err)
+		notifies = append(notifies, s)
+	}
+	k := trace.read(t)
+	logSplit(t, "db ready when its port listens (tcp probe, the kernel's LISTEN event)", "LISTEN", k, listens, true)
+	logSplit(t, "db ready on its READY=1 (notify)", "READY", k, notifies, false)
+}
+
+// notifyOnce runs one pod whose app waits for db's READY=1, sent delay after db starts, and
+// returns the moments of its release; READY=1's line stands where LISTEN's does for a tcp probe.
+func notifyOnce(t *testing.T, env *harness.Env, po *Podorder, name string, delay time.Duration) (releaseParts, error) {
+	var s releaseParts
+	spec := notifyPod(name, "--notify-after", delay.String())
+	spec.PodNetwork = true
+	pod, err := env.TryRunPod(t, spec)
+	if err != nil {
+		return s, err
+	}
+	defer func() { _ = env.TryStopPod(pod) }()
+	ready, err := harness.AwaitWorkloadEvent(pod.Container("db"), "READY", delay+time.Minute)
+	if err != nil {
+		return s, fmt.Errorf("pod %s: %w", name, err)
+	}
+	start, err := harness.AwaitWorkloadEvent(pod.Container("app"), "START", time.Minute)
+	if err != nil {
+		return s, fmt.Errorf("pod %s: %w", name, err)
+	}
+	s.listen, s.start = ready.At, start.At
+	db, err := po.Store.Read(pod.Spec.UID, "db")
+	if err != nil || db == nil || db.ReadyAt == nil {
+		return s, fmt.Errorf("pod %s: no ready record of db (err %v)", name, err)
+	}
+	app, err := po.Store.Read(pod.Spec.UID, "app")
+	if err != nil || app == nil || app.ReleasedAt == nil {
+		return s, fmt.Errorf("pod %s: no release record of app (err %v)", name, err)
+	}
+	s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
+	if s.pid, err = env.PID(pod.Container("app").ID); err != nil {
+		return s, fmt.Errorf("pod %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// logSplit prints one table of TestMeasureReleaseSplit: each part of the releases that the kernel
+// trace covers, from db's signal line (signal: LISTEN or READY) to app's START line; withListen
+// adds the kernel's record of db's socket listening.
+func logSplit(t *testing.T, title, signal string, k kernelRecords, parts []releaseParts, withListen bool) {
+	t.Helper()
 	type split struct {
 		releaseParts
 		listening, hookExit, exec time.Time
 	}
 	var splits []split
 	for _, p := range parts {
-		listening, heard := lastBetween(listens, p.listen, p.ready)
-		if hookExit, exec, ok := hookExitAndExec(exits, execs, p.pid); heard && ok && hookExit.After(p.released) && !exec.After(p.start) {
+		listening, heard := lastBetween(k.listens, p.listen, p.ready)
+		if hookExit, exec, ok := hookExitAndExec(k.exits, k.execs, p.pid); (heard || !withListen) && ok && hookExit.After(p.released) && !exec.After(p.start) {
 			splits = append(splits, split{p, listening, hookExit, exec})
 		}
 	}
 	require.NotEmpty(t, splits, "the kernel trace has no hook exit and exec for any release")
-	var b strings.Builder
-	fmt.Fprintf(&b, "RESULT release split, dependency ready 0.2 s (+0-100 ms) after its start, one pod at a time in its own network namespace, %d of %d releases traced\n", len(splits), len(parts))
-	fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", "part (whose)", "median", "p99 (or max)")
-	for _, seg := range []struct {
+	type segment struct {
 		name     string
 		from, to func(split) time.Time
-	}{
-		{"db's LISTEN line → its socket listening: the program's own listen(2) (the app)", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.listening }},
-		{"listening → db's ready record: the event, the probe's connect (podorder)", func(s split) time.Time { return s.listening }, func(s split) time.Time { return s.ready }},
-		{"ready record → app's release record: the decision (podorder)", func(s split) time.Time { return s.ready }, func(s split) time.Time { return s.released }},
-		{"release record → the hook's exit: tombstone, wake, the hook's read and exit (podorder)", func(s split) time.Time { return s.released }, func(s split) time.Time { return s.hookExit }},
-		{"the hook's exit → app's program exec'd: runc's return from the hook, execve (runc, kernel)", func(s split) time.Time { return s.hookExit }, func(s split) time.Time { return s.exec }},
-		{"exec'd → app's START line: the program's own start (the app)", func(s split) time.Time { return s.exec }, func(s split) time.Time { return s.start }},
-		{"total: db's LISTEN line → app's START line", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.start }},
-	} {
+	}
+	segments := []segment{{"db's " + signal + " line → db's ready record: the signal reaches podorder (podorder)",
+		func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.ready }}}
+	if withListen {
+		segments = []segment{
+			{"db's LISTEN line → its socket listening: the program's own listen(2) (the app)", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.listening }},
+			{"listening → db's ready record: the event, the probe's connect (podorder)", func(s split) time.Time { return s.listening }, func(s split) time.Time { return s.ready }},
+		}
+	}
+	segments = append(segments,
+		segment{"ready record → app's release record: the decision (podorder; one clock reading)", func(s split) time.Time { return s.ready }, func(s split) time.Time { return s.released }},
+		segment{"release record → the hook's exit: tombstone, wake, the hook's read and exit (podorder)", func(s split) time.Time { return s.released }, func(s split) time.Time { return s.hookExit }},
+		segment{"the hook's exit → app's program exec'd: runc's return from the hook, execve (runc, kernel)", func(s split) time.Time { return s.hookExit }, func(s split) time.Time { return s.exec }},
+		segment{"exec'd → app's START line: the program's own start (the app)", func(s split) time.Time { return s.exec }, func(s split) time.Time { return s.start }},
+		segment{"total: db's " + signal + " line → app's START line", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.start }},
+	)
+	var b strings.Builder
+	fmt.Fprintf(&b, "RESULT release split, %s, db ready 0.2 s (+0-100 ms) after its start, one pod at a time in its own network namespace, %d of %d releases traced\n", title, len(splits), len(parts))
+	fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", "part (whose)", "median", "p99 (or max)")
+	for _, seg := range segments {
 		var d []float64
 		for _, s := range splits {
 			d = append(d, seg.to(s).Sub(seg.from(s)).Seconds())
