@@ -332,6 +332,18 @@ func (p *Plugin) step(pd *pod, event func(now time.Time) []podstate.Effect) {
 func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 	var wakes []string
 	var logs []podstate.Log
+	// Deferred, so that a panic in a later effect (recovered by the caller) does not leave the
+	// tombstones written and the hooks asleep until their own re-read.
+	defer func() {
+		for _, c := range wakes {
+			if err := p.store.Wake(pd.UID, c); err != nil {
+				p.logger(pd, c).Warn("cannot wake the hook; it wakes at its timeout at the latest", "error", err)
+			}
+		}
+		for _, e := range logs {
+			p.logger(pd, e.Container).Log(context.Background(), e.Level, e.Msg, e.Args...)
+		}
+	}()
 	for i := 0; i < len(effects); i++ {
 		switch e := effects[i].(type) {
 		case podstate.Write:
@@ -409,14 +421,6 @@ func (p *Plugin) apply(pd *pod, effects []podstate.Effect) {
 		default:
 			panic(fmt.Sprintf("podorder: unknown effect %T", e))
 		}
-	}
-	for _, c := range wakes {
-		if err := p.store.Wake(pd.UID, c); err != nil {
-			p.logger(pd, c).Warn("cannot wake the hook; it wakes at its timeout at the latest", "error", err)
-		}
-	}
-	for _, e := range logs {
-		p.logger(pd, e.Container).Log(context.Background(), e.Level, e.Msg, e.Args...)
 	}
 }
 

@@ -76,7 +76,7 @@ func followListenEvents(ctx context.Context, mode string, prober *probe.Runner, 
 		return e
 	}
 	e.set(kernlisten.Name, "the kernel's LISTEN events (an eBPF program on the raw tracepoint sock:inet_sock_set_state) make waiting probes due at once; "+
-		"a closed port is otherwise attempted every 100 ms, backing off to 1 s", slog.LevelInfo, nil)
+		"a closed port is otherwise attempted every 1 s, backing off to 10 s", slog.LevelInfo, nil)
 	go func() {
 		err := prober.Follow(ctx, src)
 		if ctx.Err() != nil {

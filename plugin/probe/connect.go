@@ -18,7 +18,7 @@ import (
 // handshake in the kernel before the call returns — is taken at once: the runtime's dialer would
 // park the goroutine in the poller first, which costs a wake-up (a few hundred µs on a loaded node)
 // on the path from a port opening to the release. Any other connection waits in the poller until
-// ctx ends.
+// its handshake completes or fails, or ctx ends.
 func (r *Runner) connect(ctx context.Context, t *task, tainted *bool, addr string) (net.Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -62,7 +62,8 @@ func connectFD(ctx context.Context, f *os.File, sa unix.Sockaddr) error {
 	if cerr == nil {
 		return nil
 	}
-	if !errors.Is(cerr, unix.EINPROGRESS) {
+	// As the standard library's dialer: an interrupted connect goes on in the kernel.
+	if !errors.Is(cerr, unix.EINPROGRESS) && !errors.Is(cerr, unix.EALREADY) && !errors.Is(cerr, unix.EINTR) {
 		return os.NewSyscallError("connect", cerr)
 	}
 	if deadline, ok := ctx.Deadline(); ok {

@@ -46,6 +46,13 @@ const (
 	ListenBurst = 5
 	// ListenBurstGap separates the attempts of a burst.
 	ListenBurstGap = 2 * time.Millisecond
+	// DefaultAfterEventInterval is the safety net's first period after an event or a loss, should
+	// the burst end with the port still closed (a listener preempted between announcing TCP_LISTEN
+	// and taking its port): it backs off from there as from DefaultEventInterval.
+	DefaultAfterEventInterval = 100 * time.Millisecond
+	// LostEvery is how often at most a loss of events makes the closed ports' probes due: a pod
+	// that keeps the ring full costs the other pods' probes this polling period, not more.
+	LostEvery = 100 * time.Millisecond
 )
 
 // Follow makes r's probes follow src until ctx ends or src fails, and returns src's error. While
@@ -84,11 +91,18 @@ func (r *Runner) setLive(live bool) {
 // attempt budget allows.
 func (r *Runner) Listened(events []Listen) {
 	now := time.Now()
+	var warn int
+	defer func() {
+		if warn > 0 {
+			r.logger().Warn("readiness events were lost (the kernel's buffer was full); the probes of closed ports were attempted again",
+				"losses_since_last_line", warn)
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ev := range events {
 		if ev.Lost {
-			r.lostLocked(now)
+			warn = r.lostLocked(now)
 			continue
 		}
 		for _, t := range r.byPort[ev.Port] {
@@ -103,15 +117,28 @@ func (r *Runner) Listened(events []Listen) {
 	r.dispatchDueLocked(now)
 }
 
-// lostLocked makes every probe due, as if each had heard its port: events were lost, and any of
-// them may have been its port's. The node's attempt budget spreads the attempts.
-func (r *Runner) lostLocked(now time.Time) {
-	for _, ts := range r.byPort {
-		for _, t := range ts {
-			r.heardLocked(t, now)
+// lostLocked makes every probe of a closed port due, as if each had heard its port: events were
+// lost, and any of them may have been its port's. A probe whose port listens is polled anyway. It
+// acts at most every LostEvery, and the node's attempt budget spreads the attempts; it returns
+// the losses to log (outside the lock) once a minute at most, 0 otherwise.
+func (r *Runner) lostLocked(now time.Time) int {
+	r.losses++
+	if now.Sub(r.lostAt) >= LostEvery {
+		r.lostAt = now
+		for _, ts := range r.byPort {
+			for _, t := range ts {
+				if t.closed {
+					r.heardLocked(t, now)
+				}
+			}
 		}
 	}
-	r.logger().Warn("readiness events were lost (the kernel's buffer was full); attempting every waiting probe again")
+	if now.Sub(r.lostLoggedAt) < time.Minute {
+		return 0
+	}
+	n := r.losses
+	r.losses, r.lostLoggedAt = 0, now
+	return n
 }
 
 // heardLocked restarts t's probing as if it had just begun, with a burst, and makes it due now.
@@ -119,7 +146,7 @@ func (r *Runner) heardLocked(t *task, now time.Time) {
 	if now.Before(t.notBefore) {
 		return // its first attempt is set for the end of initialDelaySeconds, which stands
 	}
-	t.begun, t.period, t.slowPeriod, t.burst = now, t.interval, positive(r.EventInterval, DefaultEventInterval), ListenBurst
+	t.begun, t.period, t.slowPeriod, t.burst = now, t.interval, positive(r.AfterEventInterval, DefaultAfterEventInterval), ListenBurst
 	if t.index < 0 {
 		return // waiting for a worker or running: the attempts that follow it are the burst
 	}

@@ -105,6 +105,7 @@ func (a *attemptsByPort) waitFor(t *testing.T, port, n int) {
 func eventRunner() (*Runner, *recorder) {
 	r, rec := newTestRunner()
 	r.EventInterval = time.Hour
+	r.AfterEventInterval = time.Hour
 	r.EventMaxInterval = time.Hour
 	return r, rec
 }
@@ -181,8 +182,28 @@ func TestAnEventIsFollowedByABurstThenTheProbeWaitsForTheNext(t *testing.T) {
 	}
 	r.Listened(burst)
 	attempts.waitFor(t, port, 1+1+ListenBurst)
-	assert.Greater(t, waitingIn(t, r, tk), 50*time.Minute, "after the burst, the closed port waits for the next event")
+	assert.Greater(t, waitingIn(t, r, tk), 50*time.Minute, "after the burst, the closed port waits for the next event or the safety net")
 	assert.Equal(t, 1+1+ListenBurst, attempts.count(port))
+}
+
+// A port still closed after an event's burst (its listener was preempted before taking the port)
+// is attempted again soon, not at the safety net's longer period.
+func TestAfterAnEventsBurstAClosedPortIsAttemptedAgainSoon(t *testing.T) {
+	r, _ := eventRunner()
+	r.AfterEventInterval = 30 * time.Millisecond
+	attempts := countAttempts(r)
+	follow(t, r)
+	port := closedPort(t)
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
+	require.NoError(t, err)
+	defer stop()
+	attempts.waitFor(t, port, 1)
+	tk := taskOf(t, r, port)
+	assert.Greater(t, waitingIn(t, r, tk), 50*time.Minute, "before the event, the safety net's period")
+
+	r.Listened([]Listen{{Port: uint16(port)}})
+	attempts.waitFor(t, port, 1+1+ListenBurst)
+	assert.LessOrEqual(t, waitingIn(t, r, tk), 30*time.Millisecond, "after the burst, the period after an event")
 }
 
 func TestAnEventLeavesProbesOfOtherPortsAndNamespacesAlone(t *testing.T) {
@@ -288,6 +309,28 @@ func TestLostEventsMakeEveryWaitingProbeDue(t *testing.T) {
 	r.Listened([]Listen{{Lost: true}})
 	waitReady(t, ch)
 	attempts.waitFor(t, b, 2)
+}
+
+// A pod that keeps the kernel's buffer full makes the closed ports' probes due at most every
+// LostEvery: a loss reported sooner after the last one changes nothing.
+func TestLossesMakeProbesDueAtMostEveryLostEvery(t *testing.T) {
+	r, _ := eventRunner()
+	attempts := countAttempts(r)
+	follow(t, r)
+	port := closedPort(t)
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
+	require.NoError(t, err)
+	defer stop()
+	attempts.waitFor(t, port, 1)
+	tk := taskOf(t, r, port)
+	waitingIn(t, r, tk)
+
+	r.mu.Lock()
+	r.lostAt = time.Now() // a loss was just handled
+	r.mu.Unlock()
+	r.Listened([]Listen{{Lost: true}})
+	assert.Greater(t, waitingIn(t, r, tk), 50*time.Minute, "a second loss within LostEvery makes nothing due")
+	assert.Equal(t, 1, attempts.count(port))
 }
 
 func TestAPortThatListensButIsNotReadyIsPolledAsWithoutEvents(t *testing.T) {

@@ -75,7 +75,8 @@ func (r *Runner) dial(ctx context.Context, t *task, tainted *bool) (conn net.Con
 		return nil, "", err
 	}
 	for _, addr = range addrs {
-		if conn, err = r.connect(ctx, t, tainted, addr); err == nil || *tainted {
+		// A namespace that cannot be entered fails every address alike.
+		if conn, err = r.connect(ctx, t, tainted, addr); err == nil || *tainted || errors.Is(err, errEnter) {
 			break
 		}
 	}

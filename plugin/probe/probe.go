@@ -109,6 +109,9 @@ type Runner struct {
 	// EventInterval is the period of a probe whose port was closed at its last attempt while a
 	// ListenSource is followed (DefaultEventInterval when zero): a safety net.
 	EventInterval time.Duration
+	// AfterEventInterval is that period's first value after an event for the probe's port, once
+	// its burst found the port still closed (DefaultAfterEventInterval when zero).
+	AfterEventInterval time.Duration
 	// EventMaxInterval caps that period's back-off (DefaultEventMaxInterval when zero).
 	EventMaxInterval time.Duration
 	// Log receives failures; slog.Default() when nil.
@@ -133,6 +136,10 @@ type Runner struct {
 	live       bool                // a ListenSource is followed (Follow)
 	byPort     map[uint16][]*task  // active probes by port, for events
 	ownIno     uint64              // the inode of the daemon's network namespace, once known
+	// lostAt is when a loss of events last made the closed ports' probes due; losses counts the
+	// losses reported since lostLoggedAt, when the last line about them was logged.
+	lostAt, lostLoggedAt time.Time
+	losses               int
 
 	// setns is unix.Setns when nil; tests replace it to make entering or leaving a namespace
 	// fail or panic without root.
