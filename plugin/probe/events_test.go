@@ -110,6 +110,20 @@ func eventRunner() (*Runner, *recorder) {
 	return r, rec
 }
 
+// waitingOnClosedPort starts a probe of a closed port on r, which follows a fake source, and
+// returns once its first attempt failed: its port, its task and the count of its attempts.
+func waitingOnClosedPort(t *testing.T, r *Runner) (int, *task, *attemptsByPort) {
+	t.Helper()
+	attempts := countAttempts(r)
+	follow(t, r)
+	port := closedPort(t)
+	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	attempts.waitFor(t, port, 1)
+	return port, taskOf(t, r, port), attempts
+}
+
 // taskOf returns the one active probe of port.
 func taskOf(t *testing.T, r *Runner, port int) *task {
 	t.Helper()
@@ -165,14 +179,7 @@ func TestAnEventMakesTheWaitingProbeOfItsPortDueAtOnce(t *testing.T) {
 
 func TestAnEventIsFollowedByABurstThenTheProbeWaitsForTheNext(t *testing.T) {
 	r, _ := eventRunner()
-	attempts := countAttempts(r)
-	follow(t, r)
-	port := closedPort(t)
-	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
-	require.NoError(t, err)
-	defer stop()
-	attempts.waitFor(t, port, 1)
-	tk := taskOf(t, r, port)
+	port, tk, attempts := waitingOnClosedPort(t, r)
 	waitingIn(t, r, tk)
 
 	// A hundred events of one port in one batch are one attempt and one burst.
@@ -191,14 +198,7 @@ func TestAnEventIsFollowedByABurstThenTheProbeWaitsForTheNext(t *testing.T) {
 func TestAfterAnEventsBurstAClosedPortIsAttemptedAgainSoon(t *testing.T) {
 	r, _ := eventRunner()
 	r.AfterEventInterval = 30 * time.Millisecond
-	attempts := countAttempts(r)
-	follow(t, r)
-	port := closedPort(t)
-	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
-	require.NoError(t, err)
-	defer stop()
-	attempts.waitFor(t, port, 1)
-	tk := taskOf(t, r, port)
+	port, tk, attempts := waitingOnClosedPort(t, r)
 	assert.Greater(t, waitingIn(t, r, tk), 50*time.Minute, "before the event, the safety net's period")
 
 	r.Listened([]Listen{{Port: uint16(port)}})
@@ -252,14 +252,7 @@ func TestAnEventDoesNotCutAnInitialDelayShort(t *testing.T) {
 func TestEventsAttemptAProbeNoSoonerThanTheNodesBudgetAllows(t *testing.T) {
 	r, _ := eventRunner()
 	r.AttemptsPerSecond = 1 // one probe: one attempt a second
-	attempts := countAttempts(r)
-	follow(t, r)
-	port := closedPort(t)
-	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
-	require.NoError(t, err)
-	defer stop()
-	attempts.waitFor(t, port, 1)
-	tk := taskOf(t, r, port)
+	port, tk, _ := waitingOnClosedPort(t, r)
 	waitingIn(t, r, tk)
 	r.Listened([]Listen{{Port: uint16(port)}})
 	assert.Greater(t, nextAttemptIn(r, tk), 500*time.Millisecond, "a flood of events cannot exceed AttemptsPerSecond")
@@ -315,14 +308,7 @@ func TestLostEventsMakeEveryWaitingProbeDue(t *testing.T) {
 // LostEvery: a loss reported sooner after the last one changes nothing.
 func TestLossesMakeProbesDueAtMostEveryLostEvery(t *testing.T) {
 	r, _ := eventRunner()
-	attempts := countAttempts(r)
-	follow(t, r)
-	port := closedPort(t)
-	stop, err := r.Start("", &decl.Probe{Kind: "tcp", Port: port}, func() {})
-	require.NoError(t, err)
-	defer stop()
-	attempts.waitFor(t, port, 1)
-	tk := taskOf(t, r, port)
+	port, tk, attempts := waitingOnClosedPort(t, r)
 	waitingIn(t, r, tk)
 
 	r.mu.Lock()

@@ -152,11 +152,7 @@ func logReleaseParts(t *testing.T, parts []releaseParts) {
 		for _, p := range parts {
 			d = append(d, seg.to(p).Sub(seg.from(p)).Seconds())
 		}
-		tail := "p99 " + fmtDuration(seconds(stats.Quantile(d, 0.99)))
-		if len(d) < 100 {
-			tail = "max " + fmtDuration(seconds(stats.Quantile(d, 1)))
-		}
-		fmt.Fprintf(&b, "RESULT     %-80s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail)
+		fmt.Fprintf(&b, "RESULT     %-80s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail(d))
 	}
 	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
 }
@@ -194,20 +190,35 @@ func (v sweepVariant) once(t *testing.T, env *harness.Env, po *Podorder, name st
 	}
 	s.listen, s.start = listen.At, start.At
 	if v.held {
-		db, err := po.Store.Read(pod.Spec.UID, "db")
-		if err != nil || db == nil || db.ReadyAt == nil {
-			return s, fmt.Errorf("pod %s: no ready record of db (err %v)", name, err)
-		}
-		app, err := po.Store.Read(pod.Spec.UID, "app")
-		if err != nil || app == nil || app.ReleasedAt == nil {
-			return s, fmt.Errorf("pod %s: no release record of app (err %v)", name, err)
-		}
-		s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
-		if s.pid, err = env.PID(pod.Container("app").ID); err != nil {
-			return s, fmt.Errorf("pod %s: %w", name, err)
-		}
+		err = s.readRecords(env, po, pod)
 	}
-	return s, nil
+	return s, err
+}
+
+// readRecords fills in podorder's records of a pod's release (db's ready, app's released) and app's
+// process, which the kernel trace names.
+func (s *releaseParts) readRecords(env *harness.Env, po *Podorder, pod *harness.Pod) error {
+	db, err := po.Store.Read(pod.Spec.UID, "db")
+	if err != nil || db == nil || db.ReadyAt == nil {
+		return fmt.Errorf("pod %s: no ready record of db (err %v)", pod.Spec.Name, err)
+	}
+	app, err := po.Store.Read(pod.Spec.UID, "app")
+	if err != nil || app == nil || app.ReleasedAt == nil {
+		return fmt.Errorf("pod %s: no release record of app (err %v)", pod.Spec.Name, err)
+	}
+	s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
+	if s.pid, err = env.PID(pod.Container("app").ID); err != nil {
+		return fmt.Errorf("pod %s: %w", pod.Spec.Name, err)
+	}
+	return nil
+}
+
+// tail is a sample's p99, or its maximum below 100 values.
+func tail(d []float64) string {
+	if len(d) < 100 {
+		return "max " + fmtDuration(seconds(stats.Quantile(d, 1)))
+	}
+	return "p99 " + fmtDuration(seconds(stats.Quantile(d, 0.99)))
 }
 
 // logSweep prints one ready time's table: per variant its median and p99 (or max), and its paired
@@ -219,17 +230,13 @@ func logSweep(t *testing.T, ready time.Duration, variants []sweepVariant, lat []
 	fmt.Fprintf(&b, "RESULT release latency, dependency ready %s (+0-100 ms) after its start, pod network namespaces, %d rounds of the %d variants at once\n", ready, n, len(variants))
 	fmt.Fprintf(&b, "RESULT   %-48s %10s %16s %28s\n", "variant", "median", "p99 (or max)", "paired ratio to podorder")
 	for v, variant := range variants {
-		tail := "p99 " + fmtDuration(seconds(stats.Quantile(lat[v], 0.99)))
-		if n < 100 {
-			tail = "max " + fmtDuration(seconds(stats.Quantile(lat[v], 1)))
-		}
 		ratio := "1"
 		if v > 0 {
 			r := stats.Ratios(lat[v], lat[0])
 			ci := stats.MedianCI(r, 2000, 1)
 			ratio = fmt.Sprintf("×%.1f [%.1f, %.1f]", stats.Median(r), ci.Lo, ci.Hi)
 		}
-		fmt.Fprintf(&b, "RESULT   %-48s %10s %16s %28s\n", variant.name, fmtDuration(seconds(stats.Median(lat[v]))), tail, ratio)
+		fmt.Fprintf(&b, "RESULT   %-48s %10s %16s %28s\n", variant.name, fmtDuration(seconds(stats.Median(lat[v]))), tail(lat[v]), ratio)
 	}
 	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
 }
@@ -292,19 +299,7 @@ func notifyOnce(t *testing.T, env *harness.Env, po *Podorder, name string, delay
 		return s, fmt.Errorf("pod %s: %w", name, err)
 	}
 	s.listen, s.start = ready.At, start.At
-	db, err := po.Store.Read(pod.Spec.UID, "db")
-	if err != nil || db == nil || db.ReadyAt == nil {
-		return s, fmt.Errorf("pod %s: no ready record of db (err %v)", name, err)
-	}
-	app, err := po.Store.Read(pod.Spec.UID, "app")
-	if err != nil || app == nil || app.ReleasedAt == nil {
-		return s, fmt.Errorf("pod %s: no release record of app (err %v)", name, err)
-	}
-	s.ready, s.released = *db.ReadyAt, *app.ReleasedAt
-	if s.pid, err = env.PID(pod.Container("app").ID); err != nil {
-		return s, fmt.Errorf("pod %s: %w", name, err)
-	}
-	return s, nil
+	return s, s.readRecords(env, po, pod)
 }
 
 // logSplit prints one table of TestMeasureReleaseSplit: each part of the releases that the kernel
@@ -351,11 +346,7 @@ func logSplit(t *testing.T, title, signal string, k kernelRecords, parts []relea
 		for _, s := range splits {
 			d = append(d, seg.to(s).Sub(seg.from(s)).Seconds())
 		}
-		tail := "p99 " + fmtDuration(seconds(stats.Quantile(d, 0.99)))
-		if len(d) < 100 {
-			tail = "max " + fmtDuration(seconds(stats.Quantile(d, 1)))
-		}
-		fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail)
+		fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail(d))
 	}
 	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
 }
