@@ -19,8 +19,8 @@ type Listen struct {
 	// /proc/<pid>/ns/net; 0 when unknown, which matches every namespace.
 	Netns uint64
 	// Lost says that the source dropped events before this one (its buffer was full): any port
-	// may have started listening unseen, so every probe is attempted again. Its other fields are
-	// zero.
+	// may have started listening unseen, so every probe of a closed port is attempted again. Its
+	// other fields are zero.
 	Lost bool
 }
 
@@ -85,10 +85,10 @@ func (r *Runner) setLive(live bool) {
 }
 
 // Listened makes due at once every probe of an event's port in the event's namespace (in every
-// namespace when the event does not say), and arms its burst; after a Lost event, every probe. It
-// costs a map lookup per event: a probe that is already due, waiting for a worker or running is
-// not queued again, and no probe is attempted sooner after its last attempt than the node's
-// attempt budget allows.
+// namespace when the event does not say), and arms its burst; after a Lost event, every probe of a
+// closed port (lostLocked). It costs a map lookup per event: a probe that is already due, waiting
+// for a worker or running is not queued again, and no probe is attempted sooner after its last
+// attempt than the node's attempt budget allows.
 func (r *Runner) Listened(events []Listen) {
 	now := time.Now()
 	var warn int
