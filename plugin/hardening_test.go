@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -371,4 +372,48 @@ func TestAPodTheAPIDeletedLosesItsTombstones(t *testing.T) {
 	f.p.PodDeleted(f.sb.Uid)
 	_, err = os.Stat(f.store.PodDir(f.sb.Uid))
 	assert.True(t, os.IsNotExist(err))
+}
+
+// The step that releases app writes db's ready record and app's release, then wakes app's hook
+// once: a hook woken between the two writes would read its old tombstone and sleep again.
+func TestAReleasingStepWakesTheHookOnceAfterAllItsWrites(t *testing.T) {
+	f := newFixture(t, map[string]string{"podorder.dev/after.app": "db"}, map[string]string{"podorder.dev/probe.db": "tcp:5432"})
+	app, _, err := f.create(t, "app")
+	require.NoError(t, err)
+	f.start(t, app)
+	db, _, err := f.create(t, "db")
+	require.NoError(t, err)
+	f.start(t, db)
+	fifo, err := os.OpenFile(tombstone.WakeFile(f.store.WakeDir(f.sb.Uid, "app")), os.O_RDWR|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	defer fifo.Close()
+	pending := func() int { // the wake-ups waiting in the FIFO, consumed
+		n := 0
+		require.NoError(t, fifo.SetReadDeadline(time.Now()))
+		for {
+			k, err := fifo.Read(make([]byte, 64))
+			n += k
+			if err != nil {
+				return n
+			}
+		}
+	}
+	pending() // the earlier steps'
+
+	// app's hook: woken, it reads its own tombstone, as hooks.Wait does.
+	seen := make(chan *tombstone.Tombstone, 1)
+	require.NoError(t, fifo.SetReadDeadline(time.Now().Add(5*time.Second)))
+	go func() {
+		if _, err := fifo.Read(make([]byte, 1)); err != nil {
+			seen <- nil
+			return
+		}
+		ts, _ := f.store.Read(f.sb.Uid, "app")
+		seen <- ts
+	}()
+	f.prober.started[5432]()
+	ts := <-seen
+	require.NotNil(t, ts, "app's hook is woken")
+	assert.NotNil(t, ts.ReleasedAt, "the hook, once woken, reads its release")
+	assert.Zero(t, pending(), "one wake-up for the step, however many of its writes concern app")
 }
