@@ -54,9 +54,13 @@ func (f *fakeSignals) WatchFile(_ string, pid uint32, path string, ready func())
 
 func withSignals(t *testing.T, labels, annotations map[string]string) (*fixture, *fakeSignals) {
 	f := newFixture(t, labels, annotations)
-	s := &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
+	s := newFakeSignals()
 	f.p.cfg.Signals = s
 	return f, s
+}
+
+func newFakeSignals() *fakeSignals {
+	return &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
 }
 
 func envOf(adj *api.ContainerAdjustment, key string) (string, bool) {
@@ -141,27 +145,53 @@ func TestAFileContainerIsWatchedFromItsStartUntilItsExit(t *testing.T) {
 	assert.Nil(t, f.tomb(t, "app").ReleasedAt, "a late signal of an exited attempt counts for nothing")
 }
 
-func TestANotifySocketIsBoundAgainAfterADaemonRestartAndItsREADY1Counts(t *testing.T) {
+// createdContainer is a container the first daemon created, with the adjustment it gave it.
+type createdContainer struct {
+	c   *api.Container
+	adj *api.ContainerAdjustment
+}
+
+// notifyHeldBeforeRestart creates and starts app, held until db's READY=1, then db (process 4242).
+func notifyHeldBeforeRestart(t *testing.T) (*fixture, []createdContainer) {
+	t.Helper()
 	f, _ := withSignals(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, nil)
-	app, appAdj, err := f.create(t, "app")
+	var created []createdContainer
+	for _, name := range []string{"app", "db"} {
+		c, adj, err := f.create(t, name)
+		require.NoError(t, err)
+		if name == "db" {
+			c.Pid = 4242
+		}
+		f.start(t, c)
+		created = append(created, createdContainer{c, adj})
+	}
+	return f, created
+}
+
+// restart hands f's store to a new daemon, with nothing in memory, and synchronizes it with the
+// runtime's view of the containers: running, with what the first daemon's adjustments gave them.
+// It returns the new daemon's signals.
+func (f *fixture) restart(t *testing.T, created []createdContainer) *fakeSignals {
+	t.Helper()
+	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
+	s := newFakeSignals()
+	restarted.cfg.Signals = s
+	var cs []*api.Container
+	for _, cr := range created {
+		cr.c.State, cr.c.StartedAt, cr.c.Hooks, cr.c.Mounts = api.ContainerState_CONTAINER_RUNNING, time.Now().UnixNano(), cr.adj.Hooks, cr.adj.Mounts
+		cs = append(cs, cr.c)
+	}
+	_, err := restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, cs)
 	require.NoError(t, err)
-	f.start(t, app)
-	db, dbAdj, err := f.create(t, "db")
-	require.NoError(t, err)
-	db.Pid = 4242
-	f.start(t, db)
+	return s
+}
+
+func TestANotifySocketIsBoundAgainAfterADaemonRestartAndItsREADY1Counts(t *testing.T) {
+	f, created := notifyHeldBeforeRestart(t)
+	db := created[1].c
 	dir := f.store.NotifyDir(f.sb.Uid, db.Id)
 
-	// A new daemon: nothing in memory, the store on disk, and the runtime's view of both containers
-	// with what the first daemon's adjustments gave them.
-	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
-	s := &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
-	restarted.cfg.Signals = s
-	for c, adj := range map[*api.Container]*api.ContainerAdjustment{app: appAdj, db: dbAdj} {
-		c.State, c.StartedAt, c.Hooks, c.Mounts = api.ContainerState_CONTAINER_RUNNING, time.Now().UnixNano(), adj.Hooks, adj.Mounts
-	}
-	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
-	require.NoError(t, err)
+	s := f.restart(t, created)
 	require.Contains(t, s.sockets, dir, "bound again in the directory db has mounted")
 	sock := s.sockets[dir]
 	assert.EqualValues(t, 4242, sock.pid, "senders are checked against db's process still")
@@ -174,24 +204,11 @@ func TestANotifySocketIsBoundAgainAfterADaemonRestartAndItsREADY1Counts(t *testi
 }
 
 func TestANotifySocketWhoseDirectoryIsGoneAfterARestartFallsBack(t *testing.T) {
-	f, _ := withSignals(t, map[string]string{"podorder.dev/after.app": "db", "podorder.dev/readiness.db": "notify"}, nil)
-	app, appAdj, err := f.create(t, "app")
-	require.NoError(t, err)
-	f.start(t, app)
-	db, dbAdj, err := f.create(t, "db")
-	require.NoError(t, err)
-	db.Pid = 4242
-	f.start(t, db)
+	f, created := notifyHeldBeforeRestart(t)
+	db := created[1].c
 	require.NoError(t, os.RemoveAll(f.store.NotifyDir(f.sb.Uid, db.Id)))
 
-	restarted := New(Config{HookBinary: "/hook", BlockingStartAfter: time.Hour}, f.store, f.prober, slog.New(slog.NewTextHandler(f.logs, nil)))
-	s := &fakeSignals{sockets: map[string]*fakeSocket{}, files: map[string]*fakeFile{}}
-	restarted.cfg.Signals = s
-	for c, adj := range map[*api.Container]*api.ContainerAdjustment{app: appAdj, db: dbAdj} {
-		c.State, c.StartedAt, c.Hooks, c.Mounts = api.ContainerState_CONTAINER_RUNNING, time.Now().UnixNano(), adj.Hooks, adj.Mounts
-	}
-	_, err = restarted.Synchronize(f.ctx, []*api.PodSandbox{f.sb}, []*api.Container{app, db})
-	require.NoError(t, err)
+	s := f.restart(t, created)
 	assert.Empty(t, s.sockets, "a directory made anew would not be the one db has mounted")
 	assert.Contains(t, f.logs.String(), "the directory mounted into it at its creation is gone")
 	assert.NotNil(t, f.tomb(t, "app").ReleasedAt, "without the API, db's release is its readiness, as for a refused socket")

@@ -77,14 +77,27 @@ const attemptPID = 999999 // the container attempt's process, in the fake /proc 
 // armed opens a socket whose attempt's process has cgroup attempt, while this test's own process
 // (the sender: the kernel fills in its real pid) has cgroup sender.
 func armed(t *testing.T, attempt, sender string) (*Socket, *atomic.Int32) {
+	s, ready, _ := armedReporting(t, attempt, sender)
+	return s, ready
+}
+
+// armedReporting is armed, with the verdict on each datagram (the first 8 kept).
+func armedReporting(t *testing.T, attempt, sender string) (*Socket, *atomic.Int32, <-chan string) {
 	n := NewNotifier(0, quiet)
 	n.proc = fakeProc(t, map[int]string{attemptPID: attempt, os.Getpid(): sender})
+	results := make(chan string, 8)
+	n.Datagram = func(r string) {
+		select {
+		case results <- r:
+		default:
+		}
+	}
 	s, err := n.Open("pod", t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	var ready atomic.Int32
 	require.NoError(t, s.Arm(attemptPID, func() { ready.Add(1) }))
-	return s, &ready
+	return s, &ready, results
 }
 
 func TestAREADY1FromAProcessOfTheAttemptCounts(t *testing.T) {
@@ -115,15 +128,7 @@ func TestAREADY1FromAnotherContainerOrAPreviousAttemptNeverCounts(t *testing.T) 
 }
 
 func TestAnOversizeDatagramIsRefusedWholeAndTheNextStillCounts(t *testing.T) {
-	n := NewNotifier(0, quiet)
-	n.proc = fakeProc(t, map[int]string{attemptPID: "0::/a\n", os.Getpid(): "0::/a\n"})
-	results := make(chan string, 8)
-	n.Datagram = func(r string) { results <- r }
-	s, err := n.Open("pod", t.TempDir())
-	require.NoError(t, err)
-	defer s.Close()
-	var ready atomic.Int32
-	require.NoError(t, s.Arm(attemptPID, func() { ready.Add(1) }))
+	s, ready, results := armedReporting(t, "0::/a\n", "0::/a\n")
 	send(t, s.path, "READY=1\n"+strings.Repeat("x", MaxDatagram))
 	send(t, s.path, "STATUS=nearly")
 	send(t, s.path, "READY=1")
@@ -134,14 +139,7 @@ func TestAnOversizeDatagramIsRefusedWholeAndTheNextStillCounts(t *testing.T) {
 }
 
 func TestAPassedFileDescriptorIsClosedAndItsDatagramRefused(t *testing.T) {
-	n := NewNotifier(0, quiet)
-	n.proc = fakeProc(t, map[int]string{attemptPID: "0::/a\n", os.Getpid(): "0::/a\n"})
-	results := make(chan string, 8)
-	n.Datagram = func(r string) { results <- r }
-	s, err := n.Open("pod", t.TempDir())
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Arm(attemptPID, func() {}))
+	s, _, results := armedReporting(t, "0::/a\n", "0::/a\n")
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	defer unix.Close(fd)
