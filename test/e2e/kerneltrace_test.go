@@ -147,12 +147,6 @@ func hookExitAndExec(exits, execs []kernelMoment, pid int) (hookExit, exec time.
 	if !ok {
 		return time.Time{}, time.Time{}, false
 	}
-	ok = false
-	for _, x := range exits {
-		if x.at.After(exec) {
-			break
-		}
-		hookExit, ok = x.at, true
-	}
+	hookExit, ok = lastBetween(exits, time.Time{}, exec)
 	return hookExit, exec, ok
 }

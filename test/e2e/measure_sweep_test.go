@@ -140,21 +140,30 @@ func logReleaseParts(t *testing.T, parts []releaseParts) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "RESULT   podorder's release split at its records (%d releases): %-24s %10s %16s\n", len(parts), "", "median", "p99 (or max)")
-	for _, seg := range []struct {
-		name     string
-		from, to func(releaseParts) time.Time
-	}{
+	writeSegments(&b, "     ", 80, []segment[releaseParts]{
 		{"LISTEN line → ready record (event, probe's connect)", func(p releaseParts) time.Time { return p.listen }, func(p releaseParts) time.Time { return p.ready }},
 		{"ready record → release record (decision)", func(p releaseParts) time.Time { return p.ready }, func(p releaseParts) time.Time { return p.released }},
 		{"release record → START line (tombstone, wake, hook exit, exec, app start)", func(p releaseParts) time.Time { return p.released }, func(p releaseParts) time.Time { return p.start }},
-	} {
-		var d []float64
-		for _, p := range parts {
-			d = append(d, seg.to(p).Sub(seg.from(p)).Seconds())
-		}
-		fmt.Fprintf(&b, "RESULT     %-80s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail(d))
-	}
+	}, parts)
 	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
+}
+
+// segment is one part of a release, from one of its moments to a later one.
+type segment[T any] struct {
+	name     string
+	from, to func(T) time.Time
+}
+
+// writeSegments writes a RESULT line per segment: its median and p99 (or max) over xs, its name
+// indented and padded to width.
+func writeSegments[T any](b *strings.Builder, indent string, width int, segs []segment[T], xs []T) {
+	for _, seg := range segs {
+		var d []float64
+		for _, x := range xs {
+			d = append(d, seg.to(x).Sub(seg.from(x)).Seconds())
+		}
+		fmt.Fprintf(b, "RESULT%s%-*s %10s %16s\n", indent, width, seg.name, fmtDuration(seconds(stats.Median(d))), tail(d))
+	}
 }
 
 // once runs one pod (app waits for db, which listens delay after it starts) and returns db's
@@ -319,34 +328,24 @@ func logSplit(t *testing.T, title, signal string, k kernelRecords, parts []relea
 		}
 	}
 	require.NotEmpty(t, splits, "the kernel trace has no hook exit and exec for any release")
-	type segment struct {
-		name     string
-		from, to func(split) time.Time
-	}
-	segments := []segment{{"db's " + signal + " line → db's ready record: the signal reaches podorder (podorder)",
+	segments := []segment[split]{{"db's " + signal + " line → db's ready record: the signal reaches podorder (podorder)",
 		func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.ready }}}
 	if withListen {
-		segments = []segment{
+		segments = []segment[split]{
 			{"db's LISTEN line → its socket listening: the program's own listen(2) (the app)", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.listening }},
 			{"listening → db's ready record: the event, the probe's connect (podorder)", func(s split) time.Time { return s.listening }, func(s split) time.Time { return s.ready }},
 		}
 	}
 	segments = append(segments,
-		segment{"ready record → app's release record: the decision (podorder; one clock reading)", func(s split) time.Time { return s.ready }, func(s split) time.Time { return s.released }},
-		segment{"release record → the hook's exit: tombstone, wake, the hook's read and exit (podorder)", func(s split) time.Time { return s.released }, func(s split) time.Time { return s.hookExit }},
-		segment{"the hook's exit → app's program exec'd: runc's return from the hook, execve (runc, kernel)", func(s split) time.Time { return s.hookExit }, func(s split) time.Time { return s.exec }},
-		segment{"exec'd → app's START line: the program's own start (the app)", func(s split) time.Time { return s.exec }, func(s split) time.Time { return s.start }},
-		segment{"total: db's " + signal + " line → app's START line", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.start }},
+		segment[split]{"ready record → app's release record: the decision (podorder; one clock reading)", func(s split) time.Time { return s.ready }, func(s split) time.Time { return s.released }},
+		segment[split]{"release record → the hook's exit: tombstone, wake, the hook's read and exit (podorder)", func(s split) time.Time { return s.released }, func(s split) time.Time { return s.hookExit }},
+		segment[split]{"the hook's exit → app's program exec'd: runc's return from the hook, execve (runc, kernel)", func(s split) time.Time { return s.hookExit }, func(s split) time.Time { return s.exec }},
+		segment[split]{"exec'd → app's START line: the program's own start (the app)", func(s split) time.Time { return s.exec }, func(s split) time.Time { return s.start }},
+		segment[split]{"total: db's " + signal + " line → app's START line", func(s split) time.Time { return s.listen }, func(s split) time.Time { return s.start }},
 	)
 	var b strings.Builder
 	fmt.Fprintf(&b, "RESULT release split, %s, db ready 0.2 s (+0-100 ms) after its start, one pod at a time in its own network namespace, %d of %d releases traced\n", title, len(splits), len(parts))
 	fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", "part (whose)", "median", "p99 (or max)")
-	for _, seg := range segments {
-		var d []float64
-		for _, s := range splits {
-			d = append(d, seg.to(s).Sub(seg.from(s)).Seconds())
-		}
-		fmt.Fprintf(&b, "RESULT   %-92s %10s %16s\n", seg.name, fmtDuration(seconds(stats.Median(d))), tail(d))
-	}
+	writeSegments(&b, "   ", 92, segments, splits)
 	t.Log("\n" + strings.TrimRight(b.String(), "\n"))
 }
