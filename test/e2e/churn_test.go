@@ -627,22 +627,11 @@ func (ch *churn) stats(addr string) (daemonStats, error) {
 		return s, err
 	}
 	s.goroutines = v.Goroutines
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", ch.po.pid()))
+	status, err := harness.ProcStatus(ch.po.pid())
 	if err != nil {
 		return s, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "Threads":
-			s.threads = n
-		case "VmRSS":
-			s.rssKiB = n
-		}
-	}
+	s.threads, s.rssKiB = status["Threads"], status["VmRSS"]
 	return s, nil
 }
 

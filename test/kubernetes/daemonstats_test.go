@@ -1,15 +1,11 @@
 package kubernetes
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/podorder/podorder/test/harness"
 )
 
 // daemonStats is what the campaign watches of the node's podorder daemon, with the API on.
@@ -21,36 +17,16 @@ func (s daemonStats) String() string {
 
 // sampleDaemon reads the memory and threads of the podorder daemon that runs now, if one does.
 func sampleDaemon() (daemonStats, bool) {
-	matches, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, m := range matches {
-		cmd, err := os.ReadFile(m)
-		if err != nil {
-			continue
-		}
-		args := bytes.Split(bytes.TrimRight(cmd, "\x00"), []byte{0})
-		if string(args[0]) != "/podorder" || len(args) < 2 || string(args[1]) != "daemon" {
-			continue
-		}
-		f, err := os.Open(filepath.Join(filepath.Dir(m), "status"))
-		if err != nil {
-			continue
-		}
-		var s daemonStats
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), ":")
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			switch k {
-			case "VmRSS":
-				s.rssKiB = n
-			case "Threads":
-				s.threads = n
-			}
-		}
-		f.Close()
-		return s, s.rssKiB > 0
+	pids := daemonPIDs()
+	if len(pids) == 0 {
+		return daemonStats{}, false
 	}
-	return daemonStats{}, false
+	status, err := harness.ProcStatus(pids[0])
+	if err != nil {
+		return daemonStats{}, false
+	}
+	s := daemonStats{rssKiB: status["VmRSS"], threads: status["Threads"]}
+	return s, s.rssKiB > 0
 }
 
 // peakSampler keeps the peak of the daemon's stats, whichever of this release's daemons runs,

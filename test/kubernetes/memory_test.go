@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,34 +48,25 @@ func measureMemoryAtNodeScale(t *testing.T, b *bed, pods int) {
 		names = append(names, batch...)
 	}
 	rss, hwm := harness.ProcMemory(t, pid)
-	anon, file := procStatusKiB(t, pid, "RssAnon"), procStatusKiB(t, pid, "RssFile")
+	status, err := harness.ProcStatus(pid)
+	require.NoError(t, err)
+	anon, file := status["RssAnon"], status["RssFile"]
 	t.Logf("RESULT kubelet, daemon memory with the API on: %d pods × %d containers all Ready: VmRSS %.1f MiB (RssAnon %.1f MiB, its own; RssFile %.1f MiB, its binary's pages, shared with the page cache), VmHWM %.1f MiB (before the pods: VmRSS %.1f MiB, VmHWM %.1f MiB)",
 		pods, links, float64(rss)/1024, float64(anon)/1024, float64(file)/1024, float64(hwm)/1024, float64(baseRSS)/1024, float64(baseHWM)/1024)
 	b.c.Kubectl(t, append([]string{"delete", "pod", "--wait=true", "--timeout=300s", "scale-anchor"}, names...)...)
 }
 
-// procStatusKiB reads one "<field>: <n> kB" line of /proc/<pid>/status.
-func procStatusKiB(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			require.NoError(t, err, "%s in /proc/%d/status", field, pid)
-			return n
-		}
-	}
-	require.FailNow(t, "no such field in /proc/<pid>/status", "%s", field)
-	return 0
-}
-
-// daemonPID finds the podorder daemon of the DaemonSet among the node's processes: its image runs
-// /podorder daemon with flags, and only one runs on the node.
+// daemonPID finds the podorder daemon of the DaemonSet among the node's processes; only one runs.
 func daemonPID(t *testing.T) int {
 	t.Helper()
-	matches, err := filepath.Glob("/proc/[0-9]*/cmdline")
-	require.NoError(t, err)
+	found := daemonPIDs()
+	require.Len(t, found, 1, "one podorder daemon on the node")
+	return found[0]
+}
+
+// daemonPIDs lists the node's podorder daemons: the image runs /podorder daemon with flags.
+func daemonPIDs() []int {
+	matches, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var found []int
 	for _, m := range matches {
 		cmd, err := os.ReadFile(m)
@@ -87,10 +77,9 @@ func daemonPID(t *testing.T) int {
 		if string(args[0]) != "/podorder" || len(args) < 2 || string(args[1]) != "daemon" {
 			continue
 		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(m)))
-		require.NoError(t, err)
-		found = append(found, pid)
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(m))); err == nil {
+			found = append(found, pid)
+		}
 	}
-	require.Len(t, found, 1, "one podorder daemon on the node")
-	return found[0]
+	return found
 }
