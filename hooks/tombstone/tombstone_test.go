@@ -155,3 +155,18 @@ func TestWakeReachesAReaderAndNeverBlocksWithoutOne(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 }
+
+// A wake-up's error is nothing to do when there is no hook to wake or one is already pending; the
+// hook may leave between Wake's open and its write (EPIPE), which once failed a hooks test.
+func TestNothingToWake(t *testing.T) {
+	for err, want := range map[error]bool{
+		syscall.ENOENT: true,
+		syscall.ENXIO:  true,
+		syscall.EPIPE:  true,
+		syscall.EAGAIN: true,
+		syscall.EACCES: false,
+		syscall.EIO:    false,
+	} {
+		assert.Equal(t, want, nothingToWake(&os.PathError{Op: "write", Path: "wake", Err: err}), "%v", err)
+	}
+}

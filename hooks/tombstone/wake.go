@@ -49,22 +49,30 @@ func (s Store) EnsureWake(podUID, container string) (string, error) {
 	return dir, nil
 }
 
-// Wake nudges the hook of a held container to re-read the tombstones. It never blocks: with no hook
-// waiting (ENXIO) or a wake-up already pending (EAGAIN) there is nothing to do.
+// Wake nudges the hook of a held container to re-read the tombstones. It never blocks, and with no
+// hook to wake, or a wake-up already pending, there is nothing to do (see nothingToWake).
 func (s Store) Wake(podUID, container string) error {
 	if ValidUID(podUID) != nil || !validName(container) {
 		return nil
 	}
 	fd, err := syscall.Open(WakeFile(s.WakeDir(podUID, container)), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errors.Is(err, syscall.ENXIO) || errors.Is(err, fs.ErrNotExist) {
+	if nothingToWake(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("wake %s: %w", container, err)
 	}
 	defer syscall.Close(fd)
-	if _, err := syscall.Write(fd, []byte{1}); err != nil && !errors.Is(err, syscall.EAGAIN) {
+	if _, err := syscall.Write(fd, []byte{1}); err != nil && !nothingToWake(err) {
 		return fmt.Errorf("wake %s: %w", container, err)
 	}
 	return nil
+}
+
+// nothingToWake reports whether a wake-up's error means there is nothing to do: no FIFO (the
+// container is gone), no hook reading it (ENXIO at the open), the hook gone between the open and
+// the write (EPIPE: it had re-read the tombstones on an earlier wake-up and left), or a wake-up
+// already pending (EAGAIN: the FIFO is full).
+func nothingToWake(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.EAGAIN)
 }
